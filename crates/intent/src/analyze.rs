@@ -1,0 +1,236 @@
+//! Shared state of one classification and the dispatch between parsers.
+
+use crate::{
+    Config, Finding, Intent, Kind, MAX_DECODED_BYTES, MAX_DEPTH, MAX_FINDINGS, MAX_INPUT_BYTES,
+    MAX_SYNTAX_NESTING, Span, normalize, path, shell, sql, url_kind,
+};
+
+/// Longest evidence string kept in a finding.
+const MAX_EVIDENCE_CHARS: usize = 160;
+
+/// Collects findings and intents for one classification.
+#[derive(Default)]
+pub(crate) struct Sink {
+    pub findings: Vec<Finding>,
+    pub intents: Vec<Intent>,
+}
+
+impl Sink {
+    fn push(&mut self, finding: Finding) {
+        if !self.intents.contains(&finding.intent) {
+            self.intents.push(finding.intent);
+        }
+        if self.findings.len() < MAX_FINDINGS
+            && !self.findings.iter().any(|f| {
+                f.intent == finding.intent && f.span == finding.span && f.evidence == finding.evidence
+            })
+        {
+            self.findings.push(finding);
+        }
+    }
+}
+
+/// The context passed through every parser: configuration, the sink, the
+/// budget of decoded bytes left, and where nested payloads came from.
+pub(crate) struct Ctx<'a> {
+    pub config: &'a Config,
+    sink: &'a mut Sink,
+    argument: Option<&'a str>,
+    decoded_left: usize,
+    budget_reported: bool,
+}
+
+/// Where a payload sits: its nesting depth and, for nested payloads, the span
+/// of the outermost element (in the top-level normalised text) that holds it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Origin {
+    pub depth: usize,
+    pub outer: Option<Span>,
+}
+
+impl Origin {
+    pub const TOP: Origin = Origin {
+        depth: 0,
+        outer: None,
+    };
+
+    /// The span to report for a local `start..end`.
+    pub fn span(&self, start: usize, end: usize) -> Span {
+        self.outer.unwrap_or(Span { start, end })
+    }
+
+    /// The origin of a payload nested at local `start..end`.
+    pub fn nested(&self, start: usize, end: usize) -> Origin {
+        Origin {
+            depth: self.depth + 1,
+            outer: Some(self.span(start, end)),
+        }
+    }
+}
+
+impl<'a> Ctx<'a> {
+    pub fn add(&mut self, intent: Intent, kind: Kind, span: Span, evidence: impl AsRef<str>) {
+        let evidence = truncate_chars(evidence.as_ref(), MAX_EVIDENCE_CHARS);
+        self.sink.push(Finding {
+            intent,
+            evidence,
+            span,
+            kind,
+            argument: self.argument.map(str::to_string),
+        });
+    }
+
+    /// Accounts for `n` bytes of payload about to be re-parsed. Returns false
+    /// (and records `unknown` once) when the budget is spent.
+    pub fn spend(&mut self, n: usize, kind: Kind, span: Span) -> bool {
+        if n <= self.decoded_left {
+            self.decoded_left -= n;
+            return true;
+        }
+        if !self.budget_reported {
+            self.budget_reported = true;
+            self.add(
+                Intent::Unknown,
+                kind,
+                span,
+                format!("decoded payloads exceed {MAX_DECODED_BYTES} bytes; not parsed"),
+            );
+        }
+        false
+    }
+
+    /// Classifies a payload found inside another one (e.g. the string of
+    /// `sh -c`, the SQL of `psql -c`), after normalising it like any input.
+    pub fn nested(&mut self, kind: Kind, text: &str, origin: Origin) {
+        let span = origin.span(0, 0);
+        if origin.depth > MAX_DEPTH {
+            self.add(
+                Intent::Unknown,
+                kind,
+                span,
+                format!("payload nested deeper than {MAX_DEPTH} levels; not parsed"),
+            );
+            return;
+        }
+        if !self.spend(text.len(), kind, span) {
+            return;
+        }
+        let text = normalize(text);
+        dispatch(self, kind, &text, origin);
+    }
+
+    /// Records whether any intent other than `read_only` has been found since
+    /// `mark` (from [`Ctx::mark`]).
+    pub fn found_since(&self, mark: usize) -> bool {
+        self.sink.intents.len() > mark
+    }
+
+    /// A marker for [`Ctx::found_since`].
+    pub fn mark(&self) -> usize {
+        self.sink.intents.len()
+    }
+
+    pub fn has(&self, intent: Intent) -> bool {
+        self.sink.intents.contains(&intent)
+    }
+}
+
+/// Classifies one top-level text into `sink`.
+pub(crate) fn classify_into(
+    config: &Config,
+    kind: Kind,
+    text: &str,
+    argument: Option<&str>,
+    sink: &mut Sink,
+) {
+    let mut ctx = Ctx {
+        config,
+        sink,
+        argument,
+        decoded_left: MAX_DECODED_BYTES,
+        budget_reported: false,
+    };
+    let mut cut = text;
+    if text.len() > MAX_INPUT_BYTES {
+        let mut end = MAX_INPUT_BYTES;
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        cut = &text[..end];
+    }
+    let normalized = normalize(cut);
+    if cut.len() < text.len() {
+        let len = normalized.len();
+        ctx.add(
+            Intent::Unknown,
+            if kind == Kind::Auto { Kind::Shell } else { kind },
+            Span { start: 0, end: len },
+            format!(
+                "input of {} bytes exceeds the {MAX_INPUT_BYTES}-byte limit; only the start was read",
+                text.len()
+            ),
+        );
+    }
+    dispatch(&mut ctx, kind, &normalized, Origin::TOP);
+}
+
+fn dispatch(ctx: &mut Ctx<'_>, kind: Kind, text: &str, origin: Origin) {
+    match kind {
+        Kind::Sql => sql::analyze(ctx, text, origin),
+        Kind::Shell => shell::analyze(ctx, text, origin),
+        Kind::Url => url_kind::analyze(ctx, text, origin),
+        Kind::Path => path::analyze(ctx, text, origin),
+        Kind::Auto => auto(ctx, text, origin),
+    }
+}
+
+/// `auto`: a string is classified as each kind it parses as with confidence.
+/// Plain prose that is none of them is data and adds nothing.
+fn auto(ctx: &mut Ctx<'_>, text: &str, origin: Origin) {
+    let t = text.trim();
+    if t.is_empty() {
+        return;
+    }
+    if url_kind::looks_like_url(t) {
+        url_kind::analyze(ctx, text, origin);
+        return;
+    }
+    if path::looks_like_path(t) {
+        path::analyze(ctx, text, origin);
+        return;
+    }
+    if sql::looks_like_sql(t) {
+        sql::analyze(ctx, text, origin);
+        return;
+    }
+    if shell::looks_like_shell(t) {
+        shell::analyze(ctx, text, origin);
+    }
+}
+
+/// Deepest nesting of brackets, braces and backticks, ignoring quoting (an
+/// over-estimate, which is the safe side for a stack guard).
+pub(crate) fn nesting_exceeds_limit(text: &str) -> bool {
+    let mut depth: usize = 0;
+    let mut max: usize = 0;
+    let mut backticks = 0usize;
+    for b in text.bytes() {
+        match b {
+            b'(' | b'{' | b'[' => {
+                depth += 1;
+                max = max.max(depth);
+            }
+            b')' | b'}' | b']' => depth = depth.saturating_sub(1),
+            b'`' => backticks += 1,
+            _ => {}
+        }
+    }
+    max > MAX_SYNTAX_NESTING || backticks > 2 * MAX_SYNTAX_NESTING
+}
+
+pub(crate) fn truncate_chars(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_string(),
+    }
+}

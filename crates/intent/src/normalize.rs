@@ -1,0 +1,67 @@
+//! Unicode normalisation applied before any parser sees the text.
+
+use unicode_normalization::UnicodeNormalization;
+
+/// Returns the text every parser sees, and every span points into: NFKC
+/// (which also folds full-width forms such as `ｒｍ` to `rm`), with invisible
+/// characters removed — zero-width, bidi controls, soft hyphen, tag and
+/// variation-selector characters, and C0/C1 controls other than tab, line
+/// feed and carriage return. Unicode line and paragraph separators become `\n`.
+pub fn normalize(text: &str) -> String {
+    // Fast path: plain printable ASCII is already normal.
+    if text
+        .bytes()
+        .all(|b| (0x20..0x7f).contains(&b) || b == b'\n' || b == b'\t' || b == b'\r')
+    {
+        return text.to_string();
+    }
+    let mut out = String::with_capacity(text.len());
+    for c in text.nfkc() {
+        match c {
+            '\u{2028}' | '\u{2029}' | '\u{85}' => out.push('\n'),
+            c if is_invisible(c) => {}
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+fn is_invisible(c: char) -> bool {
+    matches!(c,
+        '\u{0}'..='\u{8}' | '\u{b}' | '\u{c}' | '\u{e}'..='\u{1f}' | '\u{7f}'..='\u{9f}'
+        | '\u{ad}'                      // soft hyphen
+        | '\u{34f}'                     // combining grapheme joiner
+        | '\u{61c}'                     // arabic letter mark
+        | '\u{115f}' | '\u{1160}' | '\u{3164}' | '\u{ffa0}' // hangul fillers
+        | '\u{17b4}' | '\u{17b5}'
+        | '\u{180b}'..='\u{180f}'       // mongolian selectors / vowel separator
+        | '\u{200b}'..='\u{200f}'       // zero-width, LRM/RLM
+        | '\u{202a}'..='\u{202e}'       // bidi embeddings/overrides
+        | '\u{2060}'..='\u{206f}'       // word joiner, invisible operators, bidi isolates
+        | '\u{fe00}'..='\u{fe0f}'       // variation selectors
+        | '\u{feff}'                    // BOM / zero-width no-break space
+        | '\u{fff9}'..='\u{fffb}'       // interlinear annotations
+        | '\u{1bca0}'..='\u{1bca3}'
+        | '\u{1d173}'..='\u{1d17a}'
+        | '\u{e0000}'..='\u{e0fff}'     // tags, variation selectors supplement
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn folds_full_width_and_strips_invisibles() {
+        assert_eq!(normalize("ｒｍ -rf /"), "rm -rf /");
+        assert_eq!(normalize("r\u{200b}m\u{202e} -rf\u{feff} /"), "rm -rf /");
+        assert_eq!(normalize("a\u{2028}b"), "a\nb");
+        assert_eq!(normalize("DR\u{e0041}OP"), "DROP");
+    }
+
+    #[test]
+    fn keeps_ordinary_text() {
+        assert_eq!(normalize("ls -la\n\tx"), "ls -la\n\tx");
+        assert_eq!(normalize("café"), "café");
+    }
+}

@@ -1,0 +1,546 @@
+//! File paths: lexical resolution, sensitive files, traversal.
+
+use crate::analyze::{Ctx, Origin};
+use crate::{Intent, Kind};
+
+/// Resolves a path lexically: `$HOME`, `${HOME}`, `/root` and `/home/<user>`
+/// become `~`; `$TMPDIR` becomes `/tmp`; backslashes are separators; empty
+/// and `.` segments are dropped and `..` pops a segment. A leading `..` that
+/// escapes the start is kept. Percent-encoded bytes are decoded first when the
+/// path contains `%2e`, `%2f` or `%5c` (any case).
+pub(crate) fn canonical(raw: &str) -> String {
+    let decoded;
+    let mut p = raw;
+    let lower = p.to_ascii_lowercase();
+    if lower.contains("%2e") || lower.contains("%2f") || lower.contains("%5c") {
+        decoded = percent_decode(p);
+        p = &decoded;
+    }
+    let p = p.replace('\\', "/");
+    let mut rest: &str = &p;
+    let mut prefix = "";
+    for (from, to) in [
+        ("${HOME}", "~"),
+        ("$HOME", "~"),
+        ("${TMPDIR}", "/tmp"),
+        ("$TMPDIR", "/tmp"),
+        ("/root", "~"),
+    ] {
+        if let Some(r) = rest.strip_prefix(from)
+            && (r.is_empty() || r.starts_with('/'))
+        {
+            prefix = to;
+            rest = r;
+            break;
+        }
+    }
+    let home_user;
+    if prefix.is_empty() {
+        if let Some(r) = rest.strip_prefix("/home/") {
+            let (_user, tail) = r.split_once('/').unwrap_or((r, ""));
+            home_user = format!("/{tail}");
+            prefix = "~";
+            rest = &home_user;
+        } else if let Some(r) = rest.strip_prefix('~') {
+            // `~` or `~user`
+            let tail = r.find('/').map_or("", |i| &r[i..]);
+            prefix = "~";
+            rest = tail;
+        } else if rest.starts_with('/') {
+            prefix = "/";
+        }
+    }
+    let mut segs: Vec<&str> = Vec::new();
+    let mut escapes = 0usize;
+    for seg in rest.split('/') {
+        match seg {
+            "" | "." => {}
+            ".." => {
+                if segs.pop().is_none() && prefix.is_empty() {
+                    escapes += 1;
+                }
+            }
+            s => segs.push(s),
+        }
+    }
+    let mut out = String::with_capacity(rest.len() + 2);
+    match prefix {
+        "/" => out.push('/'),
+        "~" => {
+            out.push('~');
+            if !segs.is_empty() {
+                out.push('/');
+            }
+        }
+        "/tmp" => {
+            out.push_str("/tmp");
+            if !segs.is_empty() {
+                out.push('/');
+            }
+        }
+        _ => {
+            for _ in 0..escapes {
+                out.push_str("../");
+            }
+        }
+    }
+    out.push_str(&segs.join("/"));
+    out
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%'
+            && i + 2 < bytes.len()
+            && let (Some(h), Some(l)) = (hex(bytes[i + 1]), hex(bytes[i + 2]))
+        {
+            out.push(h * 16 + l);
+            i += 3;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+fn hex(b: u8) -> Option<u8> {
+    (b as char).to_digit(16).map(|d| d as u8)
+}
+
+fn basename(p: &str) -> &str {
+    p.rsplit('/').next().unwrap_or(p)
+}
+
+pub(crate) fn has_glob(p: &str) -> bool {
+    p.contains(['*', '?', '['])
+}
+
+/// Representative sensitive paths a glob is tested against.
+const GLOB_CANDIDATES: &[&str] = &[
+    "~/.ssh/id_rsa",
+    "~/.ssh/id_ed25519",
+    "~/.ssh/id_ecdsa",
+    "~/.aws/credentials",
+    "~/.kube/config",
+    "~/.netrc",
+    "~/.pgpass",
+    "~/.git-credentials",
+    "~/.docker/config.json",
+    "/etc/shadow",
+    "/etc/gshadow",
+    "/proc/self/environ",
+    "/proc/1/environ",
+    "/var/run/secrets/kubernetes.io/serviceaccount/token",
+    ".env",
+    "id_rsa",
+    "id_ed25519",
+];
+
+/// Why reading `path` (canonical or not) accesses credentials, if it does.
+pub(crate) fn credential_reason(path: &str) -> Option<&'static str> {
+    let c = canonical(path);
+    if has_glob(&c) {
+        let matches = GLOB_CANDIDATES.iter().any(|cand| {
+            if c.contains('/') {
+                glob_match(&c, cand)
+            } else {
+                glob_match(&c, basename(cand))
+            }
+        });
+        return matches.then_some("glob that matches a credential file");
+    }
+    credential_reason_canonical(&c)
+}
+
+fn credential_reason_canonical(c: &str) -> Option<&'static str> {
+    let base = basename(c);
+    if c == "~/.ssh" || c.starts_with("~/.ssh/") {
+        if !(matches!(base, "known_hosts" | "config" | "authorized_keys" | "known_hosts.old")
+            || base.ends_with(".pub"))
+        {
+            return Some("SSH private keys");
+        }
+        return None;
+    }
+    if matches!(base, "id_rsa" | "id_dsa" | "id_ecdsa" | "id_ed25519" | "id_ecdsa_sk" | "id_ed25519_sk") {
+        return Some("SSH private key");
+    }
+    const HOME_SECRETS: &[&str] = &[
+        "~/.aws",
+        "~/.config/gcloud",
+        "~/.azure",
+        "~/.kube/config",
+        "~/.docker/config.json",
+        "~/.netrc",
+        "~/.pgpass",
+        "~/.my.cnf",
+        "~/.git-credentials",
+        "~/.npmrc",
+        "~/.pypirc",
+        "~/.gnupg",
+        "~/.password-store",
+        "~/.vault-token",
+        "~/.config/gh/hosts.yml",
+        "~/.cargo/credentials",
+        "~/.cargo/credentials.toml",
+        "~/.terraform.d/credentials.tfrc.json",
+        "~/.bash_history",
+        "~/.zsh_history",
+        "~/.psql_history",
+        "~/.mysql_history",
+    ];
+    const SYSTEM_SECRETS: &[&str] = &[
+        "/etc/shadow",
+        "/etc/gshadow",
+        "/etc/shadow-",
+        "/etc/master.passwd",
+        "/etc/security/opasswd",
+        "/etc/ssl/private",
+        "/etc/kubernetes/admin.conf",
+        "/etc/kubernetes/pki",
+        "/var/run/secrets",
+        "/run/secrets",
+        "/proc/self/environ",
+        "/etc/sudoers",
+    ];
+    for s in HOME_SECRETS.iter().chain(SYSTEM_SECRETS) {
+        if under(c, s) {
+            return Some(if s.starts_with('~') {
+                "credential file in a home directory"
+            } else {
+                "system credential file"
+            });
+        }
+    }
+    if c.starts_with("/etc/ssh/ssh_host_") && !c.ends_with(".pub") {
+        return Some("SSH host private key");
+    }
+    if let Some(rest) = c.strip_prefix("/proc/")
+        && let Some((_pid, file)) = rest.split_once('/')
+        && matches!(file, "environ" | "mem" | "maps")
+    {
+        return Some("process environment or memory");
+    }
+    if base == ".env"
+        || (base.starts_with(".env.")
+            && !matches!(
+                &base[5..],
+                "example" | "sample" | "template" | "dist" | "defaults" | "schema"
+            ))
+    {
+        return Some("dotenv secrets file");
+    }
+    let lower = base.to_ascii_lowercase();
+    if lower.ends_with(".key")
+        || lower.ends_with(".p12")
+        || lower.ends_with(".pfx")
+        || lower.ends_with(".jks")
+        || (lower.ends_with(".pem") && (lower.contains("key") || lower.contains("priv")))
+        || matches!(
+            lower.as_str(),
+            "credentials.json" | "secrets.json" | "secrets.yaml" | "secrets.yml" | "terraform.tfstate"
+        )
+    {
+        return Some("private key or secrets file");
+    }
+    None
+}
+
+/// Whether canonical `c` is `root` or below it.
+fn under(c: &str, root: &str) -> bool {
+    c == root || (c.starts_with(root) && c.as_bytes().get(root.len()) == Some(&b'/'))
+}
+
+/// Why writing `path` persists across sessions, if it does.
+pub(crate) fn persistence_reason(path: &str) -> Option<&'static str> {
+    let c = canonical(path);
+    const RC: &[&str] = &[
+        "~/.bashrc",
+        "~/.bash_profile",
+        "~/.bash_login",
+        "~/.bash_logout",
+        "~/.profile",
+        "~/.zshrc",
+        "~/.zprofile",
+        "~/.zshenv",
+        "~/.zlogin",
+        "~/.config/fish",
+        "/etc/profile",
+        "/etc/profile.d",
+        "/etc/bash.bashrc",
+        "/etc/bashrc",
+        "/etc/zshrc",
+        "/etc/zsh",
+        "/etc/environment",
+    ];
+    const SCHED: &[&str] = &[
+        "/etc/crontab",
+        "/etc/cron.d",
+        "/etc/cron.daily",
+        "/etc/cron.hourly",
+        "/etc/cron.weekly",
+        "/etc/cron.monthly",
+        "/var/spool/cron",
+        "/etc/systemd",
+        "/lib/systemd/system",
+        "/usr/lib/systemd",
+        "~/.config/systemd",
+        "/etc/init.d",
+        "/etc/init",
+        "/etc/rc.local",
+        "/etc/xdg/autostart",
+        "~/.config/autostart",
+        "/Library/LaunchAgents",
+        "/Library/LaunchDaemons",
+        "~/Library/LaunchAgents",
+        "/etc/update-motd.d",
+        "~/.ssh/authorized_keys",
+        "~/.ssh/rc",
+    ];
+    if RC.iter().any(|r| under(&c, r)) {
+        return Some("shell startup file");
+    }
+    if SCHED.iter().any(|r| under(&c, r)) {
+        return Some("scheduler, service or login configuration");
+    }
+    if c.contains(".git/hooks/") {
+        return Some("git hook");
+    }
+    None
+}
+
+/// Why writing `path` grants privileges, if it does.
+pub(crate) fn privilege_reason(path: &str) -> Option<&'static str> {
+    let c = canonical(path);
+    const FILES: &[&str] = &[
+        "/etc/sudoers",
+        "/etc/sudoers.d",
+        "/etc/doas.conf",
+        "/etc/passwd",
+        "/etc/shadow",
+        "/etc/group",
+        "/etc/gshadow",
+        "/etc/ld.so.preload",
+        "/etc/ld.so.conf",
+        "/etc/ld.so.conf.d",
+        "/etc/pam.d",
+        "/etc/security",
+    ];
+    FILES
+        .iter()
+        .any(|r| under(&c, r))
+        .then_some("account, sudo or loader configuration")
+}
+
+/// A system directory, where world-writable modes or ownership changes matter.
+pub(crate) fn is_system_path(path: &str) -> bool {
+    let c = canonical(path);
+    if c == "/" || c == "~" || c == "/*" {
+        return true;
+    }
+    const ROOTS: &[&str] = &[
+        "/etc", "/usr", "/bin", "/sbin", "/lib", "/lib64", "/lib32", "/boot", "/var", "/sys",
+        "/proc", "/dev", "/opt", "/srv", "/home", "/root", "~/.ssh",
+    ];
+    ROOTS.iter().any(|r| under(&c, r))
+}
+
+/// A scratch location where deleting is routine.
+pub(crate) fn is_temp(path: &str) -> bool {
+    let c = canonical(path);
+    ["/tmp/", "/var/tmp/", "/dev/shm/"]
+        .iter()
+        .any(|t| c.starts_with(t) && c.len() > t.len())
+}
+
+/// A raw disk or memory device, where writing destroys data.
+pub(crate) fn is_block_device(path: &str) -> bool {
+    let c = canonical(path);
+    let Some(dev) = c.strip_prefix("/dev/") else {
+        return false;
+    };
+    [
+        "sd", "hd", "vd", "xvd", "nvme", "mmcblk", "disk", "mapper/", "md", "dm-", "loop", "mem",
+        "kmem", "port", "nbd",
+    ]
+    .iter()
+    .any(|p| dev.starts_with(p))
+}
+
+/// Glob match with `*`, `?` and `[...]` classes; `*` does not cross `/`.
+/// Linear in practice: classic two-pointer backtracking on the last `*` only.
+pub(crate) fn glob_match(pattern: &str, text: &str) -> bool {
+    let p: Vec<char> = pattern.chars().collect();
+    let t: Vec<char> = text.chars().collect();
+    let (mut pi, mut ti) = (0usize, 0usize);
+    let mut star: Option<(usize, usize)> = None;
+    while ti < t.len() {
+        if pi < p.len() {
+            match p[pi] {
+                '*' => {
+                    star = Some((pi, ti));
+                    pi += 1;
+                    continue;
+                }
+                '?' if t[ti] != '/' => {
+                    pi += 1;
+                    ti += 1;
+                    continue;
+                }
+                '[' => {
+                    if let Some((matched, next)) = class_match(&p, pi, t[ti])
+                        && matched
+                    {
+                        pi = next;
+                        ti += 1;
+                        continue;
+                    }
+                }
+                c if c == t[ti] => {
+                    pi += 1;
+                    ti += 1;
+                    continue;
+                }
+                _ => {}
+            }
+        }
+        match star {
+            Some((sp, st)) if t[st] != '/' => {
+                pi = sp + 1;
+                ti = st + 1;
+                star = Some((sp, st + 1));
+            }
+            _ => return false,
+        }
+    }
+    p[pi..].iter().all(|&c| c == '*')
+}
+
+/// Matches `c` against the class starting at `p[start] == '['`; returns
+/// (matched, index after the class), or None if the class is not closed.
+fn class_match(p: &[char], start: usize, c: char) -> Option<(bool, usize)> {
+    let mut i = start + 1;
+    let negate = matches!(p.get(i), Some('!') | Some('^'));
+    if negate {
+        i += 1;
+    }
+    let mut matched = false;
+    let mut first = true;
+    while i < p.len() {
+        if p[i] == ']' && !first {
+            return Some((matched != negate, i + 1));
+        }
+        first = false;
+        if i + 2 < p.len() && p[i + 1] == '-' && p[i + 2] != ']' {
+            if p[i] <= c && c <= p[i + 2] {
+                matched = true;
+            }
+            i += 3;
+        } else {
+            if p[i] == c {
+                matched = true;
+            }
+            i += 1;
+        }
+    }
+    None
+}
+
+/// Whether a bare string is confidently a path.
+pub(crate) fn looks_like_path(t: &str) -> bool {
+    if t.contains(char::is_whitespace) || t.len() > 4096 || t.contains("://") {
+        return false;
+    }
+    t.starts_with('/')
+        || t.starts_with("~/")
+        || t.starts_with("./")
+        || t.starts_with("../")
+        || t.starts_with("..\\")
+        || t.starts_with("$HOME/")
+        || (t.len() > 2 && t.as_bytes()[1] == b':' && matches!(t.as_bytes()[2], b'\\' | b'/'))
+        || credential_reason(t).is_some()
+        || t.contains("../")
+        || t.contains("..\\")
+}
+
+/// `path` kind: sensitive files and traversal out of the declared roots.
+pub(crate) fn analyze(ctx: &mut Ctx<'_>, text: &str, origin: Origin) {
+    let raw = text.trim();
+    let span = origin.span(0, text.len());
+    if raw.is_empty() {
+        return;
+    }
+    if raw.contains('\0') || raw.contains('\n') {
+        ctx.add(Intent::Unknown, Kind::Path, span, "path contains control characters");
+    }
+    if let Some(reason) = credential_reason(raw) {
+        ctx.add(Intent::CredentialAccess, Kind::Path, span, format!("{raw}: {reason}"));
+    }
+    let c = canonical(raw);
+    let roots = &ctx.config.path_roots;
+    if c.starts_with("../") {
+        ctx.add(
+            Intent::PrivilegeEscalation,
+            Kind::Path,
+            span,
+            format!("{raw}: traversal escapes its starting directory"),
+        );
+    } else if !roots.is_empty() {
+        let inside = if c.starts_with('/') || c.starts_with('~') {
+            roots.iter().any(|r| under(&c, &canonical(r)))
+        } else {
+            // Relative: resolved against each root, must stay inside it.
+            roots.iter().any(|r| {
+                let root = canonical(r);
+                under(&canonical(&format!("{root}/{c}")), &root)
+            })
+        };
+        if !inside {
+            ctx.add(
+                Intent::PrivilegeEscalation,
+                Kind::Path,
+                span,
+                format!("{raw}: outside the declared roots"),
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn canonical_resolves_home_and_dots() {
+        assert_eq!(canonical("$HOME/.ssh/../.aws/credentials"), "~/.aws/credentials");
+        assert_eq!(canonical("/home/bob//.ssh/./id_rsa"), "~/.ssh/id_rsa");
+        assert_eq!(canonical("/tmp/../etc/shadow"), "/etc/shadow");
+        assert_eq!(canonical("../../etc/passwd"), "../../etc/passwd");
+        assert_eq!(canonical("%2e%2e%2fetc%2fpasswd"), "../etc/passwd");
+        assert_eq!(canonical("~root/.ssh"), "~/.ssh");
+    }
+
+    #[test]
+    fn credentials_found_through_globs_and_dots() {
+        assert!(credential_reason("~/.s*/id_*").is_some());
+        assert!(credential_reason("/proc/*/environ").is_some());
+        assert!(credential_reason("/etc/sha[d]ow").is_some());
+        assert!(credential_reason("./.env").is_some());
+        assert!(credential_reason(".env.example").is_none());
+        assert!(credential_reason("~/.ssh/id_rsa.pub").is_none());
+        assert!(credential_reason("src/*.rs").is_none());
+    }
+
+    #[test]
+    fn glob_matching() {
+        assert!(glob_match("a*c", "abbc"));
+        assert!(!glob_match("a*c", "ab/c"));
+        assert!(glob_match("[a-c]x", "bx"));
+        assert!(!glob_match("[!a-c]x", "bx"));
+        assert!(glob_match("*", "anything"));
+    }
+}

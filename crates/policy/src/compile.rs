@@ -1,0 +1,347 @@
+//! Compiling a [`Policy`]: validate, compile every CEL condition once, and
+//! index rules by intervention point and tool so a decision only touches the
+//! rules that can match it.
+
+use crate::diag::{Diagnostic, PolicyError, Pos, suggest};
+use crate::limits::{MAX_GLOBS, MAX_RULES};
+use crate::model::*;
+use crate::native;
+use globset::{Glob, GlobMatcher, GlobSet, GlobSetBuilder};
+use sha2::{Digest, Sha256};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+/// A policy ready to evaluate. Cheap to share: evaluation takes `&self`.
+pub struct CompiledPolicy {
+    pub(crate) name: String,
+    pub(crate) default: DefaultVerdict,
+    pub(crate) hash: String,
+    pub(crate) rules: Vec<CompiledRule>,
+    /// One index per [`Point`], in `Point::ALL` order.
+    pub(crate) index: Vec<PointIndex>,
+    pub(crate) tools: BTreeMap<String, ToolSpec>,
+    pub(crate) hidden: Vec<u32>,
+    pub(crate) env: Arc<cel::Env>,
+}
+
+impl std::fmt::Debug for CompiledPolicy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CompiledPolicy")
+            .field("name", &self.name)
+            .field("hash", &self.hash)
+            .field("rules", &self.rules.len())
+            .finish()
+    }
+}
+
+pub(crate) struct CompiledRule {
+    pub rule: Rule,
+    pub exact_tools: Vec<String>,
+    pub tool_globs: Option<GlobSet>,
+    pub agent: Option<AgentMatcher>,
+    pub cond: Option<Condition>,
+}
+
+pub(crate) enum AgentMatcher {
+    Exact(String),
+    Glob(GlobMatcher),
+}
+
+impl AgentMatcher {
+    pub fn is_match(&self, agent: &str) -> bool {
+        match self {
+            AgentMatcher::Exact(s) => s == agent,
+            AgentMatcher::Glob(g) => g.is_match(agent),
+        }
+    }
+}
+
+pub(crate) struct Condition {
+    pub program: cel::Program,
+    pub native: Option<native::Expr>,
+}
+
+#[derive(Default)]
+pub(crate) struct PointIndex {
+    pub exact: HashMap<String, Vec<u32>>,
+    pub globs: Option<GlobSet>,
+    /// For each glob in `globs`, the rules that wrote it.
+    pub glob_rules: Vec<Vec<u32>>,
+    /// Rules with no tool matcher: candidates for every action at this point.
+    pub any_tool: Vec<u32>,
+}
+
+fn is_glob(pattern: &str) -> bool {
+    pattern.contains(['*', '?', '[', '{', '\\'])
+}
+
+fn glob(pattern: &str) -> Result<Glob, globset::Error> {
+    globset::GlobBuilder::new(pattern)
+        .literal_separator(false)
+        .backslash_escape(true)
+        .build()
+}
+
+/// Compiles a loaded policy.
+pub fn compile(policy: Policy) -> Result<CompiledPolicy, PolicyError> {
+    let mut diags = Vec::new();
+    let root = policy
+        .sources
+        .first()
+        .map(|(f, _)| f.clone())
+        .unwrap_or_default();
+    if policy.rules.len() > MAX_RULES {
+        diags.push(Diagnostic::new(
+            &root,
+            Pos::default(),
+            format!("policy has {} rules; the limit is {MAX_RULES}", policy.rules.len()),
+        ));
+    }
+    let glob_count: usize = policy
+        .rules
+        .iter()
+        .map(|r| r.matcher.tools.iter().filter(|t| is_glob(t)).count())
+        .sum();
+    if glob_count > MAX_GLOBS {
+        diags.push(Diagnostic::new(
+            &root,
+            Pos::default(),
+            format!("policy has {glob_count} tool globs; the limit is {MAX_GLOBS}"),
+        ));
+    }
+    if !diags.is_empty() {
+        return Err(PolicyError { diagnostics: diags });
+    }
+
+    let env = Arc::new(cel::Env::stdlib());
+    let mut rules = Vec::with_capacity(policy.rules.len());
+    for rule in policy.rules {
+        match compile_rule(&env, rule) {
+            Ok(r) => rules.push(r),
+            Err(mut d) => diags.append(&mut d),
+        }
+    }
+    if !diags.is_empty() {
+        return Err(PolicyError { diagnostics: diags });
+    }
+
+    let mut index: Vec<PointIndex> = Point::ALL.iter().map(|_| PointIndex::default()).collect();
+    let mut glob_builders: Vec<(GlobSetBuilder, HashMap<String, usize>)> = Point::ALL
+        .iter()
+        .map(|_| (GlobSetBuilder::new(), HashMap::new()))
+        .collect();
+    let mut hidden = Vec::new();
+    for (i, r) in rules.iter().enumerate() {
+        let i = i as u32;
+        if r.rule.hidden {
+            hidden.push(i);
+        }
+        for point in &r.rule.on {
+            let p = *point as usize;
+            let idx = &mut index[p];
+            if r.rule.matcher.tools.is_empty() {
+                idx.any_tool.push(i);
+                continue;
+            }
+            for t in &r.exact_tools {
+                let list = idx.exact.entry(t.clone()).or_default();
+                if list.last() != Some(&i) {
+                    list.push(i);
+                }
+            }
+            let (builder, seen) = &mut glob_builders[p];
+            for pat in r.rule.matcher.tools.iter().filter(|t| is_glob(t)) {
+                let slot = match seen.get(pat) {
+                    Some(&slot) => slot,
+                    None => {
+                        // Validated at load time; a failure here is a bug, reported not panicked.
+                        let g = glob(pat).map_err(|e| internal(&r.rule, e))?;
+                        builder.add(g);
+                        idx.glob_rules.push(Vec::new());
+                        seen.insert(pat.clone(), idx.glob_rules.len() - 1);
+                        idx.glob_rules.len() - 1
+                    }
+                };
+                let list = &mut idx.glob_rules[slot];
+                if list.last() != Some(&i) {
+                    list.push(i);
+                }
+            }
+        }
+    }
+    for (idx, (builder, seen)) in index.iter_mut().zip(glob_builders) {
+        if !seen.is_empty() {
+            idx.globs = Some(builder.build().map_err(|e| PolicyError::one(Diagnostic::new(&root, Pos::default(), format!("cannot build the tool index: {e}"))))?);
+        }
+    }
+
+    let mut hasher = Sha256::new();
+    for (file, text) in &policy.sources {
+        hasher.update((file.len() as u64).to_be_bytes());
+        hasher.update(file.as_bytes());
+        hasher.update((text.len() as u64).to_be_bytes());
+        hasher.update(text.as_bytes());
+    }
+    let hash = format!("sha256:{}", hex::encode(hasher.finalize()));
+
+    Ok(CompiledPolicy {
+        name: policy.name,
+        default: policy.default,
+        hash,
+        rules,
+        index,
+        tools: policy.tools,
+        hidden,
+        env,
+    })
+}
+
+fn internal(rule: &Rule, e: impl std::fmt::Display) -> PolicyError {
+    PolicyError::one(Diagnostic::new(
+        &rule.origin.file,
+        Pos {
+            line: rule.origin.line,
+            column: 1,
+        },
+        format!("internal error compiling rule '{}': {e}", rule.id),
+    ))
+}
+
+fn compile_rule(env: &cel::Env, rule: Rule) -> Result<CompiledRule, Vec<Diagnostic>> {
+    let mut diags = Vec::new();
+    let exact_tools: Vec<String> = rule
+        .matcher
+        .tools
+        .iter()
+        .filter(|t| !is_glob(t))
+        .cloned()
+        .collect();
+    let globs: Vec<&String> = rule.matcher.tools.iter().filter(|t| is_glob(t)).collect();
+    let tool_globs = if globs.is_empty() {
+        None
+    } else {
+        let mut b = GlobSetBuilder::new();
+        for g in globs {
+            match glob(g) {
+                Ok(g) => {
+                    b.add(g);
+                }
+                Err(e) => return Err(internal(&rule, e).diagnostics),
+            }
+        }
+        Some(b.build().map_err(|e| internal(&rule, e).diagnostics)?)
+    };
+    let agent = match &rule.matcher.agent {
+        None => None,
+        Some(a) if !is_glob(a) => Some(AgentMatcher::Exact(a.clone())),
+        Some(a) => Some(AgentMatcher::Glob(
+            glob(a).map_err(|e| internal(&rule, e).diagnostics)?.compile_matcher(),
+        )),
+    };
+    let cond = match &rule.when {
+        None => None,
+        Some(when) => match compile_condition(env, &rule, when) {
+            Ok(c) => Some(c),
+            Err(d) => {
+                diags.push(d);
+                None
+            }
+        },
+    };
+    if !diags.is_empty() {
+        return Err(diags);
+    }
+    Ok(CompiledRule {
+        rule,
+        exact_tools,
+        tool_globs,
+        agent,
+        cond,
+    })
+}
+
+fn compile_condition(env: &cel::Env, rule: &Rule, when: &Spanned<String>) -> Result<Condition, Diagnostic> {
+    let at = Pos {
+        line: when.line,
+        column: when.column,
+    };
+    let program = env.compile(&when.value).map_err(|errors| {
+        let (msg, line, col) = match errors.errors.first() {
+            Some(e) => (e.msg.clone(), e.pos.0, e.pos.1),
+            None => ("cannot parse".to_string(), 0, 0),
+        };
+        Diagnostic::new(
+            &when.file,
+            at,
+            format!("invalid CEL in 'when' of rule '{}' at {line}:{col} of the expression: {msg}", rule.id),
+        )
+        .hint(format!("variables: {}", native::VARIABLES.join(", ")))
+    })?;
+    let mut free = Vec::new();
+    native::free_idents(program.expression(), &mut Vec::new(), &mut free);
+    if let Some(unknown) = free.iter().find(|v| !native::VARIABLES.contains(&v.as_str())) {
+        let d = Diagnostic::new(
+            &when.file,
+            at,
+            format!("unknown variable '{unknown}' in 'when' of rule '{}'", rule.id),
+        );
+        return Err(match suggest(unknown, native::VARIABLES) {
+            Some(s) => d.hint(format!("did you mean '{s}'?")),
+            None => d.hint(format!("variables: {}", native::VARIABLES.join(", "))),
+        });
+    }
+    let native = native::compile(program.expression());
+    Ok(Condition { program, native })
+}
+
+impl CompiledPolicy {
+    /// The policy's `name:`.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// `sha256:` + hex over every source file (name and text), in load order.
+    pub fn hash(&self) -> &str {
+        &self.hash
+    }
+
+    /// The verdict when no rule matches.
+    pub fn default(&self) -> DefaultVerdict {
+        self.default
+    }
+
+    /// Every rule, in rule order.
+    pub fn rules(&self) -> impl ExactSizeIterator<Item = &Rule> {
+        self.rules.iter().map(|r| &r.rule)
+    }
+
+    /// The tool catalog.
+    pub fn tools(&self) -> &BTreeMap<String, ToolSpec> {
+        &self.tools
+    }
+
+    /// Whether a `visibility: hidden` rule names `tool`.
+    pub fn is_hidden(&self, tool: &str) -> bool {
+        self.hidden
+            .iter()
+            .any(|&i| self.rules[i as usize].matches_tool(tool))
+    }
+
+    /// How many rules have a `when:` that runs natively, and how many in total.
+    pub fn native_conditions(&self) -> (usize, usize) {
+        let conds = self.rules.iter().filter_map(|r| r.cond.as_ref());
+        let (mut native, mut total) = (0, 0);
+        for c in conds {
+            total += 1;
+            native += usize::from(c.native.is_some());
+        }
+        (native, total)
+    }
+}
+
+impl CompiledRule {
+    pub(crate) fn matches_tool(&self, tool: &str) -> bool {
+        self.exact_tools.iter().any(|t| t == tool)
+            || self.tool_globs.as_ref().is_some_and(|g| g.is_match(tool))
+    }
+}

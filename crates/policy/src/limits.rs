@@ -1,0 +1,14 @@
+//! Limits on untrusted policy input. Each is enforced where it is named and tested.
+
+/// Largest policy file accepted, in bytes.
+pub const MAX_POLICY_BYTES: usize = 4 * 1024 * 1024;
+/// Most rules in one policy, includes counted.
+pub const MAX_RULES: usize = 10_000;
+/// Longest `when:` CEL expression, in bytes.
+pub const MAX_CEL_LEN: usize = 4096;
+/// Most tool-name globs in one policy, includes counted.
+pub const MAX_GLOBS: usize = 20_000;
+/// Deepest YAML nesting accepted.
+pub const MAX_YAML_DEPTH: usize = 64;
+/// Deepest chain of `include:`s.
+pub const MAX_INCLUDE_DEPTH: usize = 16;

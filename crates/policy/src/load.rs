@@ -1,0 +1,870 @@
+//! Reading `warden/v1` documents: YAML nodes to a [`Policy`], with every
+//! problem reported at its place. The crate reads no files: the caller hands
+//! in a [`Sources`] that returns the text of a (confined, relative) path.
+
+use crate::diag::{Diagnostic, PolicyError, Pos, suggest};
+use crate::limits::{MAX_CEL_LEN, MAX_INCLUDE_DEPTH, MAX_POLICY_BYTES};
+use crate::model::*;
+use crate::yaml::{self, Node, Value};
+use std::collections::{BTreeMap, HashMap};
+
+/// The only `version:` this crate reads.
+pub const VERSION: &str = "warden/v1";
+
+/// Intents a policy may name in `match.intents`. A name outside this list is
+/// a lint error: a misspelt intent would silently never match.
+pub const KNOWN_INTENTS: &[&str] = &[
+    "destructive",
+    "exfiltration",
+    "privilege_escalation",
+    "code_execution",
+    "credential_access",
+    "persistence",
+    "read_only",
+    "unknown",
+];
+
+/// Where policy text comes from. Implemented by the caller (a directory on
+/// disk, an embedded string, a test map); this crate never touches files.
+pub trait Sources {
+    /// The text of `path`. `path` is the root as given, or an include already
+    /// resolved against its including file and confined to that file's directory.
+    fn read(&self, path: &str) -> Result<String, String>;
+}
+
+/// In-memory sources: path → text.
+#[derive(Debug, Clone, core::default::Default)]
+pub struct MemorySources(pub BTreeMap<String, String>);
+
+impl Sources for MemorySources {
+    fn read(&self, path: &str) -> Result<String, String> {
+        self.0
+            .get(path)
+            .cloned()
+            .ok_or_else(|| "no such file".to_string())
+    }
+}
+
+/// Loads the policy rooted at `root`, following `include:`s.
+pub fn load(root: &str, sources: &dyn Sources) -> Result<Policy, PolicyError> {
+    let mut loader = Loader {
+        sources,
+        diags: Vec::new(),
+        stack: Vec::new(),
+        loaded: Vec::new(),
+        rule_ids: HashMap::new(),
+        policy: Policy {
+            name: String::new(),
+            default: DefaultVerdict::Deny,
+            rules: Vec::new(),
+            tools: BTreeMap::new(),
+            sources: Vec::new(),
+        },
+        default_seen: None,
+        tool_origin: HashMap::new(),
+    };
+    match sources.read(root) {
+        Ok(text) => loader.file(root, &text, true),
+        Err(e) => loader.diags.push(
+            Diagnostic::new(root, Pos::default(), format!("cannot read policy: {e}"))
+                .hint("check the path"),
+        ),
+    }
+    if loader.diags.is_empty() {
+        Ok(loader.policy)
+    } else {
+        Err(PolicyError {
+            diagnostics: loader.diags,
+        })
+    }
+}
+
+/// Parses a single policy text that has no `include:`s.
+pub fn parse(file: &str, text: &str) -> Result<Policy, PolicyError> {
+    let mut map = BTreeMap::new();
+    map.insert(file.to_string(), text.to_string());
+    load(file, &MemorySources(map))
+}
+
+/// Resolves `include` written in `from` to a path next to or below `from`'s directory.
+pub fn resolve_include(from: &str, include: &str) -> Result<String, String> {
+    if include.is_empty() {
+        return Err("empty include path".into());
+    }
+    if include.starts_with('/') || include.contains('\\') || include.contains('\0') {
+        return Err(format!("include '{include}' must be a relative path"));
+    }
+    let mut parts: Vec<&str> = Vec::new();
+    for seg in include.split('/') {
+        match seg {
+            "" | "." => {}
+            ".." => {
+                if parts.pop().is_none() {
+                    return Err(format!(
+                        "include '{include}' is outside the directory of '{from}'"
+                    ));
+                }
+            }
+            s => parts.push(s),
+        }
+    }
+    if parts.is_empty() {
+        return Err(format!("include '{include}' names no file"));
+    }
+    let dir = match from.rfind('/') {
+        Some(i) => &from[..=i],
+        None => "",
+    };
+    Ok(format!("{dir}{}", parts.join("/")))
+}
+
+struct Loader<'s> {
+    sources: &'s dyn Sources,
+    diags: Vec<Diagnostic>,
+    /// Files being loaded, outermost first (for cycle detection).
+    stack: Vec<String>,
+    /// Files already loaded (a file included twice is read once).
+    loaded: Vec<String>,
+    rule_ids: HashMap<String, Origin>,
+    policy: Policy,
+    default_seen: Option<(DefaultVerdict, String)>,
+    tool_origin: HashMap<String, String>,
+}
+
+/// Field access for one mapping, collecting unknown-field errors.
+struct Fields<'n> {
+    entries: Vec<(&'n str, &'n Node, &'n Node)>,
+}
+
+impl<'n> Fields<'n> {
+    fn get(&self, name: &str) -> Option<&'n Node> {
+        self.entries
+            .iter()
+            .find(|(k, _, _)| *k == name)
+            .map(|(_, _, v)| *v)
+    }
+}
+
+impl Loader<'_> {
+    fn err(&mut self, file: &str, pos: Pos, msg: impl Into<String>) {
+        self.diags.push(Diagnostic::new(file, pos, msg));
+    }
+
+    fn file(&mut self, file: &str, text: &str, is_root: bool) {
+        if text.len() > MAX_POLICY_BYTES {
+            self.err(
+                file,
+                Pos::default(),
+                format!(
+                    "policy is {} bytes; the limit is {MAX_POLICY_BYTES}",
+                    text.len()
+                ),
+            );
+            return;
+        }
+        self.stack.push(file.to_string());
+        self.loaded.push(file.to_string());
+        self.policy
+            .sources
+            .push((file.to_string(), text.to_string()));
+        match yaml::parse(file, text) {
+            Ok(root) => self.document(file, &root, is_root),
+            Err(e) => self.diags.extend(e.diagnostics),
+        }
+        self.stack.pop();
+    }
+
+    fn mapping<'n>(
+        &mut self,
+        file: &str,
+        node: &'n Node,
+        what: &str,
+        allowed: &[&str],
+    ) -> Option<Fields<'n>> {
+        let Value::Map(entries) = &node.value else {
+            self.err(
+                file,
+                node.pos,
+                format!("expected a mapping for {what}, found {}", node.value.kind()),
+            );
+            return None;
+        };
+        let mut fields = Fields {
+            entries: Vec::new(),
+        };
+        for (k, v) in entries {
+            let Value::Str(name) = &k.value else {
+                self.err(
+                    file,
+                    k.pos,
+                    format!("keys in {what} must be strings, found {}", k.value.kind()),
+                );
+                continue;
+            };
+            if allowed.contains(&name.as_str()) {
+                fields.entries.push((name, k, v));
+            } else {
+                let mut d = Diagnostic::new(file, k.pos, format!("unknown field '{name}' in {what}"));
+                d = match suggest(name, allowed) {
+                    Some(s) => d.hint(format!("did you mean '{s}'?")),
+                    None => d.hint(format!("expected one of: {}", allowed.join(", "))),
+                };
+                self.diags.push(d);
+            }
+        }
+        Some(fields)
+    }
+
+    fn string(&mut self, file: &str, node: &Node, what: &str) -> Option<String> {
+        match &node.value {
+            Value::Str(s) => Some(s.clone()),
+            other => {
+                self.err(
+                    file,
+                    node.pos,
+                    format!("expected a string for {what}, found {}", other.kind()),
+                );
+                None
+            }
+        }
+    }
+
+    /// One string or a list of strings.
+    fn strings(&mut self, file: &str, node: &Node, what: &str) -> Vec<(String, Pos)> {
+        match &node.value {
+            Value::Str(s) => vec![(s.clone(), node.pos)],
+            Value::Seq(items) => items
+                .iter()
+                .filter_map(|i| self.string(file, i, what).map(|s| (s, i.pos)))
+                .collect(),
+            other => {
+                self.err(
+                    file,
+                    node.pos,
+                    format!(
+                        "expected a string or a list of strings for {what}, found {}",
+                        other.kind()
+                    ),
+                );
+                Vec::new()
+            }
+        }
+    }
+
+    fn document(&mut self, file: &str, root: &Node, is_root: bool) {
+        const TOP: &[&str] = &["version", "name", "default", "rules", "tools", "include"];
+        let Some(f) = self.mapping(file, root, "the policy", TOP) else {
+            return;
+        };
+        match f.get("version") {
+            None => self.diags.push(
+                Diagnostic::new(file, root.pos, "missing 'version'")
+                    .hint(format!("add 'version: {VERSION}'")),
+            ),
+            Some(v) => {
+                if let Some(s) = self.string(file, v, "'version'") {
+                    if s != VERSION {
+                        self.diags.push(
+                            Diagnostic::new(file, v.pos, format!("unsupported version '{s}'"))
+                                .hint(format!("this warden reads '{VERSION}'")),
+                        );
+                    }
+                }
+            }
+        }
+        if let Some(n) = f.get("name") {
+            if let Some(name) = self.string(file, n, "'name'") {
+                if is_root {
+                    self.policy.name = name;
+                }
+            }
+        }
+        self.default(file, root, f.get("default"), is_root);
+
+        // Includes come first, so their rules precede this file's in rule order.
+        if let Some(inc) = f.get("include") {
+            for (path, pos) in self.strings(file, inc, "'include'") {
+                self.include(file, &path, pos);
+            }
+        }
+        if let Some(tools) = f.get("tools") {
+            self.tools(file, tools);
+        }
+        if let Some(rules) = f.get("rules") {
+            match &rules.value {
+                Value::Seq(items) => {
+                    for item in items {
+                        if let Some(rule) = self.rule(file, item) {
+                            self.policy.rules.push(rule);
+                        }
+                    }
+                }
+                Value::Null => {}
+                other => self.err(
+                    file,
+                    rules.pos,
+                    format!("expected a list for 'rules', found {}", other.kind()),
+                ),
+            }
+        }
+    }
+
+    fn default(&mut self, file: &str, root: &Node, node: Option<&Node>, is_root: bool) {
+        let Some(node) = node else {
+            if is_root {
+                self.diags.push(
+                    Diagnostic::new(file, root.pos, "missing 'default'")
+                        .hint("a policy must say what happens when no rule matches: add 'default: deny' or 'default: allow'"),
+                );
+            }
+            return;
+        };
+        let Some(s) = self.string(file, node, "'default'") else {
+            return;
+        };
+        let value = match s.as_str() {
+            "allow" => DefaultVerdict::Allow,
+            "deny" => DefaultVerdict::Deny,
+            other => {
+                let mut d = Diagnostic::new(
+                    file,
+                    node.pos,
+                    format!("invalid default '{other}': expected 'allow' or 'deny'"),
+                );
+                if let Some(s) = suggest(other, &["allow", "deny"]) {
+                    d = d.hint(format!("did you mean '{s}'?"));
+                }
+                self.diags.push(d);
+                return;
+            }
+        };
+        match &self.default_seen {
+            None => {
+                self.default_seen = Some((value, file.to_string()));
+                self.policy.default = value;
+            }
+            Some((seen, seen_file)) if *seen != value => {
+                let msg = format!(
+                    "conflicting default: '{}' here, but '{}' in {seen_file}",
+                    value.verdict(),
+                    seen.verdict()
+                );
+                self.err(file, node.pos, msg);
+            }
+            Some(_) => {}
+        }
+    }
+
+    fn include(&mut self, from: &str, path: &str, pos: Pos) {
+        let target = match resolve_include(from, path) {
+            Ok(t) => t,
+            Err(msg) => {
+                self.diags.push(
+                    Diagnostic::new(from, pos, msg)
+                        .hint("includes must stay in the including file's directory"),
+                );
+                return;
+            }
+        };
+        if self.stack.contains(&target) {
+            let chain = self.stack.join(" -> ");
+            self.err(from, pos, format!("include cycle: {chain} -> {target}"));
+            return;
+        }
+        if self.loaded.contains(&target) {
+            return;
+        }
+        if self.stack.len() >= MAX_INCLUDE_DEPTH {
+            self.err(
+                from,
+                pos,
+                format!("includes nest deeper than {MAX_INCLUDE_DEPTH} files"),
+            );
+            return;
+        }
+        match self.sources.read(&target) {
+            Ok(text) => self.file(&target, &text, false),
+            Err(e) => self.err(from, pos, format!("cannot read include '{target}': {e}")),
+        }
+    }
+
+    fn tools(&mut self, file: &str, node: &Node) {
+        let Value::Map(entries) = &node.value else {
+            if node.value != Value::Null {
+                self.err(
+                    file,
+                    node.pos,
+                    format!("expected a mapping for 'tools', found {}", node.value.kind()),
+                );
+            }
+            return;
+        };
+        for (k, v) in entries {
+            let Some(name) = self.string(file, k, "a tool name") else {
+                continue;
+            };
+            let what = format!("tool '{name}'");
+            let mut spec = ToolSpec::default();
+            if v.value != Value::Null {
+                let Some(f) = self.mapping(file, v, &what, &["description", "labels", "args"])
+                else {
+                    continue;
+                };
+                if let Some(d) = f.get("description") {
+                    spec.description = self.string(file, d, "'description'");
+                }
+                if let Some(l) = f.get("labels") {
+                    spec.labels = self
+                        .strings(file, l, "'labels'")
+                        .into_iter()
+                        .map(|(s, _)| s)
+                        .collect();
+                }
+                if let Some(a) = f.get("args") {
+                    spec.args = self.arg_kinds(file, a, &what);
+                }
+            }
+            if let Some(prev) = self.policy.tools.get(&name) {
+                if *prev != spec {
+                    let first = self.tool_origin.get(&name).cloned().unwrap_or_default();
+                    self.err(
+                        file,
+                        k.pos,
+                        format!("tool '{name}' is described differently in {first}"),
+                    );
+                }
+                continue;
+            }
+            self.tool_origin.insert(name.clone(), file.to_string());
+            self.policy.tools.insert(name, spec);
+        }
+    }
+
+    fn arg_kinds(&mut self, file: &str, node: &Node, what: &str) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        let Value::Map(entries) = &node.value else {
+            self.err(
+                file,
+                node.pos,
+                format!("expected a mapping of argument kinds for {what}, found {}", node.value.kind()),
+            );
+            return out;
+        };
+        for (k, v) in entries {
+            let (Some(arg), Some(kind)) = (self.string(file, k, "an argument name"), self.string(file, v, "an argument kind")) else {
+                continue;
+            };
+            if !ARG_KINDS.contains(&kind.as_str()) {
+                let mut d = Diagnostic::new(file, v.pos, format!("unknown argument kind '{kind}' in {what}"));
+                d = match suggest(&kind, ARG_KINDS) {
+                    Some(s) => d.hint(format!("did you mean '{s}'?")),
+                    None => d.hint(format!("expected one of: {}", ARG_KINDS.join(", "))),
+                };
+                self.diags.push(d);
+                continue;
+            }
+            out.insert(arg, kind);
+        }
+        out
+    }
+
+    fn rule(&mut self, file: &str, node: &Node) -> Option<Rule> {
+        const FIELDS: &[&str] = &[
+            "id",
+            "description",
+            "on",
+            "match",
+            "when",
+            "verdict",
+            "reason",
+            "approvers",
+            "transform",
+            "visibility",
+        ];
+        // Name the rule in messages about its own fields, so find the id first.
+        let id = match &node.value {
+            Value::Map(entries) => entries.iter().find_map(|(k, v)| match (&k.value, &v.value) {
+                (Value::Str(k), Value::Str(v)) if k == "id" => Some(v.clone()),
+                _ => None,
+            }),
+            _ => None,
+        };
+        let what = match &id {
+            Some(id) => format!("rule '{id}'"),
+            None => "a rule".to_string(),
+        };
+        let errors_before = self.diags.len();
+        let f = self.mapping(file, node, &what, FIELDS)?;
+        let origin = Origin {
+            file: file.to_string(),
+            line: node.pos.line,
+        };
+        let id = match (f.get("id"), id) {
+            (Some(_), Some(id)) if valid_id(&id) => id,
+            (Some(n), Some(id)) => {
+                self.diags.push(
+                    Diagnostic::new(file, n.pos, format!("invalid rule id '{}'", id.escape_debug()))
+                        .hint("use letters, digits, '-', '_', '.' or ':'"),
+                );
+                return None;
+            }
+            (Some(n), None) => {
+                self.string(file, n, "'id'");
+                return None;
+            }
+            (None, _) => {
+                self.diags.push(
+                    Diagnostic::new(file, node.pos, "rule without 'id'")
+                        .hint("every rule needs a unique 'id'"),
+                );
+                return None;
+            }
+        };
+        if let Some(first) = self.rule_ids.get(&id) {
+            let msg = format!(
+                "duplicate rule id '{id}' (first defined at {}:{})",
+                first.file, first.line
+            );
+            self.err(file, f.get("id").map_or(node.pos, |n| n.pos), msg);
+        } else {
+            self.rule_ids.insert(id.clone(), origin.clone());
+        }
+
+        let verdict = match f.get("verdict") {
+            None => {
+                self.diags.push(
+                    Diagnostic::new(file, node.pos, format!("missing 'verdict' in {what}"))
+                        .hint(format!("expected one of: {}", Verdict::NAMES.join(", "))),
+                );
+                None
+            }
+            Some(v) => self.enum_value::<Verdict>(file, v, "verdict", &what),
+        };
+
+        let on = match f.get("on") {
+            None => vec![Point::PreToolCall],
+            Some(n) => {
+                let names = self.strings(file, n, "'on'");
+                if names.is_empty() {
+                    self.err(file, n.pos, format!("'on' in {what} names no intervention point"));
+                }
+                let mut points = Vec::new();
+                for (name, pos) in names {
+                    let node = Node {
+                        value: Value::Str(name),
+                        pos,
+                    };
+                    if let Some(p) = self.enum_value::<Point>(file, &node, "intervention point", &what) {
+                        if !points.contains(&p) {
+                            points.push(p);
+                        }
+                    }
+                }
+                points
+            }
+        };
+
+        let matcher = match f.get("match") {
+            Some(m) => self.matcher(file, m, &what),
+            None => Matcher::default(),
+        };
+
+        let when = f.get("when").and_then(|w| {
+            let text = self.string(file, w, "'when'")?;
+            if text.len() > MAX_CEL_LEN {
+                self.err(
+                    file,
+                    w.pos,
+                    format!(
+                        "'when' in {what} is {} bytes; the limit is {MAX_CEL_LEN}",
+                        text.len()
+                    ),
+                );
+                return None;
+            }
+            Some(crate::model::Spanned {
+                value: text,
+                file: file.to_string(),
+                line: w.pos.line,
+                column: w.pos.column,
+            })
+        });
+
+        let description = f.get("description").and_then(|n| self.string(file, n, "'description'"));
+        let reason = f.get("reason").and_then(|n| self.string(file, n, "'reason'"));
+        let approvers: Vec<String> = f
+            .get("approvers")
+            .map(|n| self.strings(file, n, "'approvers'").into_iter().map(|(s, _)| s).collect())
+            .unwrap_or_default();
+        let transform = f
+            .get("transform")
+            .map(|n| self.transform(file, n, &what))
+            .unwrap_or_default();
+        let hidden = match f.get("visibility") {
+            None => false,
+            Some(n) => match self.string(file, n, "'visibility'").as_deref() {
+                Some("hidden") => true,
+                Some("visible") => false,
+                Some(other) => {
+                    self.diags.push(
+                        Diagnostic::new(file, n.pos, format!("invalid visibility '{other}' in {what}"))
+                            .hint("expected 'hidden' or 'visible'"),
+                    );
+                    false
+                }
+                None => false,
+            },
+        };
+
+        if let Some(v) = verdict {
+            if v == Verdict::Transform && transform.is_empty() {
+                self.diags.push(
+                    Diagnostic::new(file, node.pos, format!("{what} has verdict 'transform' but no 'transform' list"))
+                        .hint("add e.g. 'transform: [{path: password, redact: true}]'"),
+                );
+            }
+            if v != Verdict::Transform && f.get("transform").is_some() {
+                let pos = f.get("transform").map_or(node.pos, |n| n.pos);
+                self.diags.push(
+                    Diagnostic::new(file, pos, format!("'transform' in {what} has no effect with verdict '{v}'"))
+                        .hint("use 'verdict: transform' or remove 'transform'"),
+                );
+            }
+            if v != Verdict::RequireApproval && f.get("approvers").is_some() {
+                let pos = f.get("approvers").map_or(node.pos, |n| n.pos);
+                self.diags.push(
+                    Diagnostic::new(file, pos, format!("'approvers' in {what} has no effect with verdict '{v}'"))
+                        .hint("use 'verdict: require_approval' or remove 'approvers'"),
+                );
+            }
+        }
+        if hidden && matcher.tools.is_empty() {
+            self.diags.push(
+                Diagnostic::new(file, node.pos, format!("{what} hides tools but names none"))
+                    .hint("add 'match: {tool: ...}'"),
+            );
+        }
+
+        if self.diags.len() > errors_before {
+            return None;
+        }
+        Some(Rule {
+            id,
+            description,
+            on,
+            matcher,
+            when,
+            verdict: verdict?,
+            reason,
+            approvers,
+            transform,
+            hidden,
+            origin,
+        })
+    }
+
+    fn enum_value<T: std::str::FromStr + Copy + 'static>(
+        &mut self,
+        file: &str,
+        node: &Node,
+        kind: &str,
+        what: &str,
+    ) -> Option<T>
+    where
+        T: EnumNames,
+    {
+        let s = self.string(file, node, &format!("'{kind}'"))?;
+        if let Ok(v) = s.parse::<T>() {
+            return Some(v);
+        }
+        let mut d = Diagnostic::new(file, node.pos, format!("unknown {kind} '{s}' in {what}"));
+        d = match suggest(&s, T::names()) {
+            Some(x) => d.hint(format!("did you mean '{x}'?")),
+            None => d.hint(format!("expected one of: {}", T::names().join(", "))),
+        };
+        self.diags.push(d);
+        None
+    }
+
+    fn matcher(&mut self, file: &str, node: &Node, what: &str) -> Matcher {
+        let mut m = Matcher::default();
+        let mwhat = format!("'match' of {what}");
+        let Some(f) = self.mapping(file, node, &mwhat, &["tool", "agent", "ring", "labels", "intents"]) else {
+            return m;
+        };
+        if let Some(t) = f.get("tool") {
+            let before = self.diags.len();
+            for (pat, pos) in self.strings(file, t, "'tool'") {
+                if pat.is_empty() {
+                    self.err(file, pos, format!("empty tool pattern in {what}"));
+                } else if let Err(e) = globset::Glob::new(&pat) {
+                    self.err(file, pos, format!("invalid tool pattern '{pat}' in {what}: {}", e.kind()));
+                } else {
+                    m.tools.push(pat);
+                }
+            }
+            if m.tools.is_empty() && self.diags.len() == before {
+                self.err(file, t.pos, format!("'tool' in {what} names no tool"));
+            }
+        }
+        if let Some(a) = f.get("agent") {
+            if let Some(pat) = self.string(file, a, "'agent'") {
+                match globset::Glob::new(&pat) {
+                    Ok(_) => m.agent = Some(pat),
+                    Err(e) => self.err(file, a.pos, format!("invalid agent pattern '{pat}' in {what}: {}", e.kind())),
+                }
+            }
+        }
+        if let Some(r) = f.get("ring") {
+            let rwhat = format!("'ring' of {what}");
+            if let Some(rf) = self.mapping(file, r, &rwhat, &["min", "max"]) {
+                m.ring_min = rf.get("min").and_then(|n| self.ring(file, n));
+                m.ring_max = rf.get("max").and_then(|n| self.ring(file, n));
+                if rf.get("min").is_none() && rf.get("max").is_none() {
+                    self.diags.push(
+                        Diagnostic::new(file, r.pos, format!("{rwhat} is empty"))
+                            .hint("give 'min', 'max' or both, e.g. 'ring: {max: 1}'"),
+                    );
+                }
+                if let (Some(lo), Some(hi)) = (m.ring_min, m.ring_max) {
+                    if lo > hi {
+                        self.err(file, r.pos, format!("{rwhat} can never hold: min {lo} > max {hi}"));
+                    }
+                }
+            }
+        }
+        if let Some(l) = f.get("labels") {
+            m.labels = self.set_match(file, l, "labels", what, None);
+        }
+        if let Some(i) = f.get("intents") {
+            m.intents = self.set_match(file, i, "intents", what, Some(KNOWN_INTENTS));
+        }
+        m
+    }
+
+    fn ring(&mut self, file: &str, node: &Node) -> Option<u8> {
+        match node.value {
+            Value::Int(i) if (0..=3).contains(&i) => Some(i as u8),
+            Value::UInt(u) if u <= 3 => Some(u as u8),
+            _ => {
+                self.diags.push(
+                    Diagnostic::new(file, node.pos, format!("invalid ring '{}'", node.scalar_text()))
+                        .hint("rings are 0 (most privileged) to 3"),
+                );
+                None
+            }
+        }
+    }
+
+    fn set_match(
+        &mut self,
+        file: &str,
+        node: &Node,
+        field: &str,
+        what: &str,
+        known: Option<&[&str]>,
+    ) -> SetMatch {
+        let (items, any) = match &node.value {
+            Value::Map(_) => {
+                let swhat = format!("'{field}' of {what}");
+                let Some(f) = self.mapping(file, node, &swhat, &["all", "any"]) else {
+                    return SetMatch::Unset;
+                };
+                match (f.get("all"), f.get("any")) {
+                    (Some(n), None) => (self.strings(file, n, &swhat), false),
+                    (None, Some(n)) => (self.strings(file, n, &swhat), true),
+                    _ => {
+                        self.err(file, node.pos, format!("{swhat} needs exactly one of 'all' or 'any'"));
+                        return SetMatch::Unset;
+                    }
+                }
+            }
+            _ => (self.strings(file, node, &format!("'{field}'")), false),
+        };
+        if items.is_empty() {
+            self.err(file, node.pos, format!("'{field}' in {what} is empty"));
+        }
+        if let Some(known) = known {
+            for (item, pos) in &items {
+                if !known.contains(&item.as_str()) {
+                    let mut d = Diagnostic::new(file, *pos, format!("unknown intent '{item}' in {what}"));
+                    d = match suggest(item, known) {
+                        Some(s) => d.hint(format!("did you mean '{s}'?")),
+                        None => d.hint(format!("expected one of: {}", known.join(", "))),
+                    };
+                    self.diags.push(d);
+                }
+            }
+        }
+        let items = items.into_iter().map(|(s, _)| s).collect();
+        if any { SetMatch::Any(items) } else { SetMatch::All(items) }
+    }
+
+    fn transform(&mut self, file: &str, node: &Node, what: &str) -> Vec<TransformOp> {
+        let Value::Seq(items) = &node.value else {
+            self.err(file, node.pos, format!("expected a list for 'transform' in {what}, found {}", node.value.kind()));
+            return Vec::new();
+        };
+        let mut ops = Vec::new();
+        for item in items {
+            let twhat = format!("a transform of {what}");
+            let Some(f) = self.mapping(file, item, &twhat, &["path", "redact", "replace"]) else {
+                continue;
+            };
+            let Some(path) = f.get("path").and_then(|n| self.string(file, n, "'path'")) else {
+                if f.get("path").is_none() {
+                    self.err(file, item.pos, format!("{twhat} has no 'path'"));
+                }
+                continue;
+            };
+            if let Err(msg) = crate::transform::check_path(&path) {
+                self.err(file, f.get("path").map_or(item.pos, |n| n.pos), format!("{msg} in {what}"));
+                continue;
+            }
+            let action = match (f.get("redact"), f.get("replace")) {
+                (Some(r), None) => match r.value {
+                    Value::Bool(true) => TransformAction::Redact(true),
+                    _ => {
+                        self.diags.push(
+                            Diagnostic::new(file, r.pos, format!("'redact' in {what} must be 'true'"))
+                                .hint("to keep a value, leave the transform out"),
+                        );
+                        continue;
+                    }
+                },
+                (None, Some(v)) => TransformAction::Replace(v.to_json()),
+                _ => {
+                    self.diags.push(
+                        Diagnostic::new(file, item.pos, format!("{twhat} needs exactly one of 'redact: true' or 'replace: VALUE'")),
+                    );
+                    continue;
+                }
+            };
+            ops.push(TransformOp { path, action });
+        }
+        ops
+    }
+}
+
+/// Names of a string enum, for suggestions.
+trait EnumNames {
+    fn names() -> &'static [&'static str];
+}
+impl EnumNames for Verdict {
+    fn names() -> &'static [&'static str] {
+        Verdict::NAMES
+    }
+}
+impl EnumNames for Point {
+    fn names() -> &'static [&'static str] {
+        Point::NAMES
+    }
+}
+
+fn valid_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 128
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'))
+}
