@@ -54,7 +54,9 @@ pub struct Checkpoint {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum KeyError {
     /// The key name is empty or has whitespace or `+`.
-    #[error("invalid key name {name:?}; hint: use a non-empty name without spaces or '+', e.g. example.com/warden")]
+    #[error(
+        "invalid key name {name:?}; hint: use a non-empty name without spaces or '+', e.g. example.com/warden"
+    )]
     BadName {
         /// The name given.
         name: String,
@@ -77,13 +79,17 @@ pub enum KeyError {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum NoteError {
     /// The note is not a well-formed signed note.
-    #[error("malformed signed note: {what}; hint: a note is text lines, a blank line, then lines '— <name> <base64>'")]
+    #[error(
+        "malformed signed note: {what}; hint: a note is text lines, a blank line, then lines '— <name> <base64>'"
+    )]
     Malformed {
         /// What is wrong.
         what: String,
     },
     /// No signature line is from this verifier's key.
-    #[error("no signature by key {name}+{key_id} on the note; hint: check that the note comes from this log and the verifier key is right")]
+    #[error(
+        "no signature by key {name}+{key_id} on the note; hint: check that the note comes from this log and the verifier key is right"
+    )]
     NoSignature {
         /// The verifier's name.
         name: String,
@@ -91,13 +97,17 @@ pub enum NoteError {
         key_id: String,
     },
     /// A signature by this key is present but does not verify.
-    #[error("the signature by {name} does not verify; hint: the note text or its signature was altered")]
+    #[error(
+        "the signature by {name} does not verify; hint: the note text or its signature was altered"
+    )]
     BadSignature {
         /// The key name.
         name: String,
     },
     /// The signed text is not a valid checkpoint.
-    #[error("invalid checkpoint in line {line}: {what}; hint: a checkpoint is the origin, the decimal tree size and the base64 root hash, one per line")]
+    #[error(
+        "invalid checkpoint in line {line}: {what}; hint: a checkpoint is the origin, the decimal tree size and the base64 root hash, one per line"
+    )]
     BadCheckpoint {
         /// 1-based line number.
         line: usize,
@@ -105,7 +115,9 @@ pub enum NoteError {
         what: String,
     },
     /// The checkpoint names another origin than the verifier key.
-    #[error("checkpoint origin {origin:?} is not the key name {name:?}; hint: this checkpoint belongs to another log")]
+    #[error(
+        "checkpoint origin {origin:?} is not the key name {name:?}; hint: this checkpoint belongs to another log"
+    )]
     WrongOrigin {
         /// The checkpoint's origin line.
         origin: String,
@@ -115,7 +127,10 @@ pub enum NoteError {
 }
 
 fn check_name(name: &str) -> Result<(), KeyError> {
-    if name.is_empty() || name.contains('+') || name.chars().any(|c| c.is_whitespace() || c.is_control()) {
+    if name.is_empty()
+        || name.contains('+')
+        || name.chars().any(|c| c.is_whitespace() || c.is_control())
+    {
         return Err(KeyError::BadName { name: name.into() });
     }
     Ok(())
@@ -140,7 +155,12 @@ fn b64_canonical(text: &str) -> Option<Vec<u8>> {
 impl Checkpoint {
     /// The checkpoint body: origin, size and base64 root, one per line.
     pub fn to_text(&self) -> String {
-        format!("{}\n{}\n{}\n", self.origin, self.size, B64.encode(self.root))
+        format!(
+            "{}\n{}\n{}\n",
+            self.origin,
+            self.size,
+            B64.encode(self.root)
+        )
     }
 
     /// Parse a checkpoint body. Extension lines after the root are allowed
@@ -155,16 +175,30 @@ impl Checkpoint {
         if origin.is_empty() {
             return Err(bad(1, "the origin line is empty".into()));
         }
-        let size_line = lines.next().ok_or_else(|| bad(2, "the tree size line is missing".into()))?;
+        let size_line = lines
+            .next()
+            .ok_or_else(|| bad(2, "the tree size line is missing".into()))?;
         let size = size_line
             .parse::<u64>()
             .ok()
             .filter(|n| n.to_string() == size_line)
-            .ok_or_else(|| bad(2, format!("{size_line:?} is not a canonical decimal tree size")))?;
-        let root_line = lines.next().ok_or_else(|| bad(3, "the root hash line is missing".into()))?;
+            .ok_or_else(|| {
+                bad(
+                    2,
+                    format!("{size_line:?} is not a canonical decimal tree size"),
+                )
+            })?;
+        let root_line = lines
+            .next()
+            .ok_or_else(|| bad(3, "the root hash line is missing".into()))?;
         let root: Hash = b64_canonical(root_line)
             .and_then(|b| b.try_into().ok())
-            .ok_or_else(|| bad(3, format!("{root_line:?} is not the base64 of a 32-byte hash")))?;
+            .ok_or_else(|| {
+                bad(
+                    3,
+                    format!("{root_line:?} is not the base64 of a 32-byte hash"),
+                )
+            })?;
         for (i, ext) in lines.enumerate() {
             if ext.is_empty() {
                 return Err(bad(4 + i, "empty extension line".into()));
@@ -211,7 +245,8 @@ impl LogSigner {
 
     /// Parse a signer key string `PRIVATE+KEY+name+keyid+base64(0x01 ‖ seed)`.
     pub fn from_key_string(text: &str) -> Result<Self, KeyError> {
-        const EXPECTED: &str = "PRIVATE+KEY+<name>+<8 hex key id>+<base64 of 0x01 and the 32-byte seed>";
+        const EXPECTED: &str =
+            "PRIVATE+KEY+<name>+<8 hex key id>+<base64 of 0x01 and the 32-byte seed>";
         let bad = |what: &str| KeyError::Malformed {
             kind: "signer",
             key: "<redacted>".into(),
@@ -222,10 +257,14 @@ impl LogSigner {
             .trim_end_matches('\n')
             .strip_prefix("PRIVATE+KEY+")
             .ok_or_else(|| bad("missing PRIVATE+KEY+ prefix"))?;
-        let (name, id_hex, key_b64) = split_key(rest).ok_or_else(|| bad("expected three '+'-separated fields"))?;
-        let raw = b64_canonical(key_b64).ok_or_else(|| bad("key material is not canonical base64"))?;
+        let (name, id_hex, key_b64) =
+            split_key(rest).ok_or_else(|| bad("expected three '+'-separated fields"))?;
+        let raw =
+            b64_canonical(key_b64).ok_or_else(|| bad("key material is not canonical base64"))?;
         let seed: [u8; 32] = match raw.split_first() {
-            Some((&ALG_ED25519, seed)) => seed.try_into().map_err(|_| bad("seed is not 32 bytes"))?,
+            Some((&ALG_ED25519, seed)) => {
+                seed.try_into().map_err(|_| bad("seed is not 32 bytes"))?
+            }
             _ => return Err(bad("algorithm byte is not 0x01 (Ed25519)")),
         };
         let signer = Self::from_seed(name, seed)?;
@@ -270,7 +309,11 @@ impl LogSigner {
         let mut blob = Vec::with_capacity(68);
         blob.extend_from_slice(&self.key_id);
         blob.extend_from_slice(&sig.to_bytes());
-        Ok(format!("{text}\n{SIG_PREFIX}{} {}\n", self.name, B64.encode(blob)))
+        Ok(format!(
+            "{text}\n{SIG_PREFIX}{} {}\n",
+            self.name,
+            B64.encode(blob)
+        ))
     }
 
     /// Sign a checkpoint of this log. Its origin must be the key name.
@@ -289,7 +332,8 @@ fn split_key(text: &str) -> Option<(&str, &str, &str)> {
     // name+keyid+base64: the base64 may itself contain '+', the name may not.
     let (name, rest) = text.split_once('+')?;
     let (id, key) = rest.split_once('+')?;
-    (id.len() == 8 && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))).then_some((name, id, key))
+    (id.len() == 8 && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
+        .then_some((name, id, key))
 }
 
 fn check_text(text: &str) -> Result<(), NoteError> {
@@ -301,7 +345,9 @@ fn check_text(text: &str) -> Result<(), NoteError> {
         return Err(bad("the text must not contain a blank line"));
     }
     if text.chars().any(|c| c.is_control() && c != '\n') {
-        return Err(bad("the text must not contain control characters other than newline"));
+        return Err(bad(
+            "the text must not contain control characters other than newline",
+        ));
     }
     Ok(())
 }
@@ -324,14 +370,19 @@ impl LogVerifier {
             what: what.into(),
             expected: EXPECTED,
         };
-        let (name, id_hex, key_b64) = split_key(text).ok_or_else(|| bad("expected three '+'-separated fields"))?;
+        let (name, id_hex, key_b64) =
+            split_key(text).ok_or_else(|| bad("expected three '+'-separated fields"))?;
         check_name(name)?;
-        let raw = b64_canonical(key_b64).ok_or_else(|| bad("key material is not canonical base64"))?;
+        let raw =
+            b64_canonical(key_b64).ok_or_else(|| bad("key material is not canonical base64"))?;
         let public: [u8; 32] = match raw.split_first() {
-            Some((&ALG_ED25519, public)) => public.try_into().map_err(|_| bad("public key is not 32 bytes"))?,
+            Some((&ALG_ED25519, public)) => public
+                .try_into()
+                .map_err(|_| bad("public key is not 32 bytes"))?,
             _ => return Err(bad("algorithm byte is not 0x01 (Ed25519)")),
         };
-        let key = VerifyingKey::from_bytes(&public).map_err(|_| bad("not a valid Ed25519 public key"))?;
+        let key =
+            VerifyingKey::from_bytes(&public).map_err(|_| bad("not a valid Ed25519 public key"))?;
         if key.is_weak() {
             return Err(bad("the public key has small order"));
         }
@@ -351,7 +402,12 @@ impl LogVerifier {
         let mut raw = Vec::with_capacity(33);
         raw.push(ALG_ED25519);
         raw.extend_from_slice(self.key.as_bytes());
-        format!("{}+{}+{}", self.name, hex::encode(self.key_id), B64.encode(raw))
+        format!(
+            "{}+{}+{}",
+            self.name,
+            hex::encode(self.key_id),
+            B64.encode(raw)
+        )
     }
 
     /// The key name (the log's origin).
@@ -370,7 +426,10 @@ impl LogVerifier {
     pub fn open_note<'n>(&self, note: &'n str) -> Result<&'n str, NoteError> {
         let bad = |what: String| NoteError::Malformed { what };
         if note.len() > MAX_NOTE_BYTES {
-            return Err(bad(format!("{} bytes, more than the limit of {MAX_NOTE_BYTES}", note.len())));
+            return Err(bad(format!(
+                "{} bytes, more than the limit of {MAX_NOTE_BYTES}",
+                note.len()
+            )));
         }
         let split = note
             .rfind("\n\n")
@@ -388,12 +447,16 @@ impl LogVerifier {
             let rest = line
                 .strip_prefix(SIG_PREFIX)
                 .ok_or_else(|| bad(format!("signature line {line:?} does not start with '— '")))?;
-            let (name, b64) = rest
-                .split_once(' ')
-                .ok_or_else(|| bad(format!("signature line {line:?} has no space between name and signature")))?;
-            let blob = b64_canonical(b64)
-                .filter(|b| b.len() >= 5)
-                .ok_or_else(|| bad(format!("signature of {name:?} is not canonical base64 of a key id and a signature")))?;
+            let (name, b64) = rest.split_once(' ').ok_or_else(|| {
+                bad(format!(
+                    "signature line {line:?} has no space between name and signature"
+                ))
+            })?;
+            let blob = b64_canonical(b64).filter(|b| b.len() >= 5).ok_or_else(|| {
+                bad(format!(
+                    "signature of {name:?} is not canonical base64 of a key id and a signature"
+                ))
+            })?;
             if name == self.name && blob[..4] == self.key_id && found.is_none() {
                 found = Some(blob);
             }

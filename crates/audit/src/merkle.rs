@@ -19,7 +19,9 @@ pub type Hash = [u8; 32];
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ProofError {
     /// The leaf index is not inside the tree.
-    #[error("leaf index {index} is outside a tree of size {size}; hint: valid indexes are 0..{size}")]
+    #[error(
+        "leaf index {index} is outside a tree of size {size}; hint: valid indexes are 0..{size}"
+    )]
     IndexOutOfRange {
         /// The requested leaf index.
         index: u64,
@@ -27,7 +29,9 @@ pub enum ProofError {
         size: u64,
     },
     /// The requested tree size is larger than the tree that is known.
-    #[error("tree size {size} is larger than the {available} leaves available; hint: ask for a size <= {available}")]
+    #[error(
+        "tree size {size} is larger than the {available} leaves available; hint: ask for a size <= {available}"
+    )]
     SizeTooLarge {
         /// The requested size.
         size: u64,
@@ -35,7 +39,9 @@ pub enum ProofError {
         available: u64,
     },
     /// A consistency proof was asked from a larger to a smaller tree.
-    #[error("consistency from size {size1} to the smaller size {size2} is undefined; hint: the first size must be <= the second")]
+    #[error(
+        "consistency from size {size1} to the smaller size {size2} is undefined; hint: the first size must be <= the second"
+    )]
     SizesReversed {
         /// The first (older) tree size.
         size1: u64,
@@ -43,7 +49,9 @@ pub enum ProofError {
         size2: u64,
     },
     /// The proof does not have the number of hashes the sizes require.
-    #[error("the proof has {got} hashes but a tree of this shape needs {want}; hint: the proof was cut, padded or made for other sizes")]
+    #[error(
+        "the proof has {got} hashes but a tree of this shape needs {want}; hint: the proof was cut, padded or made for other sizes"
+    )]
     WrongLength {
         /// Hashes in the proof.
         got: usize,
@@ -51,7 +59,9 @@ pub enum ProofError {
         want: usize,
     },
     /// The proof leads to a root other than the expected one.
-    #[error("the proof leads to root {computed} but {expected} was expected; hint: the leaf, the proof or the root was altered")]
+    #[error(
+        "the proof leads to root {computed} but {expected} was expected; hint: the leaf, the proof or the root was altered"
+    )]
     RootMismatch {
         /// Hex of the root the proof leads to.
         computed: String,
@@ -200,7 +210,7 @@ impl Tree {
         }
         self.levels[0].push(leaf);
         let mut height = 0;
-        while self.levels[height].len() % 2 == 0 {
+        while self.levels[height].len().is_multiple_of(2) {
             let level = &self.levels[height];
             let n = level.len();
             let parent = node_hash(&level[n - 2], &level[n - 1]);
@@ -300,13 +310,16 @@ impl Tree {
     /// MTH of leaves `[begin, end)`, `begin < end <= size`.
     fn subtree(&self, begin: u64, end: u64) -> Hash {
         let n = end - begin;
-        if n.is_power_of_two() && begin % n == 0 {
+        if n.is_power_of_two() && begin.is_multiple_of(n) {
             let height = n.trailing_zeros() as usize;
             // In range: a perfect, aligned subtree inside the tree is stored.
             return self.levels[height][(begin >> height) as usize];
         }
         let k = split(n);
-        node_hash(&self.subtree(begin, begin + k), &self.subtree(begin + k, end))
+        node_hash(
+            &self.subtree(begin, begin + k),
+            &self.subtree(begin + k, end),
+        )
     }
 }
 

@@ -36,6 +36,9 @@ pub struct Entry {
 /// What an entry records.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
+// Records are built once and moved into the log; boxing the larger variant
+// would only add an allocation per decision.
+#[allow(clippy::large_enum_variant)]
 pub enum Record {
     /// A decision of the gate.
     Decision(DecisionRecord),
@@ -126,7 +129,9 @@ pub struct OutcomeRecord {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum EncodeError {
     /// The encoded entry would exceed [`MAX_ENTRY_BYTES`].
-    #[error("entry {seq} encodes to {bytes} bytes, more than the limit of {MAX_ENTRY_BYTES}; hint: log the arguments by hash (audit: {{arguments: hash}})")]
+    #[error(
+        "entry {seq} encodes to {bytes} bytes, more than the limit of {MAX_ENTRY_BYTES}; hint: log the arguments by hash (audit: {{arguments: hash}})"
+    )]
     TooLarge {
         /// The entry's sequence number.
         seq: u64,
@@ -134,7 +139,9 @@ pub enum EncodeError {
         bytes: usize,
     },
     /// The record carries more than [`MAX_INTENTS`] intents.
-    #[error("entry {seq} has {count} intents, more than the limit of {MAX_INTENTS}; hint: intents are a small fixed vocabulary, deduplicate them")]
+    #[error(
+        "entry {seq} has {count} intents, more than the limit of {MAX_INTENTS}; hint: intents are a small fixed vocabulary, deduplicate them"
+    )]
     TooManyIntents {
         /// The entry's sequence number.
         seq: u64,
@@ -145,7 +152,9 @@ pub enum EncodeError {
 
 /// Why bytes are not a valid encoded entry.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid audit entry encoding at byte {offset}: {what}; hint: the stored record was altered or written by an incompatible version")]
+#[error(
+    "invalid audit entry encoding at byte {offset}: {what}; hint: the stored record was altered or written by an incompatible version"
+)]
 pub struct DecodeError {
     /// Byte offset where decoding stopped.
     pub offset: usize,
@@ -565,7 +574,9 @@ mod tests {
     fn every_field_changes_the_leaf_hash() {
         let base = decision();
         let (base_hash, _) = base.leaf().unwrap();
-        let Record::Decision(d) = &base.record else { unreachable!() };
+        let Record::Decision(d) = &base.record else {
+            unreachable!()
+        };
         let mut variants: Vec<DecisionRecord> = Vec::new();
         macro_rules! vary {
             ($field:ident = $value:expr) => {{
@@ -589,7 +600,10 @@ mod tests {
         vary!(policy_name = "dev".into());
         vary!(policy_hash = "11".into());
         for v in variants {
-            let e = Entry { seq: base.seq, record: Record::Decision(v) };
+            let e = Entry {
+                seq: base.seq,
+                record: Record::Decision(v),
+            };
             assert_ne!(e.leaf().unwrap().0, base_hash, "{e:?}");
         }
         let moved = Entry { seq: 8, ..base };
@@ -602,7 +616,10 @@ mod tests {
             let bytes = e.encode().unwrap();
             assert_eq!(Entry::decode(&bytes).unwrap(), e);
             for cut in 0..bytes.len() {
-                assert!(Entry::decode(&bytes[..cut]).is_err(), "prefix {cut} decoded");
+                assert!(
+                    Entry::decode(&bytes[..cut]).is_err(),
+                    "prefix {cut} decoded"
+                );
             }
             let mut longer = bytes.clone();
             longer.push(0);
@@ -644,15 +661,30 @@ mod tests {
         if let Record::Decision(d) = &mut e.record {
             d.arguments = Arguments::Json("x".repeat(MAX_ENTRY_BYTES));
         }
-        assert!(matches!(e.encode(), Err(EncodeError::TooLarge { seq: 7, .. })));
+        assert!(matches!(
+            e.encode(),
+            Err(EncodeError::TooLarge { seq: 7, .. })
+        ));
         let mut e = decision();
         if let Record::Decision(d) = &mut e.record {
             d.intents = vec!["i".into(); MAX_INTENTS + 1];
         }
-        assert!(matches!(e.encode(), Err(EncodeError::TooManyIntents { .. })));
+        assert!(matches!(
+            e.encode(),
+            Err(EncodeError::TooManyIntents { .. })
+        ));
         // A forged huge intent count is refused before allocating.
         let mut bytes = decision().encode().unwrap();
-        let at = 2 + 16 + 4 * 4 + "did:key:z6Mk".len() + 3 + "pre_tool_call".len() + "sql.query".len() + 1 + 4 + r#"{"q":"DROP TABLE t"}"#.len();
+        let at = 2
+            + 16
+            + 4 * 4
+            + "did:key:z6Mk".len()
+            + 3
+            + "pre_tool_call".len()
+            + "sql.query".len()
+            + 1
+            + 4
+            + r#"{"q":"DROP TABLE t"}"#.len();
         bytes[at..at + 4].copy_from_slice(&u32::MAX.to_be_bytes());
         assert!(Entry::decode(&bytes).is_err());
         // A forged string length past the end is refused.
@@ -670,5 +702,16 @@ mod tests {
         let json = serde_json::to_string(&outcome()).unwrap();
         assert!(json.contains(&"09".repeat(32)), "{json}");
         assert!(json.contains(r#""kind":"outcome""#), "{json}");
+    }
+
+    #[test]
+    fn the_example_in_encoding_md_is_what_the_encoder_produces() {
+        let doc = include_str!("../ENCODING.md");
+        let start = doc.find("encodes to (hex").unwrap();
+        let block = &doc[start..];
+        let block = &block[block.find("```\n").unwrap() + 4..];
+        let block = &block[..block.find("```").unwrap()];
+        let doc_hex: String = block.chars().filter(|c| !c.is_whitespace()).collect();
+        assert_eq!(doc_hex, hex::encode(outcome().encode().unwrap()));
     }
 }
