@@ -1,1 +1,216 @@
-pub fn x(){}
+//! The one decision point: [`Gate::decide`] turns an [`Action`] into a [`Decision`].
+//!
+//! Every entry point — the CLI, the HTTP server, the MCP proxy, embedding
+//! Rust code — builds an `Action` and calls `decide`. No entry point has
+//! rules of its own. The gate fails closed: no policy, an invalid action, a
+//! condition that errors, or a panic during evaluation all yield `deny` with a
+//! reserved `error:<kind>` reason.
+//!
+//! ```
+//! use warden_gate::{Action, Gate};
+//! use warden_policy::{compile, parse, Verdict};
+//!
+//! let policy = compile(parse("p.yaml", "version: warden/v1\nname: p\ndefault: deny\nrules:\n  - id: reads\n    match: {tool: db.query}\n    verdict: allow\n")?)?;
+//! let gate = Gate::new(policy);
+//! let action = Action::from_json(br#"{"point": "pre_tool_call", "tool": "db.query", "args": {"sql": "select 1"}}"#)?;
+//! let decision = gate.decide(&action);
+//! assert_eq!(decision.verdict, Verdict::Allow);
+//! assert_eq!(decision.rule.as_deref(), Some("reads"));
+//!
+//! // No policy: everything is denied, and the decision says why.
+//! assert_eq!(Gate::without_policy().decide(&action).reason, "error:no_policy");
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+#![deny(missing_docs)]
+
+pub(crate) mod action;
+pub mod canonical;
+mod decision;
+pub mod files;
+
+pub use action::{Action, ActionError, DEFAULT_RING, MAX_ACTION_BYTES, MAX_NAME_BYTES, MAX_TAGS};
+pub use decision::{Decision, PolicyRef, reason};
+
+use serde_json::Value;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::Arc;
+use warden_policy::{CompiledPolicy, Explanation, Input, Verdict, transform};
+
+/// The decision point. Cheap to clone and share between threads.
+#[derive(Debug, Clone)]
+pub struct Gate {
+    policy: Option<Arc<CompiledPolicy>>,
+}
+
+static EMPTY_OBJECT: std::sync::LazyLock<Value> =
+    std::sync::LazyLock::new(|| Value::Object(Default::default()));
+
+impl Gate {
+    /// A gate that decides by `policy`.
+    pub fn new(policy: CompiledPolicy) -> Gate {
+        Gate {
+            policy: Some(Arc::new(policy)),
+        }
+    }
+
+    /// A gate with no policy: it denies everything with `error:no_policy`.
+    pub fn without_policy() -> Gate {
+        Gate { policy: None }
+    }
+
+    /// The loaded policy, if any.
+    pub fn policy(&self) -> Option<&CompiledPolicy> {
+        self.policy.as_deref()
+    }
+
+    /// Decides about `action`. Never panics and never allows on an error.
+    pub fn decide(&self, action: &Action) -> Decision {
+        let action_hash = action.hash();
+        match catch_unwind(AssertUnwindSafe(|| self.evaluate(action, &action_hash))) {
+            Ok(decision) => decision,
+            Err(panic) => {
+                let detail = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "unknown panic".to_string());
+                Decision::error(
+                    reason::PANIC,
+                    format!("evaluation panicked: {detail}"),
+                    action_hash,
+                )
+            }
+        }
+    }
+
+    /// Decides about `action` and traces every rule of the policy for it
+    /// (`warden policy explain`). The trace is `None` when no policy is
+    /// loaded or the action is invalid; the decision then says why.
+    pub fn explain(&self, action: &Action) -> (Decision, Option<Explanation<'_>>) {
+        let decision = self.decide(action);
+        let trace = match (self.policy.as_deref(), action.facts()) {
+            (Some(policy), Ok(facts)) => {
+                catch_unwind(AssertUnwindSafe(|| policy.explain(&input(action, &facts)))).ok()
+            }
+            _ => None,
+        };
+        (decision, trace)
+    }
+
+    fn evaluate(&self, action: &Action, action_hash: &str) -> Decision {
+        let Some(policy) = self.policy.as_deref() else {
+            return Decision::error(
+                reason::NO_POLICY,
+                "no policy is loaded, so every action is denied".to_string(),
+                action_hash.to_string(),
+            );
+        };
+        let facts = match action.facts() {
+            Ok(f) => f,
+            Err(e) => {
+                return Decision::error(
+                    reason::INVALID_ACTION,
+                    e.to_string(),
+                    action_hash.to_string(),
+                );
+            }
+        };
+        let input = input(action, &facts);
+        let eval = policy.evaluate(&input);
+        let policy_ref = Some(PolicyRef {
+            name: policy.name().to_string(),
+            hash: policy.hash().to_string(),
+        });
+        let matched = eval.matched.iter().map(|r| r.id.clone()).collect();
+        if let Some(err) = eval.error {
+            return Decision {
+                rule: Some(err.rule.id.clone()),
+                matched,
+                policy: policy_ref,
+                ..Decision::error(
+                    err.kind.reason(),
+                    format!("condition of rule '{}' failed: {}", err.rule.id, err.detail),
+                    action_hash.to_string(),
+                )
+            };
+        }
+        let Some(rule) = eval.rule else {
+            return Decision {
+                verdict: eval.verdict,
+                rule: None,
+                reason: reason::DEFAULT.to_string(),
+                message: format!("no rule matched; the policy's default is {}", eval.verdict),
+                action_hash: action_hash.to_string(),
+                matched,
+                transform: Vec::new(),
+                args: None,
+                approvers: Vec::new(),
+                policy: policy_ref,
+            };
+        };
+        let mut decision = Decision {
+            verdict: eval.verdict,
+            rule: Some(rule.id.clone()),
+            reason: rule
+                .reason
+                .clone()
+                .unwrap_or_else(|| format!("rule '{}'", rule.id)),
+            message: format!("{} by rule '{}'", verdict_past(eval.verdict), rule.id),
+            action_hash: action_hash.to_string(),
+            matched,
+            transform: Vec::new(),
+            args: None,
+            approvers: Vec::new(),
+            policy: policy_ref,
+        };
+        if let Some(why) = &rule.reason {
+            decision.message = format!("{}: {why}", decision.message);
+        }
+        // The winning verdict's obligations come from every matched rule with that verdict.
+        let same = eval.matched.iter().filter(|r| r.verdict == eval.verdict);
+        match eval.verdict {
+            Verdict::Transform => {
+                decision.transform = same.flat_map(|r| r.transform.iter().cloned()).collect();
+                let mut args = input.args.clone();
+                transform::apply(&decision.transform, &mut args);
+                decision.args = Some(args);
+            }
+            Verdict::RequireApproval => {
+                for r in same {
+                    for a in &r.approvers {
+                        if !decision.approvers.contains(a) {
+                            decision.approvers.push(a.clone());
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+        decision
+    }
+}
+
+/// What the policy sees of an action.
+fn input<'a>(action: &'a Action, facts: &'a action::Facts) -> Input<'a> {
+    Input {
+        point: action.point,
+        tool: action.tool.as_deref(),
+        agent: action.agent.as_deref(),
+        session: action.session.as_deref(),
+        args: action.args.as_ref().unwrap_or(&EMPTY_OBJECT),
+        context: &action.context,
+        labels: &facts.labels,
+        intents: &facts.intents,
+        ring: facts.ring,
+    }
+}
+
+fn verdict_past(v: Verdict) -> &'static str {
+    match v {
+        Verdict::Allow => "allowed",
+        Verdict::Warn => "allowed with a warning",
+        Verdict::Transform => "allowed with rewritten arguments",
+        Verdict::RequireApproval => "needs approval",
+        Verdict::Deny => "denied",
+    }
+}

@@ -94,7 +94,10 @@ pub fn compile(policy: Policy) -> Result<CompiledPolicy, PolicyError> {
         diags.push(Diagnostic::new(
             &root,
             Pos::default(),
-            format!("policy has {} rules; the limit is {MAX_RULES}", policy.rules.len()),
+            format!(
+                "policy has {} rules; the limit is {MAX_RULES}",
+                policy.rules.len()
+            ),
         ));
     }
     let glob_count: usize = policy
@@ -171,7 +174,13 @@ pub fn compile(policy: Policy) -> Result<CompiledPolicy, PolicyError> {
     }
     for (idx, (builder, seen)) in index.iter_mut().zip(glob_builders) {
         if !seen.is_empty() {
-            idx.globs = Some(builder.build().map_err(|e| PolicyError::one(Diagnostic::new(&root, Pos::default(), format!("cannot build the tool index: {e}"))))?);
+            idx.globs = Some(builder.build().map_err(|e| {
+                PolicyError::one(Diagnostic::new(
+                    &root,
+                    Pos::default(),
+                    format!("cannot build the tool index: {e}"),
+                ))
+            })?);
         }
     }
 
@@ -235,12 +244,14 @@ fn compile_rule(env: &cel::Env, rule: Rule) -> Result<CompiledRule, Vec<Diagnost
         None => None,
         Some(a) if !is_glob(a) => Some(AgentMatcher::Exact(a.clone())),
         Some(a) => Some(AgentMatcher::Glob(
-            glob(a).map_err(|e| internal(&rule, e).diagnostics)?.compile_matcher(),
+            glob(a)
+                .map_err(|e| internal(&rule, e).diagnostics)?
+                .compile_matcher(),
         )),
     };
     let cond = match &rule.when {
         None => None,
-        Some(when) => match compile_condition(env, &rule, when) {
+        Some(when) => match compile_condition(env, &rule.id, when) {
             Ok(c) => Some(c),
             Err(d) => {
                 diags.push(d);
@@ -260,7 +271,20 @@ fn compile_rule(env: &cel::Env, rule: Rule) -> Result<CompiledRule, Vec<Diagnost
     })
 }
 
-fn compile_condition(env: &cel::Env, rule: &Rule, when: &Spanned<String>) -> Result<Condition, Diagnostic> {
+/// Compiles a `when:` and checks the variables it reads, without keeping it.
+pub(crate) fn check_condition(
+    env: &cel::Env,
+    rule_id: &str,
+    when: &Spanned<String>,
+) -> Result<(), Diagnostic> {
+    compile_condition(env, rule_id, when).map(|_| ())
+}
+
+fn compile_condition(
+    env: &cel::Env,
+    rule_id: &str,
+    when: &Spanned<String>,
+) -> Result<Condition, Diagnostic> {
     let at = Pos {
         line: when.line,
         column: when.column,
@@ -273,17 +297,22 @@ fn compile_condition(env: &cel::Env, rule: &Rule, when: &Spanned<String>) -> Res
         Diagnostic::new(
             &when.file,
             at,
-            format!("invalid CEL in 'when' of rule '{}' at {line}:{col} of the expression: {msg}", rule.id),
+            format!(
+                "invalid CEL in 'when' of rule '{rule_id}' at {line}:{col} of the expression: {msg}"
+            ),
         )
         .hint(format!("variables: {}", native::VARIABLES.join(", ")))
     })?;
     let mut free = Vec::new();
     native::free_idents(program.expression(), &mut Vec::new(), &mut free);
-    if let Some(unknown) = free.iter().find(|v| !native::VARIABLES.contains(&v.as_str())) {
+    if let Some(unknown) = free
+        .iter()
+        .find(|v| !native::VARIABLES.contains(&v.as_str()))
+    {
         let d = Diagnostic::new(
             &when.file,
             at,
-            format!("unknown variable '{unknown}' in 'when' of rule '{}'", rule.id),
+            format!("unknown variable '{unknown}' in 'when' of rule '{rule_id}'"),
         );
         return Err(match suggest(unknown, native::VARIABLES) {
             Some(s) => d.hint(format!("did you mean '{s}'?")),

@@ -37,7 +37,11 @@ impl Diagnostic {
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if self.line > 0 {
-            write!(f, "{}:{}:{}: {}", self.file, self.line, self.column, self.message)?;
+            write!(
+                f,
+                "{}:{}:{}: {}",
+                self.file, self.line, self.column, self.message
+            )?;
         } else {
             write!(f, "{}: {}", self.file, self.message)?;
         }
@@ -142,8 +146,18 @@ mod tests {
 
     #[test]
     fn display_matches_compiler_format() {
-        let d = Diagnostic::new("p.yaml", Pos { line: 12, column: 5 }, "unknown field 'x'")
-            .hint("did you mean 'y'?");
-        assert_eq!(d.to_string(), "p.yaml:12:5: unknown field 'x' (did you mean 'y'?)");
+        let d = Diagnostic::new(
+            "p.yaml",
+            Pos {
+                line: 12,
+                column: 5,
+            },
+            "unknown field 'x'",
+        )
+        .hint("did you mean 'y'?");
+        assert_eq!(
+            d.to_string(),
+            "p.yaml:12:5: unknown field 'x' (did you mean 'y'?)"
+        );
     }
 }

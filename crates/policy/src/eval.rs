@@ -23,8 +23,8 @@ pub struct Input<'a> {
     pub session: Option<&'a str>,
     /// Tool arguments (JSON; `{}` when none).
     pub args: &'a Json,
-    /// Free-form context (JSON; `{}` when none).
-    pub context: &'a Json,
+    /// Free-form context.
+    pub context: &'a serde_json::Map<String, Json>,
     /// Labels present in the session.
     pub labels: &'a [String],
     /// Intents of the action.
@@ -158,9 +158,14 @@ struct CelScope<'i> {
 }
 
 impl<'i> CelScope<'i> {
-    fn run(&mut self, policy: &CompiledPolicy, program: &cel::Program) -> Result<bool, (EvalErrorKind, String)> {
+    fn run(
+        &mut self,
+        policy: &CompiledPolicy,
+        program: &cel::Program,
+    ) -> Result<bool, (EvalErrorKind, String)> {
         if self.ctx.is_none() {
-            self.ctx = Some(build_context(policy, self.input).map_err(|e| (EvalErrorKind::Condition, e))?);
+            self.ctx =
+                Some(build_context(policy, self.input).map_err(|e| (EvalErrorKind::Condition, e))?);
         }
         let Some(ctx) = self.ctx.as_ref() else {
             return Err((EvalErrorKind::Condition, "no CEL context".into()));
@@ -179,7 +184,9 @@ impl<'i> CelScope<'i> {
 fn classify(e: &cel::ExecutionError) -> EvalErrorKind {
     use cel::ExecutionError as E;
     match e {
-        E::NoSuchKey(_) | E::UndeclaredReference(_) | E::IndexOutOfBounds(_) => EvalErrorKind::MissingField,
+        E::NoSuchKey(_) | E::UndeclaredReference(_) | E::IndexOutOfBounds(_) => {
+            EvalErrorKind::MissingField
+        }
         E::NoSuchOverload(_)
         | E::ValuesNotComparable(..)
         | E::UnsupportedBinaryOperator(..)
@@ -191,7 +198,10 @@ fn classify(e: &cel::ExecutionError) -> EvalErrorKind {
     }
 }
 
-fn build_context(policy: &CompiledPolicy, input: &Input<'_>) -> Result<cel::Context<'static, 'static>, String> {
+fn build_context(
+    policy: &CompiledPolicy,
+    input: &Input<'_>,
+) -> Result<cel::Context<'static, 'static>, String> {
     let mut ctx = cel::Context::with_env(policy.env.clone());
     let conv = |name: &str, e: cel::SerializationError| format!("cannot give '{name}' to CEL: {e}");
     macro_rules! var {
@@ -354,7 +364,11 @@ impl CompiledPolicy {
         }
         match scope.run(self, program) {
             Ok(b) => Ok((if b { None } else { Some(Miss::Condition) }, Some(false))),
-            Err((kind, detail)) => Err(EvalError { rule: r, kind, detail }),
+            Err((kind, detail)) => Err(EvalError {
+                rule: r,
+                kind,
+                detail,
+            }),
         }
     }
 }

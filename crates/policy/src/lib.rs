@@ -20,7 +20,7 @@
 //! "#)?)?;
 //!
 //! let args = serde_json::json!({"limit": 5000});
-//! let context = serde_json::json!({});
+//! let context = serde_json::Map::new();
 //! let input = Input {
 //!     point: Point::PreToolCall, tool: Some("db.export"), agent: None, session: None,
 //!     args: &args, context: &context, labels: &[], intents: &[], ring: 3,

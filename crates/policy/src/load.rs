@@ -62,6 +62,7 @@ pub fn load(root: &str, sources: &dyn Sources) -> Result<Policy, PolicyError> {
         },
         default_seen: None,
         tool_origin: HashMap::new(),
+        conditions: Vec::new(),
     };
     match sources.read(root) {
         Ok(text) => loader.file(root, &text, true),
@@ -71,12 +72,33 @@ pub fn load(root: &str, sources: &dyn Sources) -> Result<Policy, PolicyError> {
         ),
     }
     if loader.diags.is_empty() {
-        Ok(loader.policy)
-    } else {
-        Err(PolicyError {
-            diagnostics: loader.diags,
-        })
+        return Ok(loader.policy);
     }
+    // The load failed, so `compile` will not run: check the conditions here
+    // so one lint run reports every problem.
+    let env = cel::Env::stdlib();
+    for (id, when) in &loader.conditions {
+        if let Err(d) = crate::compile::check_condition(&env, id, when) {
+            loader.diags.push(d);
+        }
+    }
+    // Report in source order: files in load order, then line and column.
+    let order: Vec<String> = loader
+        .policy
+        .sources
+        .iter()
+        .map(|(f, _)| f.clone())
+        .collect();
+    loader.diags.sort_by_key(|d| {
+        let file = order
+            .iter()
+            .position(|f| *f == d.file)
+            .unwrap_or(usize::MAX);
+        (file, d.line, d.column)
+    });
+    Err(PolicyError {
+        diagnostics: loader.diags,
+    })
 }
 
 /// Parses a single policy text that has no `include:`s.
@@ -129,6 +151,8 @@ struct Loader<'s> {
     policy: Policy,
     default_seen: Option<(DefaultVerdict, String)>,
     tool_origin: HashMap<String, String>,
+    /// Every `when:` seen, so a failed load can still report CEL errors.
+    conditions: Vec<(String, crate::model::Spanned<String>)>,
 }
 
 /// Field access for one mapping, collecting unknown-field errors.
@@ -204,7 +228,8 @@ impl Loader<'_> {
             if allowed.contains(&name.as_str()) {
                 fields.entries.push((name, k, v));
             } else {
-                let mut d = Diagnostic::new(file, k.pos, format!("unknown field '{name}' in {what}"));
+                let mut d =
+                    Diagnostic::new(file, k.pos, format!("unknown field '{name}' in {what}"));
                 d = match suggest(name, allowed) {
                     Some(s) => d.hint(format!("did you mean '{s}'?")),
                     None => d.hint(format!("expected one of: {}", allowed.join(", "))),
@@ -394,7 +419,10 @@ impl Loader<'_> {
                 self.err(
                     file,
                     node.pos,
-                    format!("expected a mapping for 'tools', found {}", node.value.kind()),
+                    format!(
+                        "expected a mapping for 'tools', found {}",
+                        node.value.kind()
+                    ),
                 );
             }
             return;
@@ -446,16 +474,26 @@ impl Loader<'_> {
             self.err(
                 file,
                 node.pos,
-                format!("expected a mapping of argument kinds for {what}, found {}", node.value.kind()),
+                format!(
+                    "expected a mapping of argument kinds for {what}, found {}",
+                    node.value.kind()
+                ),
             );
             return out;
         };
         for (k, v) in entries {
-            let (Some(arg), Some(kind)) = (self.string(file, k, "an argument name"), self.string(file, v, "an argument kind")) else {
+            let (Some(arg), Some(kind)) = (
+                self.string(file, k, "an argument name"),
+                self.string(file, v, "an argument kind"),
+            ) else {
                 continue;
             };
             if !ARG_KINDS.contains(&kind.as_str()) {
-                let mut d = Diagnostic::new(file, v.pos, format!("unknown argument kind '{kind}' in {what}"));
+                let mut d = Diagnostic::new(
+                    file,
+                    v.pos,
+                    format!("unknown argument kind '{kind}' in {what}"),
+                );
                 d = match suggest(&kind, ARG_KINDS) {
                     Some(s) => d.hint(format!("did you mean '{s}'?")),
                     None => d.hint(format!("expected one of: {}", ARG_KINDS.join(", "))),
@@ -483,10 +521,12 @@ impl Loader<'_> {
         ];
         // Name the rule in messages about its own fields, so find the id first.
         let id = match &node.value {
-            Value::Map(entries) => entries.iter().find_map(|(k, v)| match (&k.value, &v.value) {
-                (Value::Str(k), Value::Str(v)) if k == "id" => Some(v.clone()),
-                _ => None,
-            }),
+            Value::Map(entries) => entries
+                .iter()
+                .find_map(|(k, v)| match (&k.value, &v.value) {
+                    (Value::Str(k), Value::Str(v)) if k == "id" => Some(v.clone()),
+                    _ => None,
+                }),
             _ => None,
         };
         let what = match &id {
@@ -503,8 +543,12 @@ impl Loader<'_> {
             (Some(_), Some(id)) if valid_id(&id) => id,
             (Some(n), Some(id)) => {
                 self.diags.push(
-                    Diagnostic::new(file, n.pos, format!("invalid rule id '{}'", id.escape_debug()))
-                        .hint("use letters, digits, '-', '_', '.' or ':'"),
+                    Diagnostic::new(
+                        file,
+                        n.pos,
+                        format!("invalid rule id '{}'", id.escape_debug()),
+                    )
+                    .hint("use letters, digits, '-', '_', '.' or ':'"),
                 );
                 return None;
             }
@@ -546,7 +590,11 @@ impl Loader<'_> {
             Some(n) => {
                 let names = self.strings(file, n, "'on'");
                 if names.is_empty() {
-                    self.err(file, n.pos, format!("'on' in {what} names no intervention point"));
+                    self.err(
+                        file,
+                        n.pos,
+                        format!("'on' in {what} names no intervention point"),
+                    );
                 }
                 let mut points = Vec::new();
                 for (name, pos) in names {
@@ -554,7 +602,9 @@ impl Loader<'_> {
                         value: Value::Str(name),
                         pos,
                     };
-                    if let Some(p) = self.enum_value::<Point>(file, &node, "intervention point", &what) {
+                    if let Some(p) =
+                        self.enum_value::<Point>(file, &node, "intervention point", &what)
+                    {
                         if !points.contains(&p) {
                             points.push(p);
                         }
@@ -582,19 +632,30 @@ impl Loader<'_> {
                 );
                 return None;
             }
-            Some(crate::model::Spanned {
+            let spanned = crate::model::Spanned {
                 value: text,
                 file: file.to_string(),
                 line: w.pos.line,
                 column: w.pos.column,
-            })
+            };
+            self.conditions.push((id.clone(), spanned.clone()));
+            Some(spanned)
         });
 
-        let description = f.get("description").and_then(|n| self.string(file, n, "'description'"));
-        let reason = f.get("reason").and_then(|n| self.string(file, n, "'reason'"));
+        let description = f
+            .get("description")
+            .and_then(|n| self.string(file, n, "'description'"));
+        let reason = f
+            .get("reason")
+            .and_then(|n| self.string(file, n, "'reason'"));
         let approvers: Vec<String> = f
             .get("approvers")
-            .map(|n| self.strings(file, n, "'approvers'").into_iter().map(|(s, _)| s).collect())
+            .map(|n| {
+                self.strings(file, n, "'approvers'")
+                    .into_iter()
+                    .map(|(s, _)| s)
+                    .collect()
+            })
             .unwrap_or_default();
         let transform = f
             .get("transform")
@@ -607,8 +668,12 @@ impl Loader<'_> {
                 Some("visible") => false,
                 Some(other) => {
                     self.diags.push(
-                        Diagnostic::new(file, n.pos, format!("invalid visibility '{other}' in {what}"))
-                            .hint("expected 'hidden' or 'visible'"),
+                        Diagnostic::new(
+                            file,
+                            n.pos,
+                            format!("invalid visibility '{other}' in {what}"),
+                        )
+                        .hint("expected 'hidden' or 'visible'"),
                     );
                     false
                 }
@@ -619,22 +684,34 @@ impl Loader<'_> {
         if let Some(v) = verdict {
             if v == Verdict::Transform && transform.is_empty() {
                 self.diags.push(
-                    Diagnostic::new(file, node.pos, format!("{what} has verdict 'transform' but no 'transform' list"))
-                        .hint("add e.g. 'transform: [{path: password, redact: true}]'"),
+                    Diagnostic::new(
+                        file,
+                        node.pos,
+                        format!("{what} has verdict 'transform' but no 'transform' list"),
+                    )
+                    .hint("add e.g. 'transform: [{path: password, redact: true}]'"),
                 );
             }
             if v != Verdict::Transform && f.get("transform").is_some() {
                 let pos = f.get("transform").map_or(node.pos, |n| n.pos);
                 self.diags.push(
-                    Diagnostic::new(file, pos, format!("'transform' in {what} has no effect with verdict '{v}'"))
-                        .hint("use 'verdict: transform' or remove 'transform'"),
+                    Diagnostic::new(
+                        file,
+                        pos,
+                        format!("'transform' in {what} has no effect with verdict '{v}'"),
+                    )
+                    .hint("use 'verdict: transform' or remove 'transform'"),
                 );
             }
             if v != Verdict::RequireApproval && f.get("approvers").is_some() {
                 let pos = f.get("approvers").map_or(node.pos, |n| n.pos);
                 self.diags.push(
-                    Diagnostic::new(file, pos, format!("'approvers' in {what} has no effect with verdict '{v}'"))
-                        .hint("use 'verdict: require_approval' or remove 'approvers'"),
+                    Diagnostic::new(
+                        file,
+                        pos,
+                        format!("'approvers' in {what} has no effect with verdict '{v}'"),
+                    )
+                    .hint("use 'verdict: require_approval' or remove 'approvers'"),
                 );
             }
         }
@@ -689,7 +766,12 @@ impl Loader<'_> {
     fn matcher(&mut self, file: &str, node: &Node, what: &str) -> Matcher {
         let mut m = Matcher::default();
         let mwhat = format!("'match' of {what}");
-        let Some(f) = self.mapping(file, node, &mwhat, &["tool", "agent", "ring", "labels", "intents"]) else {
+        let Some(f) = self.mapping(
+            file,
+            node,
+            &mwhat,
+            &["tool", "agent", "ring", "labels", "intents"],
+        ) else {
             return m;
         };
         if let Some(t) = f.get("tool") {
@@ -698,7 +780,11 @@ impl Loader<'_> {
                 if pat.is_empty() {
                     self.err(file, pos, format!("empty tool pattern in {what}"));
                 } else if let Err(e) = globset::Glob::new(&pat) {
-                    self.err(file, pos, format!("invalid tool pattern '{pat}' in {what}: {}", e.kind()));
+                    self.err(
+                        file,
+                        pos,
+                        format!("invalid tool pattern '{pat}' in {what}: {}", e.kind()),
+                    );
                 } else {
                     m.tools.push(pat);
                 }
@@ -711,7 +797,11 @@ impl Loader<'_> {
             if let Some(pat) = self.string(file, a, "'agent'") {
                 match globset::Glob::new(&pat) {
                     Ok(_) => m.agent = Some(pat),
-                    Err(e) => self.err(file, a.pos, format!("invalid agent pattern '{pat}' in {what}: {}", e.kind())),
+                    Err(e) => self.err(
+                        file,
+                        a.pos,
+                        format!("invalid agent pattern '{pat}' in {what}: {}", e.kind()),
+                    ),
                 }
             }
         }
@@ -728,7 +818,11 @@ impl Loader<'_> {
                 }
                 if let (Some(lo), Some(hi)) = (m.ring_min, m.ring_max) {
                     if lo > hi {
-                        self.err(file, r.pos, format!("{rwhat} can never hold: min {lo} > max {hi}"));
+                        self.err(
+                            file,
+                            r.pos,
+                            format!("{rwhat} can never hold: min {lo} > max {hi}"),
+                        );
                     }
                 }
             }
@@ -748,8 +842,12 @@ impl Loader<'_> {
             Value::UInt(u) if u <= 3 => Some(u as u8),
             _ => {
                 self.diags.push(
-                    Diagnostic::new(file, node.pos, format!("invalid ring '{}'", node.scalar_text()))
-                        .hint("rings are 0 (most privileged) to 3"),
+                    Diagnostic::new(
+                        file,
+                        node.pos,
+                        format!("invalid ring '{}'", node.scalar_text()),
+                    )
+                    .hint("rings are 0 (most privileged) to 3"),
                 );
                 None
             }
@@ -774,7 +872,11 @@ impl Loader<'_> {
                     (Some(n), None) => (self.strings(file, n, &swhat), false),
                     (None, Some(n)) => (self.strings(file, n, &swhat), true),
                     _ => {
-                        self.err(file, node.pos, format!("{swhat} needs exactly one of 'all' or 'any'"));
+                        self.err(
+                            file,
+                            node.pos,
+                            format!("{swhat} needs exactly one of 'all' or 'any'"),
+                        );
                         return SetMatch::Unset;
                     }
                 }
@@ -787,7 +889,8 @@ impl Loader<'_> {
         if let Some(known) = known {
             for (item, pos) in &items {
                 if !known.contains(&item.as_str()) {
-                    let mut d = Diagnostic::new(file, *pos, format!("unknown intent '{item}' in {what}"));
+                    let mut d =
+                        Diagnostic::new(file, *pos, format!("unknown intent '{item}' in {what}"));
                     d = match suggest(item, known) {
                         Some(s) => d.hint(format!("did you mean '{s}'?")),
                         None => d.hint(format!("expected one of: {}", known.join(", "))),
@@ -797,12 +900,23 @@ impl Loader<'_> {
             }
         }
         let items = items.into_iter().map(|(s, _)| s).collect();
-        if any { SetMatch::Any(items) } else { SetMatch::All(items) }
+        if any {
+            SetMatch::Any(items)
+        } else {
+            SetMatch::All(items)
+        }
     }
 
     fn transform(&mut self, file: &str, node: &Node, what: &str) -> Vec<TransformOp> {
         let Value::Seq(items) = &node.value else {
-            self.err(file, node.pos, format!("expected a list for 'transform' in {what}, found {}", node.value.kind()));
+            self.err(
+                file,
+                node.pos,
+                format!(
+                    "expected a list for 'transform' in {what}, found {}",
+                    node.value.kind()
+                ),
+            );
             return Vec::new();
         };
         let mut ops = Vec::new();
@@ -818,7 +932,11 @@ impl Loader<'_> {
                 continue;
             };
             if let Err(msg) = crate::transform::check_path(&path) {
-                self.err(file, f.get("path").map_or(item.pos, |n| n.pos), format!("{msg} in {what}"));
+                self.err(
+                    file,
+                    f.get("path").map_or(item.pos, |n| n.pos),
+                    format!("{msg} in {what}"),
+                );
                 continue;
             }
             let action = match (f.get("redact"), f.get("replace")) {
@@ -826,17 +944,23 @@ impl Loader<'_> {
                     Value::Bool(true) => TransformAction::Redact(true),
                     _ => {
                         self.diags.push(
-                            Diagnostic::new(file, r.pos, format!("'redact' in {what} must be 'true'"))
-                                .hint("to keep a value, leave the transform out"),
+                            Diagnostic::new(
+                                file,
+                                r.pos,
+                                format!("'redact' in {what} must be 'true'"),
+                            )
+                            .hint("to keep a value, leave the transform out"),
                         );
                         continue;
                     }
                 },
                 (None, Some(v)) => TransformAction::Replace(v.to_json()),
                 _ => {
-                    self.diags.push(
-                        Diagnostic::new(file, item.pos, format!("{twhat} needs exactly one of 'redact: true' or 'replace: VALUE'")),
-                    );
+                    self.diags.push(Diagnostic::new(
+                        file,
+                        item.pos,
+                        format!("{twhat} needs exactly one of 'redact: true' or 'replace: VALUE'"),
+                    ));
                     continue;
                 }
             };

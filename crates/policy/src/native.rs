@@ -175,7 +175,12 @@ fn eval<'a>(e: &'a Expr, input: &Input<'a>) -> Option<V<'a>> {
             V::Json(Json::Object(map)) => V::Bool(map.contains_key(field)),
             _ => return None,
         },
-        Expr::List(items) => V::List(items.iter().map(|i| eval(i, input)).collect::<Option<_>>()?),
+        Expr::List(items) => V::List(
+            items
+                .iter()
+                .map(|i| eval(i, input))
+                .collect::<Option<_>>()?,
+        ),
         Expr::Not(a) => match eval(a, input)? {
             V::Bool(b) => V::Bool(!b),
             _ => return None,
@@ -243,9 +248,10 @@ fn opt_str(s: Option<&str>) -> V<'_> {
 }
 
 fn lookup<'a>(var: Var, path: &[String], input: &Input<'a>) -> Option<V<'a>> {
-    let root = match var {
-        Var::Args => input.args,
-        Var::Context => input.context,
+    let (root, path) = match var {
+        Var::Args => (input.args, path),
+        // The context map itself is rare in conditions: leave it to CEL.
+        Var::Context => (input.context.get(path.first()?)?, &path[1..]),
         other => {
             if !path.is_empty() {
                 return None;
@@ -360,7 +366,9 @@ pub(crate) fn free_idents(e: &IdedExpr, bound: &mut Vec<String>, out: &mut Vec<S
                         free_idents(&m.key, bound, out);
                         free_idents(&m.value, bound, out);
                     }
-                    cel::common::ast::EntryExpr::StructField(f) => free_idents(&f.value, bound, out),
+                    cel::common::ast::EntryExpr::StructField(f) => {
+                        free_idents(&f.value, bound, out)
+                    }
                 }
             }
         }

@@ -75,7 +75,8 @@ mod tests {
 
     #[test]
     fn redacts_nested_and_wildcard_paths() {
-        let mut args = json!({"password": "x", "items": [{"token": "a"}, {"token": "b"}], "keep": 1});
+        let mut args =
+            json!({"password": "x", "items": [{"token": "a"}, {"token": "b"}], "keep": 1});
         let n = apply(
             &[
                 op("password", TransformAction::Redact(true)),

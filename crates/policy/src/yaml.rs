@@ -180,7 +180,11 @@ pub(crate) fn parse(file: &str, text: &str) -> Result<Node, PolicyError> {
             .unwrap_or("invalid YAML")
             .trim()
             .to_string();
-        PolicyError::one(Diagnostic::new(file, pos, format!("invalid YAML: {message}")))
+        PolicyError::one(Diagnostic::new(
+            file,
+            pos,
+            format!("invalid YAML: {message}"),
+        ))
     })
 }
 
@@ -218,7 +222,9 @@ mod tests {
     fn deep_nesting_is_refused_not_overflowed() {
         let deep = "[".repeat(10_000) + &"]".repeat(10_000);
         assert!(parse("p.yaml", &deep).is_err());
-        let deep_block: String = (0..500).map(|i| format!("{}k:\n", "  ".repeat(i))).collect();
+        let deep_block: String = (0..500)
+            .map(|i| format!("{}k:\n", "  ".repeat(i)))
+            .collect();
         assert!(parse("p.yaml", &deep_block).is_err());
     }
 }
