@@ -8,7 +8,8 @@ pub const MAX_RULES: usize = 10_000;
 pub const MAX_CEL_LEN: usize = 4096;
 /// Most tool-name globs in one policy, includes counted.
 pub const MAX_GLOBS: usize = 20_000;
-/// Deepest YAML nesting accepted.
-pub const MAX_YAML_DEPTH: usize = 64;
+/// Deepest YAML nesting accepted. A policy needs about 8; parsing recurses,
+/// so this also bounds stack use (≈30 KB a level in debug builds).
+pub const MAX_YAML_DEPTH: usize = 24;
 /// Deepest chain of `include:`s.
 pub const MAX_INCLUDE_DEPTH: usize = 16;

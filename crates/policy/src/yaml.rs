@@ -172,6 +172,16 @@ pub(crate) fn parse(file: &str, text: &str) -> Result<Node, PolicyError> {
                 column: l.column(),
             })
             .unwrap_or_default();
+        if let serde_saphyr::Error::Budget {
+            breach: serde_saphyr::budget::BudgetBreach::Depth { .. },
+            ..
+        } = e.without_snippet()
+        {
+            return PolicyError::one(
+                Diagnostic::new(file, pos, format!("YAML nests deeper than {MAX_YAML_DEPTH} levels"))
+                    .hint("a policy never needs this much nesting"),
+            );
+        }
         let message = e.without_snippet().to_string();
         // serde-saphyr puts the location in its own message; we print ours in front.
         let message = message
