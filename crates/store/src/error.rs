@@ -1,0 +1,106 @@
+use std::path::PathBuf;
+
+use warden_audit::{EncodeError, KeyError, ProofError};
+
+/// Why a store operation failed.
+///
+/// Cloneable: one failed group commit answers every caller in the batch.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StoreError {
+    /// The database refused or failed an operation.
+    #[error("database error while {doing}: {message}; hint: {hint}")]
+    Database {
+        /// What the store was doing.
+        doing: String,
+        /// The backend's message.
+        message: String,
+        /// What to try.
+        hint: &'static str,
+    },
+    /// A file or directory could not be read or written.
+    #[error("{path}: {message}; hint: {hint}", path = path.display())]
+    Io {
+        /// The path involved.
+        path: PathBuf,
+        /// The system's message.
+        message: String,
+        /// What to try.
+        hint: &'static str,
+    },
+    /// Another process is writing to this data directory.
+    #[error("{path} is locked by another warden process; hint: stop it, or open the store read-only", path = path.display())]
+    Locked {
+        /// The lock file.
+        path: PathBuf,
+    },
+    /// The log key file is readable by other users.
+    #[error("{path} has mode {mode:o}, readable by others; hint: chmod 600 {path}", path = path.display())]
+    KeyPermissions {
+        /// The key file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// The log key file does not hold a valid key.
+    #[error("{path}: {source}", path = path.display())]
+    Key {
+        /// The key file.
+        path: PathBuf,
+        /// What is wrong with it.
+        source: KeyError,
+    },
+    /// The configured origin is not the one the log was created with.
+    #[error("the log in {path} has origin {stored:?}, not {configured:?}; hint: a log keeps its origin for life: use {stored:?} or another data directory", path = path.display())]
+    OriginMismatch {
+        /// The data directory.
+        path: PathBuf,
+        /// The origin asked for.
+        configured: String,
+        /// The origin of the existing log.
+        stored: String,
+    },
+    /// A record could not be encoded (too large, too many intents).
+    #[error(transparent)]
+    Encode(#[from] EncodeError),
+    /// A proof could not be produced for these sizes.
+    #[error(transparent)]
+    Proof(#[from] ProofError),
+    /// A stored value is not what the schema promises.
+    #[error("stored {what} at seq {seq} is malformed: {detail}; hint: run `warden audit verify`")]
+    Malformed {
+        /// Which value.
+        what: &'static str,
+        /// Where.
+        seq: u64,
+        /// What is wrong.
+        detail: String,
+    },
+    /// The store was opened read-only.
+    #[error("the store is open read-only; hint: open it for writing (only one process may write)")]
+    ReadOnly,
+    /// The store was closed, or its writer stopped.
+    #[error("the store is closed; hint: open it again")]
+    Closed,
+}
+
+impl StoreError {
+    pub(crate) fn db(doing: impl Into<String>, err: impl std::fmt::Display) -> Self {
+        Self::Database {
+            doing: doing.into(),
+            message: err.to_string(),
+            hint: "check disk space and permissions of the data directory, then retry",
+        }
+    }
+
+    pub(crate) fn io(
+        path: impl Into<PathBuf>,
+        err: impl std::fmt::Display,
+        hint: &'static str,
+    ) -> Self {
+        Self::Io {
+            path: path.into(),
+            message: err.to_string(),
+            hint,
+        }
+    }
+}

@@ -1,0 +1,819 @@
+//! The SQLite store: one file in the data directory, one writer thread.
+//!
+//! # Durability
+//!
+//! * `journal_mode=WAL`: a commit appends the transaction's pages to the
+//!   write-ahead log; readers keep reading a consistent snapshot meanwhile.
+//! * `synchronous=FULL`: in WAL mode SQLite syncs the WAL file at **every**
+//!   commit before `COMMIT` returns, so a committed transaction survives an
+//!   operating-system crash or power loss, not only a process crash.
+//!   (`NORMAL` would sync only at WAL checkpoints: the last commits could be
+//!   lost on power loss, which breaks "durable before the verdict".)
+//! * The WAL is copied into the main file by SQLite's automatic checkpoints
+//!   (`wal_autocheckpoint`), which also sync; a crash during one is recovered
+//!   from the WAL on the next open.
+//!
+//! # Group commit
+//!
+//! [`Store::append`] hands its record to the writer thread over a channel
+//! and blocks on a one-shot reply. The writer takes every request waiting in
+//! the channel (up to [`MAX_BATCH`]), assigns sequence numbers, encodes and
+//! hashes each record, inserts them in **one** transaction (with any
+//! checkpoint that falls due), commits, and only then answers each caller.
+//! While it syncs, new requests queue up and form the next batch, so one
+//! sync is shared by many appends. If the commit fails, every caller in the
+//! batch gets the error and the in-memory tree state is rolled back.
+
+use std::fs::{self, File};
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender};
+use std::sync::{Mutex, MutexGuard};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
+use warden_audit::{
+    Checkpoint, CompactRange, Entry, Hash, LogSigner, LogVerifier, Record, leaf_hash,
+};
+
+use crate::{Appended, Store, StoreError, StoredCheckpoint, StoredEntry, keyfile};
+
+/// The database file inside the data directory.
+pub const DB_FILE: &str = "warden.db";
+/// The log's signing key inside the data directory (mode 0600).
+pub const KEY_FILE: &str = "audit.key";
+/// Held (flock) by the one process that writes.
+const LOCK_FILE: &str = "warden.lock";
+
+/// Most appends committed in one transaction.
+pub const MAX_BATCH: usize = 4096;
+
+/// Schema version, kept in `PRAGMA user_version`.
+const SCHEMA_VERSION: i64 = 1;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS audit_entries (
+    seq       INTEGER PRIMARY KEY,
+    leaf_hash BLOB NOT NULL,
+    data      BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS audit_checkpoints (
+    size               INTEGER PRIMARY KEY,
+    root               BLOB NOT NULL,
+    note               TEXT NOT NULL,
+    peaks              BLOB NOT NULL,
+    created_unix_nanos INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+";
+
+/// How a [`SqliteStore`] is opened.
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    /// The log's origin (and key name). `None`: take it from the existing
+    /// key, or make up `warden/<8 hex>` for a new log.
+    pub origin: Option<String>,
+    /// Sign a checkpoint whenever the log size reaches a multiple of this.
+    /// 0 disables size-based checkpoints.
+    pub checkpoint_every_entries: u64,
+    /// Sign a checkpoint when entries have waited this long without one.
+    /// `None` disables time-based checkpoints.
+    pub checkpoint_interval: Option<Duration>,
+}
+
+impl StoreConfig {
+    /// Defaults for the log `origin`: a checkpoint every 1,000 entries or
+    /// 10 seconds, and on close.
+    pub fn new(origin: impl Into<String>) -> Self {
+        Self {
+            origin: Some(origin.into()),
+            ..Self::default()
+        }
+    }
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            origin: None,
+            checkpoint_every_entries: 1000,
+            checkpoint_interval: Some(Duration::from_secs(10)),
+        }
+    }
+}
+
+type Reply<T> = SyncSender<Result<T, StoreError>>;
+
+// Appends dominate; boxing the record would add an allocation to each.
+#[allow(clippy::large_enum_variant)]
+enum Command {
+    Append(Record, Reply<Appended>),
+    Checkpoint(Reply<Option<StoredCheckpoint>>),
+    Shutdown(Reply<()>),
+}
+
+/// The SQLite implementation of [`Store`].
+pub struct SqliteStore {
+    dir: PathBuf,
+    verifier: LogVerifier,
+    reader: Mutex<Connection>,
+    /// `None` when read-only.
+    writer: Option<Writer>,
+}
+
+struct Writer {
+    sender: Mutex<Option<Sender<Command>>>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+    _lock: File,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("dir", &self.dir)
+            .field("origin", &self.verifier.name())
+            .field("read_only", &self.writer.is_none())
+            .finish()
+    }
+}
+
+fn open_connection(path: &Path, read_only: bool) -> Result<Connection, StoreError> {
+    let flags = if read_only {
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    } else {
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    };
+    let conn = Connection::open_with_flags(path, flags)
+        .map_err(|e| StoreError::db(format!("opening {}", path.display()), e))?;
+    conn.busy_timeout(Duration::from_secs(10))
+        .map_err(|e| StoreError::db("setting busy_timeout", e))?;
+    Ok(conn)
+}
+
+fn pragma(conn: &Connection, name: &str, value: &str) -> Result<(), StoreError> {
+    conn.pragma_update(None, name, value)
+        .map_err(|e| StoreError::db(format!("setting PRAGMA {name}={value}"), e))
+}
+
+fn now_unix_nanos() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+fn to_i64(v: u64, what: &'static str) -> Result<i64, StoreError> {
+    i64::try_from(v).map_err(|_| StoreError::Malformed {
+        what,
+        seq: v,
+        detail: "does not fit SQLite's 64-bit signed integer".into(),
+    })
+}
+
+fn to_hash(bytes: Vec<u8>, what: &'static str, seq: u64) -> Result<Hash, StoreError> {
+    let len = bytes.len();
+    bytes.try_into().map_err(|_| StoreError::Malformed {
+        what,
+        seq,
+        detail: format!("{len} bytes, expected 32"),
+    })
+}
+
+impl SqliteStore {
+    /// Open (creating when needed) the store in `dir` for reading and
+    /// writing. Creates the directory (mode 0700), the database and the log
+    /// key (mode 0600) on first use, and starts the writer thread. Only one
+    /// process may hold a store open for writing.
+    pub fn open(dir: impl AsRef<Path>, config: StoreConfig) -> Result<Self, StoreError> {
+        let dir = dir.as_ref().to_path_buf();
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&dir)
+            .map_err(|e| {
+                StoreError::io(
+                    &dir,
+                    e,
+                    "check that the parent directory exists and is writable",
+                )
+            })?;
+
+        let lock_path = dir.join(LOCK_FILE);
+        let lock = File::options()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| {
+                StoreError::io(&lock_path, e, "check that the data directory is writable")
+            })?;
+        match lock.try_lock() {
+            Ok(()) => {}
+            Err(fs::TryLockError::WouldBlock) => {
+                return Err(StoreError::Locked { path: lock_path });
+            }
+            Err(fs::TryLockError::Error(e)) => {
+                return Err(StoreError::io(
+                    &lock_path,
+                    e,
+                    "the file system must support file locks",
+                ));
+            }
+        }
+
+        let signer = keyfile::load_or_create(&dir.join(KEY_FILE), config.origin.as_deref())?;
+        if let Some(origin) = &config.origin
+            && origin != signer.name()
+        {
+            return Err(StoreError::OriginMismatch {
+                path: dir,
+                configured: origin.clone(),
+                stored: signer.name().into(),
+            });
+        }
+
+        let db_path = dir.join(DB_FILE);
+        let conn = open_connection(&db_path, false)?;
+        pragma(&conn, "journal_mode", "WAL")?;
+        pragma(&conn, "synchronous", "FULL")?;
+        let version: i64 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .map_err(|e| StoreError::db("reading the schema version", e))?;
+        if version > SCHEMA_VERSION {
+            return Err(StoreError::Database {
+                doing: format!("opening {}", db_path.display()),
+                message: format!(
+                    "schema version {version} is newer than this warden's {SCHEMA_VERSION}"
+                ),
+                hint: "upgrade warden",
+            });
+        }
+        conn.execute_batch(SCHEMA)
+            .map_err(|e| StoreError::db("creating the schema", e))?;
+        pragma(&conn, "user_version", &SCHEMA_VERSION.to_string())?;
+        conn.execute(
+            "INSERT INTO meta(key, value) VALUES ('origin', ?1), ('verifier_key', ?2)
+             ON CONFLICT(key) DO NOTHING",
+            params![signer.name(), signer.verifier().to_key_string()],
+        )
+        .map_err(|e| StoreError::db("recording the log origin", e))?;
+        let stored_origin: String = conn
+            .query_row("SELECT value FROM meta WHERE key = 'origin'", [], |r| {
+                r.get(0)
+            })
+            .map_err(|e| StoreError::db("reading the log origin", e))?;
+        if stored_origin != signer.name() {
+            return Err(StoreError::OriginMismatch {
+                path: dir,
+                configured: signer.name().into(),
+                stored: stored_origin,
+            });
+        }
+
+        let state = LogState::load(&conn)?;
+        let verifier = signer.verifier();
+        let reader = open_connection(&db_path, false)?;
+        let (sender, receiver) = mpsc::channel();
+        let mut worker = WriterThread {
+            conn,
+            log: Log {
+                signer,
+                config,
+                state,
+                last_checkpoint_at: Instant::now(),
+            },
+        };
+        let thread = std::thread::Builder::new()
+            .name("warden-store-writer".into())
+            .spawn(move || worker.run(receiver))
+            .map_err(|e| StoreError::io(&dir, e, "the system is out of threads"))?;
+        Ok(Self {
+            dir,
+            verifier,
+            reader: Mutex::new(reader),
+            writer: Some(Writer {
+                sender: Mutex::new(Some(sender)),
+                thread: Mutex::new(Some(thread)),
+                _lock: lock,
+            }),
+        })
+    }
+
+    /// Open an existing store read-only, e.g. to verify or export a log that
+    /// a running server is writing. Appends fail with
+    /// [`StoreError::ReadOnly`].
+    pub fn open_read_only(dir: impl AsRef<Path>) -> Result<Self, StoreError> {
+        let dir = dir.as_ref().to_path_buf();
+        let db_path = dir.join(DB_FILE);
+        if !db_path.is_file() {
+            return Err(StoreError::io(
+                &db_path,
+                "no database",
+                "check --data-dir; a log is created by the first command that writes",
+            ));
+        }
+        let reader = open_connection(&db_path, true)?;
+        let key: String = reader
+            .query_row(
+                "SELECT value FROM meta WHERE key = 'verifier_key'",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(|e| StoreError::db("reading the log's verifier key", e))?;
+        let verifier = LogVerifier::from_key_string(&key).map_err(|source| StoreError::Key {
+            path: db_path.clone(),
+            source,
+        })?;
+        Ok(Self {
+            dir,
+            verifier,
+            reader: Mutex::new(reader),
+            writer: None,
+        })
+    }
+
+    /// The data directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn reader(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the reader cannot leave the connection in a
+        // state worse than an aborted query.
+        self.reader.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn send<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, StoreError> {
+        let writer = self.writer.as_ref().ok_or(StoreError::ReadOnly)?;
+        let (reply, answer) = mpsc::sync_channel(1);
+        {
+            let sender = writer.sender.lock().unwrap_or_else(|p| p.into_inner());
+            let sender = sender.as_ref().ok_or(StoreError::Closed)?;
+            sender.send(make(reply)).map_err(|_| StoreError::Closed)?;
+        }
+        answer.recv().map_err(|_| StoreError::Closed)?
+    }
+}
+
+fn read_checkpoint(row: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, Vec<u8>, String, i64)> {
+    Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+}
+
+fn to_checkpoint(
+    (size, root, note, created): (i64, Vec<u8>, String, i64),
+) -> Result<StoredCheckpoint, StoreError> {
+    let size = size as u64;
+    Ok(StoredCheckpoint {
+        size,
+        root: to_hash(root, "checkpoint root", size)?,
+        note,
+        created_unix_nanos: created as u64,
+    })
+}
+
+impl Store for SqliteStore {
+    fn append(&self, record: Record) -> Result<Appended, StoreError> {
+        self.send(|reply| Command::Append(record, reply))
+    }
+
+    fn entries(&self, from_seq: u64, limit: usize) -> Result<Vec<StoredEntry>, StoreError> {
+        let conn = self.reader();
+        let mut stmt = conn
+            .prepare_cached("SELECT seq, leaf_hash, data FROM audit_entries WHERE seq >= ?1 ORDER BY seq LIMIT ?2")
+            .map_err(|e| StoreError::db("reading entries", e))?;
+        let rows = stmt
+            .query_map(params![to_i64(from_seq, "seq")?, limit as i64], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, Vec<u8>>(1)?,
+                    r.get::<_, Vec<u8>>(2)?,
+                ))
+            })
+            .map_err(|e| StoreError::db("reading entries", e))?;
+        let mut out = Vec::with_capacity(limit.min(16_384));
+        for row in rows {
+            let (seq, hash, data) = row.map_err(|e| StoreError::db("reading entries", e))?;
+            let seq = seq as u64;
+            out.push(StoredEntry {
+                seq,
+                leaf_hash: to_hash(hash, "leaf hash", seq)?,
+                data,
+            });
+        }
+        Ok(out)
+    }
+
+    fn leaf_hashes(&self, from_seq: u64, limit: usize) -> Result<Vec<(u64, Hash)>, StoreError> {
+        let conn = self.reader();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT seq, leaf_hash FROM audit_entries WHERE seq >= ?1 ORDER BY seq LIMIT ?2",
+            )
+            .map_err(|e| StoreError::db("reading leaf hashes", e))?;
+        let rows = stmt
+            .query_map(params![to_i64(from_seq, "seq")?, limit as i64], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?))
+            })
+            .map_err(|e| StoreError::db("reading leaf hashes", e))?;
+        let mut out = Vec::with_capacity(limit.min(65_536));
+        for row in rows {
+            let (seq, hash) = row.map_err(|e| StoreError::db("reading leaf hashes", e))?;
+            out.push((seq as u64, to_hash(hash, "leaf hash", seq as u64)?));
+        }
+        Ok(out)
+    }
+
+    fn log_size(&self) -> Result<u64, StoreError> {
+        let conn = self.reader();
+        let max: Option<i64> = conn
+            .query_row("SELECT MAX(seq) FROM audit_entries", [], |r| r.get(0))
+            .map_err(|e| StoreError::db("counting entries", e))?;
+        Ok(max.map_or(0, |m| m as u64 + 1))
+    }
+
+    fn checkpoints(&self) -> Result<Vec<StoredCheckpoint>, StoreError> {
+        let conn = self.reader();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT size, root, note, created_unix_nanos FROM audit_checkpoints ORDER BY size",
+            )
+            .map_err(|e| StoreError::db("reading checkpoints", e))?;
+        let rows = stmt
+            .query_map([], read_checkpoint)
+            .map_err(|e| StoreError::db("reading checkpoints", e))?;
+        rows.map(|row| to_checkpoint(row.map_err(|e| StoreError::db("reading checkpoints", e))?))
+            .collect()
+    }
+
+    fn latest_checkpoint(&self) -> Result<Option<StoredCheckpoint>, StoreError> {
+        let conn = self.reader();
+        conn.query_row(
+            "SELECT size, root, note, created_unix_nanos FROM audit_checkpoints ORDER BY size DESC LIMIT 1",
+            [],
+            read_checkpoint,
+        )
+        .optional()
+        .map_err(|e| StoreError::db("reading the latest checkpoint", e))?
+        .map(to_checkpoint)
+        .transpose()
+    }
+
+    fn checkpoint_now(&self) -> Result<Option<StoredCheckpoint>, StoreError> {
+        self.send(Command::Checkpoint)
+    }
+
+    fn verifier(&self) -> LogVerifier {
+        self.verifier.clone()
+    }
+
+    fn close(&self) -> Result<(), StoreError> {
+        let Some(writer) = &self.writer else {
+            return Ok(());
+        };
+        let result = match self.send(Command::Shutdown) {
+            Err(StoreError::Closed) => Ok(()),
+            other => other,
+        };
+        // Dropping the sender makes later appends fail with Closed.
+        writer
+            .sender
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(thread) = writer
+            .thread
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take()
+        {
+            // The writer catches nothing: a panic there already failed the
+            // callers it was serving.
+            let _ = thread.join();
+        }
+        result
+    }
+}
+
+impl Drop for SqliteStore {
+    fn drop(&mut self) {
+        // Best effort: the final checkpoint. Errors have nowhere to go.
+        let _ = self.close();
+    }
+}
+
+/// The writer's view of the log: next sequence number and running root.
+#[derive(Clone)]
+struct LogState {
+    range: CompactRange,
+    last_checkpoint_size: Option<u64>,
+}
+
+impl LogState {
+    /// Rebuild from the database: start from the latest checkpoint's stored
+    /// peaks when they match its root, then add the leaves after it.
+    fn load(conn: &Connection) -> Result<Self, StoreError> {
+        let latest: Option<(i64, Vec<u8>, Vec<u8>)> = conn
+            .query_row(
+                "SELECT size, root, peaks FROM audit_checkpoints ORDER BY size DESC LIMIT 1",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()
+            .map_err(|e| StoreError::db("reading the latest checkpoint", e))?;
+        let mut range = CompactRange::new();
+        let mut last_checkpoint_size = None;
+        if let Some((size, root, peaks)) = latest {
+            let size = size as u64;
+            last_checkpoint_size = Some(size);
+            let peaks: Vec<Hash> = peaks
+                .chunks_exact(32)
+                .filter_map(|c| c.try_into().ok())
+                .collect();
+            if let Some(restored) = CompactRange::from_parts(size, peaks)
+                && restored.root().as_slice() == root.as_slice()
+            {
+                range = restored;
+            }
+            // Otherwise start from scratch: `verify` will report the damage.
+        }
+        let mut stmt = conn
+            .prepare("SELECT seq, leaf_hash FROM audit_entries WHERE seq >= ?1 ORDER BY seq")
+            .map_err(|e| StoreError::db("reading leaf hashes", e))?;
+        let mut rows = stmt
+            .query(params![to_i64(range.size(), "seq")?])
+            .map_err(|e| StoreError::db("reading leaf hashes", e))?;
+        while let Some(row) = rows
+            .next()
+            .map_err(|e| StoreError::db("reading leaf hashes", e))?
+        {
+            let seq: i64 = row
+                .get(0)
+                .map_err(|e| StoreError::db("reading leaf hashes", e))?;
+            let hash: Vec<u8> = row
+                .get(1)
+                .map_err(|e| StoreError::db("reading leaf hashes", e))?;
+            let seq = seq as u64;
+            if seq != range.size() {
+                // A gap: appending would hide it. Refuse to write to a
+                // damaged log (the gate then fails closed).
+                return Err(StoreError::Malformed {
+                    what: "audit log",
+                    seq: range.size(),
+                    detail: format!(
+                        "entry {} is missing (next stored entry is {seq})",
+                        range.size()
+                    ),
+                });
+            }
+            range.push(to_hash(hash, "leaf hash", seq)?);
+        }
+        Ok(Self {
+            range,
+            last_checkpoint_size,
+        })
+    }
+}
+
+struct WriterThread {
+    conn: Connection,
+    log: Log,
+}
+
+/// The writer's in-memory state, apart from its connection.
+struct Log {
+    signer: LogSigner,
+    config: StoreConfig,
+    state: LogState,
+    last_checkpoint_at: Instant,
+}
+
+impl WriterThread {
+    fn run(&mut self, receiver: Receiver<Command>) {
+        let mut batch = Vec::with_capacity(64);
+        loop {
+            let first = match self.log.time_to_checkpoint() {
+                Some(wait) => match receiver.recv_timeout(wait) {
+                    Ok(cmd) => cmd,
+                    Err(RecvTimeoutError::Timeout) => {
+                        // Nobody is waiting on it; a failure is retried on the
+                        // next tick and shows in `verify` as an unsigned tail.
+                        let _ = self.checkpoint_in_own_transaction();
+                        continue;
+                    }
+                    Err(RecvTimeoutError::Disconnected) => break,
+                },
+                None => match receiver.recv() {
+                    Ok(cmd) => cmd,
+                    Err(_) => break,
+                },
+            };
+            batch.push(first);
+            while batch.len() < MAX_BATCH {
+                match receiver.try_recv() {
+                    Ok(cmd) => batch.push(cmd),
+                    Err(_) => break,
+                }
+            }
+            if self.process(&mut batch) {
+                return;
+            }
+        }
+        // All handles dropped without close(): still sign the tail.
+        let _ = self.checkpoint_in_own_transaction();
+    }
+
+    /// Handle one batch; returns true when asked to shut down.
+    fn process(&mut self, batch: &mut Vec<Command>) -> bool {
+        let mut appends = Vec::with_capacity(batch.len());
+        let mut others = Vec::new();
+        for cmd in batch.drain(..) {
+            match cmd {
+                Command::Append(record, reply) => appends.push((record, reply)),
+                other => others.push(other),
+            }
+        }
+        if !appends.is_empty() {
+            self.commit_appends(appends);
+        }
+        if self.log.time_to_checkpoint() == Some(Duration::ZERO) {
+            let _ = self.checkpoint_in_own_transaction();
+        }
+        let mut shutdown = false;
+        for cmd in others {
+            match cmd {
+                Command::Checkpoint(reply) => {
+                    let _ = reply.send(self.checkpoint_in_own_transaction());
+                }
+                Command::Shutdown(reply) => {
+                    let _ = reply.send(self.checkpoint_in_own_transaction().map(|_| ()));
+                    shutdown = true;
+                }
+                Command::Append(..) => {}
+            }
+        }
+        shutdown
+    }
+
+    fn commit_appends(&mut self, appends: Vec<(Record, Reply<Appended>)>) {
+        let before = self.log.state.clone();
+        let mut done: Vec<(Reply<Appended>, Appended)> = Vec::with_capacity(appends.len());
+        let result = (|| -> Result<(), StoreError> {
+            let tx = self
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(|e| StoreError::db("starting the append transaction", e))?;
+            {
+                let mut insert = tx
+                    .prepare_cached(
+                        "INSERT INTO audit_entries(seq, leaf_hash, data) VALUES (?1, ?2, ?3)",
+                    )
+                    .map_err(|e| StoreError::db("preparing the append", e))?;
+                for (record, reply) in appends {
+                    let seq = self.log.state.range.size();
+                    let data = match (Entry { seq, record }).encode() {
+                        Ok(data) => data,
+                        Err(e) => {
+                            // Only this caller's record is bad; the batch goes on.
+                            let _ = reply.send(Err(e.into()));
+                            continue;
+                        }
+                    };
+                    let leaf = leaf_hash(&data);
+                    insert
+                        .execute(params![to_i64(seq, "seq")?, &leaf[..], data])
+                        .map_err(|e| StoreError::db(format!("appending entry {seq}"), e))?;
+                    self.log.state.range.push(leaf);
+                    done.push((
+                        reply,
+                        Appended {
+                            seq,
+                            leaf_hash: leaf,
+                        },
+                    ));
+                    let every = self.log.config.checkpoint_every_entries;
+                    if every > 0 && self.log.state.range.size().is_multiple_of(every) {
+                        self.log.insert_checkpoint(&tx)?;
+                    }
+                }
+            }
+            tx.commit()
+                .map_err(|e| StoreError::db("committing appended entries", e))
+        })();
+        match result {
+            Ok(()) => {
+                for (reply, appended) in done {
+                    let _ = reply.send(Ok(appended));
+                }
+            }
+            Err(e) => {
+                // The transaction rolled back on drop: forget what it added.
+                self.log.state = before;
+                for (reply, _) in done {
+                    let _ = reply.send(Err(e.clone()));
+                }
+            }
+        }
+    }
+
+    /// Sign the current log unless the latest checkpoint covers it; return
+    /// the latest checkpoint.
+    fn checkpoint_in_own_transaction(&mut self) -> Result<Option<StoredCheckpoint>, StoreError> {
+        let size = self.log.state.range.size();
+        if size == 0 || self.log.state.last_checkpoint_size == Some(size) {
+            self.log.last_checkpoint_at = Instant::now();
+            return self
+                .conn
+                .query_row(
+                    "SELECT size, root, note, created_unix_nanos FROM audit_checkpoints ORDER BY size DESC LIMIT 1",
+                    [],
+                    read_checkpoint,
+                )
+                .optional()
+                .map_err(|e| StoreError::db("reading the latest checkpoint", e))?
+                .map(to_checkpoint)
+                .transpose();
+        }
+        let before = self.log.state.clone();
+        let result = (|| {
+            let tx = self
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(|e| StoreError::db("starting the checkpoint transaction", e))?;
+            let stored = self.log.insert_checkpoint(&tx)?;
+            tx.commit()
+                .map_err(|e| StoreError::db("committing a checkpoint", e))?;
+            Ok(Some(stored))
+        })();
+        if result.is_err() {
+            self.log.state = before;
+        }
+        result
+    }
+}
+
+impl Log {
+    /// How long until a time-based checkpoint is due, if one will be.
+    fn time_to_checkpoint(&self) -> Option<Duration> {
+        let interval = self.config.checkpoint_interval?;
+        if self.unsigned() == 0 {
+            return None;
+        }
+        Some(interval.saturating_sub(self.last_checkpoint_at.elapsed()))
+    }
+
+    fn unsigned(&self) -> u64 {
+        self.state
+            .range
+            .size()
+            .saturating_sub(self.state.last_checkpoint_size.unwrap_or(0))
+    }
+
+    fn insert_checkpoint(&mut self, conn: &Connection) -> Result<StoredCheckpoint, StoreError> {
+        let range = &self.state.range;
+        let checkpoint = Checkpoint {
+            origin: self.signer.name().into(),
+            size: range.size(),
+            root: range.root(),
+        };
+        let note = self
+            .signer
+            .sign_checkpoint(&checkpoint)
+            .map_err(|e| StoreError::db("signing a checkpoint", e))?;
+        let peaks: Vec<u8> = range.peaks().concat();
+        let created = now_unix_nanos();
+        let size_param = to_i64(checkpoint.size, "checkpoint size")?;
+        let created_param = to_i64(created, "checkpoint time")?;
+        conn.prepare_cached(
+            "INSERT OR IGNORE INTO audit_checkpoints(size, root, note, peaks, created_unix_nanos)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+        )
+        .and_then(|mut s| {
+            s.execute(params![
+                size_param,
+                &checkpoint.root[..],
+                note,
+                peaks,
+                created_param
+            ])
+        })
+        .map_err(|e| {
+            StoreError::db(
+                format!("storing the checkpoint of size {}", checkpoint.size),
+                e,
+            )
+        })?;
+        self.state.last_checkpoint_size = Some(checkpoint.size);
+        self.last_checkpoint_at = Instant::now();
+        Ok(StoredCheckpoint {
+            size: checkpoint.size,
+            root: checkpoint.root,
+            note,
+            created_unix_nanos: created,
+        })
+    }
+}
