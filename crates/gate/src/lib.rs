@@ -98,6 +98,10 @@ impl Gate {
     }
 
     fn evaluate(&self, action: &Action, action_hash: &str) -> Decision {
+        #[cfg(test)]
+        if tests::PANIC_IN_EVALUATE.with(|p| p.get()) {
+            panic!("injected by test");
+        }
         let Some(policy) = self.policy.as_deref() else {
             return Decision::error(
                 reason::NO_POLICY,
@@ -212,5 +216,33 @@ fn verdict_past(v: Verdict) -> &'static str {
         Verdict::Transform => "allowed with rewritten arguments",
         Verdict::RequireApproval => "needs approval",
         Verdict::Deny => "denied",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::cell::Cell;
+
+    thread_local! {
+        pub(crate) static PANIC_IN_EVALUATE: Cell<bool> = const { Cell::new(false) };
+    }
+
+    #[test]
+    fn a_panic_during_evaluation_becomes_a_deny() {
+        let policy =
+            warden_policy::parse("p.yaml", "version: warden/v1\nname: p\ndefault: allow\n")
+                .and_then(warden_policy::compile)
+                .unwrap();
+        let gate = Gate::new(policy);
+        let action = Action::from_json(br#"{"point": "input"}"#).unwrap();
+        assert_eq!(gate.decide(&action).verdict, Verdict::Allow);
+        PANIC_IN_EVALUATE.with(|p| p.set(true));
+        let d = gate.decide(&action);
+        PANIC_IN_EVALUATE.with(|p| p.set(false));
+        assert_eq!(d.verdict, Verdict::Deny);
+        assert_eq!(d.reason, reason::PANIC);
+        assert_eq!(d.message, "evaluation panicked: injected by test");
+        assert_eq!(d.action_hash, action.hash());
     }
 }

@@ -335,20 +335,20 @@ impl CompiledPolicy {
                 }
             }
         }
-        if let Some(agent) = &cr.agent {
-            if !input.agent.is_some_and(|a| agent.is_match(a)) {
-                return Ok((Some(Miss::Agent), None));
-            }
+        if let Some(agent) = &cr.agent
+            && !input.agent.is_some_and(|a| agent.is_match(a))
+        {
+            return Ok((Some(Miss::Agent), None));
         }
-        if let Some(min) = m.ring_min {
-            if input.ring < min {
-                return Ok((Some(Miss::RingMin(min)), None));
-            }
+        if let Some(min) = m.ring_min
+            && input.ring < min
+        {
+            return Ok((Some(Miss::RingMin(min)), None));
         }
-        if let Some(max) = m.ring_max {
-            if input.ring > max {
-                return Ok((Some(Miss::RingMax(max)), None));
-            }
+        if let Some(max) = m.ring_max
+            && input.ring > max
+        {
+            return Ok((Some(Miss::RingMax(max)), None));
         }
         if !m.labels.holds(input.labels) {
             return Ok((Some(Miss::Labels), None));

@@ -287,22 +287,21 @@ impl Loader<'_> {
                     .hint(format!("add 'version: {VERSION}'")),
             ),
             Some(v) => {
-                if let Some(s) = self.string(file, v, "'version'") {
-                    if s != VERSION {
-                        self.diags.push(
-                            Diagnostic::new(file, v.pos, format!("unsupported version '{s}'"))
-                                .hint(format!("this warden reads '{VERSION}'")),
-                        );
-                    }
+                if let Some(s) = self.string(file, v, "'version'")
+                    && s != VERSION
+                {
+                    self.diags.push(
+                        Diagnostic::new(file, v.pos, format!("unsupported version '{s}'"))
+                            .hint(format!("this warden reads '{VERSION}'")),
+                    );
                 }
             }
         }
-        if let Some(n) = f.get("name") {
-            if let Some(name) = self.string(file, n, "'name'") {
-                if is_root {
-                    self.policy.name = name;
-                }
-            }
+        if let Some(n) = f.get("name")
+            && let Some(name) = self.string(file, n, "'name'")
+            && is_root
+        {
+            self.policy.name = name;
         }
         self.default(file, root, f.get("default"), is_root);
 
@@ -604,10 +603,9 @@ impl Loader<'_> {
                     };
                     if let Some(p) =
                         self.enum_value::<Point>(file, &node, "intervention point", &what)
+                        && !points.contains(&p)
                     {
-                        if !points.contains(&p) {
-                            points.push(p);
-                        }
+                        points.push(p);
                     }
                 }
                 points
@@ -740,15 +738,9 @@ impl Loader<'_> {
         })
     }
 
-    fn enum_value<T: std::str::FromStr + Copy + 'static>(
-        &mut self,
-        file: &str,
-        node: &Node,
-        kind: &str,
-        what: &str,
-    ) -> Option<T>
+    fn enum_value<T>(&mut self, file: &str, node: &Node, kind: &str, what: &str) -> Option<T>
     where
-        T: EnumNames,
+        T: std::str::FromStr + Copy + EnumNames,
     {
         let s = self.string(file, node, &format!("'{kind}'"))?;
         if let Ok(v) = s.parse::<T>() {
@@ -793,16 +785,16 @@ impl Loader<'_> {
                 self.err(file, t.pos, format!("'tool' in {what} names no tool"));
             }
         }
-        if let Some(a) = f.get("agent") {
-            if let Some(pat) = self.string(file, a, "'agent'") {
-                match globset::Glob::new(&pat) {
-                    Ok(_) => m.agent = Some(pat),
-                    Err(e) => self.err(
-                        file,
-                        a.pos,
-                        format!("invalid agent pattern '{pat}' in {what}: {}", e.kind()),
-                    ),
-                }
+        if let Some(a) = f.get("agent")
+            && let Some(pat) = self.string(file, a, "'agent'")
+        {
+            match globset::Glob::new(&pat) {
+                Ok(_) => m.agent = Some(pat),
+                Err(e) => self.err(
+                    file,
+                    a.pos,
+                    format!("invalid agent pattern '{pat}' in {what}: {}", e.kind()),
+                ),
             }
         }
         if let Some(r) = f.get("ring") {
@@ -816,14 +808,14 @@ impl Loader<'_> {
                             .hint("give 'min', 'max' or both, e.g. 'ring: {max: 1}'"),
                     );
                 }
-                if let (Some(lo), Some(hi)) = (m.ring_min, m.ring_max) {
-                    if lo > hi {
-                        self.err(
-                            file,
-                            r.pos,
-                            format!("{rwhat} can never hold: min {lo} > max {hi}"),
-                        );
-                    }
+                if let (Some(lo), Some(hi)) = (m.ring_min, m.ring_max)
+                    && lo > hi
+                {
+                    self.err(
+                        file,
+                        r.pos,
+                        format!("{rwhat} can never hold: min {lo} > max {hi}"),
+                    );
                 }
             }
         }

@@ -394,3 +394,126 @@ pub(crate) fn free_idents(e: &IdedExpr, bound: &mut Vec<String>, out: &mut Vec<S
         CelExpr::Literal(_) | CelExpr::Unspecified => {}
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use serde_json::{Map, json};
+
+    /// Expressions covering every native construct, including ones that must fall back.
+    const EXPRS: &[&str] = &[
+        "args.a == 1",
+        "args.a != 1",
+        "args.a < 2.5",
+        "args.a <= args.b",
+        "args.a > -3",
+        "args.a >= 18446744073709551615u",
+        "args.a == 1u",
+        "args.a == 1.0",
+        "args.s == 'x'",
+        "args.s < 'm'",
+        "args.s.startsWith('x')",
+        "args.s.endsWith('y')",
+        "args.s.contains('q')",
+        "size(args.s) > 1",
+        "args.s.size() == 2",
+        "size(args.l) == 2",
+        "args.s in ['x', 'y']",
+        "args.a in [1, 2, 3]",
+        "args.a in [1, 'x']",
+        "has(args.a)",
+        "has(args.o.k)",
+        "args.o.k == true",
+        "!(args.a == 1) && args.s != 'z'",
+        "args.a == 1 || args.s == 'x'",
+        "tool == 'db.query' && 'pii' in labels",
+        "point == 'pre_tool_call'",
+        "agent == null",
+        "context.env == 'prod'",
+        "args.n == null",
+        "args.a == args.s",
+    ];
+
+    fn scalar() -> impl Strategy<Value = serde_json::Value> {
+        prop_oneof![
+            Just(json!(null)),
+            any::<bool>().prop_map(|b| json!(b)),
+            (-5i64..5).prop_map(|i| json!(i)),
+            any::<i64>().prop_map(|i| json!(i)),
+            any::<u64>().prop_map(|u| json!(u)),
+            (-10.0f64..10.0).prop_map(|f| json!(f)),
+            prop::sample::select(vec!["x", "y", "xy", "q", "", "zz"]).prop_map(|s| json!(s)),
+        ]
+    }
+
+    fn args() -> impl Strategy<Value = serde_json::Value> {
+        (
+            prop::option::of(scalar()),
+            prop::option::of(scalar()),
+            prop::option::of(scalar()),
+            prop::option::of(scalar()),
+            prop::option::of(scalar()),
+            any::<bool>(),
+        )
+            .prop_map(|(a, b, s, n, k, list)| {
+                let mut m = Map::new();
+                for (name, v) in [("a", a), ("b", b), ("s", s), ("n", n)] {
+                    if let Some(v) = v {
+                        m.insert(name.into(), v);
+                    }
+                }
+                if let Some(k) = k {
+                    m.insert("o".into(), json!({"k": k}));
+                }
+                if list {
+                    m.insert("l".into(), json!([1, "two"]));
+                }
+                serde_json::Value::Object(m)
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// Whenever the native evaluator answers, CEL gives the same boolean.
+        #[test]
+        fn native_agrees_with_cel(expr in 0..EXPRS.len(), args in args(), pii in any::<bool>(), prod in any::<bool>()) {
+            let env = std::sync::Arc::new(cel::Env::stdlib());
+            let program = env.compile(EXPRS[expr]).unwrap();
+            let native = compile(program.expression()).expect("all test expressions compile natively");
+            let labels = if pii { vec!["pii".to_string()] } else { vec![] };
+            let mut context = Map::new();
+            context.insert("env".into(), json!(if prod { "prod" } else { "dev" }));
+            let input = Input {
+                point: crate::Point::PreToolCall, tool: Some("db.query"), agent: None, session: None,
+                args: &args, context: &context, labels: &labels, intents: &[], ring: 3,
+            };
+            if let Some(fast) = eval_bool(&native, &input) {
+                let mut ctx = cel::Context::with_env(env.clone());
+                ctx.add_variable_from_value("args", cel::to_value(&args).unwrap());
+                ctx.add_variable_from_value("tool", cel::to_value("db.query").unwrap());
+                ctx.add_variable_from_value("point", cel::to_value("pre_tool_call").unwrap());
+                ctx.add_variable_from_value("agent", cel::Value::Null);
+                ctx.add_variable_from_value("labels", cel::to_value(&labels).unwrap());
+                ctx.add_variable_from_value("context", cel::to_value(&context).unwrap());
+                let slow = program.execute(&ctx);
+                prop_assert_eq!(slow, Ok(cel::Value::Bool(fast)), "{} over {}", EXPRS[expr], args);
+            }
+        }
+    }
+
+    #[test]
+    fn unsupported_constructs_are_left_to_cel() {
+        let env = cel::Env::stdlib();
+        for e in [
+            "args.l.exists(x, x == 1)",
+            "args.a + 1 == 2",
+            "matches(args.s, 'x+')",
+            "args.l[0] == 1",
+        ] {
+            let p = env.compile(e).unwrap();
+            assert!(compile(p.expression()).is_none(), "{e}");
+        }
+    }
+}

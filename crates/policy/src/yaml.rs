@@ -178,8 +178,12 @@ pub(crate) fn parse(file: &str, text: &str) -> Result<Node, PolicyError> {
         } = e.without_snippet()
         {
             return PolicyError::one(
-                Diagnostic::new(file, pos, format!("YAML nests deeper than {MAX_YAML_DEPTH} levels"))
-                    .hint("a policy never needs this much nesting"),
+                Diagnostic::new(
+                    file,
+                    pos,
+                    format!("YAML nests deeper than {MAX_YAML_DEPTH} levels"),
+                )
+                .hint("a policy never needs this much nesting"),
             );
         }
         let message = e.without_snippet().to_string();

@@ -28,7 +28,10 @@ fn yaml_syntax_error_has_a_position() {
 fn unknown_field_suggests_the_closest_name() {
     let e = errors(&with_rules("  - id: block-drop\n    verdcit: deny\n"));
     assert!(
-        e.contains(&"p.yaml:6:5: unknown field 'verdcit' in rule 'block-drop' (did you mean 'verdict'?)".to_string()),
+        e.contains(
+            &"p.yaml:6:5: unknown field 'verdcit' in rule 'block-drop' (did you mean 'verdict'?)"
+                .to_string()
+        ),
         "{e:?}"
     );
 }
@@ -38,7 +41,9 @@ fn unknown_top_level_field_lists_the_known_ones_when_nothing_is_close() {
     let e = errors(&format!("{HEAD}zzzzzz: 1\n"));
     assert_eq!(
         e,
-        ["p.yaml:4:1: unknown field 'zzzzzz' in the policy (expected one of: version, name, default, rules, tools, include)"]
+        [
+            "p.yaml:4:1: unknown field 'zzzzzz' in the policy (expected one of: version, name, default, rules, tools, include)"
+        ]
     );
 }
 
@@ -47,7 +52,9 @@ fn missing_default_is_an_error() {
     let e = errors("version: warden/v1\nname: t\nrules: []\n");
     assert_eq!(
         e,
-        ["p.yaml:1:1: missing 'default' (a policy must say what happens when no rule matches: add 'default: deny' or 'default: allow')"]
+        [
+            "p.yaml:1:1: missing 'default' (a policy must say what happens when no rule matches: add 'default: deny' or 'default: allow')"
+        ]
     );
 }
 
@@ -80,10 +87,14 @@ fn unknown_verdict() {
 
 #[test]
 fn unknown_intervention_point() {
-    let e = errors(&with_rules("  - id: r\n    on: [pre_tool_call, pre_tool_cal]\n    verdict: deny\n"));
+    let e = errors(&with_rules(
+        "  - id: r\n    on: [pre_tool_call, pre_tool_cal]\n    verdict: deny\n",
+    ));
     assert_eq!(
         e,
-        ["p.yaml:6:25: unknown intervention point 'pre_tool_cal' in rule 'r' (did you mean 'pre_tool_call'?)"]
+        [
+            "p.yaml:6:25: unknown intervention point 'pre_tool_cal' in rule 'r' (did you mean 'pre_tool_call'?)"
+        ]
     );
 }
 
@@ -100,17 +111,23 @@ fn duplicate_rule_ids() {
 
 #[test]
 fn cel_syntax_error_points_inside_the_expression() {
-    let e = errors(&with_rules("  - id: r\n    when: args.x ==\n    verdict: deny\n"));
+    let e = errors(&with_rules(
+        "  - id: r\n    when: args.x ==\n    verdict: deny\n",
+    ));
     assert_eq!(e.len(), 1, "{e:?}");
     assert!(
-        e[0].starts_with("p.yaml:6:11: invalid CEL in 'when' of rule 'r' at 1:10 of the expression: Syntax error"),
+        e[0].starts_with(
+            "p.yaml:6:11: invalid CEL in 'when' of rule 'r' at 1:10 of the expression: Syntax error"
+        ),
         "{e:?}"
     );
 }
 
 #[test]
 fn cel_unknown_variable_is_caught_at_load() {
-    let e = errors(&with_rules("  - id: r\n    when: argz.x == 1\n    verdict: deny\n"));
+    let e = errors(&with_rules(
+        "  - id: r\n    when: argz.x == 1\n    verdict: deny\n",
+    ));
     assert_eq!(
         e,
         ["p.yaml:6:11: unknown variable 'argz' in 'when' of rule 'r' (did you mean 'args'?)"]
@@ -127,7 +144,9 @@ fn comprehension_variables_are_not_unknown() {
 
 #[test]
 fn unknown_intent_is_an_error_not_a_silent_miss() {
-    let e = errors(&with_rules("  - id: r\n    match: {intents: [destrutive]}\n    verdict: deny\n"));
+    let e = errors(&with_rules(
+        "  - id: r\n    match: {intents: [destrutive]}\n    verdict: deny\n",
+    ));
     assert_eq!(
         e,
         ["p.yaml:6:23: unknown intent 'destrutive' in rule 'r' (did you mean 'destructive'?)"]
@@ -139,41 +158,65 @@ fn transform_needs_its_list_and_only_with_its_verdict() {
     let e = errors(&with_rules("  - id: r\n    verdict: transform\n"));
     assert_eq!(
         e,
-        ["p.yaml:5:5: rule 'r' has verdict 'transform' but no 'transform' list (add e.g. 'transform: [{path: password, redact: true}]')"]
+        [
+            "p.yaml:5:5: rule 'r' has verdict 'transform' but no 'transform' list (add e.g. 'transform: [{path: password, redact: true}]')"
+        ]
     );
     let e = errors(&with_rules(
         "  - id: r\n    verdict: deny\n    transform: [{path: a, redact: true}]\n",
     ));
     assert_eq!(
         e,
-        ["p.yaml:7:16: 'transform' in rule 'r' has no effect with verdict 'deny' (use 'verdict: transform' or remove 'transform')"]
+        [
+            "p.yaml:7:16: 'transform' in rule 'r' has no effect with verdict 'deny' (use 'verdict: transform' or remove 'transform')"
+        ]
     );
 }
 
 #[test]
 fn invalid_ring_and_impossible_ring_range() {
-    let e = errors(&with_rules("  - id: r\n    match: {ring: {max: 7}}\n    verdict: deny\n"));
-    assert_eq!(e, ["p.yaml:6:25: invalid ring '7' (rings are 0 (most privileged) to 3)"]);
-    let e = errors(&with_rules("  - id: r\n    match: {ring: {min: 3, max: 1}}\n    verdict: deny\n"));
-    assert_eq!(e, ["p.yaml:6:19: 'ring' of rule 'r' can never hold: min 3 > max 1"]);
+    let e = errors(&with_rules(
+        "  - id: r\n    match: {ring: {max: 7}}\n    verdict: deny\n",
+    ));
+    assert_eq!(
+        e,
+        ["p.yaml:6:25: invalid ring '7' (rings are 0 (most privileged) to 3)"]
+    );
+    let e = errors(&with_rules(
+        "  - id: r\n    match: {ring: {min: 3, max: 1}}\n    verdict: deny\n",
+    ));
+    assert_eq!(
+        e,
+        ["p.yaml:6:19: 'ring' of rule 'r' can never hold: min 3 > max 1"]
+    );
 }
 
 #[test]
 fn wrong_types_say_what_was_expected() {
-    let e = errors(&with_rules("  - id: r\n    match: {tool: {a: 1}}\n    verdict: deny\n"));
+    let e = errors(&with_rules(
+        "  - id: r\n    match: {tool: {a: 1}}\n    verdict: deny\n",
+    ));
     assert_eq!(
         e,
         ["p.yaml:6:19: expected a string or a list of strings for 'tool', found a mapping"]
     );
     let e = errors(&format!("{HEAD}rules: 5\n"));
-    assert_eq!(e, ["p.yaml:4:8: expected a list for 'rules', found an integer"]);
+    assert_eq!(
+        e,
+        ["p.yaml:4:8: expected a list for 'rules', found an integer"]
+    );
 }
 
 #[test]
 fn strict_booleans_keep_no_as_a_string() {
     // `NO` must not turn into `false`: it is a (bad) verdict, reported as such.
     let e = errors(&with_rules("  - id: r\n    verdict: NO\n"));
-    assert_eq!(e, ["p.yaml:6:14: unknown verdict 'NO' in rule 'r' (expected one of: allow, warn, transform, require_approval, deny)"]);
+    assert_eq!(
+        e,
+        [
+            "p.yaml:6:14: unknown verdict 'NO' in rule 'r' (expected one of: allow, warn, transform, require_approval, deny)"
+        ]
+    );
 }
 
 #[test]
@@ -222,7 +265,9 @@ fn rule_count_limit() {
 #[test]
 fn cel_length_limit() {
     let long = format!("args.x == '{}'", "a".repeat(limits::MAX_CEL_LEN));
-    let e = errors(&with_rules(&format!("  - id: r\n    when: \"{long}\"\n    verdict: deny\n")));
+    let e = errors(&with_rules(&format!(
+        "  - id: r\n    when: \"{long}\"\n    verdict: deny\n"
+    )));
     assert_eq!(
         e,
         [format!(
@@ -240,7 +285,10 @@ fn glob_count_limit() {
     let rules: String = (0..n_rules)
         .map(|i| {
             let globs: Vec<String> = (0..per_rule).map(|g| format!("\"t{i}_{g}.*\"")).collect();
-            format!("  - {{id: r{i}, match: {{tool: [{}]}}, verdict: allow}}\n", globs.join(", "))
+            format!(
+                "  - {{id: r{i}, match: {{tool: [{}]}}, verdict: allow}}\n",
+                globs.join(", ")
+            )
         })
         .collect();
     let e = errors(&with_rules(&rules));
@@ -262,11 +310,16 @@ fn yaml_depth_limit_is_refused_on_a_small_stack() {
     let e = errors(&nested(limits::MAX_YAML_DEPTH + 1));
     assert_eq!(e.len(), 1, "{e:?}");
     assert!(
-        e[0].ends_with(&format!("YAML nests deeper than {} levels (a policy never needs this much nesting)", limits::MAX_YAML_DEPTH)),
+        e[0].ends_with(&format!(
+            "YAML nests deeper than {} levels (a policy never needs this much nesting)",
+            limits::MAX_YAML_DEPTH
+        )),
         "{e:?}"
     );
     assert_eq!(errors(&nested(100_000)).len(), 1);
-    let block: String = (0..200).map(|i| format!("{}k:\n", "  ".repeat(i))).collect();
+    let block: String = (0..200)
+        .map(|i| format!("{}k:\n", "  ".repeat(i)))
+        .collect();
     assert_eq!(errors(&format!("{HEAD}tools:\n{block}")).len(), 1);
     // Just under the limit still parses (and fails later only for its content).
     let ok = errors(&nested(limits::MAX_YAML_DEPTH - 2));
@@ -274,7 +327,12 @@ fn yaml_depth_limit_is_refused_on_a_small_stack() {
 }
 
 fn sources(files: &[(&str, &str)]) -> MemorySources {
-    MemorySources(files.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect())
+    MemorySources(
+        files
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    )
 }
 
 #[test]
@@ -286,7 +344,12 @@ fn include_outside_the_directory_is_refused() {
         "dir/p.yaml:4:11: include '../secret.yaml' is outside the directory of 'dir/p.yaml' (includes must stay in the including file's directory)"
     );
     let src = sources(&[("p.yaml", &format!("{HEAD}include: [/etc/passwd]\n"))]);
-    assert!(load("p.yaml", &src).unwrap_err().to_string().contains("must be a relative path"));
+    assert!(
+        load("p.yaml", &src)
+            .unwrap_err()
+            .to_string()
+            .contains("must be a relative path")
+    );
 }
 
 #[test]
@@ -311,8 +374,14 @@ fn include_cycles_are_refused() {
 #[test]
 fn include_conflicts_are_refused() {
     let src = sources(&[
-        ("p.yaml", &format!("{HEAD}include: [a.yaml]\nrules:\n  - {{id: r, verdict: deny}}\n")),
-        ("a.yaml", "version: warden/v1\ndefault: allow\nrules:\n  - {id: r, verdict: allow}\ntools:\n  x: {labels: [pii]}\n"),
+        (
+            "p.yaml",
+            &format!("{HEAD}include: [a.yaml]\nrules:\n  - {{id: r, verdict: deny}}\n"),
+        ),
+        (
+            "a.yaml",
+            "version: warden/v1\ndefault: allow\nrules:\n  - {id: r, verdict: allow}\ntools:\n  x: {labels: [pii]}\n",
+        ),
     ]);
     let e: Vec<String> = load("p.yaml", &src)
         .unwrap_err()
@@ -332,8 +401,14 @@ fn include_conflicts_are_refused() {
 #[test]
 fn includes_merge_rules_first_and_tools() {
     let src = sources(&[
-        ("p.yaml", &format!("{HEAD}include: [lib/common.yaml]\nrules:\n  - {{id: own, verdict: allow}}\n")),
-        ("lib/common.yaml", "version: warden/v1\ntools:\n  db.query: {labels: [pii], args: {sql: sql}}\nrules:\n  - {id: base, verdict: deny}\n"),
+        (
+            "p.yaml",
+            &format!("{HEAD}include: [lib/common.yaml]\nrules:\n  - {{id: own, verdict: allow}}\n"),
+        ),
+        (
+            "lib/common.yaml",
+            "version: warden/v1\ntools:\n  db.query: {labels: [pii], args: {sql: sql}}\nrules:\n  - {id: base, verdict: deny}\n",
+        ),
     ]);
     let p = load("p.yaml", &src).unwrap();
     let ids: Vec<&str> = p.rules.iter().map(|r| r.id.as_str()).collect();
