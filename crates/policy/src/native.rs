@@ -196,7 +196,14 @@ fn eval<'a>(e: &'a Expr, input: &Input<'a>) -> Option<V<'a>> {
             _ => return None,
         },
         Expr::Cmp(op, a, b) => {
-            let ord = compare(&eval(a, input)?, &eval(b, input)?)?;
+            let (a, b) = (eval(a, input)?, eval(b, input)?);
+            // Ordering is defined here for numbers and strings only; CEL
+            // refuses `null < null`, so anything else goes to CEL.
+            let orderable = |v: &V<'_>| number(v).is_some() || matches!(v, V::Str(_));
+            if !matches!(op, Cmp::Eq | Cmp::Ne) && !(orderable(&a) && orderable(&b)) {
+                return None;
+            }
+            let ord = compare(&a, &b)?;
             V::Bool(match op {
                 Cmp::Eq => ord == Ordering::Equal,
                 Cmp::Ne => ord != Ordering::Equal,
@@ -433,6 +440,9 @@ mod tests {
         "context.env == 'prod'",
         "args.n == null",
         "args.a == args.s",
+        "args.a <= args.b",
+        "args.o.k < true",
+        "args.n >= null",
     ];
 
     fn scalar() -> impl Strategy<Value = serde_json::Value> {
@@ -500,6 +510,35 @@ mod tests {
                 let slow = program.execute(&ctx);
                 prop_assert_eq!(slow, Ok(cel::Value::Bool(fast)), "{} over {}", EXPRS[expr], args);
             }
+        }
+    }
+
+    #[test]
+    fn native_answers_the_common_cases() {
+        let env = cel::Env::stdlib();
+        let args = json!({"a": 1, "s": "xy", "o": {"k": true}});
+        let input = Input {
+            point: crate::Point::PreToolCall,
+            tool: Some("db.query"),
+            agent: None,
+            session: None,
+            args: &args,
+            context: &Map::new(),
+            labels: &[],
+            intents: &[],
+            ring: 3,
+        };
+        for e in [
+            "args.a == 1",
+            "args.a > 0.5",
+            "args.s.startsWith('x')",
+            "args.s in ['xy']",
+            "has(args.o.k)",
+            "size(args.s) == 2",
+            "tool == 'db.query' && !(args.a != 1)",
+        ] {
+            let n = compile(env.compile(e).unwrap().expression()).unwrap();
+            assert_eq!(eval_bool(&n, &input), Some(true), "{e}");
         }
     }
 
