@@ -16,13 +16,15 @@ pub(crate) struct Sink {
 }
 
 impl Sink {
-    fn push(&mut self, finding: Finding) {
+    pub(crate) fn push(&mut self, finding: Finding) {
         if !self.intents.contains(&finding.intent) {
             self.intents.push(finding.intent);
         }
         if self.findings.len() < MAX_FINDINGS
             && !self.findings.iter().any(|f| {
-                f.intent == finding.intent && f.span == finding.span && f.evidence == finding.evidence
+                f.intent == finding.intent
+                    && f.span == finding.span
+                    && f.evidence == finding.evidence
             })
         {
             self.findings.push(finding);
@@ -117,17 +119,6 @@ impl<'a> Ctx<'a> {
         }
         let text = normalize(text);
         dispatch(self, kind, &text, origin);
-    }
-
-    /// Records whether any intent other than `read_only` has been found since
-    /// `mark` (from [`Ctx::mark`]).
-    pub fn found_since(&self, mark: usize) -> bool {
-        self.sink.intents.len() > mark
-    }
-
-    /// A marker for [`Ctx::found_since`].
-    pub fn mark(&self) -> usize {
-        self.sink.intents.len()
     }
 
     pub fn has(&self, intent: Intent) -> bool {

@@ -245,7 +245,10 @@ impl Classification {
     }
 
     fn from_sink(sink: analyze::Sink) -> Self {
-        let analyze::Sink { findings, mut intents } = sink;
+        let analyze::Sink {
+            findings,
+            mut intents,
+        } = sink;
         intents.sort();
         intents.dedup();
         if intents.is_empty() {

@@ -159,14 +159,19 @@ pub(crate) fn credential_reason(path: &str) -> Option<&'static str> {
 fn credential_reason_canonical(c: &str) -> Option<&'static str> {
     let base = basename(c);
     if c == "~/.ssh" || c.starts_with("~/.ssh/") {
-        if !(matches!(base, "known_hosts" | "config" | "authorized_keys" | "known_hosts.old")
-            || base.ends_with(".pub"))
+        if !(matches!(
+            base,
+            "known_hosts" | "config" | "authorized_keys" | "known_hosts.old"
+        ) || base.ends_with(".pub"))
         {
             return Some("SSH private keys");
         }
         return None;
     }
-    if matches!(base, "id_rsa" | "id_dsa" | "id_ecdsa" | "id_ed25519" | "id_ecdsa_sk" | "id_ed25519_sk") {
+    if matches!(
+        base,
+        "id_rsa" | "id_dsa" | "id_ecdsa" | "id_ed25519" | "id_ecdsa_sk" | "id_ed25519_sk"
+    ) {
         return Some("SSH private key");
     }
     const HOME_SECRETS: &[&str] = &[
@@ -242,7 +247,11 @@ fn credential_reason_canonical(c: &str) -> Option<&'static str> {
         || (lower.ends_with(".pem") && (lower.contains("key") || lower.contains("priv")))
         || matches!(
             lower.as_str(),
-            "credentials.json" | "secrets.json" | "secrets.yaml" | "secrets.yml" | "terraform.tfstate"
+            "credentials.json"
+                | "secrets.json"
+                | "secrets.yaml"
+                | "secrets.yml"
+                | "terraform.tfstate"
         )
     {
         return Some("private key or secrets file");
@@ -475,10 +484,20 @@ pub(crate) fn analyze(ctx: &mut Ctx<'_>, text: &str, origin: Origin) {
         return;
     }
     if raw.contains('\0') || raw.contains('\n') {
-        ctx.add(Intent::Unknown, Kind::Path, span, "path contains control characters");
+        ctx.add(
+            Intent::Unknown,
+            Kind::Path,
+            span,
+            "path contains control characters",
+        );
     }
     if let Some(reason) = credential_reason(raw) {
-        ctx.add(Intent::CredentialAccess, Kind::Path, span, format!("{raw}: {reason}"));
+        ctx.add(
+            Intent::CredentialAccess,
+            Kind::Path,
+            span,
+            format!("{raw}: {reason}"),
+        );
     }
     let c = canonical(raw);
     let roots = &ctx.config.path_roots;
@@ -516,7 +535,10 @@ mod tests {
 
     #[test]
     fn canonical_resolves_home_and_dots() {
-        assert_eq!(canonical("$HOME/.ssh/../.aws/credentials"), "~/.aws/credentials");
+        assert_eq!(
+            canonical("$HOME/.ssh/../.aws/credentials"),
+            "~/.aws/credentials"
+        );
         assert_eq!(canonical("/home/bob//.ssh/./id_rsa"), "~/.ssh/id_rsa");
         assert_eq!(canonical("/tmp/../etc/shadow"), "/etc/shadow");
         assert_eq!(canonical("../../etc/passwd"), "../../etc/passwd");

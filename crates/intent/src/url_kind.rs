@@ -39,7 +39,11 @@ pub(crate) fn looks_like_url(t: &str) -> bool {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'));
     (scheme_ok && rest.starts_with("//"))
-        || (scheme_ok && matches!(scheme.to_ascii_lowercase().as_str(), "javascript" | "data" | "file"))
+        || (scheme_ok
+            && matches!(
+                scheme.to_ascii_lowercase().as_str(),
+                "javascript" | "data" | "file"
+            ))
         || t.starts_with("www.")
 }
 
@@ -52,7 +56,12 @@ pub(crate) fn analyze(ctx: &mut Ctx<'_>, text: &str, origin: Origin) {
     }
     let parsed = Url::parse(raw).or_else(|_| Url::parse(&format!("http://{raw}")));
     let Ok(url) = parsed else {
-        ctx.add(Intent::Unknown, Kind::Url, span, format!("not a URL: {raw}"));
+        ctx.add(
+            Intent::Unknown,
+            Kind::Url,
+            span,
+            format!("not a URL: {raw}"),
+        );
         return;
     };
     check_url(ctx, &url, span);
@@ -62,8 +71,8 @@ pub(crate) fn analyze(ctx: &mut Ctx<'_>, text: &str, origin: Origin) {
 pub(crate) fn check_url(ctx: &mut Ctx<'_>, url: &Url, span: Span) {
     let scheme = url.scheme().to_ascii_lowercase();
     match scheme.as_str() {
-        "http" | "https" | "ws" | "wss" | "ftp" | "ftps" | "sftp" | "ssh" | "git" | "s3"
-        | "gs" | "scp" | "rsync" | "smb" | "tcp" | "udp" => {}
+        "http" | "https" | "ws" | "wss" | "ftp" | "ftps" | "sftp" | "ssh" | "git" | "s3" | "gs"
+        | "scp" | "rsync" | "smb" | "tcp" | "udp" => {}
         "file" => {
             let p = url.path();
             if let Some(reason) = path::credential_reason(p) {
@@ -77,12 +86,22 @@ pub(crate) fn check_url(ctx: &mut Ctx<'_>, url: &Url, span: Span) {
             return;
         }
         "javascript" | "vbscript" => {
-            ctx.add(Intent::CodeExecution, Kind::Url, span, format!("{scheme}: URL runs code"));
+            ctx.add(
+                Intent::CodeExecution,
+                Kind::Url,
+                span,
+                format!("{scheme}: URL runs code"),
+            );
             return;
         }
         "data" => {
             if url.path().to_ascii_lowercase().starts_with("text/html") {
-                ctx.add(Intent::CodeExecution, Kind::Url, span, "data: URL with HTML");
+                ctx.add(
+                    Intent::CodeExecution,
+                    Kind::Url,
+                    span,
+                    "data: URL with HTML",
+                );
             }
             return;
         }
@@ -184,11 +203,10 @@ pub(crate) fn check_url(ctx: &mut Ctx<'_>, url: &Url, span: Span) {
         .map(|(_, v)| v.into_owned())
         .collect::<Vec<_>>();
     if let Some(f) = url.fragment() {
-        blobs.extend(f.split('&').map(|kv| {
-            kv.split_once('=')
-                .map_or(kv, |(_, v)| v)
-                .to_string()
-        }));
+        blobs.extend(
+            f.split('&')
+                .map(|kv| kv.split_once('=').map_or(kv, |(_, v)| v).to_string()),
+        );
     }
     if let Some(q) = url.query()
         && !q.contains('=')
@@ -230,8 +248,10 @@ fn check_ip(ctx: &mut Ctx<'_>, ip: IpAddr, shown: &str, span: Span) {
 pub(crate) fn internal_ip(ip: IpAddr) -> Option<&'static str> {
     match ip {
         IpAddr::V4(v4) => {
-            if matches!(v4.octets(), [169, 254, 169, 254] | [169, 254, 170, 2] | [100, 100, 100, 200])
-            {
+            if matches!(
+                v4.octets(),
+                [169, 254, 169, 254] | [169, 254, 170, 2] | [100, 100, 100, 200]
+            ) {
                 return Some("cloud metadata");
             }
             let nets: [(&str, Ipv4Net); 8] = [
@@ -266,12 +286,8 @@ pub(crate) fn internal_ip(ip: IpAddr) -> Option<&'static str> {
             // IPv4-compatible / NAT64 forms of an internal IPv4.
             let s = v6.segments();
             if s[..6] == [0, 0, 0, 0, 0, 0] || s[..6] == [0x64, 0xff9b, 0, 0, 0, 0] {
-                let v4 = Ipv4Addr::new(
-                    (s[6] >> 8) as u8,
-                    s[6] as u8,
-                    (s[7] >> 8) as u8,
-                    s[7] as u8,
-                );
+                let v4 =
+                    Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8);
                 return internal_ip(IpAddr::V4(v4));
             }
             None
@@ -351,9 +367,7 @@ mod tests {
             let url = Url::parse(u).unwrap();
             let ip = match url.host().unwrap() {
                 Host::Ipv4(ip) => IpAddr::V4(ip),
-                Host::Ipv6(ip) => {
-                    IpAddr::V6(ip).to_canonical()
-                }
+                Host::Ipv6(ip) => IpAddr::V6(ip).to_canonical(),
                 Host::Domain(d) => panic!("{u} parsed as domain {d}"),
             };
             assert!(internal_ip(ip).is_some(), "{u}");

@@ -1,0 +1,1092 @@
+//! SQL: every statement of a batch, read through sqlparser's AST.
+
+use std::ops::ControlFlow;
+
+use sqlparser::ast::{
+    AlterRoleOperation, BinaryOperator, CopySource, CopyTarget, Expr, FunctionArg, FunctionArgExpr,
+    FunctionArguments, ObjectName, Query, RoleOption, Select, SelectItem, Set, SetExpr, Spanned,
+    Statement, UnaryOperator, Value, Visit, Visitor,
+};
+use sqlparser::dialect::{
+    Dialect, GenericDialect, MsSqlDialect, MySqlDialect, PostgreSqlDialect, SQLiteDialect,
+};
+use sqlparser::parser::Parser;
+use sqlparser::tokenizer::{Location, Token, TokenWithSpan, Tokenizer};
+
+use crate::analyze::{Ctx, Origin, nesting_exceeds_limit, truncate_chars};
+use crate::{Intent, Kind, MAX_SYNTAX_NESTING, Span, path};
+
+/// Statement keywords that make a bare string SQL in `auto` mode.
+const STATEMENT_KEYWORDS: &[&str] = &[
+    "SELECT", "INSERT", "UPDATE", "DELETE", "DROP", "CREATE", "ALTER", "TRUNCATE", "GRANT",
+    "REVOKE", "WITH", "COPY", "EXEC", "EXECUTE", "CALL", "MERGE", "REPLACE", "SHOW", "DESCRIBE",
+    "EXPLAIN", "PRAGMA", "ATTACH", "LOAD", "VACUUM", "UPSERT", "DECLARE", "BEGIN", "SET", "USE",
+];
+
+/// Functions that run operating-system commands or native code.
+const EXEC_FUNCTIONS: &[&str] = &[
+    "xp_cmdshell",
+    "sys_exec",
+    "sys_eval",
+    "sp_oacreate",
+    "sp_oamethod",
+    "sp_execute_external_script",
+    "load_extension",
+    "runjava",
+    "lo_compat_privileges",
+];
+/// Functions that read server files, registry or secrets.
+const READ_FUNCTIONS: &[&str] = &[
+    "pg_read_file",
+    "pg_read_binary_file",
+    "pg_ls_dir",
+    "pg_stat_file",
+    "load_file",
+    "lo_import",
+    "readfile",
+    "xp_regread",
+    "openrowset",
+    "bulk_read",
+];
+/// Functions that write data out of the database (files, network).
+const EXFIL_FUNCTIONS: &[&str] = &[
+    "lo_export",
+    "dblink",
+    "dblink_exec",
+    "dblink_connect",
+    "dblink_send_query",
+    "writefile",
+    "pg_file_write",
+    "xp_dirtree",
+    "xp_fileexist",
+    "xp_subdirs",
+    "request",
+    "get_host_address",
+    "httpuritype",
+    "http_get",
+    "http_post",
+];
+/// Procedures that change server configuration or membership.
+const PRIV_PROCEDURES: &[&str] = &[
+    "sp_configure",
+    "sp_addsrvrolemember",
+    "sp_addrolemember",
+    "sp_addlogin",
+    "sp_change_users_login",
+];
+/// Catalogs that hold password hashes or connection secrets.
+const CREDENTIAL_CATALOGS: &[&str] = &[
+    "pg_shadow",
+    "pg_authid",
+    "pg_user_mapping",
+    "pg_user_mappings",
+    "sql_logins",
+    "syslogins",
+    "user$",
+    "dba_users",
+    "global_priv",
+    "credentials",
+];
+/// Column names that hold secrets when selected.
+const SECRET_COLUMNS: &[&str] = &[
+    "password",
+    "passwd",
+    "password_hash",
+    "passwordhash",
+    "pass_hash",
+    "pwd_hash",
+    "hashed_password",
+    "encrypted_password",
+    "rolpassword",
+    "authentication_string",
+    "api_key",
+    "apikey",
+    "secret_key",
+    "private_key",
+    "access_token",
+    "refresh_token",
+    "client_secret",
+    "aws_secret_access_key",
+    "totp_secret",
+    "otp_secret",
+];
+/// Roles whose membership is administrative.
+const ADMIN_ROLES: &[&str] = &[
+    "admin",
+    "root",
+    "superuser",
+    "sysadmin",
+    "db_owner",
+    "rds_superuser",
+    "cloudsqlsuperuser",
+    "azure_pg_admin",
+    "pg_execute_server_program",
+    "pg_read_server_files",
+    "pg_write_server_files",
+    "dba",
+];
+
+fn dialects() -> [&'static dyn Dialect; 5] {
+    [
+        &PostgreSqlDialect {},
+        &MySqlDialect {},
+        &SQLiteDialect {},
+        &MsSqlDialect {},
+        &GenericDialect {},
+    ]
+}
+
+/// Whether a bare string is confidently SQL: it starts with a statement
+/// keyword and some dialect parses it.
+pub(crate) fn looks_like_sql(t: &str) -> bool {
+    let first = t
+        .trim_start_matches(|c: char| c == '(' || c.is_whitespace())
+        .split(|c: char| !c.is_ascii_alphanumeric() && c != '_')
+        .next()
+        .unwrap_or("");
+    if !STATEMENT_KEYWORDS
+        .iter()
+        .any(|k| k.eq_ignore_ascii_case(first))
+    {
+        return false;
+    }
+    if nesting_exceeds_limit(t) {
+        return true;
+    }
+    let unwrapped = unwrap_mysql_comments(t);
+    let t = unwrapped.as_deref().unwrap_or(t);
+    dialects().iter().any(|d| Parser::parse_sql(*d, t).is_ok()) || token_scan_is_risky(t)
+}
+
+pub(crate) fn analyze(ctx: &mut Ctx<'_>, text: &str, origin: Origin) {
+    if text.trim().is_empty() {
+        return;
+    }
+    if nesting_exceeds_limit(text) {
+        ctx.add(
+            Intent::Unknown,
+            Kind::Sql,
+            origin.span(0, text.len()),
+            format!("SQL nested deeper than {MAX_SYNTAX_NESTING} levels; not parsed"),
+        );
+        token_scan(ctx, text, 0, text.len(), origin);
+        return;
+    }
+    // MySQL runs the body of `/*! ... */` comments: read them as code.
+    let unwrapped = unwrap_mysql_comments(text);
+    let text = unwrapped.as_deref().unwrap_or(text);
+    let lines = LineIndex::new(text);
+    for d in dialects() {
+        if let Ok(statements) = Parser::parse_sql(d, text) {
+            for s in &statements {
+                let (start, end) = lines.span(s.span());
+                let span = origin.span(start, end);
+                StatementVisitor {
+                    ctx,
+                    span,
+                    origin: origin.nested(start, end),
+                }
+                .visit(s);
+            }
+            return;
+        }
+    }
+    // No dialect parses the whole batch: split it with the tokenizer and try
+    // each statement alone, so one odd statement does not hide the others.
+    let Ok(tokens) = Tokenizer::new(&GenericDialect {}, text).tokenize_with_location() else {
+        ctx.add(
+            Intent::Unknown,
+            Kind::Sql,
+            origin.span(0, text.len()),
+            "SQL does not tokenize (unterminated string or comment?)",
+        );
+        token_scan(ctx, text, 0, text.len(), origin);
+        return;
+    };
+    let mut piece_start = 0usize;
+    let mut pieces = Vec::new();
+    for t in &tokens {
+        if t.token == Token::SemiColon {
+            let end = lines.offset(t.span.start);
+            pieces.push((piece_start, end));
+            piece_start = lines.offset(t.span.end);
+        }
+    }
+    pieces.push((piece_start, text.len()));
+    for (start, end) in pieces {
+        let Some(piece) = text.get(start..end) else {
+            continue;
+        };
+        if piece.trim().is_empty() {
+            continue;
+        }
+        let parsed = dialects()
+            .into_iter()
+            .find_map(|d| Parser::parse_sql(d, piece).ok());
+        match parsed {
+            Some(statements) => {
+                let local = LineIndex::new(piece);
+                for s in &statements {
+                    let (a, b) = local.span(s.span());
+                    let span = origin.span(start + a, start + b);
+                    StatementVisitor {
+                        ctx,
+                        span,
+                        origin: origin.nested(start + a, start + b),
+                    }
+                    .visit(s);
+                }
+            }
+            None => {
+                ctx.add(
+                    Intent::Unknown,
+                    Kind::Sql,
+                    origin.span(start, end),
+                    format!("unparseable SQL: {}", truncate_chars(piece.trim(), 60)),
+                );
+                token_scan(ctx, text, start, end, origin);
+            }
+        }
+    }
+}
+
+/// Replaces MySQL executable comments `/*!50000 ... */` by their body.
+/// Returns None when there are none.
+fn unwrap_mysql_comments(text: &str) -> Option<String> {
+    if !text.contains("/*!") {
+        return None;
+    }
+    let b = text.as_bytes();
+    let mut out = String::with_capacity(text.len());
+    let mut i = 0;
+    let mut quote: Option<u8> = None;
+    let mut open = 0usize;
+    let mut last = 0;
+    while i < b.len() {
+        let c = b[i];
+        match quote {
+            Some(q) => {
+                if c == b'\\' {
+                    i += 2;
+                    continue;
+                }
+                if c == q {
+                    quote = None;
+                }
+            }
+            None => {
+                if matches!(c, b'\'' | b'"' | b'`') {
+                    quote = Some(c);
+                } else if b[i..].starts_with(b"/*!") {
+                    out.push_str(&text[last..i]);
+                    i += 3;
+                    while i < b.len() && b[i].is_ascii_digit() {
+                        i += 1;
+                    }
+                    out.push(' ');
+                    last = i;
+                    open += 1;
+                    continue;
+                } else if open > 0 && b[i..].starts_with(b"*/") {
+                    out.push_str(&text[last..i]);
+                    out.push(' ');
+                    i += 2;
+                    last = i;
+                    open -= 1;
+                    continue;
+                }
+            }
+        }
+        i += 1;
+    }
+    out.push_str(text.get(last..).unwrap_or(""));
+    Some(out)
+}
+
+/// Line/column (1-based, columns in characters) to byte offsets.
+struct LineIndex<'t> {
+    text: &'t str,
+    starts: Vec<usize>,
+}
+
+impl<'t> LineIndex<'t> {
+    fn new(text: &'t str) -> Self {
+        let mut starts = vec![0];
+        starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
+        LineIndex { text, starts }
+    }
+
+    fn offset(&self, loc: Location) -> usize {
+        if loc.line == 0 {
+            return 0;
+        }
+        let Some(&line_start) = self.starts.get(loc.line as usize - 1) else {
+            return self.text.len();
+        };
+        let line = &self.text[line_start..];
+        let col = loc.column.saturating_sub(1) as usize;
+        line_start + line.char_indices().nth(col).map_or(line.len(), |(i, _)| i)
+    }
+
+    fn span(&self, s: sqlparser::tokenizer::Span) -> (usize, usize) {
+        if s.start.line == 0 {
+            return (0, self.text.len());
+        }
+        let a = self.offset(s.start);
+        let b = self.offset(s.end).max(a);
+        (a, b)
+    }
+}
+
+struct StatementVisitor<'c, 'a> {
+    ctx: &'c mut Ctx<'a>,
+    span: Span,
+    origin: Origin,
+}
+
+impl StatementVisitor<'_, '_> {
+    fn visit(mut self, s: &Statement) {
+        let _ = s.visit(&mut self);
+    }
+
+    fn add(&mut self, intent: Intent, evidence: impl AsRef<str>) {
+        self.ctx.add(intent, Kind::Sql, self.span, evidence);
+    }
+
+    fn statement(&mut self, s: &Statement) {
+        use Statement as S;
+        let head = || truncate_chars(&s.to_string(), 80);
+        match s {
+            // Reads, session state and control flow: nothing by themselves
+            // (the visitor still walks their expressions and nested statements).
+            S::Query(_)
+            | S::Explain { .. }
+            | S::ExplainTable { .. }
+            | S::ShowFunctions { .. }
+            | S::ShowVariable { .. }
+            | S::ShowStatus { .. }
+            | S::ShowVariables { .. }
+            | S::ShowCreate { .. }
+            | S::ShowColumns { .. }
+            | S::ShowCatalogs { .. }
+            | S::ShowDatabases { .. }
+            | S::ShowProcessList { .. }
+            | S::ShowSchemas { .. }
+            | S::ShowCharset(_)
+            | S::ShowObjects(_)
+            | S::ShowTables { .. }
+            | S::ShowViews { .. }
+            | S::ShowCollation { .. }
+            | S::Use(_)
+            | S::StartTransaction { .. }
+            | S::Commit { .. }
+            | S::Rollback { .. }
+            | S::Savepoint { .. }
+            | S::ReleaseSavepoint { .. }
+            | S::Declare { .. }
+            | S::Fetch { .. }
+            | S::Close { .. }
+            | S::Prepare { .. }
+            | S::Deallocate { .. }
+            | S::Case(_)
+            | S::If(_)
+            | S::While(_)
+            | S::Raise(_)
+            | S::Assert { .. }
+            | S::Print(_)
+            | S::Return(_)
+            | S::Throw(_)
+            | S::RaisError { .. }
+            | S::WaitFor(_)
+            | S::LISTEN { .. }
+            | S::UNLISTEN { .. }
+            | S::Discard { .. }
+            | S::Reset(_) => {}
+            S::Set(set) => match set {
+                Set::SetRole { .. } | Set::SetSessionAuthorization(_) => self.add(
+                    Intent::PrivilegeEscalation,
+                    format!("switches identity: {}", head()),
+                ),
+                _ => {}
+            },
+            S::Pragma { value, .. } => {
+                if value.is_some() {
+                    self.add(Intent::Write, head());
+                }
+            }
+            S::Drop { .. }
+            | S::DropFunction(_)
+            | S::DropDomain(_)
+            | S::DropProcedure { .. }
+            | S::DropSecret { .. }
+            | S::DropPolicy(_)
+            | S::DropConnector { .. }
+            | S::DropExtension(_)
+            | S::DropOperator(_)
+            | S::DropOperatorFamily(_)
+            | S::DropOperatorClass(_)
+            | S::DropTrigger(_)
+            | S::Truncate(_) => self.add(Intent::Destructive, head()),
+            S::AlterTable(at) => {
+                if at
+                    .operations
+                    .iter()
+                    .any(|op| format!("{op:?}").starts_with("Drop"))
+                {
+                    self.add(Intent::Destructive, head());
+                } else {
+                    self.add(Intent::Write, head());
+                }
+            }
+            S::Delete(d) => match &d.selection {
+                None => self.add(
+                    Intent::Destructive,
+                    format!("DELETE without WHERE: {}", head()),
+                ),
+                Some(w) if always_true(w) => self.add(
+                    Intent::Destructive,
+                    format!("DELETE with an always-true WHERE ({w}): {}", head()),
+                ),
+                Some(_) => self.add(Intent::Write, head()),
+            },
+            S::Update(u) => match &u.selection {
+                None => self.add(
+                    Intent::Destructive,
+                    format!("UPDATE without WHERE: {}", head()),
+                ),
+                Some(w) if always_true(w) => self.add(
+                    Intent::Destructive,
+                    format!("UPDATE with an always-true WHERE ({w}): {}", head()),
+                ),
+                Some(_) => self.add(Intent::Write, head()),
+            },
+            S::Grant(_) => self.add(Intent::PrivilegeEscalation, head()),
+            S::CreateRole(r) => {
+                let admin = r.superuser == Some(true)
+                    || r.bypassrls == Some(true)
+                    || r.create_role == Some(true)
+                    || r.replication == Some(true)
+                    || r.in_role
+                        .iter()
+                        .chain(&r.in_group)
+                        .any(|i| is_admin_role(&i.value));
+                if admin {
+                    self.add(Intent::PrivilegeEscalation, head());
+                } else {
+                    self.add(Intent::Write, head());
+                }
+            }
+            S::AlterRole { name, operation } => {
+                let admin = match operation {
+                    AlterRoleOperation::WithOptions { options } => options.iter().any(|o| {
+                        matches!(
+                            o,
+                            RoleOption::SuperUser(true)
+                                | RoleOption::BypassRLS(true)
+                                | RoleOption::CreateRole(true)
+                                | RoleOption::Replication(true)
+                        )
+                    }),
+                    AlterRoleOperation::AddMember { .. } => is_admin_role(&name.value),
+                    _ => false,
+                };
+                if admin {
+                    self.add(Intent::PrivilegeEscalation, head());
+                } else {
+                    self.add(Intent::Write, head());
+                }
+            }
+            S::CreateUser(_) | S::AlterUser(_) => {
+                let text = s.to_string().to_ascii_uppercase();
+                if ["SUPERUSER", "ADMIN", "ALL PRIVILEGES", "SYSADMIN"]
+                    .iter()
+                    .any(|k| text.contains(k))
+                {
+                    self.add(Intent::PrivilegeEscalation, head());
+                } else {
+                    self.add(Intent::Write, head());
+                }
+            }
+            S::Copy {
+                source, to, target, ..
+            } => {
+                match target {
+                    CopyTarget::Program { command } => {
+                        self.add(
+                            Intent::CodeExecution,
+                            format!("COPY … PROGRAM runs {command:?}"),
+                        );
+                        if *to {
+                            self.add(Intent::Exfiltration, head());
+                        }
+                        let o = self.origin;
+                        self.ctx.nested(Kind::Shell, command, o);
+                    }
+                    CopyTarget::File { filename } if *to => {
+                        self.add(Intent::Exfiltration, format!("COPY … TO file {filename:?}"));
+                        if let Some(r) = path::persistence_reason(filename) {
+                            self.add(Intent::Persistence, format!("COPY … TO {filename}: {r}"));
+                        }
+                    }
+                    CopyTarget::Stdout if *to => self.add(
+                        Intent::Exfiltration,
+                        format!("COPY … TO STDOUT: {}", head()),
+                    ),
+                    CopyTarget::File { filename } => {
+                        if let Some(r) = path::credential_reason(filename) {
+                            self.add(
+                                Intent::CredentialAccess,
+                                format!("COPY … FROM {filename}: {r}"),
+                            );
+                        }
+                        self.add(Intent::Write, head());
+                    }
+                    _ => {
+                        if !*to {
+                            self.add(Intent::Write, head());
+                        }
+                    }
+                }
+                let _ = source as &CopySource;
+            }
+            S::Directory { .. } | S::ExportData(_) | S::Unload { .. } => {
+                self.add(Intent::Exfiltration, head())
+            }
+            S::Execute {
+                name, parameters, ..
+            } => {
+                if let Some(n) = name {
+                    self.routine(n);
+                }
+                // Dynamic SQL: EXECUTE IMMEDIATE 'DROP ...' / EXEC('...').
+                for p in parameters {
+                    if let Some(text) = string_literal(p) {
+                        if name.is_none() {
+                            let o = self.origin;
+                            self.ctx.nested(Kind::Sql, &text, o);
+                        } else if looks_like_sql(&text) {
+                            let o = self.origin;
+                            self.ctx.nested(Kind::Sql, &text, o);
+                        }
+                    }
+                }
+                if name.is_none() && parameters.iter().all(|p| string_literal(p).is_none()) {
+                    self.add(Intent::CodeExecution, format!("dynamic SQL: {}", head()));
+                }
+            }
+            S::Call(f) => {
+                self.routine(&f.name);
+            }
+            S::CreateFunction(f) => {
+                let lang = f
+                    .language
+                    .as_ref()
+                    .map(|l| l.value.to_ascii_lowercase())
+                    .unwrap_or_default();
+                if matches!(
+                    lang.as_str(),
+                    "c" | "internal"
+                        | "plpythonu"
+                        | "plpython2u"
+                        | "plpython3u"
+                        | "plperlu"
+                        | "pltclu"
+                        | "plsh"
+                        | "java"
+                        | "python"
+                ) {
+                    self.add(
+                        Intent::CodeExecution,
+                        format!("function in untrusted language {lang}: {}", head()),
+                    );
+                } else {
+                    self.add(Intent::Write, head());
+                }
+            }
+            S::CreateTrigger(_) => self.add(Intent::Persistence, format!("trigger: {}", head())),
+            S::CreateExtension(_) | S::Load { .. } | S::Install { .. } => self.add(
+                Intent::CodeExecution,
+                format!("loads native code: {}", head()),
+            ),
+            S::AttachDatabase { .. } | S::AttachDuckDBDatabase { .. } => {
+                let text = s.to_string();
+                if let Some(r) = path::persistence_reason(quoted(&text).unwrap_or_default()) {
+                    self.add(Intent::Persistence, format!("{}: {r}", head()));
+                }
+                self.add(Intent::Write, head());
+            }
+            _ => self.add(Intent::Write, head()),
+        }
+    }
+
+    /// A called procedure or function by name.
+    fn routine(&mut self, name: &ObjectName) {
+        let n = last_part(name);
+        let full = name.to_string().to_ascii_lowercase();
+        if EXEC_FUNCTIONS.contains(&n.as_str()) {
+            self.add(
+                Intent::CodeExecution,
+                format!("{full} runs commands or native code"),
+            );
+        } else if READ_FUNCTIONS.contains(&n.as_str()) {
+            self.add(
+                Intent::CredentialAccess,
+                format!("{full} reads server files or secrets"),
+            );
+        } else if EXFIL_FUNCTIONS.contains(&n.as_str())
+            && (n != "request" || full.contains("utl_http"))
+        {
+            self.add(
+                Intent::Exfiltration,
+                format!("{full} sends data out of the database"),
+            );
+        } else if PRIV_PROCEDURES.contains(&n.as_str()) {
+            self.add(
+                Intent::PrivilegeEscalation,
+                format!("{full} changes server configuration or roles"),
+            );
+        }
+    }
+
+    fn select(&mut self, select: &Select) {
+        if select.into.is_some() {
+            self.add(Intent::Write, "SELECT … INTO creates a table");
+        }
+        for item in &select.projection {
+            let expr = match item {
+                SelectItem::UnnamedExpr(e) => e,
+                SelectItem::ExprWithAlias { expr, .. } => expr,
+                _ => continue,
+            };
+            let col = match expr {
+                Expr::Identifier(i) => Some(&i.value),
+                Expr::CompoundIdentifier(parts) => parts.last().map(|i| &i.value),
+                _ => None,
+            };
+            if let Some(c) = col
+                && SECRET_COLUMNS.contains(&c.to_ascii_lowercase().as_str())
+            {
+                self.add(
+                    Intent::CredentialAccess,
+                    format!("selects secret column {c}"),
+                );
+            }
+        }
+    }
+}
+
+impl Visitor for StatementVisitor<'_, '_> {
+    type Break = ();
+
+    fn pre_visit_statement(&mut self, s: &Statement) -> ControlFlow<()> {
+        self.statement(s);
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_query(&mut self, q: &Query) -> ControlFlow<()> {
+        let mut body = q.body.as_ref();
+        loop {
+            match body {
+                SetExpr::Select(s) => {
+                    self.select(s);
+                    break;
+                }
+                SetExpr::Query(q) => body = q.body.as_ref(),
+                SetExpr::SetOperation { left, right, .. } => {
+                    if let SetExpr::Select(s) = right.as_ref() {
+                        self.select(s);
+                    }
+                    body = left.as_ref();
+                }
+                _ => break,
+            }
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_relation(&mut self, r: &ObjectName) -> ControlFlow<()> {
+        let n = last_part(r);
+        let full = r
+            .to_string()
+            .to_ascii_lowercase()
+            .replace(['`', '"', '[', ']'], "");
+        let catalog = CREDENTIAL_CATALOGS.contains(&n.as_str())
+            && (n != "credentials" || full.starts_with("mysql."))
+            || full == "mysql.user"
+            || full.ends_with("sys.sql_logins");
+        if catalog {
+            self.add(
+                Intent::CredentialAccess,
+                format!("reads credential catalog {full}"),
+            );
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_expr(&mut self, e: &Expr) -> ControlFlow<()> {
+        if let Expr::Function(f) = e {
+            self.routine(&f.name);
+            // dblink('conn', 'SQL') and friends carry SQL as data that runs.
+            if let FunctionArguments::List(list) = &f.args {
+                let n = last_part(&f.name);
+                if n.starts_with("dblink") || n == "query_to_xml" {
+                    for a in &list.args {
+                        if let FunctionArg::Unnamed(FunctionArgExpr::Expr(ex)) = a
+                            && let Some(text) = string_literal(ex)
+                            && looks_like_sql(&text)
+                        {
+                            let o = self.origin;
+                            self.ctx.nested(Kind::Sql, &text, o);
+                        }
+                    }
+                }
+            }
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+fn last_part(name: &ObjectName) -> String {
+    name.0
+        .last()
+        .and_then(|p| p.as_ident())
+        .map(|i| i.value.to_ascii_lowercase())
+        .unwrap_or_default()
+}
+
+fn is_admin_role(name: &str) -> bool {
+    ADMIN_ROLES.contains(&name.to_ascii_lowercase().as_str())
+}
+
+fn quoted(s: &str) -> Option<&str> {
+    let a = s.find('\'')?;
+    let b = s[a + 1..].find('\'')?;
+    Some(&s[a + 1..a + 1 + b])
+}
+
+fn string_literal(e: &Expr) -> Option<String> {
+    match e {
+        Expr::Value(v) => match &v.value {
+            Value::SingleQuotedString(s)
+            | Value::DoubleQuotedString(s)
+            | Value::EscapedStringLiteral(s)
+            | Value::NationalStringLiteral(s)
+            | Value::UnicodeStringLiteral(s)
+            | Value::TripleSingleQuotedString(s)
+            | Value::TripleDoubleQuotedString(s) => Some(s.clone()),
+            Value::DollarQuotedString(d) => Some(d.value.clone()),
+            _ => None,
+        },
+        Expr::Nested(inner) => string_literal(inner),
+        _ => None,
+    }
+}
+
+/// A constant value, for deciding whether a WHERE clause filters anything.
+#[derive(Debug, PartialEq)]
+enum Const {
+    Bool(bool),
+    Num(f64),
+    Str(String),
+    Null,
+}
+
+impl Const {
+    fn truthy(&self) -> Option<bool> {
+        match self {
+            Const::Bool(b) => Some(*b),
+            Const::Num(n) => Some(*n != 0.0),
+            Const::Null => Some(false),
+            Const::Str(s) => s.trim().parse::<f64>().ok().map(|n| n != 0.0),
+        }
+    }
+}
+
+/// Whether a WHERE clause keeps every row: constants that are true, `x = x`,
+/// `x OR <true>`, `NOT false`, `x LIKE '%'`...
+fn always_true(e: &Expr) -> bool {
+    truth(e, 0) == Some(true)
+}
+
+const MAX_EXPR_DEPTH: usize = 32;
+
+fn truth(e: &Expr, depth: usize) -> Option<bool> {
+    if depth > MAX_EXPR_DEPTH {
+        return None;
+    }
+    let d = depth + 1;
+    match e {
+        Expr::Nested(inner) => truth(inner, d),
+        Expr::BinaryOp { left, op, right } => match op {
+            BinaryOperator::Or => {
+                if truth(left, d) == Some(true) || truth(right, d) == Some(true) {
+                    Some(true)
+                } else {
+                    None
+                }
+            }
+            BinaryOperator::And => {
+                if truth(left, d) == Some(true) && truth(right, d) == Some(true) {
+                    Some(true)
+                } else {
+                    None
+                }
+            }
+            BinaryOperator::Eq
+            | BinaryOperator::GtEq
+            | BinaryOperator::LtEq
+            | BinaryOperator::Spaceship
+                if left.to_string() == right.to_string() && !is_null_literal(left) =>
+            {
+                Some(true)
+            }
+            _ => {
+                let l = constant(left, d)?;
+                let r = constant(right, d)?;
+                compare(&l, op, &r)
+            }
+        },
+        Expr::UnaryOp {
+            op: UnaryOperator::Not,
+            expr,
+        } => truth(expr, d)
+            .map(|b| !b)
+            .or_else(|| constant(expr, d).and_then(|c| c.truthy()).map(|b| !b)),
+        Expr::IsNotNull(inner) => constant(inner, d).map(|c| c != Const::Null),
+        Expr::IsNull(inner) => constant(inner, d).map(|c| c == Const::Null),
+        Expr::IsTrue(inner) => truth(inner, d),
+        Expr::IsNotFalse(inner) => truth(inner, d),
+        Expr::Like {
+            negated: false,
+            pattern,
+            ..
+        }
+        | Expr::ILike {
+            negated: false,
+            pattern,
+            ..
+        } => match constant(pattern, d)? {
+            Const::Str(s) if !s.is_empty() && s.chars().all(|c| c == '%') => Some(true),
+            _ => None,
+        },
+        Expr::InList {
+            expr,
+            list,
+            negated: false,
+        } => {
+            let x = expr.to_string();
+            list.iter().any(|i| i.to_string() == x).then_some(true)
+        }
+        Expr::Between {
+            expr,
+            negated: false,
+            low,
+            high,
+        } => {
+            let (x, l, h) = (constant(expr, d)?, constant(low, d)?, constant(high, d)?);
+            match (x, l, h) {
+                (Const::Num(x), Const::Num(l), Const::Num(h)) => Some(l <= x && x <= h),
+                _ => None,
+            }
+        }
+        _ => constant(e, d)?.truthy(),
+    }
+}
+
+fn is_null_literal(e: &Expr) -> bool {
+    matches!(e, Expr::Value(v) if matches!(v.value, Value::Null))
+}
+
+fn constant(e: &Expr, depth: usize) -> Option<Const> {
+    if depth > MAX_EXPR_DEPTH {
+        return None;
+    }
+    match e {
+        Expr::Nested(inner) => constant(inner, depth + 1),
+        Expr::Value(v) => match &v.value {
+            Value::Number(n, _) => n.parse().ok().map(Const::Num),
+            Value::Boolean(b) => Some(Const::Bool(*b)),
+            Value::Null => Some(Const::Null),
+            _ => string_literal(e).map(Const::Str),
+        },
+        Expr::UnaryOp {
+            op: UnaryOperator::Minus,
+            expr,
+        } => match constant(expr, depth + 1)? {
+            Const::Num(n) => Some(Const::Num(-n)),
+            _ => None,
+        },
+        Expr::BinaryOp { .. } | Expr::UnaryOp { .. } | Expr::IsNull(_) | Expr::IsNotNull(_) => {
+            truth(e, depth + 1).map(Const::Bool)
+        }
+        _ => None,
+    }
+}
+
+fn compare(l: &Const, op: &BinaryOperator, r: &Const) -> Option<bool> {
+    use std::cmp::Ordering;
+    let ord = match (l, r) {
+        (Const::Num(a), Const::Num(b)) => a.partial_cmp(b)?,
+        (Const::Str(a), Const::Str(b)) => a.cmp(b),
+        (Const::Bool(a), Const::Bool(b)) => a.cmp(b),
+        (Const::Num(a), Const::Str(b)) | (Const::Str(b), Const::Num(a)) => {
+            // MySQL compares '1' = 1 numerically.
+            let b: f64 = b.trim().parse().ok()?;
+            if matches!(l, Const::Num(_)) {
+                a.partial_cmp(&b)?
+            } else {
+                b.partial_cmp(a)?
+            }
+        }
+        _ => return None,
+    };
+    Some(match op {
+        BinaryOperator::Eq | BinaryOperator::Spaceship => ord == Ordering::Equal,
+        BinaryOperator::NotEq => ord != Ordering::Equal,
+        BinaryOperator::Lt => ord == Ordering::Less,
+        BinaryOperator::LtEq => ord != Ordering::Greater,
+        BinaryOperator::Gt => ord == Ordering::Greater,
+        BinaryOperator::GtEq => ord != Ordering::Less,
+        BinaryOperator::Or => l.truthy().unwrap_or(false) || r.truthy().unwrap_or(false),
+        BinaryOperator::And => l.truthy().unwrap_or(false) && r.truthy().unwrap_or(false),
+        _ => return None,
+    })
+}
+
+/// Keyword-level reading of SQL no dialect parses, from sqlparser's own
+/// tokens (so strings and comments stay data). Always used together with an
+/// `unknown` finding.
+fn token_scan(ctx: &mut Ctx<'_>, text: &str, start: usize, end: usize, origin: Origin) {
+    let span = origin.span(start, end);
+    let piece = text.get(start..end).unwrap_or("");
+    for (intent, why) in scan_words(piece) {
+        ctx.add(intent, Kind::Sql, span, why);
+    }
+}
+
+fn token_scan_is_risky(t: &str) -> bool {
+    !scan_words(t).is_empty()
+}
+
+fn scan_words(piece: &str) -> Vec<(Intent, String)> {
+    let tokens: Vec<TokenWithSpan> =
+        match Tokenizer::new(&MySqlDialect {}, piece).tokenize_with_location() {
+            Ok(t) => t,
+            Err(_) => match Tokenizer::new(&GenericDialect {}, piece).tokenize_with_location() {
+                Ok(t) => t,
+                Err(_) => return Vec::new(),
+            },
+        };
+    let words: Vec<String> = tokens
+        .iter()
+        .filter_map(|t| match &t.token {
+            Token::Word(w) if w.quote_style.is_none() => Some(w.value.to_ascii_lowercase()),
+            Token::SemiColon => Some(";".into()),
+            _ => None,
+        })
+        .collect();
+    let mut out = Vec::new();
+    let mut statement_start = true;
+    for (i, w) in words.iter().enumerate() {
+        let next = words.get(i + 1).map(String::as_str).unwrap_or("");
+        if statement_start {
+            match w.as_str() {
+                "drop" | "truncate" => {
+                    out.push((Intent::Destructive, format!("{w} {next} (unparsed)")))
+                }
+                "delete" | "update" => {
+                    let has_where = words[i..]
+                        .iter()
+                        .take_while(|x| x.as_str() != ";")
+                        .any(|x| x == "where");
+                    if !has_where {
+                        out.push((Intent::Destructive, format!("{w} without WHERE (unparsed)")));
+                    }
+                }
+                "grant" => out.push((Intent::PrivilegeEscalation, "GRANT (unparsed)".into())),
+                _ => {}
+            }
+        }
+        statement_start = w == ";";
+        match w.as_str() {
+            "outfile" | "dumpfile" if i > 0 && words[i - 1] == "into" => out.push((
+                Intent::Exfiltration,
+                format!("INTO {} (unparsed)", w.to_uppercase()),
+            )),
+            "program" if words[..i].iter().any(|x| x == "copy") => {
+                out.push((Intent::CodeExecution, "COPY … PROGRAM (unparsed)".into()))
+            }
+            "infile" | "load_file" | "pg_read_file" | "pg_read_binary_file" => out.push((
+                Intent::CredentialAccess,
+                format!("{w} reads server files (unparsed)"),
+            )),
+            w2 if EXEC_FUNCTIONS.contains(&w2) => {
+                out.push((Intent::CodeExecution, format!("{w2} (unparsed)")))
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn where_of(sql: &str) -> Expr {
+        match Parser::parse_sql(&GenericDialect {}, sql)
+            .unwrap()
+            .remove(0)
+        {
+            Statement::Delete(d) => d.selection.unwrap(),
+            other => panic!("{other}"),
+        }
+    }
+
+    #[test]
+    fn always_true_where_clauses() {
+        for w in [
+            "1=1",
+            "true",
+            "'a'='a'",
+            "x=x",
+            "1",
+            "2>1",
+            "id=5 OR 1=1",
+            "NOT false",
+            "name LIKE '%'",
+            "(1)=(1)",
+            "'1'=1",
+        ] {
+            assert!(
+                always_true(&where_of(&format!("DELETE FROM t WHERE {w}"))),
+                "{w}"
+            );
+        }
+        for w in [
+            "id=5",
+            "1=2",
+            "x=y",
+            "a AND 1=1",
+            "name LIKE 'a%'",
+            "x = NULL",
+        ] {
+            assert!(
+                !always_true(&where_of(&format!("DELETE FROM t WHERE {w}"))),
+                "{w}"
+            );
+        }
+    }
+
+    #[test]
+    fn mysql_executable_comments_are_code() {
+        assert_eq!(
+            unwrap_mysql_comments("/*!50000DROP*/ TABLE x").as_deref(),
+            Some(" DROP  TABLE x")
+        );
+        assert_eq!(
+            unwrap_mysql_comments("SELECT '/*!x*/'").as_deref(),
+            Some("SELECT '/*!x*/'")
+        );
+    }
+}
