@@ -59,6 +59,16 @@ pub enum StoreError {
         /// The origin of the existing log.
         stored: String,
     },
+    /// The key file holds another key than the one the log was created with.
+    #[error("{path} holds key {found}, but this log was created with {stored}; hint: restore the original key file (a new key would make old checkpoints unverifiable with it)", path = path.display())]
+    KeyMismatch {
+        /// The key file.
+        path: PathBuf,
+        /// The verifier key recorded in the database.
+        stored: String,
+        /// The verifier key of the key file.
+        found: String,
+    },
     /// A record could not be encoded (too large, too many intents).
     #[error(transparent)]
     Encode(#[from] EncodeError),

@@ -41,7 +41,7 @@ mod sqlite;
 mod verify;
 
 pub use error::StoreError;
-pub use sqlite::{DB_FILE, KEY_FILE, SqliteStore, StoreConfig};
+pub use sqlite::{DB_FILE, KEY_FILE, MAX_BATCH, SqliteStore, StoreConfig};
 pub use verify::{
     InclusionProof, Problem, ProblemKind, VerifyReport, consistency_proof, inclusion_proof, verify,
 };

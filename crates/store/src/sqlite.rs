@@ -1,28 +1,4 @@
 //! The SQLite store: one file in the data directory, one writer thread.
-//!
-//! # Durability
-//!
-//! * `journal_mode=WAL`: a commit appends the transaction's pages to the
-//!   write-ahead log; readers keep reading a consistent snapshot meanwhile.
-//! * `synchronous=FULL`: in WAL mode SQLite syncs the WAL file at **every**
-//!   commit before `COMMIT` returns, so a committed transaction survives an
-//!   operating-system crash or power loss, not only a process crash.
-//!   (`NORMAL` would sync only at WAL checkpoints: the last commits could be
-//!   lost on power loss, which breaks "durable before the verdict".)
-//! * The WAL is copied into the main file by SQLite's automatic checkpoints
-//!   (`wal_autocheckpoint`), which also sync; a crash during one is recovered
-//!   from the WAL on the next open.
-//!
-//! # Group commit
-//!
-//! [`Store::append`] hands its record to the writer thread over a channel
-//! and blocks on a one-shot reply. The writer takes every request waiting in
-//! the channel (up to [`MAX_BATCH`]), assigns sequence numbers, encodes and
-//! hashes each record, inserts them in **one** transaction (with any
-//! checkpoint that falls due), commits, and only then answers each caller.
-//! While it syncs, new requests queue up and form the next batch, so one
-//! sync is shared by many appends. If the commit fails, every caller in the
-//! batch gets the error and the in-memory tree state is rolled back.
 
 use std::fs::{self, File};
 use std::os::unix::fs::DirBuilderExt;
@@ -116,7 +92,32 @@ enum Command {
     Shutdown(Reply<()>),
 }
 
-/// The SQLite implementation of [`Store`].
+/// The SQLite implementation of [`Store`]: `warden.db` (and its `-wal`
+/// file) plus the log key `audit.key` in the data directory.
+///
+/// # Durability
+///
+/// * `journal_mode=WAL`: a commit appends the transaction's pages to the
+///   write-ahead log; readers keep reading a consistent snapshot meanwhile.
+/// * `synchronous=FULL`: in WAL mode SQLite syncs the WAL file at **every**
+///   commit before `COMMIT` returns, so a committed transaction survives an
+///   operating-system crash or power loss, not only a process crash.
+///   (`NORMAL` would sync only at WAL checkpoints: the last commits could be
+///   lost on power loss, which breaks "durable before the verdict".)
+/// * The WAL is copied into the main file by SQLite's automatic checkpoints
+///   (`wal_autocheckpoint`), which also sync; a crash during one is recovered
+///   from the WAL on the next open.
+///
+/// # Group commit
+///
+/// [`Store::append`] hands its record to the writer thread over a channel
+/// and blocks on a one-shot reply. The writer takes every request waiting in
+/// the channel (up to [`MAX_BATCH`]), assigns sequence numbers, encodes and
+/// hashes each record, inserts them in **one** transaction (with any
+/// checkpoint that falls due), commits, and only then answers each caller.
+/// While it syncs, new requests queue up and form the next batch, so one
+/// sync is shared by many appends. If the commit fails, every caller in the
+/// batch gets the error and the in-memory tree state is rolled back.
 pub struct SqliteStore {
     dir: PathBuf,
     verifier: LogVerifier,
@@ -262,16 +263,25 @@ impl SqliteStore {
             params![signer.name(), signer.verifier().to_key_string()],
         )
         .map_err(|e| StoreError::db("recording the log origin", e))?;
-        let stored_origin: String = conn
-            .query_row("SELECT value FROM meta WHERE key = 'origin'", [], |r| {
-                r.get(0)
-            })
-            .map_err(|e| StoreError::db("reading the log origin", e))?;
+        let meta = |key: &str| -> Result<String, StoreError> {
+            conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+                .map_err(|e| StoreError::db(format!("reading the log's {key}"), e))
+        };
+        let stored_origin = meta("origin")?;
         if stored_origin != signer.name() {
             return Err(StoreError::OriginMismatch {
                 path: dir,
                 configured: signer.name().into(),
                 stored: stored_origin,
+            });
+        }
+        let stored_key = meta("verifier_key")?;
+        let key = signer.verifier().to_key_string();
+        if stored_key != key {
+            return Err(StoreError::KeyMismatch {
+                path: dir.join(KEY_FILE),
+                stored: stored_key,
+                found: key,
             });
         }
 
@@ -306,7 +316,9 @@ impl SqliteStore {
 
     /// Open an existing store read-only, e.g. to verify or export a log that
     /// a running server is writing. Appends fail with
-    /// [`StoreError::ReadOnly`].
+    /// [`StoreError::ReadOnly`]. Its [`Store::verifier`] is the key recorded
+    /// in the database: an auditor should verify with the log's published
+    /// key instead, or compare the two.
     pub fn open_read_only(dir: impl AsRef<Path>) -> Result<Self, StoreError> {
         let dir = dir.as_ref().to_path_buf();
         let db_path = dir.join(DB_FILE);

@@ -251,6 +251,23 @@ fn key_file_is_created_with_mode_0600_and_refused_when_others_can_read_it() {
 }
 
 #[test]
+fn a_replaced_key_file_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    log_of(dir.path(), 1, 0);
+    let key = dir.path().join(KEY_FILE);
+    std::fs::write(
+        &key,
+        LogSigner::from_seed(ORIGIN, [5; 32])
+            .unwrap()
+            .to_key_string(),
+    )
+    .unwrap();
+    std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let err = SqliteStore::open(dir.path(), config(0)).unwrap_err();
+    assert!(matches!(err, StoreError::KeyMismatch { .. }), "{err}");
+}
+
+#[test]
 fn a_log_keeps_its_origin() {
     let dir = tempfile::tempdir().unwrap();
     log_of(dir.path(), 1, 0);
