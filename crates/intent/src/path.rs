@@ -387,9 +387,11 @@ pub(crate) fn glob_match(pattern: &str, text: &str) -> bool {
     let t: Vec<char> = text.chars().collect();
     let (mut pi, mut ti) = (0usize, 0usize);
     let mut star: Option<(usize, usize)> = None;
+    let leading_dot = |ti: usize| t[ti] == '.' && (ti == 0 || t[ti - 1] == '/');
     while ti < t.len() {
         if pi < p.len() {
             match p[pi] {
+                '*' | '?' | '[' if leading_dot(ti) => {}
                 '*' => {
                     star = Some((pi, ti));
                     pi += 1;
@@ -418,7 +420,7 @@ pub(crate) fn glob_match(pattern: &str, text: &str) -> bool {
             }
         }
         match star {
-            Some((sp, st)) if t[st] != '/' => {
+            Some((sp, st)) if t[st] != '/' && !leading_dot(st) => {
                 pi = sp + 1;
                 ti = st + 1;
                 star = Some((sp, st + 1));
@@ -564,5 +566,7 @@ mod tests {
         assert!(glob_match("[a-c]x", "bx"));
         assert!(!glob_match("[!a-c]x", "bx"));
         assert!(glob_match("*", "anything"));
+        assert!(!glob_match("*", ".env"));
+        assert!(glob_match(".e*", ".env"));
     }
 }

@@ -261,7 +261,7 @@ pub(crate) fn looks_like_shell(t: &str) -> bool {
         w.starts_with('-') || w.starts_with('/') || w.starts_with("~/") || w.starts_with("./")
     });
     if known && !ambiguous {
-        return true;
+        return !nesting_exceeds_limit(t) && parses(t);
     }
     if (known || first.starts_with("./") || first.starts_with('/')) && (flaggy || syntax) {
         return !nesting_exceeds_limit(t) && parses(t);
@@ -1625,7 +1625,7 @@ impl Walker<'_, '_, '_> {
         if is_shell(&name) || (name == "busybox" && args.first().is_some_and(|a| a.is("sh"))) {
             return self.shell_interpreter(args, stdin, at);
         }
-        if let Some(lang) = Lang::of(&name) {
+        if let Some(lang) = Lang::of(&name).filter(|l| *l != Lang::Awk) {
             return self.script_interpreter(lang, &name, args, stdin, at);
         }
         if name == "eval" {
@@ -1692,7 +1692,26 @@ impl Walker<'_, '_, '_> {
                 | "rsync"
                 | "git"
         );
+        let metadata_only = matches!(
+            name.as_str(),
+            "ls" | "stat"
+                | "file"
+                | "du"
+                | "test"
+                | "["
+                | "find"
+                | "realpath"
+                | "readlink"
+                | "basename"
+                | "dirname"
+                | "namei"
+                | "lsattr"
+                | "getfacl"
+                | "mkdir"
+                | "touch"
+        );
         if !data_only
+            && !metadata_only
             && !matches!(
                 name.as_str(),
                 "grep"
@@ -2220,9 +2239,6 @@ impl Walker<'_, '_, '_> {
             .take_while(|a| !a.value.starts_with('-') && !a.is("(") && !a.is("!"))
             .cloned()
             .collect();
-        for s in &starts {
-            self.read_path(s);
-        }
         let all_temp = !starts.is_empty() && starts.iter().all(|s| path::is_temp(&s.value));
         let mut i = 0;
         while i < args.len() {
@@ -2337,10 +2353,67 @@ impl Walker<'_, '_, '_> {
                 a.value.starts_with('-') && !a.value.starts_with("--") && a.value[1..].contains(c)
             })
         };
-        let operands: Vec<&Arg> = args
-            .iter()
-            .filter(|a| !a.value.starts_with('-') || a.value == "-")
-            .collect();
+        let valued: &[&str] = match name {
+            "kubectl" | "oc" => &[
+                "-n",
+                "--namespace",
+                "--context",
+                "--cluster",
+                "--kubeconfig",
+                "-l",
+                "--selector",
+                "-o",
+                "--output",
+                "-c",
+                "--container",
+                "--server",
+                "-s",
+                "--user",
+                "--token",
+            ],
+            "helm" => &[
+                "-n",
+                "--namespace",
+                "--kube-context",
+                "-f",
+                "--values",
+                "--set",
+            ],
+            "docker" | "podman" => &[
+                "-H",
+                "--host",
+                "--context",
+                "-c",
+                "--config",
+                "-l",
+                "--log-level",
+            ],
+            "terraform" | "tofu" => &["-chdir", "-var", "-var-file", "-target"],
+            "gsutil" => &["-o", "-h", "-p"],
+            "aws" => &[
+                "--profile",
+                "--region",
+                "--output",
+                "--endpoint-url",
+                "--query",
+            ],
+            _ => &[],
+        };
+        let mut operands: Vec<&Arg> = Vec::new();
+        let mut skip = false;
+        for a in args {
+            if skip {
+                skip = false;
+                continue;
+            }
+            if valued.contains(&a.value.as_str()) {
+                skip = true;
+                continue;
+            }
+            if !a.value.starts_with('-') || a.value == "-" {
+                operands.push(a);
+            }
+        }
         let sub = operands.first().map(|a| a.value.as_str()).unwrap_or("");
         match name {
             "rm" | "unlink" | "rmdir" | "del" => {

@@ -155,7 +155,45 @@ pub(crate) fn looks_like_sql(t: &str) -> bool {
     }
     let unwrapped = unwrap_mysql_comments(t);
     let t = unwrapped.as_deref().unwrap_or(t);
-    dialects().iter().any(|d| Parser::parse_sql(*d, t).is_ok()) || token_scan_is_risky(t)
+    dialects().iter().any(|d| Parser::parse_sql(*d, t).is_ok()) || has_sql_shape(t)
+}
+
+/// For text no dialect parses: whether its words still have the shape of a
+/// dangerous statement (`DELETE FROM`, `UPDATE x SET`, `DROP TABLE`,
+/// `GRANT … TO`, `INTO OUTFILE`), read from sqlparser's tokens.
+fn has_sql_shape(t: &str) -> bool {
+    let Ok(tokens) = Tokenizer::new(&MySqlDialect {}, t).tokenize() else {
+        return false;
+    };
+    let words: Vec<String> = tokens
+        .iter()
+        .filter_map(|t| match t {
+            Token::Word(w) if w.quote_style.is_none() => Some(w.value.to_ascii_lowercase()),
+            _ => None,
+        })
+        .collect();
+    let w = |i: usize| words.get(i).map(String::as_str).unwrap_or("");
+    match w(0) {
+        "delete" => w(1) == "from",
+        "update" => w(2) == "set",
+        "drop" | "truncate" => matches!(
+            w(1),
+            "table"
+                | "database"
+                | "schema"
+                | "view"
+                | "index"
+                | "user"
+                | "role"
+                | "function"
+                | "procedure"
+                | "trigger"
+        ),
+        "grant" => words.iter().any(|x| x == "to") && words.iter().any(|x| x == "on" || x == "all"),
+        _ => words
+            .windows(2)
+            .any(|p| p[0] == "into" && (p[1] == "outfile" || p[1] == "dumpfile")),
+    }
 }
 
 pub(crate) fn analyze(ctx: &mut Ctx<'_>, text: &str, origin: Origin) {
@@ -705,6 +743,8 @@ impl Visitor for StatementVisitor<'_, '_> {
     }
 
     fn pre_visit_relation(&mut self, r: &ObjectName) -> ControlFlow<()> {
+        // Table functions (`FROM dblink(...)`) are visited as relations.
+        self.routine(r);
         let n = last_part(r);
         let full = r
             .to_string()
@@ -962,10 +1002,6 @@ fn token_scan(ctx: &mut Ctx<'_>, text: &str, start: usize, end: usize, origin: O
     for (intent, why) in scan_words(piece) {
         ctx.add(intent, Kind::Sql, span, why);
     }
-}
-
-fn token_scan_is_risky(t: &str) -> bool {
-    !scan_words(t).is_empty()
 }
 
 fn scan_words(piece: &str) -> Vec<(Intent, String)> {

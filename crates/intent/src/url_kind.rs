@@ -172,16 +172,26 @@ pub(crate) fn check_url(ctx: &mut Ctx<'_>, url: &Url, span: Span) {
             if d.split('.').any(|l| l.starts_with("xn--")) {
                 let (unicode, _) = idna::domain_to_unicode(&d);
                 let mixed = unicode.split('.').any(|l| !l.is_single_script());
-                ctx.add(
-                    Intent::Exfiltration,
-                    Kind::Url,
-                    span,
-                    if mixed {
-                        format!("mixed-script host {unicode} ({d})")
-                    } else {
-                        format!("internationalised (punycode) host {unicode} ({d})")
-                    },
-                );
+                // A label that is not ASCII but whose confusable skeleton is
+                // (`ехаmple` in Cyrillic) imitates an ASCII name.
+                let imitates_ascii = unicode
+                    .split('.')
+                    .any(|l| !l.is_ascii() && unicode_security::skeleton(l).all(|c| c.is_ascii()));
+                if mixed || imitates_ascii {
+                    ctx.add(
+                        Intent::Exfiltration,
+                        Kind::Url,
+                        span,
+                        format!(
+                            "{} host {unicode} ({d}) imitates another name",
+                            if mixed {
+                                "mixed-script"
+                            } else {
+                                "confusable punycode"
+                            }
+                        ),
+                    );
+                }
             }
         }
     }
