@@ -322,7 +322,7 @@ fn verify_passes_on_an_intact_log_and_reports_progress() {
     assert_eq!(report.problem, None);
     assert_eq!(
         (report.entries, report.checkpoints, report.unsigned_tail),
-        (size, size / 1000 + u64::from(size % 1000 != 0), 0)
+        (size, size.div_ceil(1000), 0)
     );
     assert!(calls.len() >= 2, "{calls:?}");
     assert_eq!(calls.last(), Some(&(size, size)));
