@@ -68,6 +68,19 @@ pub struct StoredEntry {
     pub data: Vec<u8>,
 }
 
+impl StoredEntry {
+    /// Decode the stored record (for export and display; [`verify`] also
+    /// checks it against its position and leaf hash).
+    pub fn entry(&self) -> Result<warden_audit::Entry, warden_audit::DecodeError> {
+        warden_audit::Entry::decode(&self.data)
+    }
+
+    /// The stored leaf hash as lowercase hex.
+    pub fn leaf_hash_hex(&self) -> String {
+        hex::encode(self.leaf_hash)
+    }
+}
+
 /// One stored signed checkpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredCheckpoint {

@@ -82,7 +82,9 @@ fn append_returns_consecutive_seqs_and_the_leaf_hash_of_the_stored_record() {
     assert_eq!(entries.len(), 2);
     assert_eq!(entries[1].leaf_hash, b.leaf_hash);
     assert_eq!(leaf_hash(&entries[0].data), a.leaf_hash);
-    let decoded = Entry::decode(&entries[1].data).unwrap();
+    let decoded = entries[1].entry().unwrap();
+    assert_eq!(decoded, Entry::decode(&entries[1].data).unwrap());
+    assert_eq!(entries[1].leaf_hash_hex(), hex::encode(b.leaf_hash));
     assert!(matches!(
         decoded.record,
         Record::Outcome(OutcomeRecord {
