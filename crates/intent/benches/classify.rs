@@ -1,1 +1,105 @@
-fn main() {}
+//! Classification latency for a 1 KB shell command and a 1 KB SQL batch.
+//!
+//! Besides criterion's report (with throughput), prints p50 / p99 from a
+//! separate timed loop, and MB/s at the median:
+//! `cargo bench -p warden-intent --bench classify`.
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use warden_intent::{Config, Egress, Kind, classify_with};
+
+/// Repeats `unit` (joined by `sep`) until the text is about 1 KB.
+fn about_1kb(units: &[&str], sep: &str) -> String {
+    let mut s = String::new();
+    let mut i = 0;
+    while s.len() < 1000 {
+        if !s.is_empty() {
+            s.push_str(sep);
+        }
+        s.push_str(units[i % units.len()]);
+        i += 1;
+    }
+    s
+}
+
+fn shell_1kb() -> String {
+    about_1kb(
+        &[
+            "cd /srv/app",
+            "git fetch origin && git status --short",
+            "grep -rn 'TODO' src/ | sort | uniq -c | head -n 20",
+            "find . -name '*.log' -mtime +7 -print",
+            "curl -s https://api.example.com/v1/health | jq '.status'",
+            "tar czf /tmp/build-$(date +%s).tgz target/release/app",
+            "echo \"deploying $VERSION\" >> /tmp/deploy.log",
+            "docker ps --format '{{.Names}}' | xargs -n1 docker inspect",
+        ],
+        " && ",
+    )
+}
+
+fn sql_1kb() -> String {
+    about_1kb(
+        &[
+            "SELECT u.id, u.name, count(o.id) AS orders FROM users u LEFT JOIN orders o ON o.user_id = u.id WHERE u.created_at > '2024-01-01' GROUP BY u.id, u.name ORDER BY orders DESC LIMIT 50",
+            "UPDATE orders SET status = 'shipped', shipped_at = now() WHERE id IN (SELECT order_id FROM shipments WHERE carrier = 'ups')",
+            "INSERT INTO audit_log (actor, action, at) VALUES ('agent-7', 'report', now())",
+            "DELETE FROM sessions WHERE expires_at < now() - interval '1 day'",
+        ],
+        ";\n",
+    )
+}
+
+fn percentiles(config: &Config, kind: Kind, text: &str) -> (Duration, Duration) {
+    const RUNS: usize = 20_000;
+    for _ in 0..1_000 {
+        black_box(classify_with(config, kind, black_box(text)));
+    }
+    let mut times = Vec::with_capacity(RUNS);
+    for _ in 0..RUNS {
+        let t = Instant::now();
+        black_box(classify_with(config, kind, black_box(text)));
+        times.push(t.elapsed());
+    }
+    times.sort();
+    (times[RUNS / 2], times[RUNS * 99 / 100])
+}
+
+fn bench(c: &mut Criterion) {
+    let config = Config {
+        egress: Some(Egress::new(["*.example.com"]).expect("valid egress")),
+        ..Config::default()
+    };
+    let inputs = [
+        ("shell_1kb", Kind::Shell, shell_1kb()),
+        ("sql_1kb", Kind::Sql, sql_1kb()),
+    ];
+    let mut group = c.benchmark_group("classify");
+    for (name, kind, text) in &inputs {
+        group.throughput(Throughput::Bytes(text.len() as u64));
+        group.bench_function(*name, |b| {
+            b.iter(|| classify_with(&config, *kind, black_box(text)))
+        });
+    }
+    group.finish();
+    for (name, kind, text) in &inputs {
+        let (p50, p99) = percentiles(&config, *kind, text);
+        let mbps = text.len() as f64 / p50.as_secs_f64() / 1e6;
+        println!(
+            "{name}: {} bytes, p50 {:.1} µs, p99 {:.1} µs, {mbps:.1} MB/s at p50 ({:?})",
+            text.len(),
+            p50.as_secs_f64() * 1e6,
+            p99.as_secs_f64() * 1e6,
+            classify_with(&config, *kind, text).intents,
+        );
+    }
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().sample_size(50).measurement_time(Duration::from_secs(3)).warm_up_time(Duration::from_secs(1));
+    targets = bench
+}
+criterion_main!(benches);

@@ -216,8 +216,26 @@ pub(crate) fn analyze(ctx: &mut Ctx<'_>, text: &str, origin: Origin) {
     let lines = LineIndex::new(text);
     for d in dialects() {
         if let Ok(statements) = Parser::parse_sql(d, text) {
-            for s in &statements {
-                let (start, end) = lines.span(s.span());
+            let mut pieces: Option<Vec<(usize, usize)>> = None;
+            for (i, s) in statements.iter().enumerate() {
+                let sp = s.span();
+                let (start, end) = if sp.start.line == 0 {
+                    // Some statements carry no span: fall back to the i-th
+                    // statement of a token-level split.
+                    let p = pieces.get_or_insert_with(|| {
+                        split_statements(text, &lines)
+                            .unwrap_or_default()
+                            .into_iter()
+                            .filter(|&(a, b)| !text[a..b].trim().is_empty())
+                            .collect()
+                    });
+                    match p.get(i) {
+                        Some(&(a, b)) if p.len() == statements.len() => trim_span(text, a, b),
+                        _ => (0, text.len()),
+                    }
+                } else {
+                    lines.span(sp)
+                };
                 let span = origin.span(start, end);
                 StatementVisitor {
                     ctx,
@@ -241,17 +259,7 @@ pub(crate) fn analyze(ctx: &mut Ctx<'_>, text: &str, origin: Origin) {
         token_scan(ctx, text, 0, text.len(), origin);
         return;
     };
-    let mut piece_start = 0usize;
-    let mut pieces = Vec::new();
-    for t in &tokens {
-        if t.token == Token::SemiColon {
-            let end = lines.offset(t.span.start);
-            pieces.push((piece_start, end));
-            piece_start = lines.offset(t.span.end);
-        }
-    }
-    pieces.push((piece_start, text.len()));
-    for (start, end) in pieces {
+    for (start, end) in statement_pieces(&tokens, text, &lines) {
         let Some(piece) = text.get(start..end) else {
             continue;
         };
@@ -286,6 +294,39 @@ pub(crate) fn analyze(ctx: &mut Ctx<'_>, text: &str, origin: Origin) {
             }
         }
     }
+}
+
+/// Byte ranges of the statements of a batch, split at `;` tokens.
+fn split_statements(text: &str, lines: &LineIndex<'_>) -> Option<Vec<(usize, usize)>> {
+    let tokens = Tokenizer::new(&GenericDialect {}, text)
+        .tokenize_with_location()
+        .ok()?;
+    Some(statement_pieces(&tokens, text, lines))
+}
+
+fn statement_pieces(
+    tokens: &[TokenWithSpan],
+    text: &str,
+    lines: &LineIndex<'_>,
+) -> Vec<(usize, usize)> {
+    let mut piece_start = 0usize;
+    let mut pieces = Vec::new();
+    for t in tokens {
+        if t.token == Token::SemiColon {
+            let end = lines.offset(t.span.start);
+            pieces.push((piece_start, end.max(piece_start)));
+            piece_start = lines.offset(t.span.end);
+        }
+    }
+    pieces.push((piece_start.min(text.len()), text.len()));
+    pieces
+}
+
+/// Shrinks `start..end` to exclude surrounding whitespace.
+fn trim_span(text: &str, start: usize, end: usize) -> (usize, usize) {
+    let s = &text[start..end];
+    let lead = s.len() - s.trim_start().len();
+    (start + lead, start + lead + s.trim().len())
 }
 
 /// Replaces MySQL executable comments `/*!50000 ... */` by their body.

@@ -54,7 +54,12 @@ pub(crate) fn analyze(ctx: &mut Ctx<'_>, text: &str, origin: Origin) {
     if raw.is_empty() {
         return;
     }
-    let parsed = Url::parse(raw).or_else(|_| Url::parse(&format!("http://{raw}")));
+    let parsed = match Url::parse(raw) {
+        Ok(u) => Ok(u),
+        // A bare host (`evil.example/x`) is read as http; a broken URL is not.
+        Err(e) if raw.contains("://") => Err(e),
+        Err(_) => Url::parse(&format!("http://{raw}")),
+    };
     let Ok(url) = parsed else {
         ctx.add(
             Intent::Unknown,
