@@ -1974,7 +1974,7 @@ impl Walker<'_, '_, '_> {
         if file.is("/dev/stdin") || file.is("-") || file.is("/proc/self/fd/0") {
             return self.stdin_exec(stdin, target, at);
         }
-        if file.remote || file.decoded || self.downloaded.iter().any(|d| file.value == *d) {
+        if file.remote || file.decoded || self.downloaded.contains(&file.value) {
             self.add(
                 Intent::CodeExecution,
                 at,
@@ -2250,10 +2250,10 @@ impl Walker<'_, '_, '_> {
                     format!("find -delete: {}", self.snippet(at)),
                 );
             }
-            if a.is("-fprint") || a.is("-fprintf") || a.is("-fls") {
-                if let Some(t) = args.get(i + 1) {
-                    self.write_path(t, (t.start, t.end));
-                }
+            if (a.is("-fprint") || a.is("-fprintf") || a.is("-fls"))
+                && let Some(t) = args.get(i + 1)
+            {
+                self.write_path(t, (t.start, t.end));
             }
             if a.is("-exec") || a.is("-execdir") || a.is("-ok") || a.is("-okdir") {
                 let end = args[i + 1..]
@@ -2802,9 +2802,7 @@ impl Walker<'_, '_, '_> {
                     );
                 }
             }
-            "loginctl" if sub == "enable-linger" => {
-                self.add(Intent::Persistence, at, format!("{ev}"))
-            }
+            "loginctl" if sub == "enable-linger" => self.add(Intent::Persistence, at, &ev),
             "cp" | "mv" | "install" | "ln" | "rsync" | "scp" | "sftp" | "rclone" => {
                 self.copy(name, args, stdin, at)
             }
@@ -2839,16 +2837,16 @@ impl Walker<'_, '_, '_> {
                         format!("data piped to a remote host: {ev}"),
                     );
                 }
-                if rest.len() > 1 {
-                    if let Some(cmd) = join(&rest[1..]) {
-                        let a = Arg {
-                            value: cmd,
-                            start: rest[1].start,
-                            end: rest[rest.len() - 1].end,
-                            ..Arg::default()
-                        };
-                        self.run_code(&a, at);
-                    }
+                if rest.len() > 1
+                    && let Some(cmd) = join(&rest[1..])
+                {
+                    let a = Arg {
+                        value: cmd,
+                        start: rest[1].start,
+                        end: rest[rest.len() - 1].end,
+                        ..Arg::default()
+                    };
+                    self.run_code(&a, at);
                 }
                 self.add(Intent::Write, at, format!("remote shell: {ev}"));
             }
@@ -2944,21 +2942,21 @@ impl Walker<'_, '_, '_> {
         while i < args.len() {
             let v = args[i].value.as_str();
             if v == "-C" || v == "-c" {
-                if v == "-c" {
-                    if let Some(kv) = args.get(i + 1) {
-                        let lower = kv.value.to_ascii_lowercase();
-                        if lower.starts_with("core.sshcommand")
-                            || lower.starts_with("core.pager")
-                            || lower.starts_with("core.fsmonitor")
-                            || lower.starts_with("core.hookspath")
-                            || (lower.starts_with("alias.") && kv.value.contains("=!"))
-                        {
-                            self.add(
-                                Intent::CodeExecution,
-                                at,
-                                format!("git -c sets a command to run: {ev}"),
-                            );
-                        }
+                if v == "-c"
+                    && let Some(kv) = args.get(i + 1)
+                {
+                    let lower = kv.value.to_ascii_lowercase();
+                    if lower.starts_with("core.sshcommand")
+                        || lower.starts_with("core.pager")
+                        || lower.starts_with("core.fsmonitor")
+                        || lower.starts_with("core.hookspath")
+                        || (lower.starts_with("alias.") && kv.value.contains("=!"))
+                    {
+                        self.add(
+                            Intent::CodeExecution,
+                            at,
+                            format!("git -c sets a command to run: {ev}"),
+                        );
                     }
                 }
                 i += 2;
@@ -3279,7 +3277,7 @@ impl Walker<'_, '_, '_> {
         }
     }
 
-    fn curl(&mut self, args: &[Arg], stdin: &Flow, at: (usize, usize)) {
+    fn curl(&mut self, args: &[Arg], _stdin: &Flow, at: (usize, usize)) {
         let ev = self.snippet(at);
         const DATA: &[&str] = &[
             "-d",
@@ -3368,7 +3366,6 @@ impl Walker<'_, '_, '_> {
                         file
                     };
                     if let Some(f) = file {
-                        if f == "-" && !stdin.is_some() {}
                         let fa = Arg {
                             value: f.to_string(),
                             ..val.clone()
@@ -3395,21 +3392,21 @@ impl Walker<'_, '_, '_> {
                     self.add(Intent::Write, at, format!("HTTP DELETE: {ev}"));
                 }
             }
-            if v == "-o" || v == "--output" {
-                if let Some(o) = args.get(i + 1) {
-                    self.write_path(o, (o.start, o.end));
-                }
+            if (v == "-o" || v == "--output")
+                && let Some(o) = args.get(i + 1)
+            {
+                self.write_path(o, (o.start, o.end));
             }
-            if v == "-K" || v == "--config" {
-                if let Some(c) = args.get(i + 1) {
-                    self.read_path(c);
-                }
+            if (v == "-K" || v == "--config")
+                && let Some(c) = args.get(i + 1)
+            {
+                self.read_path(c);
             }
             if WITH_VALUE.contains(&v) {
-                if v == "--url" {
-                    if let Some(u) = args.get(i + 1) {
-                        urls.push(u);
-                    }
+                if v == "--url"
+                    && let Some(u) = args.get(i + 1)
+                {
+                    urls.push(u);
                 }
                 i += 2;
                 continue;
@@ -3499,10 +3496,10 @@ impl Walker<'_, '_, '_> {
                     | "--password"
                     | "--method"
             ) {
-                if v == "-O" || v == "--output-document" {
-                    if let Some(o) = args.get(i + 1) {
-                        self.write_path(o, (o.start, o.end));
-                    }
+                if (v == "-O" || v == "--output-document")
+                    && let Some(o) = args.get(i + 1)
+                {
+                    self.write_path(o, (o.start, o.end));
                 }
                 i += 2;
                 continue;
@@ -4095,7 +4092,8 @@ fn decode_flow(input: &Flow, how: Decoder) -> Flow {
         Decoder::Base32 => base32_decode(&compact),
         Decoder::Hex => {
             let h: String = compact.chars().filter(|c| c.is_ascii_hexdigit()).collect();
-            (h.len() % 2 == 0)
+            h.len()
+                .is_multiple_of(2)
                 .then(|| {
                     h.as_bytes()
                         .chunks(2)

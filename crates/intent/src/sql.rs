@@ -639,14 +639,11 @@ impl StatementVisitor<'_, '_> {
                 }
                 // Dynamic SQL: EXECUTE IMMEDIATE 'DROP ...' / EXEC('...').
                 for p in parameters {
-                    if let Some(text) = string_literal(p) {
-                        if name.is_none() {
-                            let o = self.origin;
-                            self.ctx.nested(Kind::Sql, &text, o);
-                        } else if looks_like_sql(&text) {
-                            let o = self.origin;
-                            self.ctx.nested(Kind::Sql, &text, o);
-                        }
+                    if let Some(text) = string_literal(p)
+                        && (name.is_none() || looks_like_sql(&text))
+                    {
+                        let o = self.origin;
+                        self.ctx.nested(Kind::Sql, &text, o);
                     }
                 }
                 if name.is_none() && parameters.iter().all(|p| string_literal(p).is_none()) {

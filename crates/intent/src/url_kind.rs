@@ -38,12 +38,12 @@ pub(crate) fn looks_like_url(t: &str) -> bool {
         && scheme
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'));
-    (scheme_ok && rest.starts_with("//"))
-        || (scheme_ok
-            && matches!(
+    (scheme_ok
+        && (rest.starts_with("//")
+            || matches!(
                 scheme.to_ascii_lowercase().as_str(),
                 "javascript" | "data" | "file"
-            ))
+            )))
         || t.starts_with("www.")
 }
 
@@ -338,7 +338,7 @@ pub(crate) fn is_data_blob(v: &str) -> bool {
     if v.len() >= LONG_BLOB && (is_hex || (has_digit && has_upper && has_lower)) {
         return true;
     }
-    if is_hex && v.len() >= 24 && v.len() % 2 == 0 {
+    if is_hex && v.len() >= 24 && v.len().is_multiple_of(2) {
         let bytes: Vec<u8> = v
             .as_bytes()
             .chunks(2)
