@@ -241,6 +241,7 @@ pub(crate) fn analyze(ctx: &mut Ctx<'_>, text: &str, origin: Origin) {
                     ctx,
                     span,
                     origin: origin.nested(start, end),
+                    source: text.get(start..end).unwrap_or(text),
                 }
                 .visit(s);
             }
@@ -279,6 +280,7 @@ pub(crate) fn analyze(ctx: &mut Ctx<'_>, text: &str, origin: Origin) {
                         ctx,
                         span,
                         origin: origin.nested(start + a, start + b),
+                        source: piece.get(a..b).unwrap_or(piece),
                     }
                     .visit(s);
                 }
@@ -417,13 +419,16 @@ impl<'t> LineIndex<'t> {
     }
 }
 
-struct StatementVisitor<'c, 'a> {
+struct StatementVisitor<'c, 'a, 't> {
     ctx: &'c mut Ctx<'a>,
     span: Span,
     origin: Origin,
+    /// The statement's source text, quoted as evidence (cheaper than
+    /// re-printing the AST, and it is what the caller wrote).
+    source: &'t str,
 }
 
-impl StatementVisitor<'_, '_> {
+impl StatementVisitor<'_, '_, '_> {
     fn visit(mut self, s: &Statement) {
         let _ = s.visit(&mut self);
     }
@@ -434,7 +439,8 @@ impl StatementVisitor<'_, '_> {
 
     fn statement(&mut self, s: &Statement) {
         use Statement as S;
-        let head = || truncate_chars(&s.to_string(), 80);
+        let source = self.source;
+        let head = || truncate_chars(&source.split_whitespace().collect::<Vec<_>>().join(" "), 80);
         match s {
             // Reads, session state and control flow: nothing by themselves
             // (the visitor still walks their expressions and nested statements).
@@ -751,7 +757,7 @@ impl StatementVisitor<'_, '_> {
     }
 }
 
-impl Visitor for StatementVisitor<'_, '_> {
+impl Visitor for StatementVisitor<'_, '_, '_> {
     type Break = ();
 
     fn pre_visit_statement(&mut self, s: &Statement) -> ControlFlow<()> {
