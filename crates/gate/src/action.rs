@@ -191,7 +191,6 @@ impl Action {
 
     /// `sha256:` + hex of SHA-256 over the action's canonical JSON.
     pub fn hash(&self) -> String {
-        let value = serde_json::to_value(self).unwrap_or(Value::Null);
-        crate::canonical::hash(&value)
+        crate::canonical::action_hash(self)
     }
 }

@@ -1,0 +1,234 @@
+//! `cargo bench -p warden-bench --bench decide`
+//!
+//! Decision latency of warden's gate with a generated 1,000-rule policy,
+//! against cedar-policy answering the same question in the same run.
+//! Prints p50 / p99 per call and single-thread throughput; medians over
+//! several rounds, because these machines are shared and noisy.
+
+use cedar_policy::{Authorizer, Context, Entities, EntityUid, PolicySet, Request};
+use std::hint::black_box;
+use std::str::FromStr;
+use std::time::Instant;
+use warden_bench::*;
+use warden_gate::{Action, Gate};
+
+const CALLS: usize = 200_000;
+const ROUNDS: usize = 5;
+
+fn actions(arg_bytes: usize) -> Vec<Action> {
+    let modes = ["bulk", "single", "stream"];
+    (0..1000)
+        .map(|i| {
+            let f = (i * 37) % FAMILIES;
+            let k = (i * 7) % TOOLS_PER_FAMILY;
+            let labels: Vec<&str> = match i % 4 {
+                0 => vec!["pii"],
+                1 => vec!["internal"],
+                _ => vec![],
+            };
+            let mut args = serde_json::json!({
+                "limit": (i * 13) % 1500,
+                "mode": modes[i % 3],
+                "dest": if i % 5 == 0 { "acme.external" } else { "acme.internal" },
+            });
+            if arg_bytes > 0 {
+                args["sql"] = serde_json::Value::String("x".repeat(arg_bytes));
+            }
+            let v = serde_json::json!({
+                "agent": if i % 10 == 0 { "did:key:zAdminAgent" } else { "did:key:z6MkAgent" },
+                "session": format!("s-{}", i % 50),
+                "point": "pre_tool_call",
+                "tool": format!("svc{f}.op{k}"),
+                "args": args,
+                "context": {"labels": labels, "ring": 2},
+            });
+            Action::from_json(v.to_string().as_bytes()).expect("bench action is valid")
+        })
+        .collect()
+}
+
+/// Runs `f` over `CALLS` calls per round; returns the median round's stats.
+fn measure(mut f: impl FnMut(usize)) -> Stats {
+    for i in 0..CALLS / 10 {
+        f(i);
+    }
+    let mut rounds: Vec<Stats> = (0..ROUNDS)
+        .map(|_| {
+            let mut samples = Vec::with_capacity(CALLS);
+            let start = Instant::now();
+            for i in 0..CALLS {
+                let t = Instant::now();
+                f(i);
+                samples.push(t.elapsed().as_nanos() as u64);
+            }
+            stats(samples, start.elapsed().as_nanos() as u64)
+        })
+        .collect();
+    rounds.sort_by_key(|s| s.p50);
+    rounds.swap_remove(ROUNDS / 2)
+}
+
+fn show(name: &str, s: &Stats) {
+    println!(
+        "{name:<44} p50 {:>9.2} µs   p99 {:>9.2} µs   {:>10.0} calls/s",
+        s.p50 as f64 / 1e3,
+        s.p99 as f64 / 1e3,
+        s.per_sec
+    );
+}
+
+fn cedar(policies: &str, acts: &[Action], calls: usize) -> Stats {
+    let set = PolicySet::from_str(policies).expect("cedar policies parse");
+    let authorizer = Authorizer::new();
+    let entities = Entities::empty();
+    let principal = EntityUid::from_str(r#"Agent::"a""#).expect("uid");
+    let resource = EntityUid::from_str(r#"Tool::"t""#).expect("uid");
+    let mut samples = Vec::with_capacity(calls);
+    let run = |i: usize| {
+        let a = &acts[i % acts.len()];
+        let tool = a.tool.as_deref().unwrap_or_default();
+        // Request and context are built per call, as a caller would.
+        let action = EntityUid::from_str(&format!("Action::\"{tool}\"")).expect("uid");
+        let ctx = serde_json::json!({
+            "tool": tool,
+            "agent": a.agent.clone().unwrap_or_default(),
+            "labels": a.context.get("labels").cloned().unwrap_or_default(),
+            "intents": a.context.get("intents").cloned().unwrap_or(serde_json::json!([])),
+            "ring": a.context.get("ring").cloned().unwrap_or(serde_json::json!(3)),
+            "args": a.args.clone().unwrap_or_default(),
+        });
+        let context = Context::from_json_value(ctx, None).expect("cedar context");
+        let req = Request::new(principal.clone(), action, resource.clone(), context, None)
+            .expect("request");
+        black_box(authorizer.is_authorized(&req, &set, &entities));
+    };
+    for i in 0..calls / 10 {
+        run(i);
+    }
+    let mut rounds: Vec<Stats> = (0..ROUNDS)
+        .map(|_| {
+            samples.clear();
+            let start = Instant::now();
+            for i in 0..calls {
+                let t = Instant::now();
+                run(i);
+                samples.push(t.elapsed().as_nanos() as u64);
+            }
+            stats(samples.clone(), start.elapsed().as_nanos() as u64)
+        })
+        .collect();
+    rounds.sort_by_key(|s| s.p50);
+    rounds.swap_remove(ROUNDS / 2)
+}
+
+fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        println!("decide: bench");
+        return;
+    }
+    let text = warden_policy();
+    let mut compile_ms: Vec<f64> = (0..ROUNDS)
+        .map(|_| {
+            let t = Instant::now();
+            let p = warden_policy::parse("bench.yaml", &text).and_then(warden_policy::compile);
+            let ms = t.elapsed().as_secs_f64() * 1e3;
+            assert_eq!(p.expect("bench policy compiles").rules().len(), 1000);
+            ms
+        })
+        .collect();
+    compile_ms.sort_by(f64::total_cmp);
+    let policy = warden_policy::parse("bench.yaml", &text)
+        .and_then(warden_policy::compile)
+        .expect("compiles");
+    let (native, conds) = policy.native_conditions();
+    let gate = Gate::new(policy);
+
+    println!("warden decide benchmark — {CALLS} calls x {ROUNDS} rounds, median round shown");
+    println!(
+        "policy: 1,000 rules, {conds} with CEL conditions ({native} compiled natively); 10 rules can match each tool"
+    );
+    println!(
+        "compile 1,000-rule policy (load + compile):   median {:.1} ms",
+        compile_ms[ROUNDS / 2]
+    );
+
+    let acts = actions(0);
+    let mut verdicts = std::collections::BTreeMap::new();
+    for a in &acts {
+        *verdicts
+            .entry(gate.decide(a).verdict.to_string())
+            .or_insert(0) += 1;
+    }
+    println!("verdict mix over the 1,000 bench actions: {verdicts:?}");
+    let w = measure(|i| {
+        black_box(gate.decide(&acts[i % acts.len()]));
+    });
+    show("warden decide, 1,000 rules", &w);
+
+    if std::env::var_os("WARDEN_BENCH_PARTS").is_some() {
+        let h = measure(|i| {
+            black_box(acts[i % acts.len()].hash());
+        });
+        show("  part: action hash", &h);
+        let p = gate.policy().expect("policy");
+        let ctxs: Vec<_> = acts
+            .iter()
+            .map(|a| {
+                let labels: Vec<String> = a
+                    .context
+                    .get("labels")
+                    .and_then(|l| l.as_array())
+                    .map(|l| {
+                        l.iter()
+                            .filter_map(|x| x.as_str().map(String::from))
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                labels
+            })
+            .collect();
+        let empty = serde_json::Value::Null;
+        let e = measure(|i| {
+            let a = &acts[i % acts.len()];
+            let input = warden_policy::Input {
+                point: a.point,
+                tool: a.tool.as_deref(),
+                agent: a.agent.as_deref(),
+                session: a.session.as_deref(),
+                args: a.args.as_ref().unwrap_or(&empty),
+                context: &a.context,
+                labels: &ctxs[i % acts.len()],
+                intents: &[],
+                ring: 2,
+            };
+            black_box(p.evaluate(&input));
+        });
+        show("  part: policy evaluate", &e);
+    }
+
+    let acts_1k = actions(1024);
+    let w1k = measure(|i| {
+        black_box(gate.decide(&acts_1k[i % acts_1k.len()]));
+    });
+    show("warden decide, 1,000 rules, 1 KB argument", &w1k);
+
+    let c_eq = cedar(&cedar_equivalent(), &acts, CALLS / 10);
+    show("cedar, equivalent 1,000 policies", &c_eq);
+    let c1000 = cedar(&cedar_one_tool_each(1000), &acts, CALLS / 10);
+    show("cedar, 1,000 permits one tool each", &c1000);
+    let c10 = cedar(&cedar_one_tool_each(10), &acts, CALLS);
+    show("cedar, 10 permits", &c10);
+
+    println!(
+        "ratios (p50): warden@1000 / cedar-equivalent@1000 = {:.4}",
+        w.p50 as f64 / c_eq.p50 as f64
+    );
+    println!(
+        "              warden@1000 / cedar@1000 one-tool      = {:.4}",
+        w.p50 as f64 / c1000.p50 as f64
+    );
+    println!(
+        "              warden@1000 / cedar@10                 = {:.4}",
+        w.p50 as f64 / c10.p50 as f64
+    );
+}
