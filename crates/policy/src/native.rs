@@ -200,7 +200,8 @@ fn eval<'a>(e: &'a Expr, input: &Input<'a>) -> Option<V<'a>> {
             // Ordering is defined here for numbers and strings only; CEL
             // refuses `null < null`, so anything else goes to CEL.
             let orderable = |v: &V<'_>| number(v).is_some() || matches!(v, V::Str(_));
-            if !matches!(op, Cmp::Eq | Cmp::Ne) && !(orderable(&a) && orderable(&b)) {
+            let allowed = matches!(op, Cmp::Eq | Cmp::Ne) || (orderable(&a) && orderable(&b));
+            if !allowed {
                 return None;
             }
             let ord = compare(&a, &b)?;
