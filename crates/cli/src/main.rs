@@ -42,7 +42,8 @@ fn main() -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            eprintln!("warden: {e:#}");
+            // Errors quote user input: keep them to one line with no terminal escapes.
+            eprintln!("warden: {}", warden_policy::printable(&format!("{e:#}")));
             ExitCode::from(EXIT_USAGE)
         }
     }

@@ -1,6 +1,27 @@
 //! Compiler-style diagnostics: `file:line:column: message (hint)`.
 
+use std::borrow::Cow;
 use std::fmt;
+
+/// User text made safe for one line of terminal output: control characters
+/// (newlines, escape sequences) are shown escaped, like `\n` and `\u{1b}`.
+pub fn printable(s: &str) -> Cow<'_, str> {
+    if !s.chars().any(char::is_control) {
+        return Cow::Borrowed(s);
+    }
+    Cow::Owned(
+        s.chars()
+            .flat_map(|c| {
+                let escaped: Vec<char> = if c.is_control() {
+                    c.escape_default().collect()
+                } else {
+                    vec![c]
+                };
+                escaped
+            })
+            .collect(),
+    )
+}
 
 /// One problem found in a policy, with the place it was found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,17 +57,15 @@ impl Diagnostic {
 
 impl fmt::Display for Diagnostic {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Messages quote user text: keep one diagnostic on one line.
+        let (file, message) = (printable(&self.file), printable(&self.message));
         if self.line > 0 {
-            write!(
-                f,
-                "{}:{}:{}: {}",
-                self.file, self.line, self.column, self.message
-            )?;
+            write!(f, "{file}:{}:{}: {message}", self.line, self.column)?;
         } else {
-            write!(f, "{}: {}", self.file, self.message)?;
+            write!(f, "{file}: {message}")?;
         }
         if let Some(hint) = &self.hint {
-            write!(f, " ({hint})")?;
+            write!(f, " ({})", printable(hint))?;
         }
         Ok(())
     }
@@ -142,6 +161,20 @@ mod tests {
         let fields = ["verdict", "reason", "when"];
         assert_eq!(suggest("verdcit", &fields), Some("verdict"));
         assert_eq!(suggest("zzzzzz", &fields), None);
+    }
+
+    #[test]
+    fn user_text_cannot_break_the_line_or_reach_the_terminal() {
+        let d = Diagnostic::new(
+            "p.yaml",
+            Pos { line: 1, column: 1 },
+            "unknown field 'ver\ndict\u{1b}[2J'",
+        );
+        assert_eq!(
+            d.to_string(),
+            "p.yaml:1:1: unknown field 'ver\\ndict\\u{1b}[2J'"
+        );
+        assert_eq!(printable("plain"), "plain");
     }
 
     #[test]

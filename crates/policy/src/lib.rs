@@ -43,7 +43,7 @@ pub mod transform;
 mod yaml;
 
 pub use compile::{CompiledPolicy, compile};
-pub use diag::{Diagnostic, PolicyError, Pos};
+pub use diag::{Diagnostic, PolicyError, Pos, printable};
 pub use eval::{EvalError, EvalErrorKind, Evaluation, Explanation, Input, Miss, Outcome, Trace};
 pub use load::{KNOWN_INTENTS, MemorySources, Sources, VERSION, load, parse, resolve_include};
 pub use model::*;
