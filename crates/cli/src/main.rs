@@ -34,7 +34,10 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return usage_error(e),
+    };
     let result = match cli.command {
         Command::Check(args) => check::run(args),
         Command::Policy(cmd) => policy_cmd::run(cmd),
@@ -47,4 +50,35 @@ fn main() -> ExitCode {
             ExitCode::from(EXIT_USAGE)
         }
     }
+}
+
+/// `--help` and `--version` print as clap prints them; a usage error is one
+/// line on stderr and exit code 2, like every other input error.
+fn usage_error(e: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp
+            | ErrorKind::DisplayVersion
+            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        let _ = e.print();
+        let code = if e.use_stderr() { EXIT_USAGE } else { 0 };
+        return ExitCode::from(code);
+    }
+    let text = e.to_string();
+    let mut lines = text.lines().map(str::trim).filter(|l| !l.is_empty());
+    let mut first = lines.next().unwrap_or("invalid usage").to_string();
+    // "the following required arguments were not provided:" names them on the next line.
+    if first.ends_with(':')
+        && let Some(next) = lines.next()
+    {
+        first = format!("{first} {next}");
+    }
+    let first = first.strip_prefix("error: ").unwrap_or(&first);
+    eprintln!(
+        "warden: {} (see 'warden --help')",
+        warden_policy::printable(first)
+    );
+    ExitCode::from(EXIT_USAGE)
 }
