@@ -20,8 +20,35 @@ pub struct CompiledPolicy {
     /// One index per [`Point`], in `Point::ALL` order.
     pub(crate) index: Vec<PointIndex>,
     pub(crate) tools: BTreeMap<String, ToolSpec>,
+    /// Per catalog tool, how its arguments are classified.
+    pub(crate) tool_args: HashMap<String, ToolArgs>,
+    pub(crate) intent_config: warden_intent::Config,
+    pub(crate) audit: AuditSettings,
     pub(crate) hidden: Vec<u32>,
     pub(crate) env: Arc<cel::Env>,
+}
+
+/// How one catalog tool's arguments are classified (from `tools.<name>.args`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ToolArgs {
+    /// Top-level arguments pinned to a parser; every other string is `auto`.
+    pub kinds: BTreeMap<String, warden_intent::Kind>,
+    /// Top-level arguments declared `text`: data, never classified.
+    pub text: Vec<String>,
+}
+
+impl ToolArgs {
+    fn from_spec(spec: &ToolSpec) -> Result<ToolArgs, warden_intent::IntentError> {
+        let mut out = ToolArgs::default();
+        for (arg, kind) in &spec.args {
+            if kind == "text" {
+                out.text.push(arg.clone());
+            } else {
+                out.kinds.insert(arg.clone(), kind.parse()?);
+            }
+        }
+        Ok(out)
+    }
 }
 
 impl std::fmt::Debug for CompiledPolicy {
@@ -193,6 +220,21 @@ pub fn compile(policy: Policy) -> Result<CompiledPolicy, PolicyError> {
     }
     let hash = format!("sha256:{}", hex::encode(hasher.finalize()));
 
+    // Both were validated entry by entry at load time; an error here is a bug.
+    let config_error = |e: warden_intent::IntentError| {
+        PolicyError::one(Diagnostic::new(&root, Pos::default(), e.to_string()))
+    };
+    let mut tool_args = HashMap::new();
+    for (name, spec) in &policy.tools {
+        if !spec.args.is_empty() {
+            tool_args.insert(name.clone(), ToolArgs::from_spec(spec).map_err(config_error)?);
+        }
+    }
+    let egress = match &policy.egress {
+        Some(list) => Some(warden_intent::Egress::new(list).map_err(config_error)?),
+        None => None,
+    };
+
     Ok(CompiledPolicy {
         name: policy.name,
         default: policy.default,
@@ -200,6 +242,12 @@ pub fn compile(policy: Policy) -> Result<CompiledPolicy, PolicyError> {
         rules,
         index,
         tools: policy.tools,
+        tool_args,
+        intent_config: warden_intent::Config {
+            egress,
+            ..Default::default()
+        },
+        audit: policy.audit,
         hidden,
         env,
     })
@@ -347,6 +395,21 @@ impl CompiledPolicy {
     /// The tool catalog.
     pub fn tools(&self) -> &BTreeMap<String, ToolSpec> {
         &self.tools
+    }
+
+    /// How `tool`'s arguments are classified, when the catalog pins any.
+    pub fn tool_args(&self, tool: &str) -> Option<&ToolArgs> {
+        self.tool_args.get(tool)
+    }
+
+    /// What the intent classifier is told: the policy's `egress` allowlist.
+    pub fn intent_config(&self) -> &warden_intent::Config {
+        &self.intent_config
+    }
+
+    /// What the audit log keeps of each decision.
+    pub fn audit(&self) -> AuditSettings {
+        self.audit
     }
 
     /// Whether a `visibility: hidden` rule names `tool`.

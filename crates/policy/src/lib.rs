@@ -42,7 +42,7 @@ mod native;
 pub mod transform;
 mod yaml;
 
-pub use compile::{CompiledPolicy, compile};
+pub use compile::{CompiledPolicy, ToolArgs, compile};
 pub use diag::{Diagnostic, PolicyError, Pos, printable};
 pub use eval::{EvalError, EvalErrorKind, Evaluation, Explanation, Input, Miss, Outcome, Trace};
 pub use load::{KNOWN_INTENTS, MemorySources, Sources, VERSION, load, parse, resolve_include};

@@ -11,8 +11,9 @@ use std::collections::{BTreeMap, HashMap};
 /// The only `version:` this crate reads.
 pub const VERSION: &str = "warden/v1";
 
-/// Intents a policy may name in `match.intents`. A name outside this list is
-/// a lint error: a misspelt intent would silently never match.
+/// Intents a policy may name in `match.intents`: those the classifier
+/// (`warden-intent`) reports. A name outside this list is a lint error: a
+/// misspelt intent would silently never match.
 pub const KNOWN_INTENTS: &[&str] = &[
     "destructive",
     "exfiltration",
@@ -20,6 +21,7 @@ pub const KNOWN_INTENTS: &[&str] = &[
     "code_execution",
     "credential_access",
     "persistence",
+    "write",
     "read_only",
     "unknown",
 ];
@@ -58,9 +60,12 @@ pub fn load(root: &str, sources: &dyn Sources) -> Result<Policy, PolicyError> {
             default: DefaultVerdict::Deny,
             rules: Vec::new(),
             tools: BTreeMap::new(),
+            egress: None,
+            audit: AuditSettings::default(),
             sources: Vec::new(),
         },
         default_seen: None,
+        audit_seen: None,
         tool_origin: HashMap::new(),
         conditions: Vec::new(),
     };
@@ -150,6 +155,7 @@ struct Loader<'s> {
     rule_ids: HashMap<String, Origin>,
     policy: Policy,
     default_seen: Option<(DefaultVerdict, String)>,
+    audit_seen: Option<(AuditSettings, String)>,
     tool_origin: HashMap<String, String>,
     /// Every `when:` seen, so a failed load can still report CEL errors.
     conditions: Vec<(String, crate::model::Spanned<String>)>,
@@ -277,7 +283,9 @@ impl Loader<'_> {
     }
 
     fn document(&mut self, file: &str, root: &Node, is_root: bool) {
-        const TOP: &[&str] = &["version", "name", "default", "rules", "tools", "include"];
+        const TOP: &[&str] = &[
+            "version", "name", "default", "rules", "tools", "include", "egress", "audit",
+        ];
         let Some(f) = self.mapping(file, root, "the policy", TOP) else {
             return;
         };
@@ -313,6 +321,12 @@ impl Loader<'_> {
         }
         if let Some(tools) = f.get("tools") {
             self.tools(file, tools);
+        }
+        if let Some(egress) = f.get("egress") {
+            self.egress(file, egress);
+        }
+        if let Some(audit) = f.get("audit") {
+            self.audit(file, audit);
         }
         if let Some(rules) = f.get("rules") {
             match &rules.value {
@@ -372,6 +386,72 @@ impl Loader<'_> {
                     "conflicting default: '{}' here, but '{}' in {seen_file}",
                     value.verdict(),
                     seen.verdict()
+                );
+                self.err(file, node.pos, msg);
+            }
+            Some(_) => {}
+        }
+    }
+
+    /// `egress:` — host names and `*.domain` wildcards. Lists from every file
+    /// are merged; an empty list allows no host.
+    fn egress(&mut self, file: &str, node: &Node) {
+        if !matches!(node.value, Value::Seq(_)) {
+            let kind = node.value.kind();
+            self.diags.push(
+                Diagnostic::new(file, node.pos, format!("expected a list for 'egress', found {kind}"))
+                    .hint("write 'egress: [api.example.com, \"*.example.org\"]'"),
+            );
+            return;
+        }
+        let mut allowed = self.policy.egress.take().unwrap_or_default();
+        for (entry, pos) in self.strings(file, node, "'egress'") {
+            match warden_intent::Egress::new([entry.as_str()]) {
+                Ok(_) if allowed.contains(&entry) => {}
+                Ok(_) => allowed.push(entry),
+                Err(e) => self.err(file, pos, e.to_string()),
+            }
+        }
+        self.policy.egress = Some(allowed);
+    }
+
+    /// `audit: {arguments: full|hash}`. Files that set it must agree.
+    fn audit(&mut self, file: &str, node: &Node) {
+        let Some(f) = self.mapping(file, node, "'audit'", &["arguments"]) else {
+            return;
+        };
+        let mut settings = AuditSettings::default();
+        if let Some(a) = f.get("arguments") {
+            let Some(s) = self.string(file, a, "'audit.arguments'") else {
+                return;
+            };
+            settings.arguments = match s.as_str() {
+                "full" => AuditArguments::Full,
+                "hash" => AuditArguments::Hash,
+                other => {
+                    let mut d = Diagnostic::new(
+                        file,
+                        a.pos,
+                        format!("invalid audit.arguments '{other}': expected 'full' or 'hash'"),
+                    );
+                    if let Some(s) = suggest(other, &["full", "hash"]) {
+                        d = d.hint(format!("did you mean '{s}'?"));
+                    }
+                    self.diags.push(d);
+                    return;
+                }
+            };
+        }
+        match &self.audit_seen {
+            None => {
+                self.audit_seen = Some((settings, file.to_string()));
+                self.policy.audit = settings;
+            }
+            Some((seen, seen_file)) if *seen != settings => {
+                let msg = format!(
+                    "conflicting audit settings: arguments '{}' here, but '{}' in {seen_file}",
+                    settings.arguments.as_str(),
+                    seen.arguments.as_str()
                 );
                 self.err(file, node.pos, msg);
             }

@@ -121,6 +121,12 @@ pub struct Policy {
     pub rules: Vec<Rule>,
     /// The tool catalog: metadata per tool name.
     pub tools: BTreeMap<String, ToolSpec>,
+    /// `egress:` — hosts URL arguments may name (`api.example.com`,
+    /// `*.example.com`), merged from every file. `None` when no file sets it:
+    /// hosts are then not judged by name.
+    pub egress: Option<Vec<String>>,
+    /// `audit:` — what the audit log keeps of each decision.
+    pub audit: AuditSettings,
     /// Every source that went into this policy, in load order: (path, text).
     pub sources: Vec<(String, String)>,
 }
@@ -245,5 +251,33 @@ pub struct ToolSpec {
     pub args: BTreeMap<String, String>,
 }
 
-/// Argument kinds a catalog may pin.
+/// What the audit log keeps of a decision (`audit:` in a policy).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct AuditSettings {
+    /// How the action's arguments are recorded.
+    pub arguments: AuditArguments,
+}
+
+/// How a decision record holds the action's arguments.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum AuditArguments {
+    /// The arguments' canonical JSON (the default).
+    #[default]
+    Full,
+    /// Only the SHA-256 of the arguments' canonical JSON.
+    Hash,
+}
+
+impl AuditArguments {
+    /// The spelling used in policies: `full` or `hash`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditArguments::Full => "full",
+            AuditArguments::Hash => "hash",
+        }
+    }
+}
+
+/// Argument kinds a catalog may pin. `text` means "data, never classified";
+/// the others name a `warden_intent::Kind`.
 pub const ARG_KINDS: &[&str] = &["sql", "shell", "url", "path", "text", "auto"];

@@ -42,7 +42,7 @@ fn unknown_top_level_field_lists_the_known_ones_when_nothing_is_close() {
     assert_eq!(
         e,
         [
-            "p.yaml:4:1: unknown field 'zzzzzz' in the policy (expected one of: version, name, default, rules, tools, include)"
+            "p.yaml:4:1: unknown field 'zzzzzz' in the policy (expected one of: version, name, default, rules, tools, include, egress, audit)"
         ]
     );
 }
@@ -415,4 +415,88 @@ fn includes_merge_rules_first_and_tools() {
     assert_eq!(ids, ["base", "own"]);
     assert_eq!(p.tools["db.query"].labels, ["pii"]);
     assert_eq!(p.sources.len(), 2);
+}
+
+#[test]
+fn egress_entries_are_checked_one_by_one() {
+    let e = errors(&format!(
+        "{HEAD}egress: [api.example.com, \"a.*.com\", \"*.ok.org\", \"exa mple.com\"]\n"
+    ));
+    assert_eq!(
+        e,
+        [
+            "p.yaml:4:27: invalid egress entry \"a.*.com\": `*` is only allowed as the whole first label; write a host name (`api.example.com`) or a wildcard (`*.example.com`)",
+            "p.yaml:4:50: invalid egress entry \"exa mple.com\": only letters, digits, `-`, `.` (and `:` in IPv6 literals) are allowed; write internationalised names in punycode; write a host name (`api.example.com`) or a wildcard (`*.example.com`)",
+        ]
+    );
+    let e = errors(&format!("{HEAD}egress: api.example.com\n"));
+    assert_eq!(
+        e,
+        [
+            "p.yaml:4:9: expected a list for 'egress', found a string (write 'egress: [api.example.com, \"*.example.org\"]')"
+        ]
+    );
+}
+
+#[test]
+fn egress_lists_merge_across_includes() {
+    let src = sources(&[
+        (
+            "p.yaml",
+            &format!("{HEAD}include: [a.yaml]\negress: [api.example.com]\n"),
+        ),
+        (
+            "a.yaml",
+            "version: warden/v1\negress: [\"*.corp.example\", api.example.com]\n",
+        ),
+    ]);
+    let p = load("p.yaml", &src).unwrap();
+    assert_eq!(
+        p.egress.as_deref(),
+        Some(&["*.corp.example".to_string(), "api.example.com".to_string()][..])
+    );
+    let none = parse("p.yaml", HEAD).unwrap();
+    assert_eq!(none.egress, None);
+}
+
+#[test]
+fn audit_arguments_must_be_full_or_hash() {
+    let e = errors(&format!("{HEAD}audit: {{arguments: hsh}}\n"));
+    assert_eq!(
+        e,
+        ["p.yaml:4:20: invalid audit.arguments 'hsh': expected 'full' or 'hash' (did you mean 'hash'?)"]
+    );
+    let e = errors(&format!("{HEAD}audit: {{argument: hash}}\n"));
+    assert_eq!(
+        e,
+        ["p.yaml:4:9: unknown field 'argument' in 'audit' (did you mean 'arguments'?)"]
+    );
+    let p = parse("p.yaml", &format!("{HEAD}audit: {{arguments: hash}}\n")).unwrap();
+    assert_eq!(p.audit.arguments, warden_policy::AuditArguments::Hash);
+    assert_eq!(
+        parse("p.yaml", HEAD).unwrap().audit.arguments,
+        warden_policy::AuditArguments::Full
+    );
+}
+
+#[test]
+fn included_files_must_agree_on_audit_settings() {
+    let src = sources(&[
+        (
+            "p.yaml",
+            &format!("{HEAD}include: [a.yaml]\naudit: {{arguments: hash}}\n"),
+        ),
+        ("a.yaml", "version: warden/v1\naudit: {arguments: full}\n"),
+    ]);
+    let e = load("p.yaml", &src).unwrap_err().to_string();
+    assert_eq!(
+        e,
+        "p.yaml:5:8: conflicting audit settings: arguments 'hash' here, but 'full' in a.yaml"
+    );
+}
+
+#[test]
+fn known_intents_are_the_classifiers_intents() {
+    let classifier: Vec<&str> = warden_intent::Intent::ALL.iter().map(|i| i.as_str()).collect();
+    assert_eq!(warden_policy::KNOWN_INTENTS, classifier.as_slice());
 }
