@@ -2,19 +2,19 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use warden_policy::{KNOWN_INTENTS, Point};
+use warden_policy::Point;
 
 /// Largest action document accepted, in bytes.
 pub const MAX_ACTION_BYTES: usize = 1024 * 1024;
 /// Longest tool name, agent, session id or label.
 pub const MAX_NAME_BYTES: usize = 512;
-/// Most labels or intents in `context`.
+/// Most labels in `context`.
 pub const MAX_TAGS: usize = 256;
 
 /// What an agent wants to do.
 ///
 /// JSON: `{"agent": "did:key:…", "session": "s-1", "point": "pre_tool_call",
-/// "tool": "db.query", "args": {…}, "context": {"labels": […], "intents": […], "ring": 2}}`.
+/// "tool": "db.query", "args": {…}, "context": {"labels": […], "ring": 2}}`.
 /// Only `point` (and `tool` at tool points) is required; unknown top-level
 /// fields are an error.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -34,8 +34,9 @@ pub struct Action {
     /// Tool arguments.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub args: Option<Value>,
-    /// Free-form context. `labels`, `intents` (lists of strings) and `ring`
-    /// (0–3) have meaning to the gate.
+    /// Free-form context. `labels` (a list of strings) and `ring` (0–3) have
+    /// meaning to the gate. `intents` is refused: the gate reads intents from
+    /// the arguments itself, and an agent must not be able to claim them.
     #[serde(default, skip_serializing_if = "Map::is_empty")]
     pub context: Map<String, Value>,
 }
@@ -104,7 +105,6 @@ fn check_name(field: &'static str, value: &str) -> Result<(), ActionError> {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub(crate) struct Facts {
     pub labels: Vec<String>,
-    pub intents: Vec<String>,
     pub ring: u8,
 }
 
@@ -162,17 +162,10 @@ impl Action {
             check_name("session", s)?;
         }
         let labels = tags(&self.context, "labels")?;
-        let intents = tags(&self.context, "intents")?;
-        if let Some(bad) = intents
-            .iter()
-            .find(|i| !KNOWN_INTENTS.contains(&i.as_str()))
-        {
+        if self.context.contains_key("intents") {
             return Err(invalid(
-                "intents",
-                format!(
-                    "unknown intent '{bad}' (known: {})",
-                    KNOWN_INTENTS.join(", ")
-                ),
+                "context.intents",
+                "intents are read from the arguments by the gate and cannot be declared by the caller; remove 'intents' from 'context'",
             ));
         }
         let ring = match self.context.get("ring") {
@@ -182,11 +175,7 @@ impl Action {
                 _ => return Err(invalid("ring", "must be an integer from 0 to 3")),
             },
         };
-        Ok(Facts {
-            labels,
-            intents,
-            ring,
-        })
+        Ok(Facts { labels, ring })
     }
 
     /// `sha256:` + hex of SHA-256 over the action's canonical JSON.

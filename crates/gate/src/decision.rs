@@ -2,12 +2,14 @@
 
 use serde::Serialize;
 use serde_json::Value;
+use warden_intent::{Finding, Intent};
 use warden_policy::{TransformOp, Verdict};
 
 /// The gate's answer about one action.
 ///
 /// JSON: `{"verdict": "deny", "rule": "block-destructive", "reason": "…",
-/// "message": "…", "action_hash": "sha256:…", "matched": ["…"], "transform": […]}`.
+/// "message": "…", "action_hash": "sha256:…", "matched": ["…"],
+/// "intents": ["destructive"], "findings": […], "seq": 41, "transform": […]}`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Decision {
     /// The verdict.
@@ -22,6 +24,17 @@ pub struct Decision {
     pub action_hash: String,
     /// Every rule that matched, in rule order.
     pub matched: Vec<String>,
+    /// What the arguments do, as the classifier read them (what
+    /// `match.intents` and CEL's `intents` saw). Empty when the action was
+    /// refused before classification.
+    pub intents: Vec<Intent>,
+    /// The evidence for each intent: what was found, where, by which parser.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub findings: Vec<Finding>,
+    /// The decision's sequence number in the audit log, once it is recorded
+    /// there (outcomes refer to it). `None` when the gate has no audit log.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u64>,
     /// Rewrites applied to the arguments (when the verdict is `transform`).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub transform: Vec<TransformOp>,
@@ -52,6 +65,8 @@ pub mod reason {
     pub const INVALID_ACTION: &str = "error:invalid_action";
     /// Evaluation panicked; the panic was caught at the gate.
     pub const PANIC: &str = "error:panic";
+    /// The decision could not be recorded in the audit log, so it is a deny.
+    pub const AUDIT_UNAVAILABLE: &str = "error:audit_unavailable";
     /// No rule matched; the policy's default applied.
     pub const DEFAULT: &str = "default";
 }
@@ -66,6 +81,9 @@ impl Decision {
             message,
             action_hash,
             matched: Vec::new(),
+            intents: Vec::new(),
+            findings: Vec::new(),
+            seq: None,
             transform: Vec::new(),
             args: None,
             approvers: Vec::new(),

@@ -2,9 +2,20 @@
 //!
 //! Every entry point — the CLI, the HTTP server, the MCP proxy, embedding
 //! Rust code — builds an `Action` and calls `decide`. No entry point has
-//! rules of its own. The gate fails closed: no policy, an invalid action, a
-//! condition that errors, or a panic during evaluation all yield `deny` with a
-//! reserved `error:<kind>` reason.
+//! rules of its own. In order, `decide`:
+//!
+//! 1. checks the action (`error:invalid_action`),
+//! 2. reads what its arguments do with `warden-intent` (the policy's tool
+//!    catalog pins argument kinds, everything else is classified as `auto`;
+//!    the policy's `egress` allowlist judges hosts),
+//! 3. evaluates the policy over the action, its intents and its labels,
+//! 4. when the gate has an audit log ([`Gate::with_audit`]), appends the
+//!    decision record and returns only once it is durable; if that fails the
+//!    decision is `deny` with `error:audit_unavailable`.
+//!
+//! The gate fails closed: no policy, an invalid action, a condition that
+//! errors, a panic during evaluation, or an audit log that cannot record all
+//! yield `deny` with a reserved `error:<kind>` reason.
 //!
 //! ```
 //! use warden_gate::{Action, Gate};
@@ -24,22 +35,36 @@
 #![deny(missing_docs)]
 
 pub(crate) mod action;
+mod audit;
 pub mod canonical;
 mod decision;
 pub mod files;
 
 pub use action::{Action, ActionError, DEFAULT_RING, MAX_ACTION_BYTES, MAX_NAME_BYTES, MAX_TAGS};
+pub use audit::MAX_INLINE_ARGUMENTS_BYTES;
 pub use decision::{Decision, PolicyRef, reason};
 
 use serde_json::Value;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
+use warden_intent::{Classification, classify_arguments};
 use warden_policy::{CompiledPolicy, Explanation, Input, Verdict, transform};
+use warden_store::Store;
 
 /// The decision point. Cheap to clone and share between threads.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Gate {
     policy: Option<Arc<CompiledPolicy>>,
+    audit: Option<Arc<dyn Store>>,
+}
+
+impl std::fmt::Debug for Gate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gate")
+            .field("policy", &self.policy)
+            .field("audit", &self.audit.is_some())
+            .finish()
+    }
 }
 
 static EMPTY_OBJECT: std::sync::LazyLock<Value> =
@@ -50,12 +75,25 @@ impl Gate {
     pub fn new(policy: CompiledPolicy) -> Gate {
         Gate {
             policy: Some(Arc::new(policy)),
+            audit: None,
         }
     }
 
     /// A gate with no policy: it denies everything with `error:no_policy`.
     pub fn without_policy() -> Gate {
-        Gate { policy: None }
+        Gate {
+            policy: None,
+            audit: None,
+        }
+    }
+
+    /// This gate, recording every decision in `store`'s audit log before
+    /// returning it.
+    pub fn with_audit(self, store: Arc<dyn Store>) -> Gate {
+        Gate {
+            audit: Some(store),
+            ..self
+        }
     }
 
     /// The loaded policy, if any.
@@ -64,7 +102,30 @@ impl Gate {
     }
 
     /// Decides about `action`. Never panics and never allows on an error.
+    ///
+    /// With an audit log, the decision is returned only after its record is
+    /// durable, and carries its sequence number in [`Decision::seq`].
     pub fn decide(&self, action: &Action) -> Decision {
+        let decision = self.decide_unrecorded(action);
+        let Some(store) = &self.audit else {
+            return decision;
+        };
+        let action_hash = decision.action_hash.clone();
+        catch_unwind(AssertUnwindSafe(|| {
+            audit::record(store.as_ref(), self.policy(), action, decision)
+        }))
+        .unwrap_or_else(|_| {
+            Decision::error(
+                reason::AUDIT_UNAVAILABLE,
+                "recording the decision in the audit log panicked, so the action is denied"
+                    .to_string(),
+                action_hash,
+            )
+        })
+    }
+
+    /// The decision without the audit step (shared by `decide` and `explain`).
+    fn decide_unrecorded(&self, action: &Action) -> Decision {
         let action_hash = action.hash();
         match catch_unwind(AssertUnwindSafe(|| self.evaluate(action, &action_hash))) {
             Ok(decision) => decision,
@@ -85,13 +146,16 @@ impl Gate {
 
     /// Decides about `action` and traces every rule of the policy for it
     /// (`warden policy explain`). The trace is `None` when no policy is
-    /// loaded or the action is invalid; the decision then says why.
+    /// loaded or the action is invalid; the decision then says why. Nothing
+    /// is recorded in the audit log: explaining is not deciding.
     pub fn explain(&self, action: &Action) -> (Decision, Option<Explanation<'_>>) {
-        let decision = self.decide(action);
+        let decision = self.decide_unrecorded(action);
         let trace = match (self.policy.as_deref(), action.facts()) {
-            (Some(policy), Ok(facts)) => {
-                catch_unwind(AssertUnwindSafe(|| policy.explain(&input(action, &facts)))).ok()
-            }
+            (Some(policy), Ok(facts)) => catch_unwind(AssertUnwindSafe(|| {
+                let intents = intent_names(&decision.intents);
+                policy.explain(&input(action, &facts, &intents))
+            }))
+            .ok(),
             _ => None,
         };
         (decision, trace)
@@ -119,7 +183,9 @@ impl Gate {
                 );
             }
         };
-        let input = input(action, &facts);
+        let Classification { intents, findings } = classify(policy, action);
+        let intent_strings = intent_names(&intents);
+        let input = input(action, &facts, &intent_strings);
         let eval = policy.evaluate(&input);
         let policy_ref = Some(PolicyRef {
             name: policy.name().to_string(),
@@ -130,6 +196,8 @@ impl Gate {
             return Decision {
                 rule: Some(err.rule.id.clone()),
                 matched,
+                intents,
+                findings,
                 policy: policy_ref,
                 ..Decision::error(
                     err.kind.reason(),
@@ -146,6 +214,9 @@ impl Gate {
                 message: format!("no rule matched; the policy's default is {}", eval.verdict),
                 action_hash: action_hash.to_string(),
                 matched,
+                intents,
+                findings,
+                seq: None,
                 transform: Vec::new(),
                 args: None,
                 approvers: Vec::new(),
@@ -162,6 +233,9 @@ impl Gate {
             message: format!("{} by rule '{}'", verdict_past(eval.verdict), rule.id),
             action_hash: action_hash.to_string(),
             matched,
+            intents,
+            findings,
+            seq: None,
             transform: Vec::new(),
             args: None,
             approvers: Vec::new(),
@@ -194,8 +268,31 @@ impl Gate {
     }
 }
 
+/// What the action's arguments do. The catalog pins argument kinds for its
+/// tools (`text` arguments are data and are not read); every other string is
+/// classified as `auto`. Absent arguments read as `{}`.
+fn classify(policy: &CompiledPolicy, action: &Action) -> Classification {
+    let args = action.args.as_ref().unwrap_or(&EMPTY_OBJECT);
+    let config = policy.intent_config();
+    let Some(spec) = action.tool.as_deref().and_then(|t| policy.tool_args(t)) else {
+        return classify_arguments(config, args, None);
+    };
+    match args {
+        Value::Object(map) if spec.text.iter().any(|t| map.contains_key(t)) => {
+            let mut read = map.clone();
+            read.retain(|k, _| !spec.text.contains(k));
+            classify_arguments(config, &Value::Object(read), Some(&spec.kinds))
+        }
+        _ => classify_arguments(config, args, Some(&spec.kinds)),
+    }
+}
+
+fn intent_names(intents: &[warden_intent::Intent]) -> Vec<String> {
+    intents.iter().map(|i| i.as_str().to_string()).collect()
+}
+
 /// What the policy sees of an action.
-fn input<'a>(action: &'a Action, facts: &'a action::Facts) -> Input<'a> {
+fn input<'a>(action: &'a Action, facts: &'a action::Facts, intents: &'a [String]) -> Input<'a> {
     Input {
         point: action.point,
         tool: action.tool.as_deref(),
@@ -204,7 +301,7 @@ fn input<'a>(action: &'a Action, facts: &'a action::Facts) -> Input<'a> {
         args: action.args.as_ref().unwrap_or(&EMPTY_OBJECT),
         context: &action.context,
         labels: &facts.labels,
-        intents: &facts.intents,
+        intents,
         ring: facts.ring,
     }
 }

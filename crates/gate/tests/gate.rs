@@ -84,8 +84,8 @@ fn invalid_actions_built_in_code_are_denied() {
             "labels",
         ),
         (
-            json!({"point": "input", "context": {"intents": ["destrutive"]}}),
-            "intents",
+            json!({"point": "input", "context": {"intents": ["read_only"]}}),
+            "cannot be declared by the caller",
         ),
     ] {
         let act = action(a.clone());

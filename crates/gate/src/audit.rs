@@ -1,0 +1,117 @@
+//! The audit step of a decision: the record that goes into the log, and the
+//! fail-closed rule when it cannot.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use warden_audit::{Arguments, DecisionRecord, Record};
+use warden_policy::{AuditArguments, CompiledPolicy};
+use warden_store::Store;
+
+use crate::{Action, Decision, MAX_NAME_BYTES, reason};
+
+/// Arguments whose canonical JSON is longer than this are recorded by hash
+/// only, whatever the policy says, so that a record always fits the log's
+/// entry limit (`warden_audit::record::MAX_ENTRY_BYTES`, 1 MiB).
+pub const MAX_INLINE_ARGUMENTS_BYTES: usize = 256 * 1024;
+
+/// Longest reason or message kept in a record (they can quote input).
+const MAX_TEXT_BYTES: usize = 16 * 1024;
+
+/// Appends `decision` to the log and returns it with its sequence number,
+/// or, if the log cannot take it, a `deny` that says so.
+pub(crate) fn record(
+    store: &dyn Store,
+    policy: Option<&CompiledPolicy>,
+    action: &Action,
+    mut decision: Decision,
+) -> Decision {
+    match store.append(Record::Decision(decision_record(policy, action, &decision))) {
+        Ok(appended) => {
+            decision.seq = Some(appended.seq);
+            decision
+        }
+        Err(e) => Decision {
+            intents: decision.intents,
+            findings: decision.findings,
+            matched: decision.matched,
+            policy: decision.policy,
+            ..Decision::error(
+                reason::AUDIT_UNAVAILABLE,
+                format!("the decision could not be recorded in the audit log, so the action is denied: {e}"),
+                decision.action_hash,
+            )
+        },
+    }
+}
+
+/// The record of `decision` about `action`: every field of the decision.
+pub(crate) fn decision_record(
+    policy: Option<&CompiledPolicy>,
+    action: &Action,
+    decision: &Decision,
+) -> DecisionRecord {
+    let json = action
+        .args
+        .as_ref()
+        .map_or_else(|| "{}".to_string(), crate::canonical::to_string);
+    let by_hash = policy.is_some_and(|p| p.audit().arguments == AuditArguments::Hash)
+        || json.len() > MAX_INLINE_ARGUMENTS_BYTES;
+    let arguments = if by_hash {
+        Arguments::hashed(&json)
+    } else {
+        Arguments::Json(json)
+    };
+    DecisionRecord {
+        time_unix_nanos: SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)),
+        agent: clip(action.agent.as_deref().unwrap_or_default(), MAX_NAME_BYTES),
+        session: clip(action.session.as_deref().unwrap_or_default(), MAX_NAME_BYTES),
+        point: action.point.as_str().to_string(),
+        tool: clip(action.tool.as_deref().unwrap_or_default(), MAX_NAME_BYTES),
+        arguments,
+        intents: decision.intents.iter().map(|i| i.as_str().to_string()).collect(),
+        verdict: decision.verdict.as_str().to_string(),
+        rule: decision.rule.clone(),
+        reason: clip(&decision.reason, MAX_TEXT_BYTES),
+        message: clip(&decision.message, MAX_TEXT_BYTES),
+        action_hash: decision.action_hash.clone(),
+        policy_name: decision
+            .policy
+            .as_ref()
+            .map(|p| p.name.clone())
+            .unwrap_or_default(),
+        policy_hash: decision
+            .policy
+            .as_ref()
+            .map(|p| p.hash.clone())
+            .unwrap_or_default(),
+    }
+}
+
+/// `s` cut to at most `max` bytes at a character boundary. Names in a valid
+/// action are already within the limit; an invalid action is recorded too,
+/// and its oversized fields must not make the record too large to log.
+fn clip(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::clip;
+
+    #[test]
+    fn clip_cuts_at_a_character_boundary() {
+        assert_eq!(clip("abc", 3), "abc");
+        assert_eq!(clip("abcd", 3), "abc…");
+        // 'é' is two bytes: cutting at 2 would split it.
+        assert_eq!(clip("aéb", 2), "a…");
+    }
+}
