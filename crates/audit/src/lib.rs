@@ -51,8 +51,8 @@ pub mod record;
 
 pub use checkpoint::{Checkpoint, KeyError, LogSigner, LogVerifier, NoteError};
 pub use merkle::{
-    CompactRange, Hash, ProofError, Tree, empty_root, leaf_hash, node_hash, root,
-    root_from_inclusion_proof, verify_consistency, verify_inclusion,
+    CompactRange, Hash, ProofError, ProofPlan, Subtree, Tree, empty_root, leaf_hash, node_hash,
+    root, root_from_inclusion_proof, verify_consistency, verify_inclusion,
 };
 pub use record::{
     Arguments, DecisionRecord, DecodeError, EncodeError, Entry, Outcome, OutcomeRecord, Record,

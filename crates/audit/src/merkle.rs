@@ -98,6 +98,208 @@ fn split(n: u64) -> u64 {
     1u64 << (63 - (n - 1).leading_zeros())
 }
 
+/// A perfect, aligned subtree of the log: the `2^height` leaves
+/// `[index·2^height, (index+1)·2^height)`. Height 0 is a single leaf.
+///
+/// Every hash in an RFC 6962 proof, and every root, is either such a
+/// subtree's hash or folds a few of them (see [`ProofPlan`]), so a store
+/// that keeps them can serve proofs without reading every leaf.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Subtree {
+    /// Log2 of the number of leaves covered.
+    pub height: u32,
+    /// Position among the subtrees of this height, from the left.
+    pub index: u64,
+}
+
+impl Subtree {
+    /// The subtree of `height` whose last leaf is `last`, if there is one
+    /// (`last + 1` must be a multiple of `2^height`).
+    pub fn ending_at(last: u64, height: u32) -> Option<Self> {
+        let end = last.checked_add(1)?;
+        // end >= 1 is a multiple of 2^height, so end >> height >= 1.
+        (height < 64 && end.trailing_zeros() >= height).then(|| Self {
+            height,
+            index: (end >> height) - 1,
+        })
+    }
+
+    /// The subtrees of height >= 1 that appending leaf `seq` completes,
+    /// lowest first: one per trailing one bit of `seq`.
+    pub fn completed_by(seq: u64) -> impl Iterator<Item = Self> {
+        (1..=seq.trailing_ones()).map(move |height| Self {
+            height,
+            index: seq >> height,
+        })
+    }
+
+    /// The first leaf covered.
+    pub fn first(&self) -> u64 {
+        self.index << self.height
+    }
+
+    /// The last leaf covered (the one whose append completed the subtree).
+    pub fn last(&self) -> u64 {
+        self.first() + ((1u64 << self.height) - 1)
+    }
+}
+
+/// The perfect subtrees whose hashes fold into `MTH(D[begin:end])`, largest
+/// (leftmost) first. `begin` is a multiple of a power of two `>= end -
+/// begin`, which holds for every range an RFC 6962 proof or root uses.
+fn range_subtrees(begin: u64, end: u64) -> impl Iterator<Item = Subtree> {
+    let n = end - begin;
+    debug_assert!(n == 0 || begin.trailing_zeros() >= 64 - (n - 1).leading_zeros());
+    let mut at = begin;
+    (0..64u32)
+        .rev()
+        .filter(move |h| n >> h & 1 == 1)
+        .map(move |height| {
+            let s = Subtree {
+                height,
+                index: at >> height,
+            };
+            at += 1 << height;
+            s
+        })
+}
+
+/// `MTH` of a range from the hashes of its perfect subtrees, largest first.
+fn fold_peaks(peaks: &[Hash]) -> Hash {
+    let mut iter = peaks.iter().rev();
+    let Some(last) = iter.next() else {
+        return empty_root();
+    };
+    iter.fold(*last, |acc, peak| node_hash(peak, &acc))
+}
+
+/// Which perfect subtree hashes make up a proof or a root, and how they
+/// combine: plan, look up [`ProofPlan::subtrees`], then
+/// [`ProofPlan::assemble`]. [`Tree`] answers from memory this way, and a
+/// store that keeps every perfect subtree hash answers with `O(log n)`
+/// lookups instead of reading `n` leaves.
+///
+/// Each output hash is the root of one range of leaves; a range that is
+/// not itself a perfect subtree (only on the tree's right edge) folds the
+/// perfect subtrees of its binary decomposition, as RFC 6962 splits it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProofPlan {
+    /// Per output hash, in output order: the leaf range `[begin, end)`.
+    ranges: Vec<(u64, u64)>,
+}
+
+impl ProofPlan {
+    /// The inclusion proof (RFC 6962 `PATH`) of leaf `index` in the tree of
+    /// `size`, deepest sibling first.
+    pub fn inclusion(index: u64, size: u64) -> Result<Self, ProofError> {
+        if index >= size {
+            return Err(ProofError::IndexOutOfRange { index, size });
+        }
+        let mut ranges = Vec::with_capacity(64);
+        let (mut begin, mut end, mut m) = (0u64, size, index);
+        while end - begin > 1 {
+            let k = split(end - begin);
+            if m < k {
+                ranges.push((begin + k, end));
+                end = begin + k;
+            } else {
+                ranges.push((begin, begin + k));
+                begin += k;
+                m -= k;
+            }
+        }
+        ranges.reverse();
+        Ok(Self { ranges })
+    }
+
+    /// The consistency proof (RFC 6962 `PROOF`) that the tree of `size1` is
+    /// a prefix of the tree of `size2`.
+    pub fn consistency(size1: u64, size2: u64) -> Result<Self, ProofError> {
+        if size1 > size2 {
+            return Err(ProofError::SizesReversed { size1, size2 });
+        }
+        let mut ranges = Vec::with_capacity(64);
+        if size1 == 0 || size1 == size2 {
+            return Ok(Self { ranges });
+        }
+        // SUBPROOF(m, D[begin:end], whole) unrolled: each step adds one
+        // hash, collected top-down and reversed at the end.
+        let (mut begin, mut end, mut m, mut whole) = (0u64, size2, size1, true);
+        loop {
+            let n = end - begin;
+            if m == n {
+                if !whole {
+                    ranges.push((begin, end));
+                }
+                break;
+            }
+            let k = split(n);
+            if m <= k {
+                ranges.push((begin + k, end));
+                end = begin + k;
+            } else {
+                ranges.push((begin, begin + k));
+                begin += k;
+                m -= k;
+                whole = false;
+            }
+        }
+        ranges.reverse();
+        Ok(Self { ranges })
+    }
+
+    /// The single hash `MTH(D[0:size])`, the root of the tree of `size`.
+    pub fn root(size: u64) -> Self {
+        Self {
+            ranges: vec![(0, size)],
+        }
+    }
+
+    /// Number of hashes [`ProofPlan::assemble`] returns.
+    pub fn len(&self) -> usize {
+        self.ranges.len()
+    }
+
+    /// Whether the plan yields no hashes (e.g. a proof within one leaf).
+    pub fn is_empty(&self) -> bool {
+        self.ranges.is_empty()
+    }
+
+    /// How many leaves the tree must hold for the plan to be answered.
+    pub fn leaves_needed(&self) -> u64 {
+        self.ranges.iter().map(|&(_, end)| end).max().unwrap_or(0)
+    }
+
+    /// Every perfect subtree whose hash the plan needs, each once, sorted.
+    pub fn subtrees(&self) -> Vec<Subtree> {
+        let mut all: Vec<Subtree> = self
+            .ranges
+            .iter()
+            .flat_map(|&(begin, end)| range_subtrees(begin, end))
+            .collect();
+        all.sort_unstable();
+        all.dedup();
+        all
+    }
+
+    /// The hashes, given each needed subtree's hash by `hash_of`.
+    pub fn assemble<E>(
+        &self,
+        mut hash_of: impl FnMut(Subtree) -> Result<Hash, E>,
+    ) -> Result<Vec<Hash>, E> {
+        let mut peaks = Vec::with_capacity(64);
+        let mut out = Vec::with_capacity(self.ranges.len());
+        for &(begin, end) in &self.ranges {
+            peaks.clear();
+            for s in range_subtrees(begin, end) {
+                peaks.push(hash_of(s)?);
+            }
+            out.push(fold_peaks(&peaks));
+        }
+        Ok(out)
+    }
+}
+
 /// The root of a tree of `leaves` (leaf hashes, not leaf data).
 pub fn root(leaves: &[Hash]) -> Hash {
     let mut range = CompactRange::new();
@@ -145,13 +347,28 @@ impl CompactRange {
 
     /// Append one leaf hash.
     pub fn push(&mut self, leaf: Hash) {
+        self.push_reporting(leaf, |_, _| {});
+    }
+
+    /// Append one leaf hash, and call `completed` with each perfect subtree
+    /// of height >= 1 it completes and that subtree's hash, lowest first
+    /// (the subtrees of [`Subtree::completed_by`] the leaf's index).
+    pub fn push_reporting(&mut self, leaf: Hash, mut completed: impl FnMut(Subtree, &Hash)) {
+        let index = self.size;
         let mut hash = leaf;
-        let mut s = self.size;
-        while s & 1 == 1 {
+        let mut height = 0;
+        while index >> height & 1 == 1 {
             // A peak of the same height exists: merge it with the new one.
             let Some(left) = self.peaks.pop() else { break };
             hash = node_hash(&left, &hash);
-            s >>= 1;
+            height += 1;
+            completed(
+                Subtree {
+                    height,
+                    index: index >> height,
+                },
+                &hash,
+            );
         }
         self.peaks.push(hash);
         self.size += 1;
@@ -159,11 +376,7 @@ impl CompactRange {
 
     /// The RFC 6962 root of the `size` leaves pushed so far.
     pub fn root(&self) -> Hash {
-        let mut iter = self.peaks.iter().rev();
-        let Some(last) = iter.next() else {
-            return empty_root();
-        };
-        iter.fold(*last, |acc, peak| node_hash(peak, &acc))
+        fold_peaks(&self.peaks)
     }
 }
 
@@ -231,72 +444,27 @@ impl Tree {
     /// The root of the tree as it was when it had `size` leaves.
     pub fn root_at(&self, size: u64) -> Result<Hash, ProofError> {
         self.check_size(size)?;
-        Ok(if size == 0 {
-            empty_root()
-        } else {
-            self.subtree(0, size)
-        })
+        Ok(self.answer(&ProofPlan::root(size))[0])
     }
 
     /// The inclusion proof (RFC 6962 `PATH`) of leaf `index` in the tree of
     /// size `size`, deepest sibling first.
     pub fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<Hash>, ProofError> {
         self.check_size(size)?;
-        if index >= size {
-            return Err(ProofError::IndexOutOfRange { index, size });
-        }
-        let mut proof = Vec::with_capacity(64);
-        let (mut begin, mut end, mut m) = (0u64, size, index);
-        while end - begin > 1 {
-            let k = split(end - begin);
-            if m < k {
-                proof.push(self.subtree(begin + k, end));
-                end = begin + k;
-            } else {
-                proof.push(self.subtree(begin, begin + k));
-                begin += k;
-                m -= k;
-            }
-        }
-        proof.reverse();
-        Ok(proof)
+        Ok(self.answer(&ProofPlan::inclusion(index, size)?))
     }
 
     /// The consistency proof (RFC 6962 `PROOF`) that the tree of size
     /// `size1` is a prefix of the tree of size `size2`.
     pub fn consistency_proof(&self, size1: u64, size2: u64) -> Result<Vec<Hash>, ProofError> {
         self.check_size(size2)?;
-        if size1 > size2 {
-            return Err(ProofError::SizesReversed { size1, size2 });
-        }
-        let mut proof = Vec::with_capacity(64);
-        if size1 == 0 || size1 == size2 {
-            return Ok(proof);
-        }
-        // SUBPROOF(m, D[begin:end], whole) unrolled: each step appends one
-        // hash, collected top-down and reversed at the end.
-        let (mut begin, mut end, mut m, mut whole) = (0u64, size2, size1, true);
-        loop {
-            let n = end - begin;
-            if m == n {
-                if !whole {
-                    proof.push(self.subtree(begin, end));
-                }
-                break;
-            }
-            let k = split(n);
-            if m <= k {
-                proof.push(self.subtree(begin + k, end));
-                end = begin + k;
-            } else {
-                proof.push(self.subtree(begin, begin + k));
-                begin += k;
-                m -= k;
-                whole = false;
-            }
-        }
-        proof.reverse();
-        Ok(proof)
+        Ok(self.answer(&ProofPlan::consistency(size1, size2)?))
+    }
+
+    /// The hash of a perfect subtree, if the tree holds all its leaves.
+    pub fn subtree_hash(&self, subtree: Subtree) -> Option<Hash> {
+        let level = self.levels.get(usize::try_from(subtree.height).ok()?)?;
+        level.get(usize::try_from(subtree.index).ok()?).copied()
     }
 
     fn check_size(&self, size: u64) -> Result<(), ProofError> {
@@ -307,19 +475,14 @@ impl Tree {
         Ok(())
     }
 
-    /// MTH of leaves `[begin, end)`, `begin < end <= size`.
-    fn subtree(&self, begin: u64, end: u64) -> Hash {
-        let n = end - begin;
-        if n.is_power_of_two() && begin.is_multiple_of(n) {
-            let height = n.trailing_zeros() as usize;
-            // In range: a perfect, aligned subtree inside the tree is stored.
-            return self.levels[height][(begin >> height) as usize];
-        }
-        let k = split(n);
-        node_hash(
-            &self.subtree(begin, begin + k),
-            &self.subtree(begin + k, end),
-        )
+    /// Answer a plan whose leaves are all in the tree (sizes checked).
+    fn answer(&self, plan: &ProofPlan) -> Vec<Hash> {
+        let result: Result<_, std::convert::Infallible> = plan.assemble(|s| {
+            // In range: every perfect subtree inside the tree is stored.
+            Ok(self.levels[s.height as usize][s.index as usize])
+        });
+        let Ok(hashes) = result;
+        hashes
     }
 }
 
