@@ -43,10 +43,13 @@ mod verify;
 pub use error::StoreError;
 pub use sqlite::{DB_FILE, KEY_FILE, MAX_BATCH, SqliteStore, StoreConfig};
 pub use verify::{
-    InclusionProof, Problem, ProblemKind, VerifyReport, consistency_proof, inclusion_proof, verify,
+    ConsistencyProof, InclusionProof, Problem, ProblemKind, VerifyReport, consistency_proof,
+    inclusion_proof, verify,
 };
 
-use warden_audit::{Hash, LogVerifier, Record};
+use std::ops::Range;
+
+use warden_audit::{Hash, LogVerifier, Record, Subtree};
 
 /// What [`Store::append`] returns once the record is durable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,6 +84,25 @@ impl StoredEntry {
     }
 }
 
+/// One stored perfect-subtree hash, as read back (see
+/// [`Store::stored_subtrees`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoredSubtree {
+    /// The last entry the subtree covers: the one whose append stored it.
+    pub last_seq: u64,
+    /// The subtree covers `2^height` entries, ending at `last_seq`.
+    pub height: u32,
+    /// The stored hash.
+    pub hash: Hash,
+}
+
+impl StoredSubtree {
+    /// The subtree this row claims to be, if `(last_seq, height)` names one.
+    pub fn subtree(&self) -> Option<Subtree> {
+        Subtree::ending_at(self.last_seq, self.height)
+    }
+}
+
 /// One stored signed checkpoint.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredCheckpoint {
@@ -111,6 +133,43 @@ pub trait Store: Send + Sync {
 
     /// The log's size: one past the highest stored sequence number.
     fn log_size(&self) -> Result<u64, StoreError>;
+
+    /// The hashes of these perfect subtrees, in the same order (height 0
+    /// is a stored leaf hash). Every subtree must lie inside the log.
+    ///
+    /// Proofs are built from these. A backend that keeps the hash of every
+    /// perfect subtree (as [`SqliteStore`] does) answers with one lookup
+    /// each; this default derives each from its leaf hashes instead, which
+    /// reads `O(size)` rows.
+    fn subtree_hashes(&self, subtrees: &[Subtree]) -> Result<Vec<Hash>, StoreError> {
+        verify::derive_subtree_hashes(self, subtrees)
+    }
+
+    /// The stored subtree hashes (height >= 1) whose last entry is in
+    /// `last_seqs`, ordered by last entry, then height; `None` when this
+    /// store keeps none. [`verify`] compares them with what it derives
+    /// from the entries.
+    fn stored_subtrees(
+        &self,
+        last_seqs: Range<u64>,
+    ) -> Result<Option<Vec<StoredSubtree>>, StoreError> {
+        let _ = last_seqs;
+        Ok(None)
+    }
+
+    /// The inclusion proof of entry `seq` in the tree of `size` entries
+    /// (e.g. the latest checkpoint's size), from `O(log size)` subtree
+    /// hashes. Same as [`inclusion_proof`].
+    fn inclusion_proof(&self, seq: u64, size: u64) -> Result<InclusionProof, StoreError> {
+        verify::prove_inclusion(self, seq, size)
+    }
+
+    /// The consistency proof that the tree of `size1` entries is a prefix
+    /// of the tree of `size2` entries, with both roots, from `O(log size2)`
+    /// subtree hashes. [`consistency_proof`] returns only its hashes.
+    fn consistency_proof(&self, size1: u64, size2: u64) -> Result<ConsistencyProof, StoreError> {
+        verify::prove_consistency(self, size1, size2)
+    }
 
     /// All signed checkpoints, by increasing tree size.
     fn checkpoints(&self) -> Result<Vec<StoredCheckpoint>, StoreError>;

@@ -8,12 +8,17 @@ use std::sync::{Mutex, MutexGuard};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use std::ops::Range;
+
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 use warden_audit::{
-    Checkpoint, CompactRange, Entry, Hash, LogSigner, LogVerifier, Record, leaf_hash,
+    Checkpoint, CompactRange, Entry, Hash, LogSigner, LogVerifier, Record, Subtree, leaf_hash,
 };
 
-use crate::{Appended, Store, StoreError, StoredCheckpoint, StoredEntry, keyfile};
+use crate::{
+    Appended, Store, StoreError, StoredCheckpoint, StoredEntry, StoredSubtree, keyfile,
+    verify::derive_subtree_hashes,
+};
 
 /// The database file inside the data directory.
 pub const DB_FILE: &str = "warden.db";
@@ -25,8 +30,9 @@ const LOCK_FILE: &str = "warden.lock";
 /// Most appends committed in one transaction.
 pub const MAX_BATCH: usize = 4096;
 
-/// Schema version, kept in `PRAGMA user_version`.
-const SCHEMA_VERSION: i64 = 1;
+/// Schema version, kept in `PRAGMA user_version`. Version 1 had no
+/// `audit_subtrees`; opening it for writing adds and fills the table.
+const SCHEMA_VERSION: i64 = 2;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS audit_entries (
@@ -41,6 +47,15 @@ CREATE TABLE IF NOT EXISTS audit_checkpoints (
     peaks              BLOB NOT NULL,
     created_unix_nanos INTEGER NOT NULL
 );
+-- The hash of every perfect subtree of height >= 1 (2^height entries
+-- ending at last_seq), written in the transaction that appends last_seq.
+-- Derived data: proofs read O(log n) rows of it; verify recomputes it.
+CREATE TABLE IF NOT EXISTS audit_subtrees (
+    last_seq INTEGER NOT NULL,
+    height   INTEGER NOT NULL,
+    hash     BLOB NOT NULL,
+    PRIMARY KEY (last_seq, height)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS meta (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL
@@ -122,6 +137,9 @@ pub struct SqliteStore {
     dir: PathBuf,
     verifier: LogVerifier,
     reader: Mutex<Connection>,
+    /// False for a version-1 database opened read-only: proofs then
+    /// derive subtree hashes from the leaf hashes.
+    has_subtrees: bool,
     /// `None` when read-only.
     writer: Option<Writer>,
 }
@@ -185,6 +203,101 @@ fn to_hash(bytes: Vec<u8>, what: &'static str, seq: u64) -> Result<Hash, StoreEr
     })
 }
 
+fn schema_version(conn: &Connection, db_path: &Path) -> Result<i64, StoreError> {
+    let version: i64 = conn
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .map_err(|e| StoreError::db("reading the schema version", e))?;
+    if version > SCHEMA_VERSION {
+        return Err(StoreError::Database {
+            doing: format!("opening {}", db_path.display()),
+            message: format!(
+                "schema version {version} is newer than this warden's {SCHEMA_VERSION}"
+            ),
+            hint: "upgrade warden",
+        });
+    }
+    Ok(version)
+}
+
+/// Create the schema, or bring an older one up to date, in one transaction:
+/// a crash leaves either the old version or the new one.
+fn migrate(conn: &mut Connection, db_path: &Path) -> Result<(), StoreError> {
+    let version = schema_version(conn, db_path)?;
+    if version == SCHEMA_VERSION {
+        return Ok(());
+    }
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(|e| StoreError::db("starting the schema migration", e))?;
+    tx.execute_batch(SCHEMA)
+        .map_err(|e| StoreError::db("creating the schema", e))?;
+    if version == 1 {
+        backfill_subtrees(&tx)?;
+    }
+    // user_version lives in the database header: it commits with the rest.
+    pragma(&tx, "user_version", &SCHEMA_VERSION.to_string())?;
+    tx.commit()
+        .map_err(|e| StoreError::db("committing the schema migration", e))
+}
+
+/// Fill `audit_subtrees` from the stored leaf hashes of a version-1 log
+/// (about 1 s per million entries).
+fn backfill_subtrees(conn: &Connection) -> Result<(), StoreError> {
+    let doing = "adding subtree hashes to a version-1 log";
+    let mut range = CompactRange::new();
+    let mut insert = conn
+        .prepare("INSERT INTO audit_subtrees(last_seq, height, hash) VALUES (?1, ?2, ?3)")
+        .map_err(|e| StoreError::db(doing, e))?;
+    let mut select = conn
+        .prepare("SELECT seq, leaf_hash FROM audit_entries ORDER BY seq")
+        .map_err(|e| StoreError::db(doing, e))?;
+    let mut rows = select.query([]).map_err(|e| StoreError::db(doing, e))?;
+    let mut completed = Vec::with_capacity(64);
+    while let Some(row) = rows.next().map_err(|e| StoreError::db(doing, e))? {
+        let seq: i64 = row.get(0).map_err(|e| StoreError::db(doing, e))?;
+        let hash: Vec<u8> = row.get(1).map_err(|e| StoreError::db(doing, e))?;
+        let seq = seq as u64;
+        if seq != range.size() {
+            return Err(missing_entry(range.size(), seq));
+        }
+        range.push_reporting(to_hash(hash, "leaf hash", seq)?, |s, h| {
+            completed.push((s, *h))
+        });
+        for (subtree, hash) in completed.drain(..) {
+            insert_subtree(&mut insert, subtree, &hash)?;
+        }
+    }
+    Ok(())
+}
+
+fn missing_entry(expected: u64, next: u64) -> StoreError {
+    StoreError::Malformed {
+        what: "audit log",
+        seq: expected,
+        detail: format!("entry {expected} is missing (next stored entry is {next})"),
+    }
+}
+
+fn insert_subtree(
+    insert: &mut rusqlite::Statement<'_>,
+    subtree: Subtree,
+    hash: &Hash,
+) -> Result<(), StoreError> {
+    let last = subtree.last();
+    insert
+        .execute(params![to_i64(last, "seq")?, subtree.height, &hash[..]])
+        .map(|_| ())
+        .map_err(|e| {
+            StoreError::db(
+                format!(
+                    "storing the subtree hash of entries {}..={last}",
+                    subtree.first()
+                ),
+                e,
+            )
+        })
+}
+
 impl SqliteStore {
     /// Open (creating when needed) the store in `dir` for reading and
     /// writing. Creates the directory (mode 0700), the database and the log
@@ -239,24 +352,10 @@ impl SqliteStore {
         }
 
         let db_path = dir.join(DB_FILE);
-        let conn = open_connection(&db_path, false)?;
+        let mut conn = open_connection(&db_path, false)?;
         pragma(&conn, "journal_mode", "WAL")?;
         pragma(&conn, "synchronous", "FULL")?;
-        let version: i64 = conn
-            .query_row("PRAGMA user_version", [], |r| r.get(0))
-            .map_err(|e| StoreError::db("reading the schema version", e))?;
-        if version > SCHEMA_VERSION {
-            return Err(StoreError::Database {
-                doing: format!("opening {}", db_path.display()),
-                message: format!(
-                    "schema version {version} is newer than this warden's {SCHEMA_VERSION}"
-                ),
-                hint: "upgrade warden",
-            });
-        }
-        conn.execute_batch(SCHEMA)
-            .map_err(|e| StoreError::db("creating the schema", e))?;
-        pragma(&conn, "user_version", &SCHEMA_VERSION.to_string())?;
+        migrate(&mut conn, &db_path)?;
         conn.execute(
             "INSERT INTO meta(key, value) VALUES ('origin', ?1), ('verifier_key', ?2)
              ON CONFLICT(key) DO NOTHING",
@@ -306,6 +405,7 @@ impl SqliteStore {
             dir,
             verifier,
             reader: Mutex::new(reader),
+            has_subtrees: true,
             writer: Some(Writer {
                 sender: Mutex::new(Some(sender)),
                 thread: Mutex::new(Some(thread)),
@@ -330,6 +430,7 @@ impl SqliteStore {
             ));
         }
         let reader = open_connection(&db_path, true)?;
+        let version = schema_version(&reader, &db_path)?;
         let key: String = reader
             .query_row(
                 "SELECT value FROM meta WHERE key = 'verifier_key'",
@@ -345,6 +446,7 @@ impl SqliteStore {
             dir,
             verifier,
             reader: Mutex::new(reader),
+            has_subtrees: version >= 2,
             writer: None,
         })
     }
@@ -438,6 +540,83 @@ impl Store for SqliteStore {
             out.push((seq as u64, to_hash(hash, "leaf hash", seq as u64)?));
         }
         Ok(out)
+    }
+
+    fn subtree_hashes(&self, subtrees: &[Subtree]) -> Result<Vec<Hash>, StoreError> {
+        if !self.has_subtrees {
+            return derive_subtree_hashes(self, subtrees);
+        }
+        let conn = self.reader();
+        let mut leaf = conn
+            .prepare_cached("SELECT leaf_hash FROM audit_entries WHERE seq = ?1")
+            .map_err(|e| StoreError::db("reading leaf hashes", e))?;
+        let mut node = conn
+            .prepare_cached("SELECT hash FROM audit_subtrees WHERE last_seq = ?1 AND height = ?2")
+            .map_err(|e| StoreError::db("reading subtree hashes", e))?;
+        subtrees
+            .iter()
+            .map(|s| {
+                let last = s.last();
+                let found: Option<Vec<u8>> = if s.height == 0 {
+                    leaf.query_row([to_i64(last, "seq")?], |r| r.get(0))
+                } else {
+                    node.query_row(params![to_i64(last, "seq")?, s.height], |r| r.get(0))
+                }
+                .optional()
+                .map_err(|e| StoreError::db("reading subtree hashes", e))?;
+                let Some(bytes) = found else {
+                    return Err(StoreError::Malformed {
+                        what: "subtree hash",
+                        seq: last,
+                        detail: format!(
+                            "no stored hash for entries {}..={last} (height {})",
+                            s.first(),
+                            s.height
+                        ),
+                    });
+                };
+                to_hash(bytes, "subtree hash", last)
+            })
+            .collect()
+    }
+
+    fn stored_subtrees(
+        &self,
+        last_seqs: Range<u64>,
+    ) -> Result<Option<Vec<StoredSubtree>>, StoreError> {
+        if !self.has_subtrees {
+            return Ok(None);
+        }
+        let conn = self.reader();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT last_seq, height, hash FROM audit_subtrees
+                 WHERE last_seq >= ?1 AND last_seq < ?2 ORDER BY last_seq, height",
+            )
+            .map_err(|e| StoreError::db("reading subtree hashes", e))?;
+        // Sequence numbers are stored as i64: clamp an open-ended range.
+        let clamp = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        let rows = stmt
+            .query_map(params![clamp(last_seqs.start), clamp(last_seqs.end)], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, i64>(1)?,
+                    r.get::<_, Vec<u8>>(2)?,
+                ))
+            })
+            .map_err(|e| StoreError::db("reading subtree hashes", e))?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (last, height, hash) =
+                row.map_err(|e| StoreError::db("reading subtree hashes", e))?;
+            let last = last as u64;
+            out.push(StoredSubtree {
+                last_seq: last,
+                height: u32::try_from(height).unwrap_or(u32::MAX),
+                hash: to_hash(hash, "subtree hash", last)?,
+            });
+        }
+        Ok(Some(out))
     }
 
     fn log_size(&self) -> Result<u64, StoreError> {
@@ -573,14 +752,7 @@ impl LogState {
             if seq != range.size() {
                 // A gap: appending would hide it. Refuse to write to a
                 // damaged log (the gate then fails closed).
-                return Err(StoreError::Malformed {
-                    what: "audit log",
-                    seq: range.size(),
-                    detail: format!(
-                        "entry {} is missing (next stored entry is {seq})",
-                        range.size()
-                    ),
-                });
+                return Err(missing_entry(range.size(), seq));
             }
             range.push(to_hash(hash, "leaf hash", seq)?);
         }
@@ -685,6 +857,12 @@ impl WriterThread {
                         "INSERT INTO audit_entries(seq, leaf_hash, data) VALUES (?1, ?2, ?3)",
                     )
                     .map_err(|e| StoreError::db("preparing the append", e))?;
+                let mut insert_node = tx
+                    .prepare_cached(
+                        "INSERT INTO audit_subtrees(last_seq, height, hash) VALUES (?1, ?2, ?3)",
+                    )
+                    .map_err(|e| StoreError::db("preparing the append", e))?;
+                let mut completed = Vec::with_capacity(64);
                 for (record, reply) in appends {
                     let seq = self.log.state.range.size();
                     let data = match (Entry { seq, record }).encode() {
@@ -699,7 +877,13 @@ impl WriterThread {
                     insert
                         .execute(params![to_i64(seq, "seq")?, &leaf[..], data])
                         .map_err(|e| StoreError::db(format!("appending entry {seq}"), e))?;
-                    self.log.state.range.push(leaf);
+                    self.log
+                        .state
+                        .range
+                        .push_reporting(leaf, |s, h| completed.push((s, *h)));
+                    for (subtree, hash) in completed.drain(..) {
+                        insert_subtree(&mut insert_node, subtree, &hash)?;
+                    }
                     done.push((
                         reply,
                         Appended {

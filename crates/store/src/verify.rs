@@ -1,8 +1,13 @@
 //! Offline verification of a stored log, and proofs, over any [`Store`].
 
-use warden_audit::{Entry, Hash, LogVerifier, Tree, leaf_hash, verify_consistency};
+use std::iter::Peekable;
 
-use crate::{Store, StoreError, StoredCheckpoint};
+use warden_audit::{
+    CompactRange, Entry, Hash, LogVerifier, ProofError, ProofPlan, Subtree, Tree, leaf_hash,
+    verify_consistency,
+};
+
+use crate::{Store, StoreError, StoredCheckpoint, StoredSubtree};
 
 /// Entries read per query while verifying or building proofs.
 const PAGE: usize = 8192;
@@ -29,7 +34,8 @@ pub struct Problem {
     /// The first sequence number whose integrity cannot be established. For
     /// an entry problem it is that entry; for a checkpoint problem it is the
     /// first entry the checkpoint was supposed to newly attest (the size of
-    /// the previous good checkpoint).
+    /// the previous good checkpoint); for a stored subtree hash it is the
+    /// last entry the subtree covers (whose append stored it).
     pub seq: u64,
     /// What is wrong.
     pub kind: ProblemKind,
@@ -107,6 +113,44 @@ pub enum ProblemKind {
         size: u64,
         /// The proof verifier's message.
         error: String,
+    },
+    /// A stored subtree hash is not the hash of the entries it covers.
+    #[error(
+        "the stored hash of entries {first}..={last} (a subtree of height {height}) is {stored}, but those entries hash to {computed}: the subtree table was altered, and proofs built from it would not verify"
+    )]
+    SubtreeMismatch {
+        /// First entry covered.
+        first: u64,
+        /// Last entry covered.
+        last: u64,
+        /// The subtree covers `2^height` entries.
+        height: u32,
+        /// Hex of the stored hash.
+        stored: String,
+        /// Hex of the hash derived from the entries.
+        computed: String,
+    },
+    /// A subtree hash that appending the entries stored is absent.
+    #[error(
+        "no hash is stored for the subtree of entries {first}..={last} (height {height}): the subtree table was altered, and proofs that need it fail"
+    )]
+    SubtreeMissing {
+        /// First entry covered.
+        first: u64,
+        /// Last entry covered.
+        last: u64,
+        /// The subtree covers `2^height` entries.
+        height: u32,
+    },
+    /// A stored subtree hash that no append would have stored.
+    #[error(
+        "a subtree hash of height {height} is stored for entry {last_seq}, where the log has no such subtree: the subtree table was altered"
+    )]
+    UnexpectedSubtree {
+        /// The entry it is filed under.
+        last_seq: u64,
+        /// Its height.
+        height: u32,
     },
     /// A checkpoint commits to more entries than are stored.
     #[error(
@@ -192,11 +236,54 @@ impl Checker<'_> {
     }
 }
 
+/// Check the stored subtree hashes filed under entry `seq` (just pushed to
+/// `tree`) against the ones `tree` derived.
+fn check_subtrees<'a>(
+    tree: &Tree,
+    seq: u64,
+    stored: &mut Peekable<impl Iterator<Item = &'a StoredSubtree>>,
+) -> Option<ProblemKind> {
+    let unexpected = |r: &StoredSubtree| ProblemKind::UnexpectedSubtree {
+        last_seq: r.last_seq,
+        height: r.height,
+    };
+    if let Some(r) = stored.next_if(|r| r.last_seq < seq || (r.last_seq == seq && r.height == 0)) {
+        return Some(unexpected(r));
+    }
+    for expected in Subtree::completed_by(seq) {
+        let (first, last, height) = (expected.first(), expected.last(), expected.height);
+        let Some(row) = stored.next_if(|r| r.last_seq == seq && r.height == height) else {
+            return Some(ProblemKind::SubtreeMissing {
+                first,
+                last,
+                height,
+            });
+        };
+        // The tree holds every leaf up to `seq`, so it has this subtree.
+        let computed = tree.subtree_hash(expected)?;
+        if computed != row.hash {
+            return Some(ProblemKind::SubtreeMismatch {
+                first,
+                last,
+                height,
+                stored: hex::encode(row.hash),
+                computed: hex::encode(computed),
+            });
+        }
+    }
+    stored.next_if(|r| r.last_seq == seq).map(unexpected)
+}
+
 /// Re-derive the whole log from the stored bytes: every entry decodes and
 /// sits at its own sequence number, every leaf hash matches its record, the
 /// root at every checkpoint matches the signed one, every signature verifies
 /// with `verifier`, and consecutive checkpoints are consistent. Stops at the
 /// first problem.
+///
+/// The stored subtree hashes that proofs are built from
+/// ([`Store::stored_subtrees`]) are not trusted: each is compared with the
+/// hash derived from the entries, and a missing, altered or extra one is a
+/// problem.
 ///
 /// `progress` is called with `(entries checked, entries in total)` after
 /// each page of entries. Errors are storage failures; integrity failures are
@@ -237,9 +324,11 @@ pub fn verify(
             break;
         }
         let page = store.entries(next, PAGE)?;
-        if page.is_empty() {
+        let Some(page_last) = page.last().map(|row| row.seq.min(total - 1)) else {
             break;
-        }
+        };
+        let stored = store.stored_subtrees(next..page_last + 1)?;
+        let mut stored = stored.as_deref().map(|rows| rows.iter().peekable());
         for row in page {
             if row.seq >= total {
                 break;
@@ -278,7 +367,24 @@ pub fn verify(
                 return Ok(report(&checker, next, Some(Problem { seq: next, kind })));
             }
             checker.tree.push(computed);
+            if let Some(kind) = stored
+                .as_mut()
+                .and_then(|rows| check_subtrees(&checker.tree, next, rows))
+            {
+                return Ok(report(&checker, next, Some(Problem { seq: next, kind })));
+            }
             next += 1;
+        }
+        if let Some(row) = stored.as_mut().and_then(Iterator::next) {
+            let kind = ProblemKind::UnexpectedSubtree {
+                last_seq: row.last_seq,
+                height: row.height,
+            };
+            let problem = Problem {
+                seq: row.last_seq,
+                kind,
+            };
+            return Ok(report(&checker, next, Some(problem)));
         }
         if let Some(progress) = progress.as_mut() {
             progress(next, total);
@@ -295,6 +401,20 @@ pub fn verify(
             kind: ProblemKind::CheckpointBeyondLog {
                 size: cp.size,
                 log_size: next,
+            },
+        };
+        return Ok(report(&checker, next, Some(problem)));
+    }
+    // Subtree hashes past the end, read before the size, so that a writer
+    // appending meanwhile cannot make its own rows look orphaned.
+    let beyond = store.stored_subtrees(next..u64::MAX)?;
+    let size_now = store.log_size()?;
+    if let Some(row) = beyond.iter().flatten().find(|row| row.last_seq >= size_now) {
+        let problem = Problem {
+            seq: row.last_seq,
+            kind: ProblemKind::UnexpectedSubtree {
+                last_seq: row.last_seq,
+                height: row.height,
             },
         };
         return Ok(report(&checker, next, Some(problem)));
@@ -320,64 +440,174 @@ pub struct InclusionProof {
     pub hashes: Vec<Hash>,
 }
 
-/// Load the stored leaf hashes of `[0, size)` into a tree.
-fn tree_of(store: &dyn Store, size: u64) -> Result<Tree, StoreError> {
-    let mut tree = Tree::new();
-    while tree.size() < size {
-        let want = usize::try_from(size - tree.size())
-            .unwrap_or(usize::MAX)
-            .min(PAGE * 8);
-        let page = store.leaf_hashes(tree.size(), want)?;
-        if page.is_empty() {
-            break;
+/// A consistency proof, with the two roots it connects.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsistencyProof {
+    /// The older tree size.
+    pub size1: u64,
+    /// The newer tree size.
+    pub size2: u64,
+    /// The root of the tree of `size1` entries.
+    pub root1: Hash,
+    /// The root of the tree of `size2` entries.
+    pub root2: Hash,
+    /// The proof (RFC 6962 `PROOF`).
+    pub hashes: Vec<Hash>,
+}
+
+/// Subtree hashes fetched for a few plans in one [`Store::subtree_hashes`]
+/// call.
+struct Fetched {
+    subtrees: Vec<Subtree>,
+    hashes: Vec<Hash>,
+}
+
+impl Fetched {
+    fn fetch<S: Store + ?Sized>(
+        store: &S,
+        plans: &[&ProofPlan],
+        extra: &[Subtree],
+    ) -> Result<Self, StoreError> {
+        let mut subtrees: Vec<Subtree> = plans.iter().flat_map(|p| p.subtrees()).collect();
+        subtrees.extend_from_slice(extra);
+        subtrees.sort_unstable();
+        subtrees.dedup();
+        let hashes = store.subtree_hashes(&subtrees)?;
+        if hashes.len() != subtrees.len() {
+            return Err(StoreError::Malformed {
+                what: "subtree hashes",
+                seq: 0,
+                detail: format!(
+                    "the store answered {} hashes for {} subtrees",
+                    hashes.len(),
+                    subtrees.len()
+                ),
+            });
         }
-        for (seq, hash) in page {
-            if seq != tree.size() {
+        Ok(Self { subtrees, hashes })
+    }
+
+    fn get(&self, subtree: Subtree) -> Result<Hash, StoreError> {
+        // Every subtree a plan asks for was fetched.
+        self.subtrees
+            .binary_search(&subtree)
+            .map(|i| self.hashes[i])
+            .map_err(|_| StoreError::Malformed {
+                what: "subtree hash",
+                seq: subtree.last(),
+                detail: "not fetched for this proof".into(),
+            })
+    }
+
+    fn answer(&self, plan: &ProofPlan) -> Result<Vec<Hash>, StoreError> {
+        plan.assemble(|s| self.get(s))
+    }
+}
+
+fn check_size<S: Store + ?Sized>(store: &S, size: u64) -> Result<(), StoreError> {
+    let available = store.log_size()?;
+    if size > available {
+        return Err(ProofError::SizeTooLarge { size, available }.into());
+    }
+    Ok(())
+}
+
+pub(crate) fn prove_inclusion<S: Store + ?Sized>(
+    store: &S,
+    seq: u64,
+    size: u64,
+) -> Result<InclusionProof, StoreError> {
+    let plan = ProofPlan::inclusion(seq, size)?;
+    check_size(store, size)?;
+    let root = ProofPlan::root(size);
+    let leaf = Subtree {
+        height: 0,
+        index: seq,
+    };
+    let fetched = Fetched::fetch(store, &[&plan, &root], &[leaf])?;
+    Ok(InclusionProof {
+        seq,
+        size,
+        leaf_hash: fetched.get(leaf)?,
+        root: fetched.answer(&root)?[0],
+        hashes: fetched.answer(&plan)?,
+    })
+}
+
+pub(crate) fn prove_consistency<S: Store + ?Sized>(
+    store: &S,
+    size1: u64,
+    size2: u64,
+) -> Result<ConsistencyProof, StoreError> {
+    let plan = ProofPlan::consistency(size1, size2)?;
+    check_size(store, size2)?;
+    let (root1, root2) = (ProofPlan::root(size1), ProofPlan::root(size2));
+    let fetched = Fetched::fetch(store, &[&plan, &root1, &root2], &[])?;
+    Ok(ConsistencyProof {
+        size1,
+        size2,
+        root1: fetched.answer(&root1)?[0],
+        root2: fetched.answer(&root2)?[0],
+        hashes: fetched.answer(&plan)?,
+    })
+}
+
+/// Subtree hashes derived from the stored leaf hashes: the fallback for a
+/// store that keeps no subtree hashes. Reads every leaf they cover.
+pub(crate) fn derive_subtree_hashes<S: Store + ?Sized>(
+    store: &S,
+    subtrees: &[Subtree],
+) -> Result<Vec<Hash>, StoreError> {
+    subtrees
+        .iter()
+        .map(|s| {
+            let (first, last) = (s.first(), s.last());
+            let mut range = CompactRange::new();
+            let mut next = first;
+            'pages: while next <= last {
+                let want = usize::try_from(last + 1 - next)
+                    .unwrap_or(usize::MAX)
+                    .min(PAGE * 8);
+                let page = store.leaf_hashes(next, want)?;
+                if page.is_empty() {
+                    break;
+                }
+                for (seq, hash) in page.into_iter().take(want) {
+                    if seq != next {
+                        break 'pages;
+                    }
+                    range.push(hash);
+                    next += 1;
+                }
+            }
+            if next != last + 1 {
                 return Err(StoreError::Malformed {
                     what: "audit log",
-                    seq: tree.size(),
-                    detail: format!(
-                        "entry {} is missing (next stored entry is {seq})",
-                        tree.size()
-                    ),
+                    seq: next,
+                    detail: format!("entry {next} is missing"),
                 });
             }
-            tree.push(hash);
-            if tree.size() == size {
-                break;
-            }
-        }
-    }
-    Ok(tree)
+            Ok(range.root())
+        })
+        .collect()
 }
 
 /// The inclusion proof of entry `seq` in the tree of `size` entries (e.g.
-/// the latest checkpoint's size). Reads the stored leaf hashes of
-/// `[0, size)`: `O(size)` I/O, then `O(log² size)` hashing.
+/// the latest checkpoint's size): [`Store::inclusion_proof`].
 pub fn inclusion_proof(
     store: &dyn Store,
     seq: u64,
     size: u64,
 ) -> Result<InclusionProof, StoreError> {
-    let tree = tree_of(store, size)?;
-    let hashes = tree.inclusion_proof(seq, size)?;
-    let leaf_hash = *tree
-        .leaf(seq)
-        .ok_or(warden_audit::ProofError::IndexOutOfRange { index: seq, size })?;
-    Ok(InclusionProof {
-        seq,
-        size,
-        leaf_hash,
-        root: tree.root_at(size)?,
-        hashes,
-    })
+    store.inclusion_proof(seq, size)
 }
 
-/// The consistency proof between the trees of `size1` and `size2` entries.
+/// The consistency proof between the trees of `size1` and `size2` entries:
+/// the hashes of [`Store::consistency_proof`].
 pub fn consistency_proof(
     store: &dyn Store,
     size1: u64,
     size2: u64,
 ) -> Result<Vec<Hash>, StoreError> {
-    Ok(tree_of(store, size2)?.consistency_proof(size1, size2)?)
+    Ok(store.consistency_proof(size1, size2)?.hashes)
 }

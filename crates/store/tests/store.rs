@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use rusqlite::{Connection, params};
 use warden_audit::{
-    Arguments, DecisionRecord, Entry, LogSigner, LogVerifier, Outcome, OutcomeRecord, Record,
-    leaf_hash, verify_consistency, verify_inclusion,
+    Arguments, CompactRange, DecisionRecord, Entry, LogSigner, LogVerifier, Outcome, OutcomeRecord,
+    Record, leaf_hash, verify_consistency, verify_inclusion,
 };
 use warden_store::{
     DB_FILE, KEY_FILE, ProblemKind, SqliteStore, Store, StoreConfig, StoreError, consistency_proof,
@@ -56,6 +56,30 @@ fn log_of(dir: &Path, n: u64, every: u64) -> LogVerifier {
 
 fn raw(dir: &Path) -> Connection {
     Connection::open(dir.join(DB_FILE)).expect("open the database directly")
+}
+
+/// Recompute every stored subtree hash from the stored leaf hashes, as a
+/// forger who altered entries would.
+fn rewrite_subtrees(db: &Connection) {
+    let leaves: Vec<Vec<u8>> = db
+        .prepare("SELECT leaf_hash FROM audit_entries ORDER BY seq")
+        .unwrap()
+        .query_map([], |r| r.get(0))
+        .unwrap()
+        .map(Result::unwrap)
+        .collect();
+    let mut range = CompactRange::new();
+    for leaf in leaves {
+        let mut completed = Vec::new();
+        range.push_reporting(leaf.try_into().unwrap(), |s, h| completed.push((s, *h)));
+        for (s, h) in completed {
+            db.execute(
+                "UPDATE audit_subtrees SET hash = ?1 WHERE last_seq = ?2 AND height = ?3",
+                params![&h[..], s.last() as i64, s.height],
+            )
+            .unwrap();
+        }
+    }
 }
 
 fn check(dir: &Path, verifier: &LogVerifier) -> warden_store::VerifyReport {
@@ -388,6 +412,23 @@ fn changing_a_record_and_its_stored_hash_is_caught_by_the_signed_root() {
         params![data, &leaf_hash(&data)[..]],
     )
     .unwrap();
+    // Left alone, the subtree hashes stored at append time give it away.
+    let problem = check(dir.path(), &verifier).problem.expect("detected");
+    assert_eq!(problem.seq, 23, "{problem}");
+    assert!(
+        matches!(
+            problem.kind,
+            ProblemKind::SubtreeMismatch {
+                first: 22,
+                last: 23,
+                height: 1,
+                ..
+            }
+        ),
+        "{problem}"
+    );
+    // A careful forger recomputes them too: the signed root still holds.
+    rewrite_subtrees(&db);
     let problem = check(dir.path(), &verifier).problem.expect("detected");
     // Entries from 20 (the last good checkpoint) on are no longer attested.
     assert_eq!(problem.seq, 20, "{problem}");
