@@ -4,9 +4,12 @@
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
+mod audit_cmd;
 mod check;
 mod input;
+mod intent_cmd;
 mod policy_cmd;
+mod state;
 
 /// Exit code for usage and input errors.
 pub const EXIT_USAGE: u8 = 2;
@@ -31,6 +34,11 @@ enum Command {
     /// Write, lint, test and explain policies.
     #[command(subcommand)]
     Policy(policy_cmd::Command),
+    /// Classify a text (SQL, shell, URL, path) and print its intents and findings as JSON.
+    Intent(intent_cmd::Args),
+    /// Verify, export and prove the audit log in --data-dir.
+    #[command(subcommand)]
+    Audit(audit_cmd::Command),
 }
 
 fn main() -> ExitCode {
@@ -41,6 +49,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Check(args) => check::run(args),
         Command::Policy(cmd) => policy_cmd::run(cmd),
+        Command::Intent(args) => intent_cmd::run(args),
+        Command::Audit(cmd) => audit_cmd::run(cmd),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -136,6 +136,20 @@ fn explain(policy_path: &str, action_path: &str) -> Result<u8> {
                 .map(|t| format!(" on tool '{t}'"))
                 .unwrap_or_default()
         );
+        // What the classifier read from the arguments, and the evidence for it.
+        let intents: Vec<&str> = decision.intents.iter().map(|i| i.as_str()).collect();
+        println!("intents: {}", intents.join(", "));
+        for f in &decision.findings {
+            println!(
+                "  {:<20} {} (argument {}, {} parser, bytes {}..{})",
+                f.intent.as_str(),
+                warden_policy::printable(&f.evidence),
+                f.argument.as_deref().unwrap_or("-"),
+                f.kind,
+                f.span.start,
+                f.span.end
+            );
+        }
         for t in &trace.traces {
             let r = t.rule;
             let at = format!("{}:{}", r.origin.file, r.origin.line);

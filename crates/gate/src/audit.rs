@@ -37,7 +37,9 @@ pub(crate) fn record(
             policy: decision.policy,
             ..Decision::error(
                 reason::AUDIT_UNAVAILABLE,
-                format!("the decision could not be recorded in the audit log, so the action is denied: {e}"),
+                format!(
+                    "the decision could not be recorded in the audit log, so the action is denied: {e}"
+                ),
                 decision.action_hash,
             )
         },
@@ -50,9 +52,13 @@ pub(crate) fn decision_record(
     action: &Action,
     decision: &Decision,
 ) -> DecisionRecord {
-    let json = action
+    // A transform's rewritten arguments are recorded, not the originals: what
+    // the policy redacts never lands in the log (the action hash still
+    // commits to the original action).
+    let json = decision
         .args
         .as_ref()
+        .or(action.args.as_ref())
         .map_or_else(|| "{}".to_string(), crate::canonical::to_string);
     let by_hash = policy.is_some_and(|p| p.audit().arguments == AuditArguments::Hash)
         || json.len() > MAX_INLINE_ARGUMENTS_BYTES;
@@ -66,11 +72,18 @@ pub(crate) fn decision_record(
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)),
         agent: clip(action.agent.as_deref().unwrap_or_default(), MAX_NAME_BYTES),
-        session: clip(action.session.as_deref().unwrap_or_default(), MAX_NAME_BYTES),
+        session: clip(
+            action.session.as_deref().unwrap_or_default(),
+            MAX_NAME_BYTES,
+        ),
         point: action.point.as_str().to_string(),
         tool: clip(action.tool.as_deref().unwrap_or_default(), MAX_NAME_BYTES),
         arguments,
-        intents: decision.intents.iter().map(|i| i.as_str().to_string()).collect(),
+        intents: decision
+            .intents
+            .iter()
+            .map(|i| i.as_str().to_string())
+            .collect(),
         verdict: decision.verdict.as_str().to_string(),
         rule: decision.rule.clone(),
         reason: clip(&decision.reason, MAX_TEXT_BYTES),

@@ -101,7 +101,10 @@ fn oversized_arguments_are_recorded_by_hash() {
         serde_json::from_value(json!({"point": "input", "args": {"text": big}})).unwrap();
     let d = gate.decide(&a);
     assert_eq!(d.seq, Some(0), "{d:?}");
-    assert!(matches!(only_decision(&store).arguments, Arguments::Sha256(_)));
+    assert!(matches!(
+        only_decision(&store).arguments,
+        Arguments::Sha256(_)
+    ));
 }
 
 #[test]
@@ -164,4 +167,26 @@ fn explaining_records_nothing() {
     let (d, _) = gate.explain(&action());
     assert_eq!(d.seq, None);
     assert_eq!(store.log_size().unwrap(), 0);
+}
+
+#[test]
+fn redacted_arguments_never_reach_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let text = "version: warden/v1\nname: r\ndefault: allow\nrules:\n  - id: redact\n    match: {tool: ticket.create}\n    verdict: transform\n    transform: [{path: password, redact: true}]\n";
+    let gate =
+        Gate::new(compile(parse("p.yaml", text).unwrap()).unwrap()).with_audit(store.clone());
+    let a: Action = serde_json::from_value(json!({
+        "point": "pre_tool_call", "tool": "ticket.create",
+        "args": {"title": "login", "password": "hunter2"}
+    }))
+    .unwrap();
+    let d = gate.decide(&a);
+    assert_eq!(d.verdict, Verdict::Transform);
+    let Arguments::Json(recorded) = only_decision(&store).arguments else {
+        panic!("expected the arguments in full");
+    };
+    assert!(!recorded.contains("hunter2"), "{recorded}");
+    assert!(recorded.contains("[REDACTED]"), "{recorded}");
+    assert_eq!(only_decision(&store).action_hash, a.hash());
 }

@@ -41,7 +41,10 @@ fn call(tool: &str, args: Value) -> Action {
 
 #[test]
 fn destructive_sql_is_denied_from_its_text_alone() {
-    let d = gate().decide(&call("db.query", json!({"sql": "/* tidy */ DrOp TABLE users"})));
+    let d = gate().decide(&call(
+        "db.query",
+        json!({"sql": "/* tidy */ DrOp TABLE users"}),
+    ));
     assert_eq!(d.verdict, Verdict::Deny);
     assert_eq!(d.rule.as_deref(), Some("no-destruction"));
     assert_eq!(d.intents, [Intent::Destructive]);
@@ -52,7 +55,10 @@ fn destructive_sql_is_denied_from_its_text_alone() {
 
 #[test]
 fn a_dangerous_word_inside_data_is_read_only() {
-    let d = gate().decide(&call("db.query", json!({"sql": "SELECT 'DROP TABLE users'"})));
+    let d = gate().decide(&call(
+        "db.query",
+        json!({"sql": "SELECT 'DROP TABLE users'"}),
+    ));
     assert_eq!(d.verdict, Verdict::Allow, "{d:?}");
     assert_eq!(d.intents, [Intent::ReadOnly]);
     assert!(d.findings.is_empty());
@@ -79,9 +85,15 @@ fn text_arguments_are_data_and_are_not_read() {
 #[test]
 fn egress_allowlist_judges_url_hosts() {
     let g = gate();
-    let inside = g.decide(&call("http.get", json!({"url": "https://api.example.com/v1"})));
+    let inside = g.decide(&call(
+        "http.get",
+        json!({"url": "https://api.example.com/v1"}),
+    ));
     assert_eq!(inside.verdict, Verdict::Allow, "{inside:?}");
-    let outside = g.decide(&call("http.get", json!({"url": "https://api.example.com@evil.io/v1"})));
+    let outside = g.decide(&call(
+        "http.get",
+        json!({"url": "https://api.example.com@evil.io/v1"}),
+    ));
     assert_eq!(outside.verdict, Verdict::Deny, "{outside:?}");
     assert_eq!(outside.rule.as_deref(), Some("no-exfiltration"));
 }
