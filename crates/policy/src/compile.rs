@@ -227,7 +227,10 @@ pub fn compile(policy: Policy) -> Result<CompiledPolicy, PolicyError> {
     let mut tool_args = HashMap::new();
     for (name, spec) in &policy.tools {
         if !spec.args.is_empty() {
-            tool_args.insert(name.clone(), ToolArgs::from_spec(spec).map_err(config_error)?);
+            tool_args.insert(
+                name.clone(),
+                ToolArgs::from_spec(spec).map_err(config_error)?,
+            );
         }
     }
     let egress = match &policy.egress {

@@ -399,8 +399,12 @@ impl Loader<'_> {
         if !matches!(node.value, Value::Seq(_)) {
             let kind = node.value.kind();
             self.diags.push(
-                Diagnostic::new(file, node.pos, format!("expected a list for 'egress', found {kind}"))
-                    .hint("write 'egress: [api.example.com, \"*.example.org\"]'"),
+                Diagnostic::new(
+                    file,
+                    node.pos,
+                    format!("expected a list for 'egress', found {kind}"),
+                )
+                .hint("write 'egress: [api.example.com, \"*.example.org\"]'"),
             );
             return;
         }

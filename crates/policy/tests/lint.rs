@@ -464,7 +464,9 @@ fn audit_arguments_must_be_full_or_hash() {
     let e = errors(&format!("{HEAD}audit: {{arguments: hsh}}\n"));
     assert_eq!(
         e,
-        ["p.yaml:4:20: invalid audit.arguments 'hsh': expected 'full' or 'hash' (did you mean 'hash'?)"]
+        [
+            "p.yaml:4:20: invalid audit.arguments 'hsh': expected 'full' or 'hash' (did you mean 'hash'?)"
+        ]
     );
     let e = errors(&format!("{HEAD}audit: {{argument: hash}}\n"));
     assert_eq!(
@@ -497,6 +499,9 @@ fn included_files_must_agree_on_audit_settings() {
 
 #[test]
 fn known_intents_are_the_classifiers_intents() {
-    let classifier: Vec<&str> = warden_intent::Intent::ALL.iter().map(|i| i.as_str()).collect();
+    let classifier: Vec<&str> = warden_intent::Intent::ALL
+        .iter()
+        .map(|i| i.as_str())
+        .collect();
     assert_eq!(warden_policy::KNOWN_INTENTS, classifier.as_slice());
 }
