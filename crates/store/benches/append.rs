@@ -1,7 +1,10 @@
 //! Benchmarks (harness = false) of the SQLite store:
 //!
 //! * durable append with 32 concurrent writers: records/s, p50/p99 latency;
-//! * `verify` of a 1,000,000-entry log read back from disk.
+//! * `verify` of a 1,000,000-entry log read back from disk;
+//! * store-level inclusion and consistency proofs on that log (a store
+//!   opened read-only, as `warden audit prove` does): p50/p99;
+//! * adding the subtree hashes to that log as if schema version 1 wrote it.
 //!
 //! Run: `cargo bench -p warden-store --bench append` (set
 //! `WARDEN_BENCH_VERIFY_ENTRIES=0` to skip the verify part). The database
@@ -11,11 +14,14 @@ use std::sync::{Arc, Barrier};
 use std::time::{Duration, Instant};
 
 use warden_audit::{Arguments, DecisionRecord, Record};
-use warden_store::{SqliteStore, Store, StoreConfig, inclusion_proof, verify};
+use warden_audit::{verify_consistency, verify_inclusion};
+use warden_store::{DB_FILE, SqliteStore, Store, StoreConfig, verify};
 
 const WRITERS: usize = 32;
 const PER_WRITER: usize = 4000;
 const RUNS: usize = 3;
+/// Proofs timed per kind.
+const PROOFS: usize = 2000;
 
 fn decision(n: u64) -> Record {
     Record::Decision(DecisionRecord {
@@ -36,6 +42,22 @@ fn decision(n: u64) -> Record {
         policy_name: "prod".into(),
         policy_hash: "ab".repeat(32),
     })
+}
+
+fn us(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e6
+}
+
+/// p50 / p99 / max of `times`, in microseconds.
+fn summary(mut times: Vec<Duration>) -> String {
+    times.sort();
+    format!(
+        "p50 {:.1} us, p99 {:.1} us, max {:.1} us ({} proofs)",
+        us(percentile(&times, 0.50)),
+        us(percentile(&times, 0.99)),
+        us(times[times.len() - 1]),
+        times.len()
+    )
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -146,17 +168,71 @@ fn main() {
             .collect::<Vec<_>>()
     );
 
+    // A fast deterministic sequence (xorshift).
+    let mut x = 0x9E37_79B9_7F4A_7C15u64;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
     let store = SqliteStore::open_read_only(dir.path()).expect("open read-only");
-    let mut times = Vec::new();
-    for i in 0..RUNS as u64 {
+    let start = Instant::now();
+    let first = store.inclusion_proof(size / 3, size).expect("proof");
+    let cold = start.elapsed();
+    let (mut at_size, mut below) = (Vec::new(), Vec::new());
+    for _ in 0..PROOFS {
+        let seq = next() % size;
         let start = Instant::now();
-        let proof = inclusion_proof(&store, (i * 7919 * 104_729) % size, size).expect("proof");
-        times.push(start.elapsed());
-        assert!(!proof.hashes.is_empty());
+        let proof = store.inclusion_proof(seq, size).expect("proof");
+        at_size.push(start.elapsed());
+        verify_inclusion(&proof.leaf_hash, seq, size, &proof.hashes, &proof.root).expect("valid");
+
+        let smaller = 1 + next() % size;
+        let seq = next() % smaller;
+        let start = Instant::now();
+        let proof = store.inclusion_proof(seq, smaller).expect("proof");
+        below.push(start.elapsed());
+        verify_inclusion(&proof.leaf_hash, seq, smaller, &proof.hashes, &proof.root)
+            .expect("valid");
     }
-    times.sort();
-    println!(
-        "store-level inclusion proof at size {size} (reads every stored leaf hash, then proves): median {:.3} s",
-        times[RUNS / 2].as_secs_f64()
+    assert_eq!(
+        first.root,
+        store.inclusion_proof(0, size).expect("proof").root
     );
+    println!(
+        "store-level inclusion proof (with leaf hash and root), {size}-entry log opened read-only: first after open {:.1} us; at size {size}: {}; at random sizes below: {}",
+        us(cold),
+        summary(at_size),
+        summary(below)
+    );
+    let mut consistency = Vec::new();
+    for _ in 0..PROOFS {
+        let size2 = 1 + next() % size;
+        let size1 = 1 + next() % size2;
+        let start = Instant::now();
+        let proof = store.consistency_proof(size1, size2).expect("proof");
+        consistency.push(start.elapsed());
+        verify_consistency(size1, size2, &proof.hashes, &proof.root1, &proof.root2).expect("valid");
+    }
+    println!(
+        "store-level consistency proof (with both roots) between random sizes <= {size}: {}",
+        summary(consistency)
+    );
+    drop(store);
+
+    // What opening a log written by schema version 1 costs: the subtree
+    // hashes of every entry are added in one transaction.
+    let db = rusqlite::Connection::open(dir.path().join(DB_FILE)).expect("open db");
+    db.execute_batch("DROP TABLE audit_subtrees; PRAGMA user_version = 1;")
+        .expect("downgrade");
+    drop(db);
+    let start = Instant::now();
+    let store =
+        SqliteStore::open(dir.path(), StoreConfig::new("bench.example/warden")).expect("migrate");
+    println!(
+        "opening a {size}-entry version-1 log for writing (backfills its subtree hashes): {:.2} s",
+        start.elapsed().as_secs_f64()
+    );
+    store.close().expect("close");
 }

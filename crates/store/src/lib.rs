@@ -6,6 +6,10 @@
 //! gate can return a verdict only after its record is safe. Concurrent
 //! appends are batched into one transaction by a single writer thread
 //! (group commit). [`verify`] re-derives everything from the stored bytes.
+//! The store also keeps the hash of every perfect subtree of the log, so
+//! [`Store::inclusion_proof`] and [`Store::consistency_proof`] read
+//! `O(log n)` hashes; `verify` checks those hashes too rather than trust
+//! them. [`entries_from`] walks the entries for export and `tail -f`.
 //!
 //! The trait is synchronous (the gate is) and says nothing about SQL, so a
 //! PostgreSQL implementation can follow without changing callers.
@@ -188,4 +192,62 @@ pub trait Store: Send + Sync {
     /// Write a final checkpoint and stop writing. Later appends fail with
     /// [`StoreError::Closed`]. Calling it twice is harmless.
     fn close(&self) -> Result<(), StoreError>;
+}
+
+/// Entries read per query by [`entries_from`].
+const ENTRY_PAGE: usize = 1024;
+
+/// The entries from `from_seq` on, in order, read a page at a time: what
+/// `export --from SEQ` and `tail -f` walk. Memory stays at one page however
+/// long the log is.
+///
+/// The iterator returns `None` at the end of the log as it is then; calling
+/// `next` again later yields the entries appended since, so following a
+/// growing log is a loop around it with a pause.
+pub fn entries_from(store: &dyn Store, from_seq: u64) -> Entries<'_> {
+    Entries {
+        store,
+        next_seq: from_seq,
+        page: Vec::new().into_iter(),
+    }
+}
+
+/// Iterator returned by [`entries_from`].
+pub struct Entries<'a> {
+    store: &'a dyn Store,
+    next_seq: u64,
+    page: std::vec::IntoIter<StoredEntry>,
+}
+
+impl Entries<'_> {
+    /// The sequence number the next entry is read from: one past the last
+    /// entry returned.
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+}
+
+impl std::fmt::Debug for Entries<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Entries")
+            .field("next_seq", &self.next_seq)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Iterator for Entries<'_> {
+    type Item = Result<StoredEntry, StoreError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.page.len() == 0 {
+            match self.store.entries(self.next_seq, ENTRY_PAGE) {
+                Ok(page) => self.page = page.into_iter(),
+                // The position is kept: calling again retries.
+                Err(e) => return Some(Err(e)),
+            }
+        }
+        let entry = self.page.next()?;
+        self.next_seq = entry.seq.saturating_add(1);
+        Some(Ok(entry))
+    }
 }

@@ -47,15 +47,15 @@ CREATE TABLE IF NOT EXISTS audit_checkpoints (
     peaks              BLOB NOT NULL,
     created_unix_nanos INTEGER NOT NULL
 );
--- The hash of every perfect subtree of height >= 1 (2^height entries
--- ending at last_seq), written in the transaction that appends last_seq.
--- Derived data: proofs read O(log n) rows of it; verify recomputes it.
+-- The hash of every perfect subtree of height >= 1: the 2^height entries
+-- ending at last_seq, with id = last_seq * 64 + height (an integer key is
+-- the fastest lookup, and rows sort by the entry that completed them).
+-- Written in the transaction that appends last_seq. Derived data: proofs
+-- read O(log n) rows of it; verify recomputes every one.
 CREATE TABLE IF NOT EXISTS audit_subtrees (
-    last_seq INTEGER NOT NULL,
-    height   INTEGER NOT NULL,
-    hash     BLOB NOT NULL,
-    PRIMARY KEY (last_seq, height)
-) WITHOUT ROWID;
+    id   INTEGER PRIMARY KEY,
+    hash BLOB NOT NULL
+);
 CREATE TABLE IF NOT EXISTS meta (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL
@@ -128,8 +128,9 @@ enum Command {
 /// [`Store::append`] hands its record to the writer thread over a channel
 /// and blocks on a one-shot reply. The writer takes every request waiting in
 /// the channel (up to [`MAX_BATCH`]), assigns sequence numbers, encodes and
-/// hashes each record, inserts them in **one** transaction (with any
-/// checkpoint that falls due), commits, and only then answers each caller.
+/// hashes each record, inserts them in **one** transaction (with the hashes
+/// of the perfect subtrees they complete, and any checkpoint that falls
+/// due), commits, and only then answers each caller.
 /// While it syncs, new requests queue up and form the next batch, so one
 /// sync is shared by many appends. If the commit fails, every caller in the
 /// batch gets the error and the in-memory tree state is rolled back.
@@ -172,6 +173,18 @@ fn open_connection(path: &Path, read_only: bool) -> Result<Connection, StoreErro
         .map_err(|e| StoreError::db(format!("opening {}", path.display()), e))?;
     conn.busy_timeout(Duration::from_secs(10))
         .map_err(|e| StoreError::db("setting busy_timeout", e))?;
+    Ok(conn)
+}
+
+/// The connection that answers reads: room for the statements of proofs
+/// of every shape (their SQL depends on how many hashes they need), and a
+/// page cache that holds the subtree hashes proofs seek in.
+fn open_reader(path: &Path, read_only: bool) -> Result<Connection, StoreError> {
+    let conn = open_connection(path, read_only)?;
+    conn.set_prepared_statement_cache_capacity(256);
+    // 64 MiB of page cache (filled only as pages are read): the subtree
+    // hashes of a million entries take about 45 MiB, and proofs seek there.
+    pragma(&conn, "cache_size", "-65536")?;
     Ok(conn)
 }
 
@@ -246,7 +259,7 @@ fn backfill_subtrees(conn: &Connection) -> Result<(), StoreError> {
     let doing = "adding subtree hashes to a version-1 log";
     let mut range = CompactRange::new();
     let mut insert = conn
-        .prepare("INSERT INTO audit_subtrees(last_seq, height, hash) VALUES (?1, ?2, ?3)")
+        .prepare("INSERT INTO audit_subtrees(id, hash) VALUES (?1, ?2)")
         .map_err(|e| StoreError::db(doing, e))?;
     let mut select = conn
         .prepare("SELECT seq, leaf_hash FROM audit_entries ORDER BY seq")
@@ -270,6 +283,17 @@ fn backfill_subtrees(conn: &Connection) -> Result<(), StoreError> {
     Ok(())
 }
 
+/// The `audit_subtrees` key of the subtree of `height` ending at `last`.
+fn subtree_id(last: u64, height: u32) -> Result<i64, StoreError> {
+    last.checked_mul(64)
+        .and_then(|v| i64::try_from(v + u64::from(height)).ok())
+        .ok_or(StoreError::Malformed {
+            what: "seq",
+            seq: last,
+            detail: "too large to key a subtree hash (the limit is 2^57)".into(),
+        })
+}
+
 fn missing_entry(expected: u64, next: u64) -> StoreError {
     StoreError::Malformed {
         what: "audit log",
@@ -285,7 +309,7 @@ fn insert_subtree(
 ) -> Result<(), StoreError> {
     let last = subtree.last();
     insert
-        .execute(params![to_i64(last, "seq")?, subtree.height, &hash[..]])
+        .execute(params![subtree_id(last, subtree.height)?, &hash[..]])
         .map(|_| ())
         .map_err(|e| {
             StoreError::db(
@@ -296,6 +320,81 @@ fn insert_subtree(
                 e,
             )
         })
+}
+
+/// Most subtrees looked up by one statement (a proof at size 2^40 needs
+/// about 80).
+const MAX_LOOKUP: usize = 64;
+
+/// Append the hashes of `subtrees` to `out`, in order, with one statement:
+/// per-statement overhead, not the B-tree seeks, dominates a proof's cost.
+fn lookup_subtrees(
+    conn: &Connection,
+    subtrees: &[Subtree],
+    out: &mut Vec<Hash>,
+) -> Result<(), StoreError> {
+    let doing = "reading subtree hashes";
+    let (leaves, nodes): (Vec<&Subtree>, Vec<&Subtree>) =
+        subtrees.iter().partition(|s| s.height == 0);
+    // The SQL depends only on the two counts, so few statements are cached.
+    let mut sql = String::with_capacity(128 + 8 * subtrees.len());
+    let mut params: Vec<i64> = Vec::with_capacity(2 * subtrees.len());
+    if !nodes.is_empty() {
+        sql.push_str("SELECT id, hash FROM audit_subtrees WHERE id IN (");
+        for (i, s) in nodes.iter().enumerate() {
+            sql.push_str(if i == 0 { "?" } else { ",?" });
+            params.push(subtree_id(s.last(), s.height)?);
+        }
+        sql.push(')');
+    }
+    if !leaves.is_empty() {
+        if !nodes.is_empty() {
+            sql.push_str(" UNION ALL ");
+        }
+        // Leaves answer as height 0: id = seq * 64.
+        sql.push_str("SELECT seq * 64, leaf_hash FROM audit_entries WHERE seq IN (");
+        for (i, s) in leaves.iter().enumerate() {
+            sql.push_str(if i == 0 { "?" } else { ",?" });
+            params.push(to_i64(s.last(), "seq")?);
+        }
+        sql.push(')');
+    }
+    if params.is_empty() {
+        return Ok(());
+    }
+    let mut stmt = conn
+        .prepare_cached(&sql)
+        .map_err(|e| StoreError::db(doing, e))?;
+    let rows = stmt
+        .query_map(rusqlite::params_from_iter(params.iter()), |r| {
+            Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?))
+        })
+        .map_err(|e| StoreError::db(doing, e))?;
+    let mut found: Vec<(i64, Vec<u8>)> = Vec::with_capacity(subtrees.len());
+    for row in rows {
+        found.push(row.map_err(|e| StoreError::db(doing, e))?);
+    }
+    for s in subtrees {
+        let last = s.last();
+        let id = subtree_id(last, s.height)?;
+        let Some(i) = found.iter().position(|(key, _)| *key == id) else {
+            return Err(StoreError::Malformed {
+                what: "subtree hash",
+                seq: last,
+                detail: format!(
+                    "no stored hash for entries {}..={last} (height {})",
+                    s.first(),
+                    s.height
+                ),
+            });
+        };
+        out.push(to_hash(
+            std::mem::take(&mut found[i].1),
+            "subtree hash",
+            last,
+        )?);
+    }
+    Ok(())
 }
 
 impl SqliteStore {
@@ -386,7 +485,7 @@ impl SqliteStore {
 
         let state = LogState::load(&conn)?;
         let verifier = signer.verifier();
-        let reader = open_connection(&db_path, false)?;
+        let reader = open_reader(&db_path, false)?;
         let (sender, receiver) = mpsc::channel();
         let mut worker = WriterThread {
             conn,
@@ -429,7 +528,7 @@ impl SqliteStore {
                 "check --data-dir; a log is created by the first command that writes",
             ));
         }
-        let reader = open_connection(&db_path, true)?;
+        let reader = open_reader(&db_path, true)?;
         let version = schema_version(&reader, &db_path)?;
         let key: String = reader
             .query_row(
@@ -547,37 +646,11 @@ impl Store for SqliteStore {
             return derive_subtree_hashes(self, subtrees);
         }
         let conn = self.reader();
-        let mut leaf = conn
-            .prepare_cached("SELECT leaf_hash FROM audit_entries WHERE seq = ?1")
-            .map_err(|e| StoreError::db("reading leaf hashes", e))?;
-        let mut node = conn
-            .prepare_cached("SELECT hash FROM audit_subtrees WHERE last_seq = ?1 AND height = ?2")
-            .map_err(|e| StoreError::db("reading subtree hashes", e))?;
-        subtrees
-            .iter()
-            .map(|s| {
-                let last = s.last();
-                let found: Option<Vec<u8>> = if s.height == 0 {
-                    leaf.query_row([to_i64(last, "seq")?], |r| r.get(0))
-                } else {
-                    node.query_row(params![to_i64(last, "seq")?, s.height], |r| r.get(0))
-                }
-                .optional()
-                .map_err(|e| StoreError::db("reading subtree hashes", e))?;
-                let Some(bytes) = found else {
-                    return Err(StoreError::Malformed {
-                        what: "subtree hash",
-                        seq: last,
-                        detail: format!(
-                            "no stored hash for entries {}..={last} (height {})",
-                            s.first(),
-                            s.height
-                        ),
-                    });
-                };
-                to_hash(bytes, "subtree hash", last)
-            })
-            .collect()
+        let mut out = Vec::with_capacity(subtrees.len());
+        for chunk in subtrees.chunks(MAX_LOOKUP) {
+            lookup_subtrees(&conn, chunk, &mut out)?;
+        }
+        Ok(out)
     }
 
     fn stored_subtrees(
@@ -590,29 +663,24 @@ impl Store for SqliteStore {
         let conn = self.reader();
         let mut stmt = conn
             .prepare_cached(
-                "SELECT last_seq, height, hash FROM audit_subtrees
-                 WHERE last_seq >= ?1 AND last_seq < ?2 ORDER BY last_seq, height",
+                "SELECT id, hash FROM audit_subtrees WHERE id >= ?1 AND id < ?2 ORDER BY id",
             )
             .map_err(|e| StoreError::db("reading subtree hashes", e))?;
-        // Sequence numbers are stored as i64: clamp an open-ended range.
-        let clamp = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        // Clamp an open-ended range to the keys SQLite can hold.
+        let key = |seq: u64| i64::try_from(seq.saturating_mul(64)).unwrap_or(i64::MAX);
         let rows = stmt
-            .query_map(params![clamp(last_seqs.start), clamp(last_seqs.end)], |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, i64>(1)?,
-                    r.get::<_, Vec<u8>>(2)?,
-                ))
+            .query_map(params![key(last_seqs.start), key(last_seqs.end)], |r| {
+                Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?))
             })
             .map_err(|e| StoreError::db("reading subtree hashes", e))?;
         let mut out = Vec::new();
         for row in rows {
-            let (last, height, hash) =
-                row.map_err(|e| StoreError::db("reading subtree hashes", e))?;
-            let last = last as u64;
+            let (id, hash) = row.map_err(|e| StoreError::db("reading subtree hashes", e))?;
+            // The range starts at >= 0, so id is not negative.
+            let last = id as u64 >> 6;
             out.push(StoredSubtree {
                 last_seq: last,
-                height: u32::try_from(height).unwrap_or(u32::MAX),
+                height: (id & 63) as u32,
                 hash: to_hash(hash, "subtree hash", last)?,
             });
         }
@@ -858,9 +926,7 @@ impl WriterThread {
                     )
                     .map_err(|e| StoreError::db("preparing the append", e))?;
                 let mut insert_node = tx
-                    .prepare_cached(
-                        "INSERT INTO audit_subtrees(last_seq, height, hash) VALUES (?1, ?2, ?3)",
-                    )
+                    .prepare_cached("INSERT INTO audit_subtrees(id, hash) VALUES (?1, ?2)")
                     .map_err(|e| StoreError::db("preparing the append", e))?;
                 let mut completed = Vec::with_capacity(64);
                 for (record, reply) in appends {

@@ -463,8 +463,13 @@ struct Fetched {
 }
 
 impl Fetched {
+    /// Fetch what `plans` and `extra` need from the tree of `size`, whose
+    /// root plan is among `plans`. That plan includes the subtree ending at
+    /// entry `size - 1`, so when every hash is found the log holds `size`
+    /// entries; the size is read only to explain a failure.
     fn fetch<S: Store + ?Sized>(
         store: &S,
+        size: u64,
         plans: &[&ProofPlan],
         extra: &[Subtree],
     ) -> Result<Self, StoreError> {
@@ -472,7 +477,16 @@ impl Fetched {
         subtrees.extend_from_slice(extra);
         subtrees.sort_unstable();
         subtrees.dedup();
-        let hashes = store.subtree_hashes(&subtrees)?;
+        let hashes = match store.subtree_hashes(&subtrees) {
+            Ok(hashes) => hashes,
+            Err(e) => {
+                let available = store.log_size()?;
+                if size > available {
+                    return Err(ProofError::SizeTooLarge { size, available }.into());
+                }
+                return Err(e);
+            }
+        };
         if hashes.len() != subtrees.len() {
             return Err(StoreError::Malformed {
                 what: "subtree hashes",
@@ -504,27 +518,18 @@ impl Fetched {
     }
 }
 
-fn check_size<S: Store + ?Sized>(store: &S, size: u64) -> Result<(), StoreError> {
-    let available = store.log_size()?;
-    if size > available {
-        return Err(ProofError::SizeTooLarge { size, available }.into());
-    }
-    Ok(())
-}
-
 pub(crate) fn prove_inclusion<S: Store + ?Sized>(
     store: &S,
     seq: u64,
     size: u64,
 ) -> Result<InclusionProof, StoreError> {
     let plan = ProofPlan::inclusion(seq, size)?;
-    check_size(store, size)?;
     let root = ProofPlan::root(size);
     let leaf = Subtree {
         height: 0,
         index: seq,
     };
-    let fetched = Fetched::fetch(store, &[&plan, &root], &[leaf])?;
+    let fetched = Fetched::fetch(store, size, &[&plan, &root], &[leaf])?;
     Ok(InclusionProof {
         seq,
         size,
@@ -540,9 +545,8 @@ pub(crate) fn prove_consistency<S: Store + ?Sized>(
     size2: u64,
 ) -> Result<ConsistencyProof, StoreError> {
     let plan = ProofPlan::consistency(size1, size2)?;
-    check_size(store, size2)?;
     let (root1, root2) = (ProofPlan::root(size1), ProofPlan::root(size2));
-    let fetched = Fetched::fetch(store, &[&plan, &root1, &root2], &[])?;
+    let fetched = Fetched::fetch(store, size2, &[&plan, &root1, &root2], &[])?;
     Ok(ConsistencyProof {
         size1,
         size2,

@@ -226,7 +226,7 @@ fn an_altered_subtree_hash_is_detected_at_its_last_entry_and_breaks_proofs() {
     // The subtree of entries 64..=127 (height 6).
     let problem = problem_after(
         dir.path(),
-        "UPDATE audit_subtrees SET hash = zeroblob(32) WHERE last_seq = 127 AND height = 6",
+        "UPDATE audit_subtrees SET hash = zeroblob(32) WHERE id = 127 * 64 + 6",
     );
     assert_eq!(problem.seq, 127, "{problem}");
     assert!(
@@ -267,7 +267,7 @@ fn a_deleted_subtree_hash_is_detected() {
     append(dir.path(), 50);
     let problem = problem_after(
         dir.path(),
-        "DELETE FROM audit_subtrees WHERE last_seq = 31 AND height = 2",
+        "DELETE FROM audit_subtrees WHERE id = 31 * 64 + 2",
     );
     assert_eq!(problem.seq, 31, "{problem}");
     assert_eq!(
@@ -287,7 +287,7 @@ fn an_extra_subtree_row_is_detected_inside_and_beyond_the_log() {
     // Entry 10 completes no subtree (10 is even).
     let problem = problem_after(
         dir.path(),
-        "INSERT INTO audit_subtrees VALUES (10, 1, zeroblob(32))",
+        "INSERT INTO audit_subtrees VALUES (10 * 64 + 1, zeroblob(32))",
     );
     assert_eq!(problem.seq, 10, "{problem}");
     assert_eq!(
@@ -302,7 +302,7 @@ fn an_extra_subtree_row_is_detected_inside_and_beyond_the_log() {
     append(dir.path(), 50);
     let problem = problem_after(
         dir.path(),
-        "INSERT INTO audit_subtrees VALUES (63, 6, zeroblob(32))",
+        "INSERT INTO audit_subtrees VALUES (63 * 64 + 6, zeroblob(32))",
     );
     assert_eq!(problem.seq, 63, "{problem}");
     assert_eq!(

@@ -12,7 +12,7 @@ use warden_audit::{
 };
 use warden_store::{
     DB_FILE, KEY_FILE, ProblemKind, SqliteStore, Store, StoreConfig, StoreError, consistency_proof,
-    inclusion_proof, verify,
+    entries_from, inclusion_proof, verify,
 };
 
 const ORIGIN: &str = "test.example/warden";
@@ -74,8 +74,8 @@ fn rewrite_subtrees(db: &Connection) {
         range.push_reporting(leaf.try_into().unwrap(), |s, h| completed.push((s, *h)));
         for (s, h) in completed {
             db.execute(
-                "UPDATE audit_subtrees SET hash = ?1 WHERE last_seq = ?2 AND height = ?3",
-                params![&h[..], s.last() as i64, s.height],
+                "UPDATE audit_subtrees SET hash = ?1 WHERE id = ?2",
+                params![&h[..], (s.last() * 64 + u64::from(s.height)) as i64],
             )
             .unwrap();
         }
@@ -538,4 +538,21 @@ fn replacing_a_checkpoint_signature_is_detected() {
         matches!(problem.kind, ProblemKind::BadSignature { size: 30, .. }),
         "{problem}"
     );
+}
+
+#[test]
+fn entries_from_pages_through_the_log_and_picks_up_later_appends() {
+    let dir = tempfile::tempdir().unwrap();
+    log_of(dir.path(), 2500, 0);
+    let store = SqliteStore::open(dir.path(), config(0)).unwrap();
+    let mut entries = entries_from(&store, 1000);
+    let seqs: Vec<u64> = entries.by_ref().map(|e| e.unwrap().seq).collect();
+    assert_eq!(seqs, (1000..2500).collect::<Vec<_>>());
+    assert_eq!(entries.next_seq(), 2500);
+    assert!(entries.next().is_none(), "at the end of the log");
+    store.append(decision(2500)).unwrap();
+    store.append(decision(2501)).unwrap();
+    let more: Vec<u64> = entries.by_ref().map(|e| e.unwrap().seq).collect();
+    assert_eq!(more, vec![2500, 2501], "what was appended since");
+    assert_eq!(entries_from(&store, 9999).count(), 0);
 }
