@@ -40,6 +40,8 @@ pub(crate) struct Ctx<'a> {
     argument: Option<&'a str>,
     decoded_left: usize,
     budget_reported: bool,
+    /// Whether the exact fast paths may answer before the full parsers.
+    pub fast_paths: bool,
 }
 
 /// Where a payload sits: its nesting depth and, for nested payloads, the span
@@ -132,6 +134,7 @@ pub(crate) fn classify_into(
     kind: Kind,
     text: &str,
     argument: Option<&str>,
+    fast_paths: bool,
     sink: &mut Sink,
 ) {
     let mut ctx = Ctx {
@@ -140,6 +143,7 @@ pub(crate) fn classify_into(
         argument,
         decoded_left: MAX_DECODED_BYTES,
         budget_reported: false,
+        fast_paths,
     };
     let mut cut = text;
     if text.len() > MAX_INPUT_BYTES {

@@ -60,7 +60,7 @@ impl Walk<'_> {
                     );
                     return;
                 }
-                classify_into(self.config, kind, s, Some(&pointer), self.sink);
+                classify_into(self.config, kind, s, Some(&pointer), true, self.sink);
             }
             Value::Array(items) => {
                 for (i, item) in items.iter().enumerate() {

@@ -48,6 +48,7 @@ mod path;
 mod script;
 mod shell;
 mod sql;
+mod sql_fast;
 mod url_kind;
 
 use std::collections::BTreeMap;
@@ -301,7 +302,19 @@ pub fn classify(kind: Kind, text: &str) -> Classification {
 /// Classifies `text` as `kind` under `config`.
 pub fn classify_with(config: &Config, kind: Kind, text: &str) -> Classification {
     let mut sink = analyze::Sink::default();
-    analyze::classify_into(config, kind, text, None, &mut sink);
+    analyze::classify_into(config, kind, text, None, true, &mut sink);
+    Classification::from_sink(sink)
+}
+
+/// Like [`classify_with`], but always with the full parsers (sqlparser,
+/// brush-parser), skipping the fast paths that read simple input directly.
+///
+/// The result is the same by construction (the fast paths defer on anything
+/// they do not fully understand); this exists so tests can check that, and
+/// benchmarks can show what the fast paths save.
+pub fn classify_full(config: &Config, kind: Kind, text: &str) -> Classification {
+    let mut sink = analyze::Sink::default();
+    analyze::classify_into(config, kind, text, None, false, &mut sink);
     Classification::from_sink(sink)
 }
 

@@ -14,7 +14,7 @@ use sqlparser::parser::Parser;
 use sqlparser::tokenizer::{Location, Token, TokenWithSpan, Tokenizer};
 
 use crate::analyze::{Ctx, Origin, nesting_exceeds_limit, truncate_chars};
-use crate::{Intent, Kind, MAX_SYNTAX_NESTING, Span, path};
+use crate::{Intent, Kind, MAX_SYNTAX_NESTING, Span, path, sql_fast};
 
 /// Statement keywords that make a bare string SQL in `auto` mode.
 const STATEMENT_KEYWORDS: &[&str] = &[
@@ -24,7 +24,7 @@ const STATEMENT_KEYWORDS: &[&str] = &[
 ];
 
 /// Functions that run operating-system commands or native code.
-const EXEC_FUNCTIONS: &[&str] = &[
+pub(crate) const EXEC_FUNCTIONS: &[&str] = &[
     "xp_cmdshell",
     "sys_exec",
     "sys_eval",
@@ -36,7 +36,7 @@ const EXEC_FUNCTIONS: &[&str] = &[
     "lo_compat_privileges",
 ];
 /// Functions that read server files, registry or secrets.
-const READ_FUNCTIONS: &[&str] = &[
+pub(crate) const READ_FUNCTIONS: &[&str] = &[
     "pg_read_file",
     "pg_read_binary_file",
     "pg_ls_dir",
@@ -49,7 +49,7 @@ const READ_FUNCTIONS: &[&str] = &[
     "bulk_read",
 ];
 /// Functions that write data out of the database (files, network).
-const EXFIL_FUNCTIONS: &[&str] = &[
+pub(crate) const EXFIL_FUNCTIONS: &[&str] = &[
     "lo_export",
     "dblink",
     "dblink_exec",
@@ -67,7 +67,7 @@ const EXFIL_FUNCTIONS: &[&str] = &[
     "http_post",
 ];
 /// Procedures that change server configuration or membership.
-const PRIV_PROCEDURES: &[&str] = &[
+pub(crate) const PRIV_PROCEDURES: &[&str] = &[
     "sp_configure",
     "sp_addsrvrolemember",
     "sp_addrolemember",
@@ -75,7 +75,7 @@ const PRIV_PROCEDURES: &[&str] = &[
     "sp_change_users_login",
 ];
 /// Catalogs that hold password hashes or connection secrets.
-const CREDENTIAL_CATALOGS: &[&str] = &[
+pub(crate) const CREDENTIAL_CATALOGS: &[&str] = &[
     "pg_shadow",
     "pg_authid",
     "pg_user_mapping",
@@ -88,7 +88,7 @@ const CREDENTIAL_CATALOGS: &[&str] = &[
     "credentials",
 ];
 /// Column names that hold secrets when selected.
-const SECRET_COLUMNS: &[&str] = &[
+pub(crate) const SECRET_COLUMNS: &[&str] = &[
     "password",
     "passwd",
     "password_hash",
@@ -210,43 +210,66 @@ pub(crate) fn analyze(ctx: &mut Ctx<'_>, text: &str, origin: Origin) {
         token_scan(ctx, text, 0, text.len(), origin);
         return;
     }
+    if ctx.fast_paths
+        && let Some(statements) = sql_fast::classify(text)
+    {
+        for st in statements {
+            if st.write {
+                let span = origin.span(st.start, st.end);
+                ctx.add(
+                    Intent::Write,
+                    Kind::Sql,
+                    span,
+                    head(&text[st.start..st.end]),
+                );
+            }
+        }
+        return;
+    }
+    analyze_parsed(ctx, text, origin);
+}
+
+/// The evidence for a statement: its source, on one line, cut at 80 characters.
+pub(crate) fn head(source: &str) -> String {
+    truncate_chars(&source.split_whitespace().collect::<Vec<_>>().join(" "), 80)
+}
+
+/// The full path: sqlparser's AST, dialect by dialect, then statement by statement.
+pub(crate) fn analyze_parsed(ctx: &mut Ctx<'_>, text: &str, origin: Origin) {
     // MySQL runs the body of `/*! ... */` comments: read them as code.
     let unwrapped = unwrap_mysql_comments(text);
     let text = unwrapped.as_deref().unwrap_or(text);
     let lines = LineIndex::new(text);
     for d in dialects() {
-        if let Ok(statements) = Parser::parse_sql(d, text) {
-            let mut pieces: Option<Vec<(usize, usize)>> = None;
-            for (i, s) in statements.iter().enumerate() {
-                let sp = s.span();
-                let (start, end) = if sp.start.line == 0 {
-                    // Some statements carry no span: fall back to the i-th
-                    // statement of a token-level split.
-                    let p = pieces.get_or_insert_with(|| {
-                        split_statements(text, &lines)
-                            .unwrap_or_default()
-                            .into_iter()
-                            .filter(|&(a, b)| !text[a..b].trim().is_empty())
-                            .collect()
-                    });
-                    match p.get(i) {
-                        Some(&(a, b)) if p.len() == statements.len() => trim_span(text, a, b),
-                        _ => (0, text.len()),
-                    }
-                } else {
-                    lines.span(sp)
-                };
-                let span = origin.span(start, end);
-                StatementVisitor {
-                    ctx,
-                    span,
-                    origin: origin.nested(start, end),
-                    source: text.get(start..end).unwrap_or(text),
-                }
-                .visit(s);
+        // Tokenize once per dialect: the tokens give both the parser its
+        // input and each statement its extent (first to last token; the
+        // AST's own spans leave out closing parentheses and the like).
+        let Ok(tokens) = Tokenizer::new(d, text).tokenize_with_location() else {
+            continue;
+        };
+        let extents = statement_extents(&tokens, &lines);
+        let Ok(statements) = Parser::new(d)
+            .with_tokens_with_locations(tokens)
+            .parse_statements()
+        else {
+            continue;
+        };
+        for (i, s) in statements.iter().enumerate() {
+            let (start, end) = match extents.get(i) {
+                Some(&e) if extents.len() == statements.len() => e,
+                // Statements that hold `;` themselves (`BEGIN … END`).
+                _ => lines.span(s.span()),
+            };
+            let span = origin.span(start, end);
+            StatementVisitor {
+                ctx,
+                span,
+                origin: origin.nested(start, end),
+                source: text.get(start..end).unwrap_or(text),
             }
-            return;
+            .visit(s);
         }
+        return;
     }
     // No dialect parses the whole batch: split it with the tokenizer and try
     // each statement alone, so one odd statement does not hide the others.
@@ -298,12 +321,29 @@ pub(crate) fn analyze(ctx: &mut Ctx<'_>, text: &str, origin: Origin) {
     }
 }
 
-/// Byte ranges of the statements of a batch, split at `;` tokens.
-fn split_statements(text: &str, lines: &LineIndex<'_>) -> Option<Vec<(usize, usize)>> {
-    let tokens = Tokenizer::new(&GenericDialect {}, text)
-        .tokenize_with_location()
-        .ok()?;
-    Some(statement_pieces(&tokens, text, lines))
+/// Byte ranges of the non-empty statements of a batch: from the first to the
+/// last token between `;` tokens, whitespace and comments left out.
+fn statement_extents(tokens: &[TokenWithSpan], lines: &LineIndex<'_>) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    let mut current: Option<(Location, Location)> = None;
+    for t in tokens {
+        match &t.token {
+            Token::SemiColon => {
+                if let Some((a, b)) = current.take() {
+                    out.push((lines.offset(a), lines.offset(b)));
+                }
+            }
+            Token::Whitespace(_) | Token::EOF => {}
+            _ => {
+                let first = current.map_or(t.span.start, |(a, _)| a);
+                current = Some((first, t.span.end));
+            }
+        }
+    }
+    if let Some((a, b)) = current {
+        out.push((lines.offset(a), lines.offset(b)));
+    }
+    out
 }
 
 fn statement_pieces(
@@ -322,13 +362,6 @@ fn statement_pieces(
     }
     pieces.push((piece_start.min(text.len()), text.len()));
     pieces
-}
-
-/// Shrinks `start..end` to exclude surrounding whitespace.
-fn trim_span(text: &str, start: usize, end: usize) -> (usize, usize) {
-    let s = &text[start..end];
-    let lead = s.len() - s.trim_start().len();
-    (start + lead, start + lead + s.trim().len())
 }
 
 /// Replaces MySQL executable comments `/*!50000 ... */` by their body.
@@ -440,7 +473,7 @@ impl StatementVisitor<'_, '_, '_> {
     fn statement(&mut self, s: &Statement) {
         use Statement as S;
         let source = self.source;
-        let head = || truncate_chars(&source.split_whitespace().collect::<Vec<_>>().join(" "), 80);
+        let head = || head(source);
         match s {
             // Reads, session state and control flow: nothing by themselves
             // (the visitor still walks their expressions and nested statements).
