@@ -231,7 +231,22 @@ pub(crate) fn analyze(ctx: &mut Ctx<'_>, text: &str, origin: Origin) {
 
 /// The evidence for a statement: its source, on one line, cut at 80 characters.
 pub(crate) fn head(source: &str) -> String {
-    truncate_chars(&source.split_whitespace().collect::<Vec<_>>().join(" "), 80)
+    const MAX: usize = 80;
+    // Joining stops once past MAX characters: the cut only needs the start.
+    let mut line = String::with_capacity(source.len().min(4 * MAX + 8));
+    let mut chars = 0;
+    for word in source.split_whitespace() {
+        if !line.is_empty() {
+            line.push(' ');
+            chars += 1;
+        }
+        line.push_str(word);
+        chars += word.chars().count();
+        if chars > MAX {
+            break;
+        }
+    }
+    truncate_chars(&line, MAX)
 }
 
 /// The full path: sqlparser's AST, dialect by dialect, then statement by statement.

@@ -38,32 +38,6 @@ const NAME_KEYWORDS: &[&str] = &[
     "SUM", "UPPER",
 ];
 
-/// Whether the full path judges a name by itself (the lists in `sql.rs`,
-/// `mysql.user`, `sys.sql_logins`, `dblink…`, `query_to_xml`): the fast
-/// path then defers. Checked on every part of every name, so it covers what
-/// `sql.rs` checks on last parts and whole qualified names.
-fn is_sensitive(word: &str) -> bool {
-    let mut buf = [0u8; 64];
-    let Some(dst) = buf.get_mut(..word.len()) else {
-        return true;
-    };
-    dst.copy_from_slice(word.as_bytes());
-    dst.make_ascii_lowercase();
-    let w = std::str::from_utf8(dst).unwrap_or("user");
-    [
-        EXEC_FUNCTIONS,
-        READ_FUNCTIONS,
-        EXFIL_FUNCTIONS,
-        PRIV_PROCEDURES,
-        CREDENTIAL_CATALOGS,
-        SECRET_COLUMNS,
-        &["user", "sql_logins", "query_to_xml"],
-    ]
-    .iter()
-    .any(|list| list.contains(&w))
-        || w.starts_with("dblink")
-}
-
 /// Longest text the fast path reads; longer batches take the full path.
 const MAX_FAST_BYTES: usize = 16 * 1024;
 /// Deepest parenthesis nesting the recogniser follows.
@@ -92,11 +66,134 @@ enum T {
     NotEq,
 }
 
+/// The keywords the grammar reads, as they are spelt.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[allow(clippy::upper_case_acronyms)]
+enum Kw {
+    AND,
+    AS,
+    ASC,
+    BY,
+    CROSS,
+    DELETE,
+    DESC,
+    DISTINCT,
+    FALSE,
+    FROM,
+    FULL,
+    GROUP,
+    HAVING,
+    IN,
+    INNER,
+    INSERT,
+    INTERVAL,
+    INTO,
+    JOIN,
+    LEFT,
+    LIMIT,
+    NOT,
+    NULL,
+    OFFSET,
+    ON,
+    OR,
+    ORDER,
+    OUTER,
+    RIGHT,
+    SELECT,
+    SET,
+    TRUE,
+    UPDATE,
+    VALUES,
+    WHERE,
+}
+
+const GRAMMAR_KEYWORDS: &[(&str, Kw)] = &[
+    ("AND", Kw::AND),
+    ("AS", Kw::AS),
+    ("ASC", Kw::ASC),
+    ("BY", Kw::BY),
+    ("CROSS", Kw::CROSS),
+    ("DELETE", Kw::DELETE),
+    ("DESC", Kw::DESC),
+    ("DISTINCT", Kw::DISTINCT),
+    ("FALSE", Kw::FALSE),
+    ("FROM", Kw::FROM),
+    ("FULL", Kw::FULL),
+    ("GROUP", Kw::GROUP),
+    ("HAVING", Kw::HAVING),
+    ("IN", Kw::IN),
+    ("INNER", Kw::INNER),
+    ("INSERT", Kw::INSERT),
+    ("INTERVAL", Kw::INTERVAL),
+    ("INTO", Kw::INTO),
+    ("JOIN", Kw::JOIN),
+    ("LEFT", Kw::LEFT),
+    ("LIMIT", Kw::LIMIT),
+    ("NOT", Kw::NOT),
+    ("NULL", Kw::NULL),
+    ("OFFSET", Kw::OFFSET),
+    ("ON", Kw::ON),
+    ("OR", Kw::OR),
+    ("ORDER", Kw::ORDER),
+    ("OUTER", Kw::OUTER),
+    ("RIGHT", Kw::RIGHT),
+    ("SELECT", Kw::SELECT),
+    ("SET", Kw::SET),
+    ("TRUE", Kw::TRUE),
+    ("UPDATE", Kw::UPDATE),
+    ("VALUES", Kw::VALUES),
+    ("WHERE", Kw::WHERE),
+];
+
 #[derive(Clone, Copy)]
 struct Tok {
     t: T,
     start: u32,
     end: u32,
+    /// For words: the grammar keyword it is, if any.
+    kw: Option<Kw>,
+    /// For words: usable as a name (see [`P::name`]).
+    name_ok: bool,
+    /// For words: usable as an implicit alias (no keyword at all).
+    alias_ok: bool,
+    /// For words: any sqlparser keyword.
+    keyword: bool,
+}
+
+impl Tok {
+    fn new(t: T, start: usize, end: usize) -> Tok {
+        Tok {
+            t,
+            start: start as u32,
+            end: end as u32,
+            kw: None,
+            name_ok: false,
+            alias_ok: false,
+            keyword: false,
+        }
+    }
+
+    fn word(word: &str, start: usize, end: usize) -> Tok {
+        let hash = fnv_upper(word.as_bytes());
+        let keyword = KEYWORDS.contains(word, hash);
+        let sensitive = is_sensitive_hashed(word, hash);
+        let kw = if keyword {
+            GRAMMAR_KEYWORDS
+                .iter()
+                .find(|(k, _)| k.eq_ignore_ascii_case(word))
+                .map(|&(_, kw)| kw)
+        } else {
+            None
+        };
+        let name_keyword = keyword && NAME_KEYWORDS.iter().any(|k| k.eq_ignore_ascii_case(word));
+        Tok {
+            kw,
+            name_ok: !sensitive && (!keyword || name_keyword),
+            alias_ok: !sensitive && !keyword,
+            keyword,
+            ..Tok::new(T::Word, start, end)
+        }
+    }
 }
 
 /// Classifies `text` when all of it is in the subset; `None` defers.
@@ -155,11 +252,7 @@ fn tokenize(text: &str) -> Option<Vec<Tok>> {
                 if i < b.len() && matches!(b[i], b'\'' | b'$' | b'"' | b'&') {
                     return None;
                 }
-                toks.push(Tok {
-                    t: T::Word,
-                    start: start as u32,
-                    end: i as u32,
-                });
+                toks.push(Tok::word(&text[start..i], start, i));
                 continue;
             }
             b'0'..=b'9' => {
@@ -175,11 +268,7 @@ fn tokenize(text: &str) -> Option<Vec<Tok>> {
                 if i < b.len() && (b[i].is_ascii_alphanumeric() || matches!(b[i], b'_' | b'.')) {
                     return None;
                 }
-                toks.push(Tok {
-                    t: T::Num,
-                    start: start as u32,
-                    end: i as u32,
-                });
+                toks.push(Tok::new(T::Num, start, i));
                 continue;
             }
             b'\'' => {
@@ -195,11 +284,7 @@ fn tokenize(text: &str) -> Option<Vec<Tok>> {
                     return None;
                 }
                 i += 1;
-                toks.push(Tok {
-                    t: T::Str,
-                    start: start as u32,
-                    end: i as u32,
-                });
+                toks.push(Tok::new(T::Str, start, i));
                 continue;
             }
             b'(' => T::LParen,
@@ -267,25 +352,97 @@ fn tokenize(text: &str) -> Option<Vec<Tok>> {
         if t == T::Dot && i < b.len() && b[i].is_ascii_digit() {
             return None;
         }
-        toks.push(Tok {
-            t,
-            start: start as u32,
-            end: i as u32,
-        });
+        toks.push(Tok::new(t, start, i));
     }
     Some(toks)
 }
 
+/// A set of ASCII words built at compile time: open addressing over an FNV-1a
+/// hash of the upper-cased word, slots holding `list << 12 | index` + 1.
+struct WordSet<const N: usize> {
+    lists: &'static [&'static [&'static str]],
+    slots: [u16; N],
+}
+
+const fn fnv_upper(word: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut i = 0;
+    while i < word.len() {
+        h ^= word[i].to_ascii_uppercase() as u64;
+        h = h.wrapping_mul(0x0100_0000_01b3);
+        i += 1;
+    }
+    h
+}
+
+impl<const N: usize> WordSet<N> {
+    const fn new(lists: &'static [&'static [&'static str]]) -> Self {
+        let mut slots = [0u16; N];
+        let mut l = 0;
+        while l < lists.len() {
+            let mut i = 0;
+            while i < lists[l].len() {
+                let mut at = (fnv_upper(lists[l][i].as_bytes()) as usize) & (N - 1);
+                while slots[at] != 0 {
+                    at = (at + 1) & (N - 1);
+                }
+                slots[at] = ((l << 12) | i) as u16 + 1;
+                i += 1;
+            }
+            l += 1;
+        }
+        WordSet { lists, slots }
+    }
+
+    /// Whether `word` (whose [`fnv_upper`] is `hash`) is in the set,
+    /// ignoring ASCII case.
+    fn contains(&self, word: &str, hash: u64) -> bool {
+        let mut at = (hash as usize) & (N - 1);
+        loop {
+            let slot = self.slots[at] as usize;
+            if slot == 0 {
+                return false;
+            }
+            let (l, i) = ((slot - 1) >> 12, (slot - 1) & 0xfff);
+            if self.lists[l][i].eq_ignore_ascii_case(word) {
+                return true;
+            }
+            at = (at + 1) & (N - 1);
+        }
+    }
+}
+
+/// Every sqlparser keyword (any dialect).
+static KEYWORDS: WordSet<4096> = WordSet::new(&[ALL_KEYWORDS]);
+
+/// Names the full path judges by name (the lists in `sql.rs`, and the parts
+/// of `mysql.user`, `sys.sql_logins`, `query_to_xml`): the fast path then
+/// defers. Checked on every part of every name, so it covers what `sql.rs`
+/// checks on last parts and on whole qualified names. `dblink…` is checked
+/// by prefix in [`is_sensitive_hashed`].
+static SENSITIVE: WordSet<512> = WordSet::new(&[
+    EXEC_FUNCTIONS,
+    READ_FUNCTIONS,
+    EXFIL_FUNCTIONS,
+    PRIV_PROCEDURES,
+    CREDENTIAL_CATALOGS,
+    SECRET_COLUMNS,
+    &["user", "sql_logins", "query_to_xml"],
+]);
+
+#[cfg(test)]
 fn is_keyword(word: &str) -> bool {
-    let mut buf = [0u8; 64];
-    let Some(dst) = buf.get_mut(..word.len()) else {
-        // Longer than any keyword.
-        return false;
-    };
-    dst.copy_from_slice(word.as_bytes());
-    dst.make_ascii_uppercase();
-    let upper = std::str::from_utf8(dst).unwrap_or("");
-    ALL_KEYWORDS.binary_search(&upper).is_ok()
+    KEYWORDS.contains(word, fnv_upper(word.as_bytes()))
+}
+
+#[cfg(test)]
+fn is_sensitive(word: &str) -> bool {
+    is_sensitive_hashed(word, fnv_upper(word.as_bytes()))
+}
+
+fn is_sensitive_hashed(word: &str, hash: u64) -> bool {
+    SENSITIVE.contains(word, hash)
+        || word.len() >= 6 && word.as_bytes()[..6].eq_ignore_ascii_case(b"dblink")
 }
 
 struct P<'t> {
@@ -309,16 +466,16 @@ impl P<'_> {
         &self.src[t.start as usize..t.end as usize]
     }
 
-    /// Whether the token at `i + k` is the keyword `kw` (upper case).
-    fn is_kw_at(&self, k: usize, kw: &str) -> bool {
-        self.peek_at(k) == Some(T::Word) && self.text(self.i + k).eq_ignore_ascii_case(kw)
+    /// Whether the token at `i + k` is the keyword `kw`.
+    fn is_kw_at(&self, k: usize, kw: Kw) -> bool {
+        self.toks.get(self.i + k).is_some_and(|t| t.kw == Some(kw))
     }
 
-    fn is_kw(&self, kw: &str) -> bool {
+    fn is_kw(&self, kw: Kw) -> bool {
         self.is_kw_at(0, kw)
     }
 
-    fn eat_kw(&mut self, kw: &str) -> bool {
+    fn eat_kw(&mut self, kw: Kw) -> bool {
         let yes = self.is_kw(kw);
         if yes {
             self.i += 1;
@@ -326,7 +483,7 @@ impl P<'_> {
         yes
     }
 
-    fn expect_kw(&mut self, kw: &str) -> Option<()> {
+    fn expect_kw(&mut self, kw: Kw) -> Option<()> {
         self.eat_kw(kw).then_some(())
     }
 
@@ -345,13 +502,8 @@ impl P<'_> {
     /// A plain name: not a keyword (unless on [`NAME_KEYWORDS`]) and not one
     /// the classifier judges by name.
     fn name(&mut self) -> Option<()> {
-        if self.peek() != Some(T::Word) {
-            return None;
-        }
-        let w = self.text(self.i);
-        if is_sensitive(w)
-            || is_keyword(w) && !NAME_KEYWORDS.iter().any(|k| k.eq_ignore_ascii_case(w))
-        {
+        let t = self.toks.get(self.i)?;
+        if t.t != T::Word || !t.name_ok {
             return None;
         }
         self.i += 1;
@@ -360,15 +512,14 @@ impl P<'_> {
 
     /// A name that is no keyword at all (implicit aliases).
     fn plain_word_next(&self) -> bool {
-        self.peek() == Some(T::Word) && {
-            let w = self.text(self.i);
-            !is_keyword(w) && !is_sensitive(w)
-        }
+        self.toks
+            .get(self.i)
+            .is_some_and(|t| t.t == T::Word && t.alias_ok)
     }
 
     /// `[AS] alias`, where an alias without `AS` must be no keyword.
     fn opt_alias(&mut self) -> Option<()> {
-        if self.eat_kw("AS") {
+        if self.eat_kw(Kw::AS) {
             return self.name();
         }
         if self.plain_word_next() {
@@ -384,13 +535,13 @@ impl P<'_> {
 
     /// One statement; returns whether it writes.
     fn statement(&mut self) -> Option<bool> {
-        if self.is_kw("SELECT") {
+        if self.is_kw(Kw::SELECT) {
             self.query()?;
             Some(false)
-        } else if self.eat_kw("INSERT") {
-            self.expect_kw("INTO")?;
+        } else if self.eat_kw(Kw::INSERT) {
+            self.expect_kw(Kw::INTO)?;
             self.object_name()?;
-            if self.peek() == Some(T::LParen) && !self.is_kw_at(1, "SELECT") {
+            if self.peek() == Some(T::LParen) && !self.is_kw_at(1, Kw::SELECT) {
                 self.i += 1;
                 self.name()?;
                 while self.eat(T::Comma) {
@@ -398,7 +549,7 @@ impl P<'_> {
                 }
                 self.expect(T::RParen)?;
             }
-            if self.eat_kw("VALUES") {
+            if self.eat_kw(Kw::VALUES) {
                 loop {
                     self.expect(T::LParen)?;
                     self.expr_list()?;
@@ -407,16 +558,16 @@ impl P<'_> {
                         break;
                     }
                 }
-            } else if self.is_kw("SELECT") {
+            } else if self.is_kw(Kw::SELECT) {
                 self.query()?;
             } else {
                 return None;
             }
             Some(true)
-        } else if self.eat_kw("UPDATE") {
+        } else if self.eat_kw(Kw::UPDATE) {
             self.object_name()?;
             self.opt_table_alias()?;
-            self.expect_kw("SET")?;
+            self.expect_kw(Kw::SET)?;
             loop {
                 self.name()?;
                 self.expect(T::Eq)?;
@@ -425,14 +576,14 @@ impl P<'_> {
                     break;
                 }
             }
-            self.expect_kw("WHERE")?;
+            self.expect_kw(Kw::WHERE)?;
             self.write_filter()?;
             Some(true)
-        } else if self.eat_kw("DELETE") {
-            self.expect_kw("FROM")?;
+        } else if self.eat_kw(Kw::DELETE) {
+            self.expect_kw(Kw::FROM)?;
             self.object_name()?;
             self.opt_table_alias()?;
-            self.expect_kw("WHERE")?;
+            self.expect_kw(Kw::WHERE)?;
             self.write_filter()?;
             Some(true)
         } else {
@@ -442,7 +593,7 @@ impl P<'_> {
 
     /// `[AS] alias` after the target of UPDATE / DELETE.
     fn opt_table_alias(&mut self) -> Option<()> {
-        if self.is_kw("AS") {
+        if self.is_kw(Kw::AS) {
             self.i += 1;
             return self.name();
         }
@@ -469,17 +620,17 @@ impl P<'_> {
                         return None;
                     }
                 }
-                T::Word if self.is_kw("IN") => {
+                T::Word if self.is_kw(Kw::IN) => {
                     self.i += 1;
                     self.in_rhs()?;
                 }
                 _ => return None,
             }
-            if !self.eat_kw("AND") {
+            if !self.eat_kw(Kw::AND) {
                 break;
             }
         }
-        if self.is_kw("OR") || self.is_kw("NOT") {
+        if self.is_kw(Kw::OR) || self.is_kw(Kw::NOT) {
             return None;
         }
         Some(())
@@ -499,15 +650,15 @@ impl P<'_> {
 
     fn query(&mut self) -> Option<()> {
         self.enter()?;
-        self.expect_kw("SELECT")?;
-        self.eat_kw("DISTINCT");
+        self.expect_kw(Kw::SELECT)?;
+        self.eat_kw(Kw::DISTINCT);
         loop {
             self.select_item()?;
             if !self.eat(T::Comma) {
                 break;
             }
         }
-        if self.eat_kw("FROM") {
+        if self.eat_kw(Kw::FROM) {
             loop {
                 self.table_ref()?;
                 if !self.eat(T::Comma) {
@@ -515,34 +666,34 @@ impl P<'_> {
                 }
             }
         }
-        if self.eat_kw("WHERE") {
+        if self.eat_kw(Kw::WHERE) {
             self.expr()?;
         }
-        if self.is_kw("GROUP") {
+        if self.is_kw(Kw::GROUP) {
             self.i += 1;
-            self.expect_kw("BY")?;
+            self.expect_kw(Kw::BY)?;
             self.expr_list()?;
         }
-        if self.eat_kw("HAVING") {
+        if self.eat_kw(Kw::HAVING) {
             self.expr()?;
         }
-        if self.is_kw("ORDER") {
+        if self.is_kw(Kw::ORDER) {
             self.i += 1;
-            self.expect_kw("BY")?;
+            self.expect_kw(Kw::BY)?;
             loop {
                 self.expr()?;
-                if !self.eat_kw("ASC") {
-                    self.eat_kw("DESC");
+                if !self.eat_kw(Kw::ASC) {
+                    self.eat_kw(Kw::DESC);
                 }
                 if !self.eat(T::Comma) {
                     break;
                 }
             }
         }
-        if self.eat_kw("LIMIT") {
+        if self.eat_kw(Kw::LIMIT) {
             self.expect(T::Num)?;
         }
-        if self.eat_kw("OFFSET") {
+        if self.eat_kw(Kw::OFFSET) {
             self.expect(T::Num)?;
         }
         self.depth -= 1;
@@ -568,19 +719,19 @@ impl P<'_> {
     fn table_ref(&mut self) -> Option<()> {
         self.table_factor()?;
         loop {
-            let cross = if self.is_kw("JOIN") {
+            let cross = if self.is_kw(Kw::JOIN) {
                 self.i += 1;
                 false
-            } else if self.is_kw("INNER") && self.is_kw_at(1, "JOIN") {
+            } else if self.is_kw(Kw::INNER) && self.is_kw_at(1, Kw::JOIN) {
                 self.i += 2;
                 false
-            } else if (self.is_kw("LEFT") || self.is_kw("RIGHT") || self.is_kw("FULL"))
-                && (self.is_kw_at(1, "JOIN")
-                    || self.is_kw_at(1, "OUTER") && self.is_kw_at(2, "JOIN"))
+            } else if (self.is_kw(Kw::LEFT) || self.is_kw(Kw::RIGHT) || self.is_kw(Kw::FULL))
+                && (self.is_kw_at(1, Kw::JOIN)
+                    || self.is_kw_at(1, Kw::OUTER) && self.is_kw_at(2, Kw::JOIN))
             {
-                self.i += if self.is_kw_at(1, "OUTER") { 3 } else { 2 };
+                self.i += if self.is_kw_at(1, Kw::OUTER) { 3 } else { 2 };
                 false
-            } else if self.is_kw("CROSS") && self.is_kw_at(1, "JOIN") {
+            } else if self.is_kw(Kw::CROSS) && self.is_kw_at(1, Kw::JOIN) {
                 self.i += 2;
                 true
             } else {
@@ -588,7 +739,7 @@ impl P<'_> {
             };
             self.table_factor()?;
             if !cross {
-                self.expect_kw("ON")?;
+                self.expect_kw(Kw::ON)?;
                 self.expr()?;
             }
         }
@@ -617,7 +768,7 @@ impl P<'_> {
         self.enter()?;
         loop {
             self.comparison()?;
-            if !(self.eat_kw("AND") || self.eat_kw("OR")) {
+            if !(self.eat_kw(Kw::AND) || self.eat_kw(Kw::OR)) {
                 break;
             }
         }
@@ -633,7 +784,7 @@ impl P<'_> {
                 self.i += 1;
                 self.arith()?;
             }
-            Some(T::Word) if self.is_kw("IN") => {
+            Some(T::Word) if self.is_kw(Kw::IN) => {
                 self.i += 1;
                 self.in_rhs()?;
             }
@@ -641,7 +792,7 @@ impl P<'_> {
         }
         match self.peek() {
             Some(T::Eq | T::Lt | T::Gt | T::LtEq | T::GtEq | T::NotEq) => None,
-            Some(T::Word) if self.is_kw("IN") => None,
+            Some(T::Word) if self.is_kw(Kw::IN) => None,
             _ => Some(()),
         }
     }
@@ -649,7 +800,7 @@ impl P<'_> {
     /// `(SELECT …)` or `(literal, …)`.
     fn in_rhs(&mut self) -> Option<()> {
         self.expect(T::LParen)?;
-        if self.is_kw("SELECT") {
+        if self.is_kw(Kw::SELECT) {
             self.query()?;
         } else {
             loop {
@@ -689,7 +840,7 @@ impl P<'_> {
             }
             T::LParen => {
                 self.i += 1;
-                if self.is_kw("SELECT") {
+                if self.is_kw(Kw::SELECT) {
                     self.query()?;
                 } else {
                     self.expr()?;
@@ -697,12 +848,12 @@ impl P<'_> {
                 self.expect(T::RParen)
             }
             T::Word => {
-                if self.is_kw("INTERVAL") && self.peek_at(1) == Some(T::Str) {
+                if self.is_kw(Kw::INTERVAL) && self.peek_at(1) == Some(T::Str) {
                     self.i += 2;
                     // `INTERVAL '1' DAY` and friends defer.
                     return (!self.interval_field_next()).then_some(());
                 }
-                if self.is_kw("NULL") || self.is_kw("TRUE") || self.is_kw("FALSE") {
+                if self.is_kw(Kw::NULL) || self.is_kw(Kw::TRUE) || self.is_kw(Kw::FALSE) {
                     self.i += 1;
                     return Some(());
                 }
@@ -710,7 +861,7 @@ impl P<'_> {
                     self.name()?;
                     self.i += 1;
                     if !self.eat(T::Star) && self.peek() != Some(T::RParen) {
-                        self.eat_kw("DISTINCT");
+                        self.eat_kw(Kw::DISTINCT);
                         self.expr_list()?;
                     }
                     return self.expect(T::RParen);
@@ -724,14 +875,14 @@ impl P<'_> {
     /// Whether a keyword that could qualify an interval follows: any keyword
     /// but those the grammar expects after an expression.
     fn interval_field_next(&self) -> bool {
-        const FOLLOW: &[&str] = &[
-            "AND", "OR", "FROM", "WHERE", "GROUP", "ORDER", "LIMIT", "OFFSET", "AS", "ASC", "DESC",
-            "HAVING", "JOIN", "INNER", "LEFT", "RIGHT", "FULL", "CROSS", "ON",
+        use Kw::*;
+        const FOLLOW: &[Kw] = &[
+            AND, OR, FROM, WHERE, GROUP, ORDER, LIMIT, OFFSET, AS, ASC, DESC, HAVING, JOIN, INNER,
+            LEFT, RIGHT, FULL, CROSS, ON,
         ];
-        self.peek() == Some(T::Word) && {
-            let w = self.text(self.i);
-            is_keyword(w) && !FOLLOW.iter().any(|k| k.eq_ignore_ascii_case(w))
-        }
+        self.toks.get(self.i).is_some_and(|t| {
+            t.t == T::Word && t.keyword && !t.kw.is_some_and(|k| FOLLOW.contains(&k))
+        })
     }
 
     /// `name` or `table.name`.
@@ -747,6 +898,26 @@ impl P<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn word_sets_hold_exactly_their_words() {
+        assert!(ALL_KEYWORDS.len() < 2048);
+        for k in ALL_KEYWORDS {
+            assert!(is_keyword(k) && is_keyword(&k.to_ascii_lowercase()), "{k}");
+        }
+        for list in SENSITIVE.lists {
+            for w in *list {
+                assert!(
+                    is_sensitive(w) && is_sensitive(&w.to_ascii_uppercase()),
+                    "{w}"
+                );
+            }
+        }
+        for w in ["users", "orders", "u", "created_at", "now", "carrier", "x"] {
+            assert!(!is_keyword(w) && !is_sensitive(w), "{w}");
+        }
+        assert!(is_sensitive("dblink_exec") && is_sensitive("DBLINKX"));
+    }
 
     #[test]
     fn plain_batches_take_the_fast_path() {
