@@ -177,15 +177,15 @@ impl Tok {
         let hash = fnv_upper(word.as_bytes());
         let keyword = KEYWORDS.contains(word, hash);
         let sensitive = is_sensitive_hashed(word, hash);
-        let kw = if keyword {
-            GRAMMAR_KEYWORDS
-                .iter()
-                .find(|(k, _)| k.eq_ignore_ascii_case(word))
-                .map(|&(_, kw)| kw)
+        let (kw, name_keyword) = if keyword {
+            match GRAMMAR.find(word, hash) {
+                Some((0, i)) => (Some(GRAMMAR_KEYWORDS[i].1), false),
+                Some(_) => (None, true),
+                None => (None, false),
+            }
         } else {
-            None
+            (None, false)
         };
-        let name_keyword = keyword && NAME_KEYWORDS.iter().any(|k| k.eq_ignore_ascii_case(word));
         Tok {
             kw,
             name_ok: !sensitive && (!keyword || name_keyword),
@@ -394,23 +394,40 @@ impl<const N: usize> WordSet<N> {
         WordSet { lists, slots }
     }
 
-    /// Whether `word` (whose [`fnv_upper`] is `hash`) is in the set,
-    /// ignoring ASCII case.
-    fn contains(&self, word: &str, hash: u64) -> bool {
+    /// Where `word` (whose [`fnv_upper`] is `hash`) is in the set, ignoring
+    /// ASCII case: its list and index.
+    fn find(&self, word: &str, hash: u64) -> Option<(usize, usize)> {
         let mut at = (hash as usize) & (N - 1);
         loop {
             let slot = self.slots[at] as usize;
             if slot == 0 {
-                return false;
+                return None;
             }
             let (l, i) = ((slot - 1) >> 12, (slot - 1) & 0xfff);
             if self.lists[l][i].eq_ignore_ascii_case(word) {
-                return true;
+                return Some((l, i));
             }
             at = (at + 1) & (N - 1);
         }
     }
+
+    fn contains(&self, word: &str, hash: u64) -> bool {
+        self.find(word, hash).is_some()
+    }
 }
+
+const GRAMMAR_WORDS: [&str; GRAMMAR_KEYWORDS.len()] = {
+    let mut words = [""; GRAMMAR_KEYWORDS.len()];
+    let mut i = 0;
+    while i < words.len() {
+        words[i] = GRAMMAR_KEYWORDS[i].0;
+        i += 1;
+    }
+    words
+};
+
+/// The grammar's keywords (list 0) and [`NAME_KEYWORDS`] (list 1).
+static GRAMMAR: WordSet<256> = WordSet::new(&[&GRAMMAR_WORDS, NAME_KEYWORDS]);
 
 /// Every sqlparser keyword (any dialect).
 static KEYWORDS: WordSet<4096> = WordSet::new(&[ALL_KEYWORDS]);
@@ -917,6 +934,17 @@ mod tests {
             assert!(!is_keyword(w) && !is_sensitive(w), "{w}");
         }
         assert!(is_sensitive("dblink_exec") && is_sensitive("DBLINKX"));
+        for (w, kw) in GRAMMAR_KEYWORDS {
+            assert!(is_keyword(w), "{w}");
+            let t = Tok::word(&w.to_ascii_lowercase(), 0, w.len());
+            assert_eq!(t.kw, Some(*kw));
+            assert!(!t.name_ok && !t.alias_ok);
+        }
+        for w in NAME_KEYWORDS {
+            assert!(is_keyword(w), "{w}");
+            let t = Tok::word(w, 0, w.len());
+            assert!(t.kw.is_none() && t.name_ok && !t.alias_ok, "{w}");
+        }
     }
 
     #[test]
