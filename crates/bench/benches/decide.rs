@@ -15,7 +15,8 @@ use warden_gate::{Action, Gate};
 const CALLS: usize = 200_000;
 const ROUNDS: usize = 5;
 
-fn actions(arg_bytes: usize) -> Vec<Action> {
+/// The 1,000 bench actions; `sql` adds that string as an `sql` argument.
+fn actions(sql: Option<&str>) -> Vec<Action> {
     let modes = ["bulk", "single", "stream"];
     (0..1000)
         .map(|i| {
@@ -31,8 +32,8 @@ fn actions(arg_bytes: usize) -> Vec<Action> {
                 "mode": modes[i % 3],
                 "dest": if i % 5 == 0 { "acme.external" } else { "acme.internal" },
             });
-            if arg_bytes > 0 {
-                args["sql"] = serde_json::Value::String("x".repeat(arg_bytes));
+            if let Some(sql) = sql {
+                args["sql"] = serde_json::Value::String(sql.to_string());
             }
             let v = serde_json::json!({
                 "agent": if i % 10 == 0 { "did:key:zAdminAgent" } else { "did:key:z6MkAgent" },
@@ -142,6 +143,11 @@ fn main() {
         .expect("compiles");
     let (native, conds) = policy.native_conditions();
     let gate = Gate::new(policy);
+    let catalog_gate = Gate::new(
+        warden_policy::parse("bench.yaml", &warden_policy_with_catalog())
+            .and_then(warden_policy::compile)
+            .expect("the catalog variant compiles"),
+    );
 
     println!("warden decide benchmark — {CALLS} calls x {ROUNDS} rounds, median round shown");
     println!(
@@ -152,18 +158,29 @@ fn main() {
         compile_ms[ROUNDS / 2]
     );
 
-    let acts = actions(0);
+    let acts = actions(None);
     let mut verdicts = std::collections::BTreeMap::new();
     for a in &acts {
-        *verdicts
-            .entry(gate.decide(a).verdict.to_string())
-            .or_insert(0) += 1;
+        let d = catalog_gate.decide(a);
+        let plain = gate.decide(a);
+        assert_eq!(
+            (d.verdict, &d.rule),
+            (plain.verdict, &plain.rule),
+            "the catalog changes only what is read"
+        );
+        *verdicts.entry(d.verdict.to_string()).or_insert(0) += 1;
     }
     println!("verdict mix over the 1,000 bench actions: {verdicts:?}");
+    // The target row: the catalog declares the string arguments `text`, so
+    // the classifier has nothing to read (as for an action without strings).
     let w = measure(|i| {
+        black_box(catalog_gate.decide(&acts[i % acts.len()]));
+    });
+    show("warden decide, 1,000 rules, no string to read", &w);
+    let w_auto = measure(|i| {
         black_box(gate.decide(&acts[i % acts.len()]));
     });
-    show("warden decide, 1,000 rules", &w);
+    show("  same, 2 short strings read as `auto`", &w_auto);
 
     if std::env::var_os("WARDEN_BENCH_PARTS").is_some() {
         let h = measure(|i| {
@@ -206,11 +223,19 @@ fn main() {
         show("  part: policy evaluate", &e);
     }
 
-    let acts_1k = actions(1024);
+    let batch = sql_batch_1kb();
+    let acts_1k = actions(Some(&batch));
     let w1k = measure(|i| {
+        black_box(catalog_gate.decide(&acts_1k[i % acts_1k.len()]));
+    });
+    show(
+        &format!("warden decide, + {} B SQL argument (`sql`)", batch.len()),
+        &w1k,
+    );
+    let w1k_auto = measure(|i| {
         black_box(gate.decide(&acts_1k[i % acts_1k.len()]));
     });
-    show("warden decide, 1,000 rules, 1 KB argument", &w1k);
+    show("  same, every string read as `auto`", &w1k_auto);
 
     let c_eq = cedar(&cedar_equivalent(), &acts, CALLS / 10);
     show("cedar, equivalent 1,000 policies", &c_eq);

@@ -41,7 +41,29 @@ pub fn family_tools(f: usize) -> Vec<String> {
 /// tool can be matched by exactly the 10 rules of its family; 3 of those 10
 /// carry a `when:` condition.
 pub fn warden_policy() -> String {
-    let mut s = String::from("version: warden/v1\nname: bench-1000\ndefault: deny\nrules:\n");
+    warden_policy_with(false)
+}
+
+/// [`warden_policy`] plus a tool catalog that declares every tool's `mode`
+/// and `dest` arguments `text` (data, never read by the intent classifier)
+/// and its `sql` argument `sql`, as a deployment would for its own tools.
+pub fn warden_policy_with_catalog() -> String {
+    warden_policy_with(true)
+}
+
+fn warden_policy_with(catalog: bool) -> String {
+    let mut s = String::from("version: warden/v1\nname: bench-1000\ndefault: deny\n");
+    if catalog {
+        s.push_str("tools:\n");
+        for f in 0..FAMILIES {
+            for t in family_tools(f) {
+                s.push_str(&format!(
+                    "  {t}: {{args: {{mode: text, dest: text, sql: sql}}}}\n"
+                ));
+            }
+        }
+    }
+    s.push_str("rules:\n");
     for f in 0..FAMILIES {
         let list = family_tools(f).join(", ");
         let rules = [
@@ -77,6 +99,27 @@ pub fn warden_policy() -> String {
             s.push_str(&r);
             s.push('\n');
         }
+    }
+    s
+}
+
+/// A SQL batch of about 1 KB: selects, an update and a delete with `WHERE`
+/// and an insert (the classifier's own benchmark input).
+pub fn sql_batch_1kb() -> String {
+    let units = [
+        "SELECT u.id, u.name, count(o.id) AS orders FROM users u LEFT JOIN orders o ON o.user_id = u.id WHERE u.created_at > '2024-01-01' GROUP BY u.id, u.name ORDER BY orders DESC LIMIT 50",
+        "UPDATE orders SET status = 'shipped', shipped_at = now() WHERE id IN (SELECT order_id FROM shipments WHERE carrier = 'ups')",
+        "INSERT INTO audit_log (actor, action, at) VALUES ('agent-7', 'report', now())",
+        "DELETE FROM sessions WHERE expires_at < now() - interval '1 day'",
+    ];
+    let mut s = String::new();
+    let mut i = 0;
+    while s.len() < 1000 {
+        if !s.is_empty() {
+            s.push_str(";\n");
+        }
+        s.push_str(units[i % units.len()]);
+        i += 1;
     }
     s
 }

@@ -83,7 +83,9 @@ fn egress_flags_judge_hosts() {
 
 #[test]
 fn usage_and_input_errors_exit_2_with_one_line() {
-    let cases: Vec<(Vec<&str>, Option<Vec<u8>>, &str)> = vec![
+    /// Arguments, stdin, and what the error line must say.
+    type Case<'a> = (Vec<&'a str>, Option<Vec<u8>>, &'a str);
+    let cases: Vec<Case> = vec![
         (
             vec!["intent", "--kind", "yaml", "x"],
             None,
