@@ -529,6 +529,7 @@ fn run(ctx: &mut Ctx<'_>, text: &str, origin: Origin, vars: &HashMap<String, Var
             )
         },
         downloaded: Vec::new(),
+        written: Vec::new(),
         function: None,
         piped: false,
     };
@@ -577,6 +578,9 @@ struct Walker<'c, 'a, 't> {
     char_bytes: Option<Vec<usize>>,
     /// Files written by downloads in this script (`curl -o x.sh`).
     downloaded: Vec<String>,
+    /// Files written from a command's output in this script (`echo … > f`),
+    /// with what was written, for when the script then runs them.
+    written: Vec<(String, Flow)>,
     /// The function being defined, to spot fork bombs.
     function: Option<String>,
     /// Whether the current command is part of a pipeline or runs in the background.
@@ -1049,10 +1053,17 @@ impl Walker<'_, '_, '_> {
             );
         }
         let out = self.exec(&argv, &input, at);
-        if out_redirect.is_some() {
-            Flow::None
-        } else {
-            out
+        match out_redirect {
+            Some(path) => {
+                if out.is_some() {
+                    if !path.starts_with('/') && !path.starts_with("./") {
+                        self.written.push((format!("./{path}"), out.clone()));
+                    }
+                    self.written.push((path, out));
+                }
+                Flow::None
+            }
+            None => out,
         }
     }
 
@@ -1995,7 +2006,25 @@ impl Walker<'_, '_, '_> {
             at,
             format!("runs script {}", truncate_chars(&file.value, 60)),
         );
-        Flow::Dynamic
+        // A file this script wrote: what was written is what runs.
+        let written = self
+            .written
+            .iter()
+            .rev()
+            .find(|(path, _)| *path == file.value)
+            .map(|(_, flow)| flow.clone());
+        match written {
+            Some(flow @ Flow::Static(_)) => self.stdin_exec(&flow, target, at),
+            Some(Flow::Remote(_) | Flow::Decoded) => {
+                self.add(
+                    Intent::CodeExecution,
+                    at,
+                    format!("runs a downloaded or decoded script: {}", self.snippet(at)),
+                );
+                Flow::Dynamic
+            }
+            _ => Flow::Dynamic,
+        }
     }
 
     /// An interpreter reading its program from stdin.

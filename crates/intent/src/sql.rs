@@ -307,7 +307,11 @@ pub(crate) fn analyze_parsed(ctx: &mut Ctx<'_>, text: &str, origin: Origin) {
         }
         let parsed = dialects()
             .into_iter()
-            .find_map(|d| Parser::parse_sql(d, piece).ok());
+            .find_map(|d| Parser::parse_sql(d, piece).ok())
+            .or_else(|| create_user_as_role(piece));
+        if parsed.is_none() && is_read_pragma_call(piece) {
+            continue;
+        }
         match parsed {
             Some(statements) => {
                 let local = LineIndex::new(piece);
@@ -333,6 +337,77 @@ pub(crate) fn analyze_parsed(ctx: &mut Ctx<'_>, text: &str, origin: Origin) {
                 token_scan(ctx, text, start, end, origin);
             }
         }
+    }
+}
+
+/// SQLite pragmas that take a table or index name and only report on it.
+const READ_PRAGMAS: &[&str] = &[
+    "table_info",
+    "table_xinfo",
+    "table_list",
+    "index_info",
+    "index_xinfo",
+    "index_list",
+    "foreign_key_list",
+    "foreign_key_check",
+    "integrity_check",
+    "quick_check",
+];
+
+/// `PRAGMA [schema.]name(argument)` with a reporting pragma, which sqlparser
+/// reads only when the argument is quoted: `PRAGMA table_info(users)`.
+fn is_read_pragma_call(piece: &str) -> bool {
+    let Ok(tokens) = Tokenizer::new(&SQLiteDialect {}, piece).tokenize() else {
+        return false;
+    };
+    let t: Vec<&Token> = tokens
+        .iter()
+        .filter(|t| !matches!(t, Token::Whitespace(_)))
+        .collect();
+    let word = |t: &Token| match t {
+        Token::Word(w) if w.quote_style.is_none() => Some(w.value.to_ascii_lowercase()),
+        _ => None,
+    };
+    let name = match t.as_slice() {
+        [p, n, Token::LParen, _, Token::RParen] => (word(p).as_deref() == Some("pragma"))
+            .then(|| word(n))
+            .flatten(),
+        [p, _, Token::Period, n, Token::LParen, _, Token::RParen] => (word(p).as_deref()
+            == Some("pragma"))
+        .then(|| word(n))
+        .flatten(),
+        _ => None,
+    };
+    let argument_ok = matches!(
+        t.get(t.len().wrapping_sub(2)),
+        Some(Token::Word(_) | Token::SingleQuotedString(_) | Token::Number(..))
+    );
+    argument_ok && name.is_some_and(|n| READ_PRAGMAS.contains(&n.as_str()))
+}
+
+/// `CREATE USER name [WITH] options`, which sqlparser does not read in the
+/// PostgreSQL form: it is `CREATE ROLE name WITH LOGIN options`, so it is
+/// read as `CREATE ROLE` (same length, same spans) and judged like one.
+fn create_user_as_role(piece: &str) -> Option<Vec<Statement>> {
+    let tokens = Tokenizer::new(&PostgreSqlDialect {}, piece)
+        .tokenize_with_location()
+        .ok()?;
+    let mut words = tokens
+        .iter()
+        .filter(|t| !matches!(t.token, Token::Whitespace(_)));
+    let (create, user) = (words.next()?, words.next()?);
+    let is = |t: &TokenWithSpan, k: &str| matches!(&t.token, Token::Word(w) if w.quote_style.is_none() && w.value.eq_ignore_ascii_case(k));
+    if !is(create, "create") || !is(user, "user") {
+        return None;
+    }
+    let lines = LineIndex::new(piece);
+    let at = lines.offset(user.span.start);
+    let mut as_role = piece.to_string();
+    as_role.replace_range(at..at + 4, "ROLE");
+    let statements = Parser::parse_sql(&PostgreSqlDialect {}, &as_role).ok()?;
+    match statements.as_slice() {
+        [Statement::CreateRole(_)] => Some(statements),
+        _ => None,
     }
 }
 
@@ -542,8 +617,9 @@ impl StatementVisitor<'_, '_, '_> {
                 ),
                 _ => {}
             },
-            S::Pragma { value, .. } => {
-                if value.is_some() {
+            S::Pragma { name, value, is_eq } => {
+                let reads = !is_eq && READ_PRAGMAS.contains(&last_part(name).as_str());
+                if value.is_some() && !reads {
                     self.add(Intent::Write, head());
                 }
             }

@@ -245,3 +245,42 @@ fn invalid_egress_entries_are_reported() {
     let err = Egress::new(["*.ok.com", "bad*.com"]).unwrap_err();
     assert!(err.to_string().contains("bad*.com"));
 }
+
+#[test]
+fn a_file_written_then_run_is_read_as_code() {
+    let c = classify(
+        Kind::Shell,
+        "echo 'rm -rf ~/data' > /tmp/x.sh && bash /tmp/x.sh",
+    );
+    assert!(c.has(Intent::Destructive), "{c:?}");
+    let c = classify(Kind::Shell, "echo 'ls -la' > l.sh && bash ./l.sh");
+    assert_eq!(c.intents, vec![Intent::Write]);
+    // Another file than the one written: only "runs script".
+    let c = classify(Kind::Shell, "echo 'rm -rf /' > a.sh && bash b.sh");
+    assert_eq!(c.intents, vec![Intent::Write]);
+}
+
+#[test]
+fn sqlite_report_pragmas_read_and_create_user_is_a_role() {
+    for sql in [
+        "PRAGMA table_info(users)",
+        "PRAGMA main.index_list('users')",
+    ] {
+        assert_eq!(
+            classify(Kind::Sql, sql).intents,
+            vec![Intent::ReadOnly],
+            "{sql}"
+        );
+    }
+    // Setting pragmas, or ones it does not know, are not read-only.
+    assert!(!classify(Kind::Sql, "PRAGMA journal_mode(WAL)").has(Intent::ReadOnly));
+    assert!(!classify(Kind::Sql, "PRAGMA writable_schema = 1").has(Intent::ReadOnly));
+    let c = classify(Kind::Sql, "CREATE USER bob WITH PASSWORD 'x' SUPERUSER");
+    assert_eq!(c.intents, vec![Intent::PrivilegeEscalation]);
+    assert_eq!(
+        c.findings[0].evidence,
+        "CREATE USER bob WITH PASSWORD 'x' SUPERUSER"
+    );
+    let c = classify(Kind::Sql, "CREATE USER bob WITH PASSWORD 'x'");
+    assert_eq!(c.intents, vec![Intent::Write]);
+}
