@@ -2,7 +2,7 @@
 //! leaf, and how anyone can check the log offline.
 //!
 //! * [`record`]: decision and outcome records and their canonical byte
-//!   encoding (the leaf data; spec in `ENCODING.md`).
+//!   encoding (the leaf data; spec in the repository's `ARCHITECTURE.md`).
 //! * [`merkle`]: RFC 6962 hashing, roots, inclusion and consistency proofs
 //!   and their verification.
 //! * [`checkpoint`]: C2SP signed-note checkpoints with Ed25519 keys.

@@ -4,8 +4,8 @@
 //! either a [`DecisionRecord`] (what the gate decided) or an
 //! [`OutcomeRecord`] (what happened after an allowed action ran). The bytes
 //! of [`Entry::encode`] are the RFC 6962 leaf data: every field is inside
-//! the leaf hash. The format is specified in `ENCODING.md` next to this
-//! crate's `Cargo.toml`.
+//! the leaf hash. The format is specified in the repository's `ARCHITECTURE.md`
+//! (*Audit record encoding*).
 
 use serde::{Deserialize, Serialize};
 
@@ -525,7 +525,7 @@ mod tests {
         }
     }
 
-    /// Build the expected bytes by hand from ENCODING.md, independently of
+    /// Build the expected bytes by hand from the spec in ARCHITECTURE.md, independently of
     /// the encoder.
     fn s(text: &str) -> Vec<u8> {
         [&(text.len() as u32).to_be_bytes()[..], text.as_bytes()].concat()
@@ -705,8 +705,8 @@ mod tests {
     }
 
     #[test]
-    fn the_example_in_encoding_md_is_what_the_encoder_produces() {
-        let doc = include_str!("../ENCODING.md");
+    fn the_example_in_the_spec_is_what_the_encoder_produces() {
+        let doc = include_str!("../../../ARCHITECTURE.md");
         let start = doc.find("encodes to (hex").unwrap();
         let block = &doc[start..];
         let block = &block[block.find("```\n").unwrap() + 4..];
