@@ -53,6 +53,7 @@ mod normalize;
 mod path;
 mod script;
 mod shell;
+mod shell_fast;
 mod sql;
 mod sql_fast;
 mod url_kind;

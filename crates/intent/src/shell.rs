@@ -16,6 +16,7 @@ use brush_parser::{Parser, ParserOptions};
 
 use crate::analyze::{Ctx, Origin, nesting_exceeds_limit, truncate_chars};
 use crate::script::{self, Lang};
+use crate::shell_fast;
 use crate::{Intent, Kind, MAX_DECODED_BYTES, MAX_DEPTH, MAX_SYNTAX_NESTING, Span, path, url_kind};
 
 /// Placeholder for a value not known before run time.
@@ -533,7 +534,16 @@ fn run(ctx: &mut Ctx<'_>, text: &str, origin: Origin, vars: &HashMap<String, Var
         function: None,
         piped: false,
     };
-    match Parser::new(text.as_bytes(), &options()).parse_program() {
+    let fast = if w.ctx.fast_paths {
+        shell_fast::parse(text)
+    } else {
+        None
+    };
+    let parsed = match fast {
+        Some(program) => Ok(program),
+        None => Parser::new(text.as_bytes(), &options()).parse_program(),
+    };
+    match parsed {
         Ok(program) => {
             let mut out = Flow::None;
             for list in &program.complete_commands {

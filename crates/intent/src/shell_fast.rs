@@ -1,0 +1,546 @@
+//! A fast parser for plain one-line shell command lists: it builds the same
+//! `brush_parser` AST that brush's PEG parser builds, for a strict subset —
+//! simple commands of plain, single-quoted and double-quoted words (with
+//! `$NAME`, `${NAME}` and `$(simple command)`), joined by `|`, `&&`, `||` and
+//! `;`, with `>`, `>>`, `<`, `N>file` and `N>&M` redirects — and returns
+//! `None` (brush parses it) on anything else: newlines, backslashes,
+//! backticks, `#`, `=`, `!`, braces, parentheses, `&`, heredocs, reserved
+//! words, non-ASCII text. The walker then reads the AST as it always does.
+//!
+//! brush spends most of its time tokenizing through a reader and trying every
+//! word as an assignment; this reads the bytes once. `parses_like_brush`
+//! in the tests below checks the AST is identical (locations included) on
+//! the corpus and on generated command lines.
+
+use std::sync::Arc;
+
+use brush_parser::ast;
+use brush_parser::{SourcePosition, SourceSpan};
+
+/// Longest text the fast parser reads; longer scripts go to brush.
+const MAX_FAST_BYTES: usize = 16 * 1024;
+
+/// Words that are syntax in some position (reserved words, `[[`, `]]`).
+const RESERVED: &[&str] = &[
+    "if", "then", "else", "elif", "fi", "do", "done", "case", "esac", "while", "until", "for",
+    "in", "function", "select", "time", "coproc", "[[", "]]",
+];
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Op {
+    Pipe,
+    And,
+    Or,
+    Semi,
+}
+
+enum Tok {
+    Word(usize, usize),
+    Op(Op),
+    /// `[N]>`, `[N]>>`, `[N]<`, `[N]>&`.
+    Redirect(Option<i32>, ast::IoFileRedirectKind),
+}
+
+/// Parses `text` when all of it is in the subset; `None` defers to brush.
+pub(crate) fn parse(text: &str) -> Option<ast::Program> {
+    if text.len() > MAX_FAST_BYTES || !text.is_ascii() {
+        return None;
+    }
+    let toks = tokenize(text)?;
+    let mut items: Vec<ast::CompoundListItem> = Vec::new();
+    let mut i = 0;
+    while i < toks.len() {
+        let mut first = None;
+        let mut additional = Vec::new();
+        let mut joiner: Option<Op> = None;
+        loop {
+            let (pipeline, next) = pipeline(text, &toks, i)?;
+            i = next;
+            match joiner {
+                None => first = Some(pipeline),
+                Some(Op::And) => additional.push(ast::AndOr::And(pipeline)),
+                Some(Op::Or) => additional.push(ast::AndOr::Or(pipeline)),
+                Some(_) => return None,
+            }
+            match toks.get(i) {
+                Some(Tok::Op(op @ (Op::And | Op::Or))) => {
+                    joiner = Some(*op);
+                    i += 1;
+                }
+                Some(Tok::Op(Op::Semi)) => {
+                    i += 1;
+                    break;
+                }
+                None => break,
+                _ => return None,
+            }
+        }
+        items.push(ast::CompoundListItem(
+            ast::AndOrList {
+                first: first?,
+                additional,
+            },
+            ast::SeparatorOperator::Sequence,
+        ));
+    }
+    if items.is_empty() {
+        return None;
+    }
+    Some(ast::Program {
+        complete_commands: vec![ast::CompoundList(items)],
+    })
+}
+
+fn pipeline(text: &str, toks: &[Tok], mut i: usize) -> Option<(ast::Pipeline, usize)> {
+    let mut seq = Vec::new();
+    loop {
+        let (cmd, next) = simple(text, toks, i)?;
+        seq.push(ast::Command::Simple(cmd));
+        i = next;
+        if let Some(Tok::Op(Op::Pipe)) = toks.get(i) {
+            i += 1;
+        } else {
+            break;
+        }
+    }
+    Some((
+        ast::Pipeline {
+            timed: None,
+            bang: false,
+            seq,
+        },
+        i,
+    ))
+}
+
+fn simple(text: &str, toks: &[Tok], mut i: usize) -> Option<(ast::SimpleCommand, usize)> {
+    // The command name comes first: a leading redirect goes to brush.
+    let Some(&Tok::Word(a, b)) = toks.get(i) else {
+        return None;
+    };
+    let name = word(text, a, b);
+    i += 1;
+    let mut suffix = Vec::new();
+    loop {
+        match toks.get(i) {
+            Some(&Tok::Word(a, b)) => {
+                suffix.push(ast::CommandPrefixOrSuffixItem::Word(word(text, a, b)));
+                i += 1;
+            }
+            Some(Tok::Redirect(fd, kind)) => {
+                let Some(&Tok::Word(a, b)) = toks.get(i + 1) else {
+                    return None;
+                };
+                let w = word(text, a, b);
+                let target = if matches!(kind, ast::IoFileRedirectKind::DuplicateOutput) {
+                    ast::IoFileRedirectTarget::Duplicate(w)
+                } else {
+                    ast::IoFileRedirectTarget::Filename(w)
+                };
+                suffix.push(ast::CommandPrefixOrSuffixItem::IoRedirect(
+                    ast::IoRedirect::File(*fd, kind.clone(), target),
+                ));
+                i += 2;
+            }
+            _ => break,
+        }
+    }
+    Some((
+        ast::SimpleCommand {
+            prefix: None,
+            word_or_name: Some(name),
+            suffix: (!suffix.is_empty()).then_some(ast::CommandSuffix(suffix)),
+        },
+        i,
+    ))
+}
+
+fn word(text: &str, a: usize, b: usize) -> ast::Word {
+    // One line of ASCII: index = byte, line 1, column = byte + 1.
+    let pos = |i: usize| {
+        Arc::new(SourcePosition {
+            index: i,
+            line: 1,
+            column: i + 1,
+        })
+    };
+    ast::Word {
+        value: text[a..b].to_string(),
+        loc: Some(SourceSpan {
+            start: pos(a),
+            end: pos(b),
+        }),
+    }
+}
+
+fn tokenize(text: &str) -> Option<Vec<Tok>> {
+    let b = text.as_bytes();
+    let mut toks = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b' ' | b'\t' => i += 1,
+            b'|' => {
+                if b.get(i + 1) == Some(&b'|') {
+                    toks.push(Tok::Op(Op::Or));
+                    i += 2;
+                } else if b.get(i + 1) == Some(&b'&') {
+                    return None;
+                } else {
+                    toks.push(Tok::Op(Op::Pipe));
+                    i += 1;
+                }
+            }
+            b'&' => {
+                if b.get(i + 1) != Some(&b'&') {
+                    return None;
+                }
+                toks.push(Tok::Op(Op::And));
+                i += 2;
+            }
+            b';' => {
+                if b.get(i + 1) == Some(&b';') {
+                    return None;
+                }
+                toks.push(Tok::Op(Op::Semi));
+                i += 1;
+            }
+            b'>' | b'<' => {
+                let (tok, next) = redirect(b, i, None)?;
+                toks.push(tok);
+                i = next;
+            }
+            _ => {
+                let end = word_end(b, i)?;
+                let w = &text[i..end];
+                if end < b.len() && matches!(b[end], b'>' | b'<') {
+                    // `2>file`: an fd number; any other word touching a
+                    // redirect goes to brush.
+                    let fd: i32 = w
+                        .bytes()
+                        .all(|c| c.is_ascii_digit())
+                        .then(|| w.parse().ok())??;
+                    let (tok, next) = redirect(b, end, Some(fd))?;
+                    toks.push(tok);
+                    i = next;
+                    continue;
+                }
+                if RESERVED.contains(&w) || w.contains('=') {
+                    return None;
+                }
+                toks.push(Tok::Word(i, end));
+                i = end;
+            }
+        }
+    }
+    // `;` only between or after commands, never first or doubled.
+    let mut prev_op = true;
+    for t in &toks {
+        let op = matches!(t, Tok::Op(_));
+        if op && prev_op {
+            return None;
+        }
+        prev_op = op;
+    }
+    if let Some(Tok::Op(op)) = toks.last()
+        && *op != Op::Semi
+    {
+        return None;
+    }
+    Some(toks)
+}
+
+/// A redirect operator at `i`; for `>&`, the target must be a plain number.
+fn redirect(b: &[u8], i: usize, fd: Option<i32>) -> Option<(Tok, usize)> {
+    use ast::IoFileRedirectKind as K;
+    let (kind, len) = match (b[i], b.get(i + 1)) {
+        (b'>', Some(b'>')) => (K::Append, 2),
+        (b'>', Some(b'&')) => (K::DuplicateOutput, 2),
+        (b'>', Some(b'|' | b'(')) | (b'<', Some(b'<' | b'>' | b'&' | b'(')) => return None,
+        (b'>', _) => (K::Write, 1),
+        (b'<', _) => (K::Read, 1),
+        _ => return None,
+    };
+    let next = i + len;
+    if matches!(b.get(next), Some(b'>' | b'<' | b'&' | b'|')) {
+        return None;
+    }
+    if matches!(kind, K::DuplicateOutput) {
+        // `>&2`, `2>&1` with the number right after: anything else to brush.
+        let end = (next..b.len())
+            .find(|&j| !b[j].is_ascii_digit())
+            .unwrap_or(b.len());
+        if end == next || !matches!(b.get(end), None | Some(b' ' | b'\t' | b';' | b'|')) {
+            return None;
+        }
+    }
+    Some((Tok::Redirect(fd, kind), next))
+}
+
+/// The end of the word starting at `i`, or `None` for anything outside the
+/// subset.
+fn word_end(b: &[u8], mut i: usize) -> Option<usize> {
+    while i < b.len() {
+        match b[i] {
+            b' ' | b'\t' | b'|' | b'&' | b';' | b'>' | b'<' => break,
+            b'\'' => {
+                let close = b[i + 1..].iter().position(|&c| c == b'\'')?;
+                i += close + 2;
+            }
+            b'"' => {
+                i += 1;
+                loop {
+                    match *b.get(i)? {
+                        b'"' => break,
+                        b'$' => i = dollar(b, i)?,
+                        b'\\' | b'`' | b'!' => return None,
+                        _ => i += 1,
+                    }
+                }
+                i += 1;
+            }
+            b'$' => i = dollar(b, i)?,
+            b'\\' | b'`' | b'#' | b'(' | b')' | b'{' | b'}' | b'!' | b'\n' | b'\r' => {
+                return None;
+            }
+            c if c.is_ascii_graphic() => i += 1,
+            _ => return None,
+        }
+    }
+    Some(i)
+}
+
+/// `$NAME`, `${NAME}` or `$(plain words)` at `i`; returns the end.
+fn dollar(b: &[u8], i: usize) -> Option<usize> {
+    let is_name = |c: u8| c.is_ascii_alphanumeric() || c == b'_';
+    match *b.get(i + 1)? {
+        c if c.is_ascii_alphabetic() || c == b'_' => {
+            let mut j = i + 1;
+            while j < b.len() && is_name(b[j]) {
+                j += 1;
+            }
+            Some(j)
+        }
+        b'{' => {
+            let mut j = i + 2;
+            if !b
+                .get(j)
+                .is_some_and(|&c| c.is_ascii_alphabetic() || c == b'_')
+            {
+                return None;
+            }
+            while j < b.len() && is_name(b[j]) {
+                j += 1;
+            }
+            (b.get(j) == Some(&b'}')).then_some(j + 1)
+        }
+        b'(' => {
+            // Only plain words and spaces inside: no quotes, no nesting.
+            let mut j = i + 2;
+            if b.get(j) == Some(&b'(') {
+                return None;
+            }
+            while j < b.len() {
+                match b[j] {
+                    b')' => return (j > i + 2).then_some(j + 1),
+                    b' ' | b'\t' => {}
+                    c if c.is_ascii_alphanumeric() || b"+-%./_:,@".contains(&c) => {}
+                    _ => return None,
+                }
+                j += 1;
+            }
+            None
+        }
+        _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use brush_parser::{Parser, ParserOptions};
+    use proptest::prelude::*;
+
+    fn brush(text: &str) -> Option<ast::Program> {
+        Parser::new(text.as_bytes(), &ParserOptions::default())
+            .parse_program()
+            .ok()
+    }
+
+    fn parses_like_brush(text: &str) {
+        if let Some(fast) = parse(text) {
+            let full = brush(text);
+            assert_eq!(format!("{:?}", Some(fast)), format!("{full:?}"), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn plain_command_lists_take_the_fast_path() {
+        for t in [
+            "cd /srv/app && git fetch origin && git status --short",
+            "grep -rn 'TODO' src/ | sort | uniq -c | head -n 20",
+            "tar czf /tmp/build-$(date +%s).tgz target/release/app",
+            "echo \"deploying $VERSION\" >> /tmp/deploy.log",
+            "docker ps --format '{{.Names}}' | xargs -n1 docker inspect",
+            "make 2>&1 > /tmp/log; ls",
+            "a || b",
+        ] {
+            assert!(parse(t).is_some(), "{t}");
+            parses_like_brush(t);
+        }
+    }
+
+    #[test]
+    fn defers_on_what_it_does_not_read() {
+        for t in [
+            "a\nb",
+            "X=1 cmd",
+            "cmd a=b",
+            "if true; then ls; fi",
+            "ls # c",
+            "echo \\x",
+            "echo `id`",
+            "(ls)",
+            "{ ls; }",
+            "ls &",
+            "ls |& cat",
+            "! ls",
+            "cat <<EOF",
+            "a &> f",
+            "a >| f",
+            "a 2>&-",
+            "echo $((1+2))",
+            "echo $(ls | wc)",
+            "echo ${x:-y}",
+            "echo $1",
+            "; ls",
+            "ls ;; x",
+            "ls &&",
+            "> f ls",
+            "echo 'unterminated",
+            "echo ｘ",
+            "",
+        ] {
+            assert!(parse(t).is_none(), "{t:?}");
+        }
+    }
+
+    #[test]
+    fn corpus_shell_lines_parse_like_brush() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("corpus");
+        for entry in std::fs::read_dir(&dir).expect("corpus directory") {
+            let body = std::fs::read_to_string(entry.expect("entry").path()).expect("file");
+            for line in body.lines() {
+                if let Some((_, text)) = line.split_once(" :: ") {
+                    parses_like_brush(&text.replace("{NL}", "\n").replace("{TAB}", "\t"));
+                }
+            }
+        }
+    }
+
+    const FRAGMENTS: &[&str] = &[
+        "ls",
+        "cat",
+        "git",
+        "status",
+        "-la",
+        "--short",
+        "/tmp/x",
+        "./a.sh",
+        "~/.ssh",
+        "*.log",
+        "'a b'",
+        "'{{.N}}'",
+        "\"x\"",
+        "\"a $V b\"",
+        "\"${H}\"",
+        "$V",
+        "${H}x",
+        "$(date +%s)",
+        "a$(id)b",
+        "|",
+        "||",
+        "&&",
+        ";",
+        ">",
+        ">>",
+        "<",
+        "2>",
+        "2>&1",
+        ">&2",
+        "1>&2",
+        "&",
+        "=",
+        "a=b",
+        "if",
+        "then",
+        "fi",
+        "for",
+        "in",
+        "do",
+        "done",
+        "time",
+        "!",
+        "#",
+        "(",
+        ")",
+        "{",
+        "}",
+        "\\",
+        "`",
+        "'",
+        "\"",
+        "$",
+        "$(",
+        "2",
+        "10",
+        "-",
+        "--",
+        "x=1",
+        "[[",
+        "]]",
+        "e\"x\"'y'",
+        "'",
+        "\t",
+        "<<",
+        "<>",
+        ">|",
+        "&>",
+        "$1",
+        "$?",
+        "${#x}",
+        "$((1))",
+    ];
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 4096, ..ProptestConfig::default() })]
+
+        #[test]
+        fn generated_command_lines_parse_like_brush(
+            words in prop::collection::vec(prop::sample::select(FRAGMENTS), 1..16),
+            glue in prop::collection::vec(prop::sample::select(&[" ", " ", " ", ""][..]), 16),
+        ) {
+            let mut text = String::new();
+            for (w, g) in words.iter().zip(&glue) {
+                text.push_str(w);
+                text.push_str(g);
+            }
+            parses_like_brush(&text);
+            parses_like_brush(text.trim());
+        }
+
+        /// Only fragments the fast parser reads, so long lines reach it.
+        #[test]
+        fn generated_plain_command_lines_parse_like_brush(
+            words in prop::collection::vec(prop::sample::select(&FRAGMENTS[..30]), 1..24),
+            glue in prop::collection::vec(prop::sample::select(&[" ", " ", "  ", "\t", ""][..]), 24),
+        ) {
+            let mut text = String::new();
+            for (w, g) in words.iter().zip(&glue) {
+                text.push_str(w);
+                text.push_str(g);
+            }
+            parses_like_brush(&text);
+        }
+    }
+}
