@@ -212,13 +212,7 @@ fn print_from(
                 Format::Jsonl => jsonl(stored)?,
                 Format::Cef => cef(stored)?,
             };
-            if let Err(e) = writeln!(out, "{line}") {
-                // A closed pipe (`| head`) ends the listing quietly.
-                if e.kind() == std::io::ErrorKind::BrokenPipe {
-                    return Ok(u64::MAX);
-                }
-                return Err(e.into());
-            }
+            writeln!(out, "{line}")?;
         }
         limit = limit.saturating_sub(page.len() as u64);
         from = last + 1;

@@ -42,6 +42,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    restore_sigpipe();
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
         Err(e) => return usage_error(e),
@@ -91,4 +92,15 @@ fn usage_error(e: clap::Error) -> ExitCode {
         warden_policy::printable(first)
     );
     ExitCode::from(EXIT_USAGE)
+}
+
+/// Rust ignores SIGPIPE, so printing into a closed pipe (`warden audit export
+/// | head`) would panic. Like other Unix tools, warden instead ends quietly
+/// when the reader goes away.
+fn restore_sigpipe() {
+    // SAFETY: called first thing in `main`, before any other thread exists;
+    // setting a signal's disposition to the default has no other effect.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
 }

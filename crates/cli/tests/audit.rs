@@ -324,3 +324,37 @@ fn a_log_held_by_another_writer_is_a_clear_error() {
         "no decision is printed without its record"
     );
 }
+
+#[test]
+fn a_reader_that_goes_away_ends_the_listing_without_a_panic() {
+    let dir = recorded_log();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_warden"))
+        .env("WARDEN_DATA_DIR", dir.path())
+        .args(["audit", "tail", "-f"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Read one line, then close the pipe: the next write must end the process.
+    let mut reader = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut reader, &mut line).unwrap();
+    drop(reader);
+    let out = warden(dir.path())
+        .args(["check", "--record", "--action"])
+        .arg(example_action("select"))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    let status = child.wait().unwrap();
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    assert!(!err.contains("panicked"), "{err}");
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(status.signal(), Some(libc_sigpipe()), "{status:?}");
+}
+
+/// SIGPIPE's number on Linux.
+fn libc_sigpipe() -> i32 {
+    13
+}
