@@ -11,12 +11,18 @@ use crate::{Intent, Kind};
 pub(crate) fn canonical(raw: &str) -> String {
     let decoded;
     let mut p = raw;
-    let lower = p.to_ascii_lowercase();
-    if lower.contains("%2e") || lower.contains("%2f") || lower.contains("%5c") {
-        decoded = percent_decode(p);
-        p = &decoded;
+    if p.contains('%') {
+        let lower = p.to_ascii_lowercase();
+        if lower.contains("%2e") || lower.contains("%2f") || lower.contains("%5c") {
+            decoded = percent_decode(p);
+            p = &decoded;
+        }
     }
-    let p = p.replace('\\', "/");
+    let p: std::borrow::Cow<'_, str> = if p.contains('\\') {
+        p.replace('\\', "/").into()
+    } else {
+        p.into()
+    };
     let mut rest: &str = &p;
     let mut prefix = "";
     for (from, to) in [
@@ -84,7 +90,12 @@ pub(crate) fn canonical(raw: &str) -> String {
             }
         }
     }
-    out.push_str(&segs.join("/"));
+    for (i, seg) in segs.iter().enumerate() {
+        if i > 0 {
+            out.push('/');
+        }
+        out.push_str(seg);
+    }
     out
 }
 

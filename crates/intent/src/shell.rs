@@ -823,6 +823,11 @@ impl Walker<'_, '_, '_> {
             arg.value = raw.to_string();
             return vec![arg];
         }
+        // Plain text and single-quoted text only: the quotes just go.
+        if let Some(value) = unquote_single(raw) {
+            arg.value = value;
+            return vec![arg];
+        }
         let pieces = match word::parse(raw, &options()) {
             Ok(p) => p,
             Err(_) => {
@@ -4308,6 +4313,26 @@ fn unescape(s: &str, mode: Escapes) -> String {
 }
 
 /// Expands `{a,b}` brace lists (one group at a time, bounded).
+/// The value of a word made only of plain text (no `$`, backquote,
+/// backslash, double quote, brace or leading `~`) and single-quoted text,
+/// which is what brush's word parser and [`Walker::pieces`] make of it.
+fn unquote_single(raw: &str) -> Option<String> {
+    if raw.starts_with('~') {
+        return None;
+    }
+    let mut out = String::with_capacity(raw.len());
+    let mut quoted = false;
+    for c in raw.chars() {
+        match c {
+            '\'' => quoted = !quoted,
+            c if quoted => out.push(c),
+            '"' | '$' | '`' | '\\' | '{' | '}' => return None,
+            c => out.push(c),
+        }
+    }
+    (!quoted).then_some(out)
+}
+
 fn brace_expand(word: &str) -> Vec<String> {
     let mut out = vec![word.to_string()];
     for _ in 0..4 {
@@ -4379,6 +4404,62 @@ mod tests {
         assert_eq!(unescape(r"\162\155", Escapes::Printf), "rm");
         assert_eq!(unescape(r"\u0072m", Escapes::AnsiC), "rm");
         assert_eq!(unescape(r"a\nb", Escapes::Echo), "a\nb");
+    }
+
+    #[test]
+    fn single_quoted_words_unquote_like_the_word_parser() {
+        for raw in [
+            "'TODO'",
+            "'*.log'",
+            "a'b c'd",
+            "'{{.Names}}'",
+            "''",
+            "'a'\'",
+            "x'$HOME'",
+            "'\\n'",
+            "'~/x'",
+            "--f='a=b'",
+            "'a\"b'",
+        ] {
+            let Some(fast) = unquote_single(raw) else {
+                continue;
+            };
+            // `Walker::pieces` appends plain and single-quoted text as is;
+            // any other piece means the word was not plain.
+            let slow: Option<String> = word::parse(raw, &options())
+                .expect("parses")
+                .iter()
+                .map(|p| match &p.piece {
+                    WordPiece::Text(s) | WordPiece::SingleQuotedText(s) => Some(s.as_str()),
+                    _ => None,
+                })
+                .collect();
+            assert_eq!(Some(fast), slow, "{raw}");
+        }
+        assert_eq!(unquote_single("'TODO'").as_deref(), Some("TODO"));
+        assert_eq!(unquote_single("a'b c'd").as_deref(), Some("ab cd"));
+        assert_eq!(unquote_single("'open"), None);
+        assert_eq!(unquote_single("~/x"), None);
+        assert_eq!(unquote_single("a{b,c}"), None);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn plain_words_unquote_like_the_word_parser(raw in "[a-z'\"$ {}~*./=-]{1,12}") {
+            if let Some(fast) = unquote_single(&raw) {
+                let pieces = word::parse(&raw, &options());
+                proptest::prop_assert!(pieces.is_ok(), "{}", raw);
+                let slow: Option<String> = pieces
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|p| match &p.piece {
+                        WordPiece::Text(s) | WordPiece::SingleQuotedText(s) => Some(s.as_str()),
+                        _ => None,
+                    })
+                    .collect();
+                proptest::prop_assert_eq!(Some(fast), slow, "{}", raw);
+            }
+        }
     }
 
     #[test]
