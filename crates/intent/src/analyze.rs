@@ -224,6 +224,10 @@ pub(crate) fn nesting_exceeds_limit(text: &str) -> bool {
 }
 
 pub(crate) fn truncate_chars(s: &str, max: usize) -> String {
+    // No more bytes than `max` means no more characters either.
+    if s.len() <= max {
+        return s.to_string();
+    }
     match s.char_indices().nth(max) {
         Some((i, _)) => format!("{}…", &s[..i]),
         None => s.to_string(),

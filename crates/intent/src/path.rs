@@ -167,6 +167,47 @@ pub(crate) fn credential_reason(path: &str) -> Option<&'static str> {
     credential_reason_canonical(&c)
 }
 
+/// Credential files under a home directory (canonical form).
+const HOME_SECRETS: &[&str] = &[
+    "~/.aws",
+    "~/.config/gcloud",
+    "~/.azure",
+    "~/.kube/config",
+    "~/.docker/config.json",
+    "~/.netrc",
+    "~/.pgpass",
+    "~/.my.cnf",
+    "~/.git-credentials",
+    "~/.npmrc",
+    "~/.pypirc",
+    "~/.gnupg",
+    "~/.password-store",
+    "~/.vault-token",
+    "~/.config/gh/hosts.yml",
+    "~/.cargo/credentials",
+    "~/.cargo/credentials.toml",
+    "~/.terraform.d/credentials.tfrc.json",
+    "~/.bash_history",
+    "~/.zsh_history",
+    "~/.psql_history",
+    "~/.mysql_history",
+];
+/// System credential files and directories.
+const SYSTEM_SECRETS: &[&str] = &[
+    "/etc/shadow",
+    "/etc/gshadow",
+    "/etc/shadow-",
+    "/etc/master.passwd",
+    "/etc/security/opasswd",
+    "/etc/ssl/private",
+    "/etc/kubernetes/admin.conf",
+    "/etc/kubernetes/pki",
+    "/var/run/secrets",
+    "/run/secrets",
+    "/proc/self/environ",
+    "/etc/sudoers",
+];
+
 fn credential_reason_canonical(c: &str) -> Option<&'static str> {
     let base = basename(c);
     if c == "~/.ssh" || c.starts_with("~/.ssh/") {
@@ -185,45 +226,13 @@ fn credential_reason_canonical(c: &str) -> Option<&'static str> {
     ) {
         return Some("SSH private key");
     }
-    const HOME_SECRETS: &[&str] = &[
-        "~/.aws",
-        "~/.config/gcloud",
-        "~/.azure",
-        "~/.kube/config",
-        "~/.docker/config.json",
-        "~/.netrc",
-        "~/.pgpass",
-        "~/.my.cnf",
-        "~/.git-credentials",
-        "~/.npmrc",
-        "~/.pypirc",
-        "~/.gnupg",
-        "~/.password-store",
-        "~/.vault-token",
-        "~/.config/gh/hosts.yml",
-        "~/.cargo/credentials",
-        "~/.cargo/credentials.toml",
-        "~/.terraform.d/credentials.tfrc.json",
-        "~/.bash_history",
-        "~/.zsh_history",
-        "~/.psql_history",
-        "~/.mysql_history",
-    ];
-    const SYSTEM_SECRETS: &[&str] = &[
-        "/etc/shadow",
-        "/etc/gshadow",
-        "/etc/shadow-",
-        "/etc/master.passwd",
-        "/etc/security/opasswd",
-        "/etc/ssl/private",
-        "/etc/kubernetes/admin.conf",
-        "/etc/kubernetes/pki",
-        "/var/run/secrets",
-        "/run/secrets",
-        "/proc/self/environ",
-        "/etc/sudoers",
-    ];
-    for s in HOME_SECRETS.iter().chain(SYSTEM_SECRETS) {
+    // Every home entry starts with `~`, every system entry with `/`.
+    let secrets = match c.as_bytes().first() {
+        Some(b'~') => HOME_SECRETS,
+        Some(b'/') => SYSTEM_SECRETS,
+        _ => &[],
+    };
+    for s in secrets {
         if under(c, s) {
             return Some(if s.starts_with('~') {
                 "credential file in a home directory"
@@ -568,6 +577,13 @@ mod tests {
         assert!(credential_reason(".env.example").is_none());
         assert!(credential_reason("~/.ssh/id_rsa.pub").is_none());
         assert!(credential_reason("src/*.rs").is_none());
+    }
+
+    #[test]
+    fn secret_lists_start_with_their_root() {
+        // `credential_reason_canonical` picks the list by the first character.
+        assert!(HOME_SECRETS.iter().all(|s| s.starts_with('~')));
+        assert!(SYSTEM_SECRETS.iter().all(|s| s.starts_with('/')));
     }
 
     #[test]

@@ -510,26 +510,42 @@ fn unwrap_mysql_comments(text: &str) -> Option<String> {
 /// Line/column (1-based, columns in characters) to byte offsets.
 struct LineIndex<'t> {
     text: &'t str,
-    starts: Vec<usize>,
+    /// Byte offset of every character, then `text.len()`.
+    chars: Vec<usize>,
+    /// For each line, the index in `chars` of its first character.
+    lines: Vec<usize>,
 }
 
 impl<'t> LineIndex<'t> {
+    /// One pass over the text, so that each `offset` is a lookup: scanning a
+    /// line per token would be quadratic in a long one-line batch.
     fn new(text: &'t str) -> Self {
-        let mut starts = vec![0];
-        starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
-        LineIndex { text, starts }
+        let mut chars = Vec::with_capacity(text.len() + 1);
+        let mut lines = vec![0];
+        for (i, c) in text.char_indices() {
+            chars.push(i);
+            if c == '\n' {
+                lines.push(chars.len());
+            }
+        }
+        chars.push(text.len());
+        LineIndex { text, chars, lines }
     }
 
+    /// The byte offset of a 1-based (line, column in characters) location;
+    /// past the end it is the end of the text.
     fn offset(&self, loc: Location) -> usize {
         if loc.line == 0 {
             return 0;
         }
-        let Some(&line_start) = self.starts.get(loc.line as usize - 1) else {
+        let Some(&first) = self.lines.get(loc.line as usize - 1) else {
             return self.text.len();
         };
-        let line = &self.text[line_start..];
         let col = loc.column.saturating_sub(1) as usize;
-        line_start + line.char_indices().nth(col).map_or(line.len(), |(i, _)| i)
+        self.chars
+            .get(first.saturating_add(col))
+            .copied()
+            .unwrap_or(self.text.len())
     }
 
     fn span(&self, s: sqlparser::tokenizer::Span) -> (usize, usize) {
@@ -1236,6 +1252,25 @@ fn scan_words(piece: &str) -> Vec<(Intent, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn line_index_maps_character_columns_to_bytes() {
+        let text = "ab\néx y\n";
+        let idx = LineIndex::new(text);
+        let at = |line, column| idx.offset(Location { line, column });
+        assert_eq!(at(1, 1), 0);
+        assert_eq!(at(1, 3), 2);
+        assert_eq!(at(2, 1), 3);
+        // 'é' is two bytes: the second column starts at byte 5.
+        assert_eq!(at(2, 2), 5);
+        assert_eq!(at(2, 4), 7);
+        // Past a line's end the count runs on into the next line, and past the
+        // text's end it is the end.
+        assert_eq!(at(3, 1), text.len());
+        assert_eq!(at(9, 1), text.len());
+        assert_eq!(at(2, 99), text.len());
+        assert_eq!(at(0, 0), 0);
+    }
 
     fn where_of(sql: &str) -> Expr {
         match Parser::parse_sql(&GenericDialect {}, sql)
