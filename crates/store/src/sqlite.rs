@@ -1,10 +1,11 @@
 //! The SQLite store: one file in the data directory, one writer thread.
 
+use std::collections::HashMap;
 use std::fs::{self, File};
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -141,9 +142,18 @@ pub struct SqliteStore {
     /// False for a version-1 database opened read-only: proofs then
     /// derive subtree hashes from the leaf hashes.
     has_subtrees: bool,
+    /// Hashes of stored subtrees of height >= [`CACHED_MIN_HEIGHT`], by id.
+    /// Every proof of a large log needs a few of the same upper subtrees,
+    /// and a stored subtree never changes, so they are kept once read.
+    upper_subtrees: RwLock<HashMap<i64, Hash>>,
     /// `None` when read-only.
     writer: Option<Writer>,
 }
+
+/// Lowest subtree height kept in memory: one in 2^10 entries completes such
+/// a subtree, so the cache holds at most about `log size / 512` hashes
+/// (2,000 for a million entries), while a proof finds half its hashes there.
+const CACHED_MIN_HEIGHT: u32 = 10;
 
 struct Writer {
     sender: Mutex<Option<Sender<Command>>>,
@@ -505,6 +515,7 @@ impl SqliteStore {
             verifier,
             reader: Mutex::new(reader),
             has_subtrees: true,
+            upper_subtrees: RwLock::default(),
             writer: Some(Writer {
                 sender: Mutex::new(Some(sender)),
                 thread: Mutex::new(Some(thread)),
@@ -546,6 +557,7 @@ impl SqliteStore {
             verifier,
             reader: Mutex::new(reader),
             has_subtrees: version >= 2,
+            upper_subtrees: RwLock::default(),
             writer: None,
         })
     }
@@ -645,12 +657,64 @@ impl Store for SqliteStore {
         if !self.has_subtrees {
             return derive_subtree_hashes(self, subtrees);
         }
-        let conn = self.reader();
-        let mut out = Vec::with_capacity(subtrees.len());
-        for chunk in subtrees.chunks(MAX_LOOKUP) {
-            lookup_subtrees(&conn, chunk, &mut out)?;
+        // Upper subtrees from memory; the rest (and upper ones not seen
+        // yet) from the database in as few statements as possible.
+        let mut out: Vec<Option<Hash>> = {
+            let cache = self
+                .upper_subtrees
+                .read()
+                .unwrap_or_else(|e| e.into_inner());
+            subtrees
+                .iter()
+                .map(|s| {
+                    (s.height >= CACHED_MIN_HEIGHT)
+                        .then(|| subtree_id(s.last(), s.height).ok())
+                        .flatten()
+                        .and_then(|id| cache.get(&id).copied())
+                })
+                .collect()
+        };
+        let missing: Vec<Subtree> = subtrees
+            .iter()
+            .zip(&out)
+            .filter(|(_, h)| h.is_none())
+            .map(|(s, _)| *s)
+            .collect();
+        if missing.is_empty() {
+            return Ok(out.into_iter().flatten().collect());
         }
-        Ok(out)
+        // `lookup_subtrees` answers every subtree asked, in order, or fails.
+        let mut fetched = Vec::with_capacity(missing.len());
+        {
+            let conn = self.reader();
+            for chunk in missing.chunks(MAX_LOOKUP) {
+                lookup_subtrees(&conn, chunk, &mut fetched)?;
+            }
+        }
+        let mut cache = self
+            .upper_subtrees
+            .write()
+            .unwrap_or_else(|e| e.into_inner());
+        let mut fetched = missing.iter().zip(fetched);
+        for slot in out.iter_mut().filter(|h| h.is_none()) {
+            let Some((s, hash)) = fetched.next() else {
+                break;
+            };
+            if s.height >= CACHED_MIN_HEIGHT {
+                cache.insert(subtree_id(s.last(), s.height)?, hash);
+            }
+            *slot = Some(hash);
+        }
+        out.into_iter()
+            .zip(subtrees)
+            .map(|(hash, s)| {
+                hash.ok_or_else(|| StoreError::Malformed {
+                    what: "subtree hash",
+                    seq: s.last(),
+                    detail: "the database answered fewer subtree hashes than asked".into(),
+                })
+            })
+            .collect()
     }
 
     fn stored_subtrees(

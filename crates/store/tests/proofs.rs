@@ -335,3 +335,48 @@ fn proofs_and_subtrees_survive_reopening_between_appends() {
         None
     );
 }
+
+#[test]
+fn proofs_that_reach_the_cached_upper_subtrees_match_the_tree_cold_and_warm() {
+    // 5,000 entries: subtrees up to height 12, above the in-memory cache's
+    // lowest height (10), appended by many writers so it stays quick.
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path(), config()).unwrap();
+    std::thread::scope(|s| {
+        for w in 0..50u64 {
+            let store = &store;
+            s.spawn(move || {
+                for i in 0..100 {
+                    store.append(record(w * 100 + i)).unwrap();
+                }
+            });
+        }
+    });
+    assert_eq!(store.log_size().unwrap(), 5000);
+    let tree = tree_of(&store);
+    let pairs: Vec<(u64, u64)> = [1024u64, 1025, 2047, 2048, 3000, 4096, 4999, 5000]
+        .into_iter()
+        .flat_map(|size| [0, 1, 511, 1023, 1024, size / 2, size - 1].map(move |seq| (seq, size)))
+        .filter(|&(seq, size)| seq < size)
+        .collect();
+    // The first round fills the cache; the second is served from it.
+    for round in 0..2 {
+        for &(seq, size) in &pairs {
+            let proof = store.inclusion_proof(seq, size).unwrap();
+            assert_eq!(
+                proof.hashes,
+                tree.inclusion_proof(seq, size).unwrap(),
+                "round {round}: inclusion of {seq} in {size}"
+            );
+            assert_eq!(proof.root, tree.root_at(size).unwrap(), "round {round}");
+        }
+        for (size1, size2) in [(1024, 5000), (1000, 4096), (2048, 2049), (3, 5000)] {
+            let proof = store.consistency_proof(size1, size2).unwrap();
+            assert_eq!(
+                proof.hashes,
+                tree.consistency_proof(size1, size2).unwrap(),
+                "round {round}: consistency {size1} -> {size2}"
+            );
+        }
+    }
+}
