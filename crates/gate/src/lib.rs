@@ -273,18 +273,8 @@ impl Gate {
 /// classified as `auto`. Absent arguments read as `{}`.
 fn classify(policy: &CompiledPolicy, action: &Action) -> Classification {
     let args = action.args.as_ref().unwrap_or(&EMPTY_OBJECT);
-    let config = policy.intent_config();
-    let Some(spec) = action.tool.as_deref().and_then(|t| policy.tool_args(t)) else {
-        return classify_arguments(config, args, None);
-    };
-    match args {
-        Value::Object(map) if spec.text.iter().any(|t| map.contains_key(t)) => {
-            let mut read = map.clone();
-            read.retain(|k, _| !spec.text.contains(k));
-            classify_arguments(config, &Value::Object(read), Some(&spec.kinds))
-        }
-        _ => classify_arguments(config, args, Some(&spec.kinds)),
-    }
+    let kinds = action.tool.as_deref().and_then(|t| policy.tool_args(t));
+    classify_arguments(policy.intent_config(), args, kinds)
 }
 
 fn intent_names(intents: &[warden_intent::Intent]) -> Vec<String> {

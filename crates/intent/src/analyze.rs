@@ -137,6 +137,9 @@ pub(crate) fn classify_into(
     fast_paths: bool,
     sink: &mut Sink,
 ) {
+    if kind == Kind::Text {
+        return;
+    }
     let mut ctx = Ctx {
         config,
         sink,
@@ -176,6 +179,7 @@ fn dispatch(ctx: &mut Ctx<'_>, kind: Kind, text: &str, origin: Origin) {
         Kind::Url => url_kind::analyze(ctx, text, origin),
         Kind::Path => path::analyze(ctx, text, origin),
         Kind::Auto => auto(ctx, text, origin),
+        Kind::Text => {}
     }
 }
 

@@ -23,6 +23,9 @@ pub(crate) fn classify_value(
         Value::Object(map) => {
             for (k, v) in map {
                 let kind = kinds.and_then(|m| m.get(k)).copied().unwrap_or(Kind::Auto);
+                if kind == Kind::Text || !has_strings(v, 1) {
+                    continue;
+                }
                 let pointer = format!("/{}", escape(k));
                 walk.value(v, kind, pointer, 1);
             }
@@ -85,6 +88,21 @@ impl Walk<'_> {
             kind: Kind::Auto,
             argument: Some(pointer.to_string()),
         });
+    }
+}
+
+/// Whether `v` may hold a string (numbers, booleans and nulls are never
+/// read, so they need no walk). Past the depth limit it answers yes, so the
+/// walk reports the limit.
+fn has_strings(v: &Value, depth: usize) -> bool {
+    if depth > MAX_JSON_DEPTH {
+        return true;
+    }
+    match v {
+        Value::String(_) => true,
+        Value::Array(items) => items.iter().any(|i| has_strings(i, depth + 1)),
+        Value::Object(map) => map.values().any(|i| has_strings(i, depth + 1)),
+        Value::Null | Value::Bool(_) | Value::Number(_) => false,
     }
 }
 

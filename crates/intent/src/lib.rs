@@ -175,10 +175,13 @@ pub enum Kind {
     Path,
     /// Guess: classify as every kind the text parses as with confidence.
     Auto,
+    /// Data, never code (a message body, a subject line): not read at all.
+    /// A policy's tool catalog pins free-text arguments to it.
+    Text,
 }
 
 impl Kind {
-    /// The lowercase name (`sql`, `shell`, `url`, `path`, `auto`).
+    /// The lowercase name (`sql`, `shell`, `url`, `path`, `auto`, `text`).
     pub fn as_str(self) -> &'static str {
         match self {
             Kind::Sql => "sql",
@@ -186,6 +189,7 @@ impl Kind {
             Kind::Url => "url",
             Kind::Path => "path",
             Kind::Auto => "auto",
+            Kind::Text => "text",
         }
     }
 }
@@ -205,6 +209,7 @@ impl FromStr for Kind {
             "url" => Ok(Kind::Url),
             "path" => Ok(Kind::Path),
             "auto" => Ok(Kind::Auto),
+            "text" => Ok(Kind::Text),
             other => Err(IntentError::UnknownKind(other.to_string())),
         }
     }
@@ -230,7 +235,7 @@ pub struct Finding {
     pub evidence: String,
     /// Where, in the normalised text.
     pub span: Span,
-    /// The parser that produced it (never [`Kind::Auto`]).
+    /// The parser that produced it (never [`Kind::Auto`] or [`Kind::Text`]).
     pub kind: Kind,
     /// For [`classify_arguments`]: the JSON pointer of the argument (`/sql`, `/cmds/0`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -293,7 +298,7 @@ pub enum IntentError {
         reason: String,
     },
     /// A kind name other than `sql`, `shell`, `url`, `path`, `auto`.
-    #[error("unknown argument kind {0:?}; expected one of sql, shell, url, path, auto")]
+    #[error("unknown argument kind {0:?}; expected one of sql, shell, url, path, auto, text")]
     UnknownKind(String),
     /// An intent name that is not one of [`Intent::ALL`].
     #[error(
@@ -330,8 +335,9 @@ pub fn classify_full(config: &Config, kind: Kind, text: &str) -> Classification 
 ///
 /// `kinds` pins the kind of top-level arguments by name (from the policy's tool
 /// catalog); strings under a pinned argument, at any depth, use its kind, and
-/// every other string is classified with [`Kind::Auto`]. Object keys are not
-/// classified. Arguments with no strings at all are [`Intent::ReadOnly`].
+/// every other string is classified with [`Kind::Auto`]. Arguments pinned to
+/// [`Kind::Text`] are not read. Object keys are not classified. Arguments
+/// with no strings at all are [`Intent::ReadOnly`].
 pub fn classify_arguments(
     config: &Config,
     arguments: &serde_json::Value,

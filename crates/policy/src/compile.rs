@@ -28,27 +28,16 @@ pub struct CompiledPolicy {
     pub(crate) env: Arc<cel::Env>,
 }
 
-/// How one catalog tool's arguments are classified (from `tools.<name>.args`).
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct ToolArgs {
-    /// Top-level arguments pinned to a parser; every other string is `auto`.
-    pub kinds: BTreeMap<String, warden_intent::Kind>,
-    /// Top-level arguments declared `text`: data, never classified.
-    pub text: Vec<String>,
-}
+/// How one catalog tool's arguments are classified (from `tools.<name>.args`):
+/// top-level argument name to kind. Unlisted arguments are read as `auto`;
+/// `text` ones are not read.
+pub type ToolArgs = BTreeMap<String, warden_intent::Kind>;
 
-impl ToolArgs {
-    fn from_spec(spec: &ToolSpec) -> Result<ToolArgs, warden_intent::IntentError> {
-        let mut out = ToolArgs::default();
-        for (arg, kind) in &spec.args {
-            if kind == "text" {
-                out.text.push(arg.clone());
-            } else {
-                out.kinds.insert(arg.clone(), kind.parse()?);
-            }
-        }
-        Ok(out)
-    }
+fn tool_args_of(spec: &ToolSpec) -> Result<ToolArgs, warden_intent::IntentError> {
+    spec.args
+        .iter()
+        .map(|(arg, kind)| Ok((arg.clone(), kind.parse()?)))
+        .collect()
 }
 
 impl std::fmt::Debug for CompiledPolicy {
@@ -227,10 +216,7 @@ pub fn compile(policy: Policy) -> Result<CompiledPolicy, PolicyError> {
     let mut tool_args = HashMap::new();
     for (name, spec) in &policy.tools {
         if !spec.args.is_empty() {
-            tool_args.insert(
-                name.clone(),
-                ToolArgs::from_spec(spec).map_err(config_error)?,
-            );
+            tool_args.insert(name.clone(), tool_args_of(spec).map_err(config_error)?);
         }
     }
     let egress = match &policy.egress {

@@ -278,6 +278,6 @@ impl AuditArguments {
     }
 }
 
-/// Argument kinds a catalog may pin. `text` means "data, never classified";
-/// the others name a `warden_intent::Kind`.
+/// Argument kinds a catalog may pin: the names of `warden_intent::Kind`
+/// (`text` is data, never read).
 pub const ARG_KINDS: &[&str] = &["sql", "shell", "url", "path", "text", "auto"];

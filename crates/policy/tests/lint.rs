@@ -498,6 +498,14 @@ fn included_files_must_agree_on_audit_settings() {
 }
 
 #[test]
+fn argument_kinds_are_the_classifiers_kinds() {
+    for kind in warden_policy::ARG_KINDS {
+        let parsed: warden_intent::Kind = kind.parse().unwrap();
+        assert_eq!(parsed.as_str(), *kind);
+    }
+}
+
+#[test]
 fn known_intents_are_the_classifiers_intents() {
     let classifier: Vec<&str> = warden_intent::Intent::ALL
         .iter()
