@@ -534,16 +534,12 @@ fn run(ctx: &mut Ctx<'_>, text: &str, origin: Origin, vars: &HashMap<String, Var
         function: None,
         piped: false,
     };
-    let fast = if w.ctx.fast_paths {
-        shell_fast::parse(text)
-    } else {
-        None
-    };
-    let parsed = match fast {
-        Some(program) => Ok(program),
-        None => Parser::new(text.as_bytes(), &options()).parse_program(),
-    };
-    match parsed {
+    if w.ctx.fast_paths
+        && let Some(program) = shell_fast::parse(text)
+    {
+        return w.fast_program(&program);
+    }
+    match Parser::new(text.as_bytes(), &options()).parse_program() {
         Ok(program) => {
             let mut out = Flow::None;
             for list in &program.complete_commands {
@@ -661,6 +657,55 @@ impl Walker<'_, '_, '_> {
             self.piped = was;
         }
         out
+    }
+
+    /// Walks what the fast parser read, exactly as [`Self::compound_list`]
+    /// walks the AST brush builds for it (plain simple commands in
+    /// pipelines, all in the foreground).
+    fn fast_program(&mut self, p: &shell_fast::Program) -> Flow {
+        let mut out = Flow::None;
+        for pl in &p.pipelines {
+            let cmds = &p.cmds[pl.cmds.clone()];
+            let was = self.piped;
+            if cmds.len() > 1 {
+                self.piped = true;
+            }
+            let mut flow = Flow::None;
+            for c in cmds {
+                flow = self.fast_simple(&p.items[c.clone()], &flow);
+            }
+            self.piped = was;
+            out = flow;
+        }
+        out
+    }
+
+    /// [`Self::simple`] for a fast-parsed command: words (the name first),
+    /// then redirects, no assignments.
+    fn fast_simple(&mut self, items: &[shell_fast::Item], stdin: &Flow) -> Flow {
+        use shell_fast::Item;
+        let text = self.text;
+        let mut argv: Vec<Arg> = Vec::with_capacity(items.len());
+        let mut input = stdin.clone();
+        for it in items {
+            if let Item::Word(a, b) = *it {
+                let at = (self.byte(a), self.byte(b));
+                argv.extend(self.resolve_split(&text[a..b], at));
+            }
+        }
+        let at = self.command_span(&argv, &[]);
+        let mut out_redirect: Option<String> = None;
+        for it in items {
+            if let Item::Redirect(fd, kind, a, b) = *it {
+                let at = (self.byte(a), self.byte(b));
+                let t = self.resolve_raw(&text[a..b], at);
+                self.file_redirect(fd, &kind.kind(), t, &mut input, Some(&mut out_redirect));
+            }
+        }
+        if argv.is_empty() {
+            return Flow::None;
+        }
+        self.run_argv(&argv, &input, at, out_redirect)
     }
 
     fn pipeline(&mut self, p: &ast::Pipeline) -> Flow {
@@ -788,7 +833,12 @@ impl Walker<'_, '_, '_> {
     /// Resolves a word to one value (no splitting).
     fn resolve(&mut self, w: &ast::Word) -> Arg {
         let at = self.word_span(w);
-        let mut args = self.resolve_split(&w.value, at);
+        self.resolve_raw(&w.value, at)
+    }
+
+    /// [`Self::resolve`] for a raw word at `at`.
+    fn resolve_raw(&mut self, raw: &str, at: (usize, usize)) -> Arg {
+        let mut args = self.resolve_split(raw, at);
         if args.len() == 1 {
             return args.remove(0);
         }
@@ -1055,6 +1105,18 @@ impl Walker<'_, '_, '_> {
         if argv.is_empty() {
             return Flow::None;
         }
+        self.run_argv(&argv, &input, at, out_redirect)
+    }
+
+    /// Runs a simple command's resolved argv; `out_redirect` is where its
+    /// stdout goes, when redirected to a file.
+    fn run_argv(
+        &mut self,
+        argv: &[Arg],
+        input: &Flow,
+        at: (usize, usize),
+        out_redirect: Option<String>,
+    ) -> Flow {
         // Fork bomb: a function that pipes into or backgrounds itself.
         if let Some(f) = &self.function
             && argv[0].is(f)
@@ -1067,7 +1129,7 @@ impl Walker<'_, '_, '_> {
                 format!("fork bomb: function {f} spawns itself"),
             );
         }
-        let out = self.exec(&argv, &input, at);
+        let out = self.exec(argv, input, at);
         match out_redirect {
             Some(path) => {
                 if out.is_some() {
@@ -1232,43 +1294,7 @@ impl Walker<'_, '_, '_> {
                     ast::IoFileRedirectTarget::Fd(_) => None,
                 };
                 let Some(t) = target_arg else { return };
-                let at = (t.start, t.end);
-                match kind {
-                    K::Read => {
-                        if t.value.starts_with("/dev/tcp/") || t.value.starts_with("/dev/udp/") {
-                            *input = Flow::Remote(t.value.clone());
-                            self.add(Intent::Exfiltration, at, format!("socket {}", t.value));
-                        } else {
-                            self.read_path(&t);
-                            if fd.is_none() || *fd == Some(0) {
-                                *input = Flow::Dynamic;
-                            }
-                        }
-                    }
-                    K::DuplicateInput => {}
-                    K::Write | K::Append | K::Clobber | K::ReadAndWrite | K::DuplicateOutput => {
-                        if matches!(kind, K::DuplicateOutput) && t.value.parse::<i32>().is_ok()
-                            || t.is("-")
-                        {
-                            return;
-                        }
-                        if t.value.starts_with("/dev/tcp/") || t.value.starts_with("/dev/udp/") {
-                            self.add(
-                                Intent::Exfiltration,
-                                at,
-                                format!("output sent to socket {}", t.value),
-                            );
-                            *input = Flow::Remote(t.value.clone());
-                            return;
-                        }
-                        if let Some(o) = out
-                            && (fd.is_none() || *fd == Some(1))
-                        {
-                            *o = Some(t.value.clone());
-                        }
-                        self.write_path(&t, at);
-                    }
-                }
+                self.file_redirect(*fd, kind, t, input, out);
             }
             ast::IoRedirect::HereDocument(fd, doc) => {
                 let body = if doc.requires_expansion {
@@ -1309,6 +1335,54 @@ impl Walker<'_, '_, '_> {
                     return;
                 }
                 if let Some(o) = out {
+                    *o = Some(t.value.clone());
+                }
+                self.write_path(&t, at);
+            }
+        }
+    }
+
+    /// A file redirect whose target resolved to `t`.
+    fn file_redirect(
+        &mut self,
+        fd: Option<i32>,
+        kind: &ast::IoFileRedirectKind,
+        t: Arg,
+        input: &mut Flow,
+        out: Option<&mut Option<String>>,
+    ) {
+        use ast::IoFileRedirectKind as K;
+        let at = (t.start, t.end);
+        match kind {
+            K::Read => {
+                if t.value.starts_with("/dev/tcp/") || t.value.starts_with("/dev/udp/") {
+                    *input = Flow::Remote(t.value.clone());
+                    self.add(Intent::Exfiltration, at, format!("socket {}", t.value));
+                } else {
+                    self.read_path(&t);
+                    if fd.is_none() || fd == Some(0) {
+                        *input = Flow::Dynamic;
+                    }
+                }
+            }
+            K::DuplicateInput => {}
+            K::Write | K::Append | K::Clobber | K::ReadAndWrite | K::DuplicateOutput => {
+                if matches!(kind, K::DuplicateOutput) && t.value.parse::<i32>().is_ok() || t.is("-")
+                {
+                    return;
+                }
+                if t.value.starts_with("/dev/tcp/") || t.value.starts_with("/dev/udp/") {
+                    self.add(
+                        Intent::Exfiltration,
+                        at,
+                        format!("output sent to socket {}", t.value),
+                    );
+                    *input = Flow::Remote(t.value.clone());
+                    return;
+                }
+                if let Some(o) = out
+                    && (fd.is_none() || fd == Some(1))
+                {
                     *o = Some(t.value.clone());
                 }
                 self.write_path(&t, at);

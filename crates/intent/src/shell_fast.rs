@@ -1,20 +1,23 @@
-//! A fast parser for plain one-line shell command lists: it builds the same
-//! `brush_parser` AST that brush's PEG parser builds, for a strict subset —
-//! simple commands of plain, single-quoted and double-quoted words (with
-//! `$NAME`, `${NAME}` and `$(simple command)`), joined by `|`, `&&`, `||` and
-//! `;`, with `>`, `>>`, `<`, `N>file` and `N>&M` redirects — and returns
-//! `None` (brush parses it) on anything else: newlines, backslashes,
-//! backticks, `#`, `=`, `!`, braces, parentheses, `&`, heredocs, reserved
-//! words, non-ASCII text. The walker then reads the AST as it always does.
+//! A fast parser for plain one-line shell command lists — simple commands
+//! of plain, single-quoted and double-quoted words (with `$NAME`, `${NAME}`
+//! and `$(simple command)`), joined by `|`, `&&`, `||` and `;`, with `>`,
+//! `>>`, `<`, `N>file` and `N>&M` redirects. It returns `None` (brush parses
+//! it) on anything else: newlines, backslashes, backticks, `#`, `=`, `!`,
+//! braces, parentheses, `&`, heredocs, reserved words, non-ASCII text.
 //!
-//! brush spends most of its time tokenizing through a reader and trying every
-//! word as an assignment; this reads the bytes once. `parses_like_brush`
-//! in the tests below checks the AST is identical (locations included) on
-//! the corpus and on generated command lines.
+//! It reads the bytes once and keeps byte ranges ([`Program`]), which the
+//! walker reads directly instead of brush's AST (a `String` and two `Arc`s
+//! per word). brush spends most of its time tokenizing through a reader and
+//! trying every word as an assignment. `parses_like_brush` in the tests
+//! below checks that the AST rebuilt from a [`Program`] is the one brush
+//! builds (locations included) on the corpus and on generated command lines,
+//! and `tests/fast_path.rs` that the walk gives the same classification.
 
+#[cfg(test)]
 use std::sync::Arc;
 
 use brush_parser::ast;
+#[cfg(test)]
 use brush_parser::{SourcePosition, SourceSpan};
 
 /// Longest text the fast parser reads; longer scripts go to brush.
@@ -38,30 +41,79 @@ enum Tok {
     Word(usize, usize),
     Op(Op),
     /// `[N]>`, `[N]>>`, `[N]<`, `[N]>&`.
-    Redirect(Option<i32>, ast::IoFileRedirectKind),
+    Redirect(Option<i32>, Redir),
+}
+
+/// A plain command list as the fast parser reads it: byte ranges into the
+/// text, no copies. Commands run in order; the walker needs neither the
+/// `&&`/`||` joiners nor the list boundaries (only `;` separates lists, and
+/// every item runs in the foreground), but they are kept so the tests can
+/// rebuild brush's AST from it.
+#[derive(Debug, Default)]
+pub(crate) struct Program {
+    /// Pipelines in order.
+    pub pipelines: Vec<Pipeline>,
+    /// Commands, indexed by [`Pipeline::cmds`].
+    pub cmds: Vec<std::ops::Range<usize>>,
+    /// Words and redirects of every command, indexed by `cmds`; each command
+    /// starts with its name word.
+    pub items: Vec<Item>,
+}
+
+/// One pipeline: a range of [`Program::cmds`].
+#[derive(Debug)]
+pub(crate) struct Pipeline {
+    pub cmds: std::ops::Range<usize>,
+    /// How it joins the previous pipeline of its list (`None`: first in its
+    /// list, after `;` or at the start).
+    #[cfg_attr(not(test), allow(dead_code))]
+    joiner: Option<Op>,
+}
+
+/// A word (byte range) or a redirect of one simple command.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Item {
+    Word(usize, usize),
+    /// `[fd]op target`; the target is a word's byte range.
+    Redirect(Option<i32>, Redir, usize, usize),
+}
+
+/// The redirect operators the fast parser reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Redir {
+    /// `>`
+    Write,
+    /// `>>`
+    Append,
+    /// `<`
+    Read,
+    /// `>&N`
+    DuplicateOutput,
+}
+
+impl Redir {
+    pub(crate) fn kind(self) -> ast::IoFileRedirectKind {
+        match self {
+            Redir::Write => ast::IoFileRedirectKind::Write,
+            Redir::Append => ast::IoFileRedirectKind::Append,
+            Redir::Read => ast::IoFileRedirectKind::Read,
+            Redir::DuplicateOutput => ast::IoFileRedirectKind::DuplicateOutput,
+        }
+    }
 }
 
 /// Parses `text` when all of it is in the subset; `None` defers to brush.
-pub(crate) fn parse(text: &str) -> Option<ast::Program> {
+pub(crate) fn parse(text: &str) -> Option<Program> {
     if text.len() > MAX_FAST_BYTES || !text.is_ascii() {
         return None;
     }
     let toks = tokenize(text)?;
-    let mut items: Vec<ast::CompoundListItem> = Vec::new();
+    let mut prog = Program::default();
     let mut i = 0;
     while i < toks.len() {
-        let mut first = None;
-        let mut additional = Vec::new();
         let mut joiner: Option<Op> = None;
         loop {
-            let (pipeline, next) = pipeline(text, &toks, i)?;
-            i = next;
-            match joiner {
-                None => first = Some(pipeline),
-                Some(Op::And) => additional.push(ast::AndOr::And(pipeline)),
-                Some(Op::Or) => additional.push(ast::AndOr::Or(pipeline)),
-                Some(_) => return None,
-            }
+            i = pipeline(&toks, i, joiner, &mut prog)?;
             match toks.get(i) {
                 Some(Tok::Op(op @ (Op::And | Op::Or))) => {
                     joiner = Some(*op);
@@ -75,86 +127,132 @@ pub(crate) fn parse(text: &str) -> Option<ast::Program> {
                 _ => return None,
             }
         }
-        items.push(ast::CompoundListItem(
-            ast::AndOrList {
-                first: first?,
-                additional,
-            },
-            ast::SeparatorOperator::Sequence,
-        ));
     }
-    if items.is_empty() {
+    if prog.pipelines.is_empty() {
         return None;
     }
-    Some(ast::Program {
-        complete_commands: vec![ast::CompoundList(items)],
-    })
+    Some(prog)
 }
 
-fn pipeline(text: &str, toks: &[Tok], mut i: usize) -> Option<(ast::Pipeline, usize)> {
-    let mut seq = Vec::new();
+fn pipeline(toks: &[Tok], mut i: usize, joiner: Option<Op>, prog: &mut Program) -> Option<usize> {
+    let first = prog.cmds.len();
     loop {
-        let (cmd, next) = simple(text, toks, i)?;
-        seq.push(ast::Command::Simple(cmd));
-        i = next;
+        i = simple(toks, i, prog)?;
         if let Some(Tok::Op(Op::Pipe)) = toks.get(i) {
             i += 1;
         } else {
             break;
         }
     }
-    Some((
-        ast::Pipeline {
-            timed: None,
-            bang: false,
-            seq,
-        },
-        i,
-    ))
+    prog.pipelines.push(Pipeline {
+        cmds: first..prog.cmds.len(),
+        joiner,
+    });
+    Some(i)
 }
 
-fn simple(text: &str, toks: &[Tok], mut i: usize) -> Option<(ast::SimpleCommand, usize)> {
+fn simple(toks: &[Tok], mut i: usize, prog: &mut Program) -> Option<usize> {
     // The command name comes first: a leading redirect goes to brush.
     let Some(&Tok::Word(a, b)) = toks.get(i) else {
         return None;
     };
-    let name = word(text, a, b);
+    let first = prog.items.len();
+    prog.items.push(Item::Word(a, b));
     i += 1;
-    let mut suffix = Vec::new();
     loop {
         match toks.get(i) {
             Some(&Tok::Word(a, b)) => {
-                suffix.push(ast::CommandPrefixOrSuffixItem::Word(word(text, a, b)));
+                prog.items.push(Item::Word(a, b));
                 i += 1;
             }
-            Some(Tok::Redirect(fd, kind)) => {
+            Some(&Tok::Redirect(fd, kind)) => {
                 let Some(&Tok::Word(a, b)) = toks.get(i + 1) else {
                     return None;
                 };
-                let w = word(text, a, b);
-                let target = if matches!(kind, ast::IoFileRedirectKind::DuplicateOutput) {
-                    ast::IoFileRedirectTarget::Duplicate(w)
-                } else {
-                    ast::IoFileRedirectTarget::Filename(w)
-                };
-                suffix.push(ast::CommandPrefixOrSuffixItem::IoRedirect(
-                    ast::IoRedirect::File(*fd, kind.clone(), target),
-                ));
+                prog.items.push(Item::Redirect(fd, kind, a, b));
                 i += 2;
             }
             _ => break,
         }
     }
-    Some((
-        ast::SimpleCommand {
-            prefix: None,
-            word_or_name: Some(name),
-            suffix: (!suffix.is_empty()).then_some(ast::CommandSuffix(suffix)),
-        },
-        i,
-    ))
+    prog.cmds.push(first..prog.items.len());
+    Some(i)
 }
 
+/// brush's AST for a fast-parsed program (the tests check it is the one
+/// brush builds).
+#[cfg(test)]
+fn to_ast(text: &str, prog: &Program) -> ast::Program {
+    let mut lists: Vec<ast::CompoundListItem> = Vec::new();
+    let mut current: Option<ast::AndOrList> = None;
+    for p in &prog.pipelines {
+        let seq = prog.cmds[p.cmds.clone()]
+            .iter()
+            .map(|c| {
+                let items = &prog.items[c.clone()];
+                let Item::Word(a, b) = items[0] else {
+                    unreachable!("a command starts with its name")
+                };
+                let suffix: Vec<_> = items[1..]
+                    .iter()
+                    .map(|it| match *it {
+                        Item::Word(a, b) => ast::CommandPrefixOrSuffixItem::Word(word(text, a, b)),
+                        Item::Redirect(fd, kind, a, b) => {
+                            let w = word(text, a, b);
+                            let target = if kind == Redir::DuplicateOutput {
+                                ast::IoFileRedirectTarget::Duplicate(w)
+                            } else {
+                                ast::IoFileRedirectTarget::Filename(w)
+                            };
+                            ast::CommandPrefixOrSuffixItem::IoRedirect(ast::IoRedirect::File(
+                                fd,
+                                kind.kind(),
+                                target,
+                            ))
+                        }
+                    })
+                    .collect();
+                ast::Command::Simple(ast::SimpleCommand {
+                    prefix: None,
+                    word_or_name: Some(word(text, a, b)),
+                    suffix: (!suffix.is_empty()).then_some(ast::CommandSuffix(suffix)),
+                })
+            })
+            .collect();
+        let pipeline = ast::Pipeline {
+            timed: None,
+            bang: false,
+            seq,
+        };
+        match p.joiner {
+            None => {
+                if let Some(l) = current.take() {
+                    lists.push(ast::CompoundListItem(l, ast::SeparatorOperator::Sequence));
+                }
+                current = Some(ast::AndOrList {
+                    first: pipeline,
+                    additional: Vec::new(),
+                });
+            }
+            Some(op) => {
+                let l = current.as_mut().expect("a joined pipeline follows another");
+                l.additional.push(if op == Op::And {
+                    ast::AndOr::And(pipeline)
+                } else {
+                    ast::AndOr::Or(pipeline)
+                });
+            }
+        }
+    }
+    if let Some(l) = current {
+        lists.push(ast::CompoundListItem(l, ast::SeparatorOperator::Sequence));
+    }
+    ast::Program {
+        complete_commands: vec![ast::CompoundList(lists)],
+    }
+}
+
+#[cfg(test)]
 fn word(text: &str, a: usize, b: usize) -> ast::Word {
     // One line of ASCII: index = byte, line 1, column = byte + 1.
     let pos = |i: usize| {
@@ -252,7 +350,7 @@ fn tokenize(text: &str) -> Option<Vec<Tok>> {
 
 /// A redirect operator at `i`; for `>&`, the target must be a plain number.
 fn redirect(b: &[u8], i: usize, fd: Option<i32>) -> Option<(Tok, usize)> {
-    use ast::IoFileRedirectKind as K;
+    use Redir as K;
     let (kind, len) = match (b[i], b.get(i + 1)) {
         (b'>', Some(b'>')) => (K::Append, 2),
         (b'>', Some(b'&')) => (K::DuplicateOutput, 2),
@@ -265,7 +363,7 @@ fn redirect(b: &[u8], i: usize, fd: Option<i32>) -> Option<(Tok, usize)> {
     if matches!(b.get(next), Some(b'>' | b'<' | b'&' | b'|')) {
         return None;
     }
-    if matches!(kind, K::DuplicateOutput) {
+    if kind == K::DuplicateOutput {
         // `>&2`, `2>&1` with the number right after: anything else to brush.
         let end = (next..b.len())
             .find(|&j| !b[j].is_ascii_digit())
@@ -368,7 +466,7 @@ mod tests {
     }
 
     fn parses_like_brush(text: &str) {
-        if let Some(fast) = parse(text) {
+        if let Some(fast) = parse(text).map(|p| to_ast(text, &p)) {
             let full = brush(text);
             assert_eq!(format!("{:?}", Some(fast)), format!("{full:?}"), "{text:?}");
         }
