@@ -1,5 +1,7 @@
 //! File paths: lexical resolution, sensitive files, traversal.
 
+use std::borrow::Cow;
+
 use crate::analyze::{Ctx, Origin};
 use crate::{Intent, Kind};
 
@@ -9,6 +11,36 @@ use crate::{Intent, Kind};
 /// escapes the start is kept. Percent-encoded bytes are decoded first when the
 /// path contains `%2e`, `%2f` or `%5c` (any case).
 pub(crate) fn canonical(raw: &str) -> String {
+    canonical_cow(raw).into_owned()
+}
+
+/// [`canonical`], borrowing `raw` when it is already canonical (most words
+/// are: `src/`, `-n`, `origin`), which [`is_canonical`] tells cheaply.
+pub(crate) fn canonical_cow(raw: &str) -> Cow<'_, str> {
+    if is_canonical(raw) {
+        Cow::Borrowed(raw)
+    } else {
+        Cow::Owned(canonical_slow(raw))
+    }
+}
+
+/// Whether [`canonical_slow`] returns `raw` unchanged, judged without
+/// building it: nothing to decode or expand (`%`, `\\`, `$`, `~`, `/root`,
+/// `/home/`), and no empty, `.` or `..` segment (an absolute path has only
+/// its leading empty one). Over-strict is fine: the slow path is exact.
+fn is_canonical(raw: &str) -> bool {
+    let b = raw.as_bytes();
+    if b.is_empty() || b.contains(&b'%') || b.contains(&b'\\') {
+        return false;
+    }
+    if matches!(b[0], b'$' | b'~') || raw.starts_with("/root") || raw.starts_with("/home/") {
+        return false;
+    }
+    let rest = raw.strip_prefix('/').unwrap_or(raw);
+    !rest.is_empty() && rest.split('/').all(|seg| !matches!(seg, "" | "." | ".."))
+}
+
+fn canonical_slow(raw: &str) -> String {
     let decoded;
     let mut p = raw;
     if p.contains('%') {
@@ -153,7 +185,7 @@ const GLOB_CANDIDATES: &[&str] = &[
 
 /// Why reading `path` (canonical or not) accesses credentials, if it does.
 pub(crate) fn credential_reason(path: &str) -> Option<&'static str> {
-    let c = canonical(path);
+    let c = canonical_cow(path);
     if has_glob(&c) {
         let matches = GLOB_CANDIDATES.iter().any(|cand| {
             if c.contains('/') {
@@ -259,20 +291,30 @@ fn credential_reason_canonical(c: &str) -> Option<&'static str> {
     {
         return Some("dotenv secrets file");
     }
-    let lower = base.to_ascii_lowercase();
-    if lower.ends_with(".key")
-        || lower.ends_with(".p12")
-        || lower.ends_with(".pfx")
-        || lower.ends_with(".jks")
-        || (lower.ends_with(".pem") && (lower.contains("key") || lower.contains("priv")))
-        || matches!(
-            lower.as_str(),
-            "credentials.json"
-                | "secrets.json"
-                | "secrets.yaml"
-                | "secrets.yml"
-                | "terraform.tfstate"
-        )
+    // Compared without case, and without allocating a lowercase copy.
+    let ends = |suffix: &str| {
+        base.len() >= suffix.len()
+            && base.as_bytes()[base.len() - suffix.len()..].eq_ignore_ascii_case(suffix.as_bytes())
+    };
+    let contains = |needle: &str| {
+        base.as_bytes()
+            .windows(needle.len())
+            .any(|w| w.eq_ignore_ascii_case(needle.as_bytes()))
+    };
+    if ends(".key")
+        || ends(".p12")
+        || ends(".pfx")
+        || ends(".jks")
+        || (ends(".pem") && (contains("key") || contains("priv")))
+        || [
+            "credentials.json",
+            "secrets.json",
+            "secrets.yaml",
+            "secrets.yml",
+            "terraform.tfstate",
+        ]
+        .iter()
+        .any(|n| base.eq_ignore_ascii_case(n))
     {
         return Some("private key or secrets file");
     }
@@ -286,7 +328,7 @@ fn under(c: &str, root: &str) -> bool {
 
 /// Why writing `path` persists across sessions, if it does.
 pub(crate) fn persistence_reason(path: &str) -> Option<&'static str> {
-    let c = canonical(path);
+    let c = canonical_cow(path);
     const RC: &[&str] = &[
         "~/.bashrc",
         "~/.bash_profile",
@@ -344,7 +386,7 @@ pub(crate) fn persistence_reason(path: &str) -> Option<&'static str> {
 
 /// Why writing `path` grants privileges, if it does.
 pub(crate) fn privilege_reason(path: &str) -> Option<&'static str> {
-    let c = canonical(path);
+    let c = canonical_cow(path);
     const FILES: &[&str] = &[
         "/etc/sudoers",
         "/etc/sudoers.d",
@@ -367,7 +409,7 @@ pub(crate) fn privilege_reason(path: &str) -> Option<&'static str> {
 
 /// A system directory, where world-writable modes or ownership changes matter.
 pub(crate) fn is_system_path(path: &str) -> bool {
-    let c = canonical(path);
+    let c = canonical_cow(path);
     if c == "/" || c == "~" || c == "/*" {
         return true;
     }
@@ -380,7 +422,7 @@ pub(crate) fn is_system_path(path: &str) -> bool {
 
 /// A scratch location where deleting is routine.
 pub(crate) fn is_temp(path: &str) -> bool {
-    let c = canonical(path);
+    let c = canonical_cow(path);
     ["/tmp/", "/var/tmp/", "/dev/shm/"]
         .iter()
         .any(|t| c.starts_with(t) && c.len() > t.len())
@@ -388,7 +430,7 @@ pub(crate) fn is_temp(path: &str) -> bool {
 
 /// A raw disk or memory device, where writing destroys data.
 pub(crate) fn is_block_device(path: &str) -> bool {
-    let c = canonical(path);
+    let c = canonical_cow(path);
     let Some(dev) = c.strip_prefix("/dev/") else {
         return false;
     };
@@ -584,6 +626,29 @@ mod tests {
         // `credential_reason_canonical` picks the list by the first character.
         assert!(HOME_SECRETS.iter().all(|s| s.starts_with('~')));
         assert!(SYSTEM_SECRETS.iter().all(|s| s.starts_with('/')));
+    }
+
+    proptest::proptest! {
+        /// The borrowed shortcut only takes paths the full resolution leaves
+        /// as they are.
+        #[test]
+        fn canonical_shortcut_is_exact(s in "[a-z./~$%\\\\_{}A-Z-]{0,16}") {
+            if is_canonical(&s) {
+                proptest::prop_assert_eq!(canonical_slow(&s), s.clone());
+            }
+            proptest::prop_assert_eq!(canonical_cow(&s), canonical_slow(&s));
+        }
+        #[test]
+        fn canonical_shortcut_on_path_like_words(
+            parts in proptest::collection::vec(proptest::sample::select(&[
+                "", ".", "..", "a", "etc", "root", "home", "~", "$HOME", "${HOME}", "$TMPDIR",
+                "%2e", "x%2F", "\\", "tmp", ".ssh", "id_rsa",
+            ][..]), 1..6),
+            lead in proptest::bool::ANY,
+        ) {
+            let s = format!("{}{}", if lead { "/" } else { "" }, parts.join("/"));
+            proptest::prop_assert_eq!(canonical_cow(&s), canonical_slow(&s));
+        }
     }
 
     #[test]

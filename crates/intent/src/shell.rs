@@ -25,198 +25,198 @@ const DYN: char = '\u{1}';
 const MAX_BRACE_WORDS: usize = 64;
 
 /// Commands that only read (or only print their arguments).
-const READ_ONLY: &[&str] = &[
-    "ls",
-    "cat",
-    "head",
-    "tail",
-    "less",
-    "more",
-    "wc",
-    "stat",
-    "file",
-    "du",
-    "df",
-    "pwd",
-    "whoami",
-    "id",
-    "date",
-    "uname",
-    "hostname",
-    "echo",
-    "printf",
-    "true",
-    "false",
-    "test",
-    "[",
-    "[[",
-    "which",
-    "type",
-    "whereis",
-    "ps",
-    "pgrep",
-    "top",
-    "htop",
-    "free",
-    "uptime",
-    "printenv",
-    "sort",
-    "uniq",
-    "cut",
-    "tr",
-    "paste",
-    "join",
-    "column",
-    "diff",
-    "cmp",
-    "comm",
-    "tree",
-    "jq",
-    "yq",
-    "base64",
-    "base32",
-    "xxd",
-    "od",
-    "hexdump",
-    "strings",
-    "md5sum",
-    "sha1sum",
-    "sha256sum",
-    "sha512sum",
-    "b2sum",
-    "cksum",
-    "basename",
-    "dirname",
-    "realpath",
-    "readlink",
-    "nl",
-    "fold",
-    "fmt",
-    "rev",
-    "tac",
-    "seq",
-    "sleep",
-    "expr",
-    "bc",
-    "cal",
-    "lsof",
-    "netstat",
-    "ss",
-    "ifconfig",
-    "dig",
-    "nslookup",
-    "host",
-    "drill",
-    "ping",
-    "traceroute",
-    "tracepath",
-    "man",
-    "help",
-    "history",
-    "locale",
-    "nproc",
-    "lscpu",
-    "lsblk",
-    "lsusb",
-    "lspci",
-    "who",
-    "w",
-    "last",
-    "groups",
-    "zcat",
-    "bzcat",
-    "xzcat",
-    "zless",
-    "grep",
-    "egrep",
-    "fgrep",
-    "rg",
-    "ag",
-    "ack",
-    "zgrep",
-    "awk",
-    "gawk",
-    "mawk",
-    "sed",
-    "find",
-    "fd",
-    "locate",
-    "getent",
-    "curl",
-    "wget",
-    "env",
-    "cd",
-    "pushd",
-    "popd",
-    "dirs",
-    "export",
-    "declare",
-    "local",
-    "readonly",
-    "typeset",
-    "set",
-    "unset",
-    "shift",
-    "exit",
-    "return",
-    "read",
-    "wait",
-    "jobs",
-    "fg",
-    "bg",
-    "times",
-    "umask",
-    "ulimit",
-    "hash",
-    "alias",
-    "unalias",
-    "trap",
-    "shopt",
-    "getopts",
-    "let",
-    ":",
-    "command",
-    "nc",
-    "ncat",
-    "netcat",
-    "tee",
-    "time",
-    "timeout",
-    "nice",
-    "nohup",
-    "xargs",
-    "stdbuf",
-    "watch",
-    "vmstat",
-    "iostat",
-    "dmesg",
-    "journalctl",
-    "uptime",
-    "arch",
-    "tty",
-    "stty",
-    "clear",
-    "tput",
-    "yes",
-    "numfmt",
-    "shuf",
-    "split",
-    "csplit",
-    "iconv",
-    "file",
-    "lsattr",
-    "getfacl",
-    "namei",
-    "mountpoint",
-    "findmnt",
-    "whatis",
-    "apropos",
-    "info",
-    "pstree",
-    "pidof",
-    "sum",
-    "ip",
-];
+fn is_read_only(name: &str) -> bool {
+    matches!(
+        name,
+        "ls" | "cat"
+            | "head"
+            | "tail"
+            | "less"
+            | "more"
+            | "wc"
+            | "stat"
+            | "file"
+            | "du"
+            | "df"
+            | "pwd"
+            | "whoami"
+            | "id"
+            | "date"
+            | "uname"
+            | "hostname"
+            | "echo"
+            | "printf"
+            | "true"
+            | "false"
+            | "test"
+            | "["
+            | "[["
+            | "which"
+            | "type"
+            | "whereis"
+            | "ps"
+            | "pgrep"
+            | "top"
+            | "htop"
+            | "free"
+            | "uptime"
+            | "printenv"
+            | "sort"
+            | "uniq"
+            | "cut"
+            | "tr"
+            | "paste"
+            | "join"
+            | "column"
+            | "diff"
+            | "cmp"
+            | "comm"
+            | "tree"
+            | "jq"
+            | "yq"
+            | "base64"
+            | "base32"
+            | "xxd"
+            | "od"
+            | "hexdump"
+            | "strings"
+            | "md5sum"
+            | "sha1sum"
+            | "sha256sum"
+            | "sha512sum"
+            | "b2sum"
+            | "cksum"
+            | "basename"
+            | "dirname"
+            | "realpath"
+            | "readlink"
+            | "nl"
+            | "fold"
+            | "fmt"
+            | "rev"
+            | "tac"
+            | "seq"
+            | "sleep"
+            | "expr"
+            | "bc"
+            | "cal"
+            | "lsof"
+            | "netstat"
+            | "ss"
+            | "ifconfig"
+            | "dig"
+            | "nslookup"
+            | "host"
+            | "drill"
+            | "ping"
+            | "traceroute"
+            | "tracepath"
+            | "man"
+            | "help"
+            | "history"
+            | "locale"
+            | "nproc"
+            | "lscpu"
+            | "lsblk"
+            | "lsusb"
+            | "lspci"
+            | "who"
+            | "w"
+            | "last"
+            | "groups"
+            | "zcat"
+            | "bzcat"
+            | "xzcat"
+            | "zless"
+            | "grep"
+            | "egrep"
+            | "fgrep"
+            | "rg"
+            | "ag"
+            | "ack"
+            | "zgrep"
+            | "awk"
+            | "gawk"
+            | "mawk"
+            | "sed"
+            | "find"
+            | "fd"
+            | "locate"
+            | "getent"
+            | "curl"
+            | "wget"
+            | "env"
+            | "cd"
+            | "pushd"
+            | "popd"
+            | "dirs"
+            | "export"
+            | "declare"
+            | "local"
+            | "readonly"
+            | "typeset"
+            | "set"
+            | "unset"
+            | "shift"
+            | "exit"
+            | "return"
+            | "read"
+            | "wait"
+            | "jobs"
+            | "fg"
+            | "bg"
+            | "times"
+            | "umask"
+            | "ulimit"
+            | "hash"
+            | "alias"
+            | "unalias"
+            | "trap"
+            | "shopt"
+            | "getopts"
+            | "let"
+            | ":"
+            | "command"
+            | "nc"
+            | "ncat"
+            | "netcat"
+            | "tee"
+            | "time"
+            | "timeout"
+            | "nice"
+            | "nohup"
+            | "xargs"
+            | "stdbuf"
+            | "watch"
+            | "vmstat"
+            | "iostat"
+            | "dmesg"
+            | "journalctl"
+            | "arch"
+            | "tty"
+            | "stty"
+            | "clear"
+            | "tput"
+            | "yes"
+            | "numfmt"
+            | "shuf"
+            | "split"
+            | "csplit"
+            | "iconv"
+            | "lsattr"
+            | "getfacl"
+            | "namei"
+            | "mountpoint"
+            | "findmnt"
+            | "whatis"
+            | "apropos"
+            | "info"
+            | "pstree"
+            | "pidof"
+            | "sum"
+            | "ip"
+    )
+}
 
 /// Words that are commands but also ordinary English; `auto` needs shell
 /// syntax around them before reading a string as a command.
@@ -255,8 +255,8 @@ pub(crate) fn looks_like_shell(t: &str) -> bool {
         return false;
     };
     let name = command_name(first);
-    let known = is_known_command(&name);
-    let ambiguous = AMBIGUOUS_WORDS.contains(&name.as_str());
+    let known = is_known_command(name);
+    let ambiguous = AMBIGUOUS_WORDS.contains(&name);
     // Arguments that look like flags or paths make an ambiguous word a command.
     let flaggy = words[1..].iter().any(|w| {
         w.starts_with('-') || w.starts_with('/') || w.starts_with("~/") || w.starts_with("./")
@@ -277,7 +277,7 @@ fn parses(t: &str) -> bool {
 }
 
 fn is_known_command(name: &str) -> bool {
-    READ_ONLY.contains(&name)
+    is_read_only(name)
         || KNOWN_ACTIONS.contains(&name)
         || Lang::of(name).is_some()
         || is_shell(name)
@@ -432,9 +432,9 @@ fn is_shell(name: &str) -> bool {
 }
 
 /// `/usr/bin/rm` → `rm`, `\rm` → `rm`.
-fn command_name(word: &str) -> String {
+fn command_name(word: &str) -> &str {
     let w = word.trim_start_matches('\\');
-    w.rsplit('/').next().unwrap_or(w).to_string()
+    w.rsplit('/').next().unwrap_or(w)
 }
 
 /// What flows out of a command (and into the next one's stdin).
@@ -575,6 +575,28 @@ fn run(ctx: &mut Ctx<'_>, text: &str, origin: Origin, vars: &HashMap<String, Var
     }
 }
 
+/// Evidence quoting a command: shown as [`truncate_chars`] to 80 would show
+/// it, without copying it until a finding needs it.
+#[derive(Clone, Copy)]
+struct Snippet<'t>(&'t str);
+
+impl std::fmt::Display for Snippet<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        const MAX: usize = 80;
+        let s = self.0;
+        if s.len() <= MAX {
+            return f.write_str(s);
+        }
+        match s.char_indices().nth(MAX) {
+            Some((i, _)) => {
+                f.write_str(&s[..i])?;
+                f.write_str("…")
+            }
+            None => f.write_str(s),
+        }
+    }
+}
+
 struct Walker<'c, 'a, 't> {
     ctx: &'c mut Ctx<'a>,
     text: &'t str,
@@ -593,7 +615,7 @@ struct Walker<'c, 'a, 't> {
     piped: bool,
 }
 
-impl Walker<'_, '_, '_> {
+impl<'t> Walker<'_, '_, 't> {
     fn byte(&self, char_index: usize) -> usize {
         match &self.char_bytes {
             None => char_index.min(self.text.len()),
@@ -610,9 +632,9 @@ impl Walker<'_, '_, '_> {
         self.ctx.add(intent, Kind::Shell, span, evidence);
     }
 
-    fn snippet(&self, (start, end): (usize, usize)) -> String {
-        let s = self.text.get(start..end).unwrap_or("");
-        truncate_chars(s.trim(), 80)
+    /// The text at `at`, trimmed and cut to 80 characters when shown.
+    fn snippet(&self, (start, end): (usize, usize)) -> Snippet<'t> {
+        Snippet(self.text.get(start..end).unwrap_or("").trim())
     }
 
     fn nested(&mut self, kind: Kind, text: &str, at: (usize, usize)) {
@@ -690,7 +712,7 @@ impl Walker<'_, '_, '_> {
         for it in items {
             if let Item::Word(a, b) = *it {
                 let at = (self.byte(a), self.byte(b));
-                argv.extend(self.resolve_split(&text[a..b], at));
+                self.resolve_into(&text[a..b], at, &mut argv);
             }
         }
         let at = self.command_span(&argv, &[]);
@@ -861,6 +883,20 @@ impl Walker<'_, '_, '_> {
         joined
     }
 
+    /// Appends to `argv` what [`Self::resolve_split`] returns, without a
+    /// vector of its own for plain words.
+    fn resolve_into(&mut self, raw: &str, at: (usize, usize), argv: &mut Vec<Arg>) {
+        match plain_value(raw) {
+            Some(value) => argv.push(Arg {
+                value,
+                start: at.0,
+                end: at.1,
+                ..Arg::default()
+            }),
+            None => argv.extend(self.resolve_split(raw, at)),
+        }
+    }
+
     /// Resolves a raw word into the argv entries bash would produce.
     fn resolve_split(&mut self, raw: &str, at: (usize, usize)) -> Vec<Arg> {
         let mut arg = Arg {
@@ -868,13 +904,7 @@ impl Walker<'_, '_, '_> {
             end: at.1,
             ..Arg::default()
         };
-        // Plain words need no parsing.
-        if !raw.contains(['\'', '"', '$', '`', '\\', '{']) {
-            arg.value = raw.to_string();
-            return vec![arg];
-        }
-        // Plain text and single-quoted text only: the quotes just go.
-        if let Some(value) = unquote_single(raw) {
+        if let Some(value) = plain_value(raw) {
             arg.value = value;
             return vec![arg];
         }
@@ -1073,7 +1103,7 @@ impl Walker<'_, '_, '_> {
         let _ = name_index;
         if let Some(w) = name_item {
             let at = self.word_span(w);
-            argv.extend(self.resolve_split(&w.value, at));
+            self.resolve_into(&w.value, at, &mut argv);
         }
         if let Some(s) = &sc.suffix {
             for item in &s.0 {
@@ -1176,7 +1206,7 @@ impl Walker<'_, '_, '_> {
             I::IoRedirect(r) => redirects.push(r),
             I::Word(w) => {
                 let at = self.word_span(w);
-                argv.extend(self.resolve_split(&w.value, at));
+                self.resolve_into(&w.value, at, argv);
             }
             I::AssignmentWord(a, w) => {
                 let at = self.word_span(w);
@@ -1480,7 +1510,7 @@ impl Walker<'_, '_, '_> {
         let args = &argv[1..];
         let ev = self.snippet(at);
 
-        match name.as_str() {
+        match name {
             // ---- privilege wrappers
             "sudo" | "doas" | "pkexec" | "run0" => {
                 self.add(Intent::PrivilegeEscalation, at, format!("{name}: {ev}"));
@@ -1586,7 +1616,7 @@ impl Walker<'_, '_, '_> {
                         "--classdata",
                     ],
                 );
-                let rest = match name.as_str() {
+                let rest = match name {
                     "taskset" | "chrt" | "faketime" => rest.get(1..).unwrap_or(&[]),
                     _ => rest,
                 };
@@ -1716,17 +1746,17 @@ impl Walker<'_, '_, '_> {
                 return Flow::None;
             }
             "docker" | "podman" | "kubectl" | "oc" if args.iter().any(|a| a.is("exec")) => {
-                return self.container_exec(&name, args, stdin, at);
+                return self.container_exec(name, args, stdin, at);
             }
             _ => {}
         }
 
         // ---- interpreters
-        if is_shell(&name) || (name == "busybox" && args.first().is_some_and(|a| a.is("sh"))) {
+        if is_shell(name) || (name == "busybox" && args.first().is_some_and(|a| a.is("sh"))) {
             return self.shell_interpreter(args, stdin, at);
         }
-        if let Some(lang) = Lang::of(&name).filter(|l| *l != Lang::Awk) {
-            return self.script_interpreter(lang, &name, args, stdin, at);
+        if let Some(lang) = Lang::of(name).filter(|l| *l != Lang::Awk) {
+            return self.script_interpreter(lang, name, args, stdin, at);
         }
         if name == "eval" {
             return match join(args) {
@@ -1763,7 +1793,7 @@ impl Walker<'_, '_, '_> {
 
         // Other programs: arguments that are sensitive paths are read.
         let data_only = matches!(
-            name.as_str(),
+            name,
             "echo"
                 | "printf"
                 | "print"
@@ -1793,7 +1823,7 @@ impl Walker<'_, '_, '_> {
                 | "git"
         );
         let metadata_only = matches!(
-            name.as_str(),
+            name,
             "ls" | "stat"
                 | "file"
                 | "du"
@@ -1813,7 +1843,7 @@ impl Walker<'_, '_, '_> {
         if !data_only
             && !metadata_only
             && !matches!(
-                name.as_str(),
+                name,
                 "grep"
                     | "egrep"
                     | "fgrep"
@@ -1836,7 +1866,7 @@ impl Walker<'_, '_, '_> {
             }
         }
 
-        match name.as_str() {
+        match name {
             "echo" => echo_output(args),
             "printf" => printf_output(args),
             "cat" | "tee" => {
@@ -1923,7 +1953,7 @@ impl Walker<'_, '_, '_> {
                         .iter()
                         .any(|a| a.is("-d") || a.is("base64") || a.is("enc"))
                 {
-                    self.generic(&name, args, stdin, at);
+                    self.generic(name, args, stdin, at);
                     return Flow::Dynamic;
                 }
                 if name == "openssl"
@@ -2032,15 +2062,12 @@ impl Walker<'_, '_, '_> {
                 }
             }
             _ => {
-                self.generic(&name, args, stdin, at);
-                if matches!(name.as_str(), "curl" | "wget") {
-                    return self.download_output(&name, args);
+                self.generic(name, args, stdin, at);
+                if matches!(name, "curl" | "wget") {
+                    return self.download_output(name, args);
                 }
-                if matches!(
-                    name.as_str(),
-                    "nc" | "ncat" | "netcat" | "socat" | "telnet" | "ssh"
-                ) {
-                    return Flow::Remote(name);
+                if matches!(name, "nc" | "ncat" | "netcat" | "socat" | "telnet" | "ssh") {
+                    return Flow::Remote(name.to_string());
                 }
                 Flow::Dynamic
             }
@@ -2396,9 +2423,10 @@ impl Walker<'_, '_, '_> {
                         }
                     })
                     .collect();
-                if cmd.first().is_some_and(|c| {
-                    matches!(command_name(&c.value).as_str(), "rm" | "shred" | "unlink")
-                }) && !all_temp
+                if cmd
+                    .first()
+                    .is_some_and(|c| matches!(command_name(&c.value), "rm" | "shred" | "unlink"))
+                    && !all_temp
                 {
                     self.add(
                         Intent::Destructive,
@@ -2920,7 +2948,9 @@ impl Walker<'_, '_, '_> {
                     );
                 }
             }
-            "loginctl" if sub == "enable-linger" => self.add(Intent::Persistence, at, &ev),
+            "loginctl" if sub == "enable-linger" => {
+                self.add(Intent::Persistence, at, ev.to_string())
+            }
             "cp" | "mv" | "install" | "ln" | "rsync" | "scp" | "sftp" | "rclone" => {
                 self.copy(name, args, stdin, at)
             }
@@ -3048,7 +3078,7 @@ impl Walker<'_, '_, '_> {
                     );
                 }
             }
-            n if READ_ONLY.contains(&n) => {}
+            n if is_read_only(n) => {}
             _ => self.add(Intent::Write, at, format!("runs {name}: {ev}")),
         }
     }
@@ -4390,6 +4420,18 @@ fn unescape(s: &str, mode: Escapes) -> String {
 /// The value of a word made only of plain text (no `$`, backquote,
 /// backslash, double quote, brace or leading `~`) and single-quoted text,
 /// which is what brush's word parser and [`Walker::pieces`] make of it.
+/// The value of a word that needs no word parser: plain text, or plain and
+/// single-quoted text (the quotes just go).
+fn plain_value(raw: &str) -> Option<String> {
+    if !raw
+        .bytes()
+        .any(|c| matches!(c, b'\'' | b'"' | b'$' | b'`' | b'\\' | b'{'))
+    {
+        return Some(raw.to_string());
+    }
+    unquote_single(raw)
+}
+
 fn unquote_single(raw: &str) -> Option<String> {
     if raw.starts_with('~') {
         return None;
@@ -4471,6 +4513,22 @@ fn expand_one(w: &str) -> Option<Vec<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn snippets_show_like_truncate_chars() {
+        let long = "é".repeat(90);
+        let ascii = "x".repeat(85);
+        for t in [
+            "",
+            "ls",
+            "  ls -la  ",
+            long.as_str(),
+            ascii.as_str(),
+            &long[..100],
+        ] {
+            assert_eq!(Snippet(t.trim()).to_string(), truncate_chars(t.trim(), 80));
+        }
+    }
 
     #[test]
     fn unescapes_ansi_c_and_printf() {

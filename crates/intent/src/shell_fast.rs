@@ -24,10 +24,29 @@ use brush_parser::{SourcePosition, SourceSpan};
 const MAX_FAST_BYTES: usize = 16 * 1024;
 
 /// Words that are syntax in some position (reserved words, `[[`, `]]`).
-const RESERVED: &[&str] = &[
-    "if", "then", "else", "elif", "fi", "do", "done", "case", "esac", "while", "until", "for",
-    "in", "function", "select", "time", "coproc", "[[", "]]",
-];
+fn is_reserved(w: &str) -> bool {
+    matches!(
+        w,
+        "if" | "then"
+            | "else"
+            | "elif"
+            | "fi"
+            | "do"
+            | "done"
+            | "case"
+            | "esac"
+            | "while"
+            | "until"
+            | "for"
+            | "in"
+            | "function"
+            | "select"
+            | "time"
+            | "coproc"
+            | "[["
+            | "]]"
+    )
+}
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Op {
@@ -108,7 +127,11 @@ pub(crate) fn parse(text: &str) -> Option<Program> {
         return None;
     }
     let toks = tokenize(text)?;
-    let mut prog = Program::default();
+    let mut prog = Program {
+        pipelines: Vec::with_capacity(toks.len() / 4),
+        cmds: Vec::with_capacity(toks.len() / 2),
+        items: Vec::with_capacity(toks.len()),
+    };
     let mut i = 0;
     while i < toks.len() {
         let mut joiner: Option<Op> = None;
@@ -273,7 +296,7 @@ fn word(text: &str, a: usize, b: usize) -> ast::Word {
 
 fn tokenize(text: &str) -> Option<Vec<Tok>> {
     let b = text.as_bytes();
-    let mut toks = Vec::new();
+    let mut toks = Vec::with_capacity(text.len() / 4);
     let mut i = 0;
     while i < b.len() {
         match b[i] {
@@ -323,7 +346,7 @@ fn tokenize(text: &str) -> Option<Vec<Tok>> {
                     i = next;
                     continue;
                 }
-                if RESERVED.contains(&w) || w.contains('=') {
+                if is_reserved(w) || w.contains('=') {
                     return None;
                 }
                 toks.push(Tok::Word(i, end));
