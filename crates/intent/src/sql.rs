@@ -153,6 +153,10 @@ pub(crate) fn looks_like_sql(t: &str) -> bool {
     if nesting_exceeds_limit(t) {
         return true;
     }
+    // What the fast path reads in full is SQL, without a second parse.
+    if sql_fast::classify(t).is_some() {
+        return true;
+    }
     let unwrapped = unwrap_mysql_comments(t);
     let t = unwrapped.as_deref().unwrap_or(t);
     dialects().iter().any(|d| Parser::parse_sql(*d, t).is_ok()) || has_sql_shape(t)
