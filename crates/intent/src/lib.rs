@@ -13,9 +13,10 @@
 //! Plain SQL batches (simple `SELECT` / `INSERT` / `UPDATE … WHERE` /
 //! `DELETE … WHERE`) are read by a small exact recogniser instead of
 //! sqlparser (about 15 times faster), and plain one-line shell command lists
-//! by a small parser that builds brush's AST; both defer to the real parser
-//! on anything they do not fully read, and [`classify_full`] (full parsers
-//! only) gives the same result.
+//! by a small parser whose output the shell walker reads directly (its tree
+//! is tested to be brush's own); both defer to the real parser on anything
+//! they do not fully read, and [`classify_full`] (full parsers only) gives
+//! the same result.
 //!
 //! Anything that does not parse, or that is cut off by one of the limits
 //! ([`MAX_INPUT_BYTES`], [`MAX_DEPTH`], [`MAX_DECODED_BYTES`],
