@@ -1355,13 +1355,7 @@ impl<'t> Walker<'_, '_, 't> {
             ast::IoRedirect::OutputAndError(w, _) => {
                 let t = self.resolve(w);
                 let at = (t.start, t.end);
-                if t.value.starts_with("/dev/tcp/") || t.value.starts_with("/dev/udp/") {
-                    self.add(
-                        Intent::Exfiltration,
-                        at,
-                        format!("output sent to socket {}", t.value),
-                    );
-                    *input = Flow::Remote(t.value.clone());
+                if self.output_to_socket(&t, at, input) {
                     return;
                 }
                 if let Some(o) = out {
@@ -1370,6 +1364,21 @@ impl<'t> Walker<'_, '_, 't> {
                 self.write_path(&t, at);
             }
         }
+    }
+
+    /// Output redirected to a `/dev/tcp` or `/dev/udp` socket is sent off
+    /// the machine: records it and says so.
+    fn output_to_socket(&mut self, t: &Arg, at: (usize, usize), input: &mut Flow) -> bool {
+        if !is_socket(&t.value) {
+            return false;
+        }
+        self.add(
+            Intent::Exfiltration,
+            at,
+            format!("output sent to socket {}", t.value),
+        );
+        *input = Flow::Remote(t.value.clone());
+        true
     }
 
     /// A file redirect whose target resolved to `t`.
@@ -1385,7 +1394,7 @@ impl<'t> Walker<'_, '_, 't> {
         let at = (t.start, t.end);
         match kind {
             K::Read => {
-                if t.value.starts_with("/dev/tcp/") || t.value.starts_with("/dev/udp/") {
+                if is_socket(&t.value) {
                     *input = Flow::Remote(t.value.clone());
                     self.add(Intent::Exfiltration, at, format!("socket {}", t.value));
                 } else {
@@ -1401,13 +1410,7 @@ impl<'t> Walker<'_, '_, 't> {
                 {
                     return;
                 }
-                if t.value.starts_with("/dev/tcp/") || t.value.starts_with("/dev/udp/") {
-                    self.add(
-                        Intent::Exfiltration,
-                        at,
-                        format!("output sent to socket {}", t.value),
-                    );
-                    *input = Flow::Remote(t.value.clone());
+                if self.output_to_socket(&t, at, input) {
                     return;
                 }
                 if let Some(o) = out
@@ -4508,6 +4511,11 @@ fn expand_one(w: &str) -> Option<Vec<String>> {
             .map(|p| format!("{pre}{}{post}", &w[p[0] + 1..p[1]]))
             .collect(),
     )
+}
+
+/// Bash's network pseudo-files.
+fn is_socket(path: &str) -> bool {
+    path.starts_with("/dev/tcp/") || path.starts_with("/dev/udp/")
 }
 
 #[cfg(test)]
