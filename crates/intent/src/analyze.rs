@@ -1,8 +1,9 @@
 //! Shared state of one classification and the dispatch between parsers.
 
+use crate::normalize::normalize_cow;
 use crate::{
     Config, Finding, Intent, Kind, MAX_DECODED_BYTES, MAX_DEPTH, MAX_FINDINGS, MAX_INPUT_BYTES,
-    MAX_SYNTAX_NESTING, Span, normalize, path, shell, sql, url_kind,
+    MAX_SYNTAX_NESTING, Span, path, shell, sql, url_kind,
 };
 
 /// Longest evidence string kept in a finding.
@@ -119,7 +120,7 @@ impl<'a> Ctx<'a> {
         if !self.spend(text.len(), kind, span) {
             return;
         }
-        let text = normalize(text);
+        let text = normalize_cow(text);
         dispatch(self, kind, &text, origin);
     }
 
@@ -156,7 +157,7 @@ pub(crate) fn classify_into(
         }
         cut = &text[..end];
     }
-    let normalized = normalize(cut);
+    let normalized = normalize_cow(cut);
     if cut.len() < text.len() {
         let len = normalized.len();
         ctx.add(
@@ -210,21 +211,41 @@ fn auto(ctx: &mut Ctx<'_>, text: &str, origin: Origin) {
 /// Deepest nesting of brackets, braces and backticks, ignoring quoting (an
 /// over-estimate, which is the safe side for a stack guard).
 pub(crate) fn nesting_exceeds_limit(text: &str) -> bool {
+    // Depth never exceeds the number of opening bytes: count those first,
+    // in a loop without branches that the compiler vectorises, and walk
+    // the depth only when there are enough of them.
+    let (mut opening, mut backticks) = (0usize, 0usize);
+    for block in text.as_bytes().chunks(255) {
+        // Byte-wide counters (a block of 255 cannot overflow them) let the
+        // compiler compare 16 or 32 bytes at a time.
+        let (mut o, mut t) = (0u8, 0u8);
+        for &b in block {
+            o += u8::from(b == b'(') + u8::from(b == b'{') + u8::from(b == b'[');
+            t += u8::from(b == b'`');
+        }
+        opening += usize::from(o);
+        backticks += usize::from(t);
+    }
+    if backticks > 2 * MAX_SYNTAX_NESTING {
+        return true;
+    }
+    if opening <= MAX_SYNTAX_NESTING {
+        return false;
+    }
     let mut depth: usize = 0;
-    let mut max: usize = 0;
-    let mut backticks = 0usize;
     for b in text.bytes() {
         match b {
             b'(' | b'{' | b'[' => {
                 depth += 1;
-                max = max.max(depth);
+                if depth > MAX_SYNTAX_NESTING {
+                    return true;
+                }
             }
             b')' | b'}' | b']' => depth = depth.saturating_sub(1),
-            b'`' => backticks += 1,
             _ => {}
         }
     }
-    max > MAX_SYNTAX_NESTING || backticks > 2 * MAX_SYNTAX_NESTING
+    false
 }
 
 pub(crate) fn truncate_chars(s: &str, max: usize) -> String {

@@ -185,6 +185,14 @@ const GLOB_CANDIDATES: &[&str] = &[
 
 /// Why reading `path` (canonical or not) accesses credentials, if it does.
 pub(crate) fn credential_reason(path: &str) -> Option<&'static str> {
+    if cannot_name_a_credential(path) {
+        return None;
+    }
+    credential_reason_full(path)
+}
+
+/// [`credential_reason`] without the shortcut.
+fn credential_reason_full(path: &str) -> Option<&'static str> {
     let c = canonical_cow(path);
     if has_glob(&c) {
         let matches = GLOB_CANDIDATES.iter().any(|cand| {
@@ -197,6 +205,25 @@ pub(crate) fn credential_reason(path: &str) -> Option<&'static str> {
         return matches.then_some("glob that matches a credential file");
     }
     credential_reason_canonical(&c)
+}
+
+/// Whether `raw` is a word [`credential_reason`] never flags, told in one
+/// pass over its bytes. Every rule needs one of these in the canonical form:
+/// a glob (`*?[`), a `~` or `/` prefix (home and system files), a `.` in the
+/// basename (`.env`, key suffixes, `secrets.json`…), or an `id_` basename
+/// (SSH keys). [`canonical`] introduces `~`, `/` or `.` only from `%`, `\\`,
+/// `$`, `~` or `/` in the raw word, so a word with none of those bytes and
+/// no `id_` canonicalises to itself and matches no rule
+/// (`credential_shortcut_is_exact` checks this against the full rules).
+fn cannot_name_a_credential(raw: &str) -> bool {
+    let b = raw.as_bytes();
+    let risky = |c: u8| {
+        matches!(
+            c,
+            b'.' | b'~' | b'/' | b'\\' | b'%' | b'$' | b'*' | b'?' | b'['
+        )
+    };
+    !b.iter().fold(false, |any, &c| any | risky(c)) && !b.windows(3).any(|w| w == b"id_")
 }
 
 /// Credential files under a home directory (canonical form).
@@ -622,6 +649,20 @@ mod tests {
     }
 
     #[test]
+    fn credential_shortcut_keeps_every_listed_secret() {
+        for p in HOME_SECRETS
+            .iter()
+            .chain(SYSTEM_SECRETS)
+            .chain(GLOB_CANDIDATES)
+        {
+            assert!(!cannot_name_a_credential(p), "{p}");
+            assert!(credential_reason(p).is_some(), "{p}");
+        }
+        assert!(cannot_name_a_credential("origin"));
+        assert!(!cannot_name_a_credential("id_rsa"));
+    }
+
+    #[test]
     fn secret_lists_start_with_their_root() {
         // `credential_reason_canonical` picks the list by the first character.
         assert!(HOME_SECRETS.iter().all(|s| s.starts_with('~')));
@@ -638,6 +679,13 @@ mod tests {
             }
             proptest::prop_assert_eq!(canonical_cow(&s), canonical_slow(&s));
         }
+        #[test]
+        fn credential_shortcut_is_exact(s in "([a-z_.~/$%\\\\*?\\[A-Z0-9-]|id_|\\.ssh|\\.env|\\.key){0,8}") {
+            if cannot_name_a_credential(&s) {
+                proptest::prop_assert_eq!(credential_reason_full(&s), None);
+            }
+        }
+
         #[test]
         fn canonical_shortcut_on_path_like_words(
             parts in proptest::collection::vec(proptest::sample::select(&[

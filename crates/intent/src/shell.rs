@@ -658,7 +658,7 @@ impl<'t> Walker<'_, '_, 't> {
         if !self.ctx.spend(text.len(), Kind::Shell, span) {
             return Flow::Dynamic;
         }
-        let text = crate::normalize(text);
+        let text = crate::normalize::normalize_cow(text);
         run(self.ctx, &text, o, &self.vars)
     }
 

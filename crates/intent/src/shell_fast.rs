@@ -398,11 +398,45 @@ fn redirect(b: &[u8], i: usize, fd: Option<i32>) -> Option<(Tok, usize)> {
     Some((Tok::Redirect(fd, kind), next))
 }
 
+/// Bytes that stand for themselves in a word: printable ASCII other than
+/// blanks, operators, quotes, `$` and what [`word_end`] defers to brush.
+const PLAIN: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut c = 0x21;
+    while c < 0x7f {
+        t[c] = !matches!(
+            c as u8,
+            b'|' | b'&'
+                | b';'
+                | b'>'
+                | b'<'
+                | b'\''
+                | b'"'
+                | b'$'
+                | b'\\'
+                | b'`'
+                | b'#'
+                | b'('
+                | b')'
+                | b'{'
+                | b'}'
+                | b'!'
+        );
+        c += 1;
+    }
+    t
+};
+
 /// The end of the word starting at `i`, or `None` for anything outside the
 /// subset.
 fn word_end(b: &[u8], mut i: usize) -> Option<usize> {
     while i < b.len() {
-        match b[i] {
+        // Runs of ordinary bytes first, a table lookup each.
+        while i < b.len() && PLAIN[usize::from(b[i])] {
+            i += 1;
+        }
+        let Some(&c) = b.get(i) else { break };
+        match c {
             b' ' | b'\t' | b'|' | b'&' | b';' | b'>' | b'<' => break,
             b'\'' => {
                 let close = b[i + 1..].iter().position(|&c| c == b'\'')?;
