@@ -7,6 +7,7 @@
 //! `env`, `xargs`, `find -exec`...) are unwrapped, payloads (`sh -c`, `eval`,
 //! here-docs, decoded pipes, SQL for `psql -c`) are classified again, nested.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use base64::Engine as _;
@@ -458,11 +459,12 @@ impl Flow {
     }
 }
 
-/// A resolved word.
+/// A resolved word; its value borrows the word's text when bash passes it
+/// as written (most words), so resolving a plain word copies nothing.
 #[derive(Clone, Debug, Default)]
-struct Arg {
+struct Arg<'v> {
     /// The value bash would pass, with [`DYN`] where it is not known.
-    value: String,
+    value: Cow<'v, str>,
     /// Whether any part is not known statically.
     dynamic: bool,
     /// Byte span of the word in the walked text.
@@ -478,12 +480,12 @@ struct Arg {
     psub: Option<Box<Flow>>,
 }
 
-impl Arg {
+impl Arg<'_> {
     fn is(&self, s: &str) -> bool {
         !self.dynamic && self.value == s
     }
     fn known(&self) -> Option<&str> {
-        (!self.dynamic).then_some(self.value.as_str())
+        (!self.dynamic).then_some(self.value.as_ref())
     }
 }
 
@@ -562,7 +564,7 @@ fn run(ctx: &mut Ctx<'_>, text: &str, origin: Origin, vars: &HashMap<String, Var
                 let argv: Vec<Arg> = words
                     .into_iter()
                     .map(|value| Arg {
-                        value,
+                        value: value.into(),
                         start: 0,
                         end: text.len(),
                         ..Arg::default()
@@ -757,7 +759,7 @@ impl<'t> Walker<'_, '_, 't> {
             }
             ast::Command::Function(f) => {
                 let name = self.resolve(&f.fname).value;
-                let was = self.function.replace(name);
+                let was = self.function.replace(name.to_string());
                 let ast::FunctionBody(body, redirects) = &f.body;
                 if let Some(r) = redirects {
                     let mut input = Flow::None;
@@ -853,13 +855,13 @@ impl<'t> Walker<'_, '_, 't> {
     }
 
     /// Resolves a word to one value (no splitting).
-    fn resolve(&mut self, w: &ast::Word) -> Arg {
+    fn resolve<'r>(&mut self, w: &'r ast::Word) -> Arg<'r> {
         let at = self.word_span(w);
         self.resolve_raw(&w.value, at)
     }
 
     /// [`Self::resolve`] for a raw word at `at`.
-    fn resolve_raw(&mut self, raw: &str, at: (usize, usize)) -> Arg {
+    fn resolve_raw<'r>(&mut self, raw: &'r str, at: (usize, usize)) -> Arg<'r> {
         let mut args = self.resolve_split(raw, at);
         if args.len() == 1 {
             return args.remove(0);
@@ -879,13 +881,14 @@ impl<'t> Walker<'_, '_, 't> {
             .into_iter()
             .map(|a| a.value)
             .collect::<Vec<_>>()
-            .join(" ");
+            .join(" ")
+            .into();
         joined
     }
 
     /// Appends to `argv` what [`Self::resolve_split`] returns, without a
     /// vector of its own for plain words.
-    fn resolve_into(&mut self, raw: &str, at: (usize, usize), argv: &mut Vec<Arg>) {
+    fn resolve_into<'r>(&mut self, raw: &'r str, at: (usize, usize), argv: &mut Vec<Arg<'r>>) {
         match plain_value(raw) {
             Some(value) => argv.push(Arg {
                 value,
@@ -898,7 +901,7 @@ impl<'t> Walker<'_, '_, 't> {
     }
 
     /// Resolves a raw word into the argv entries bash would produce.
-    fn resolve_split(&mut self, raw: &str, at: (usize, usize)) -> Vec<Arg> {
+    fn resolve_split<'r>(&mut self, raw: &'r str, at: (usize, usize)) -> Vec<Arg<'r>> {
         let mut arg = Arg {
             start: at.0,
             end: at.1,
@@ -911,7 +914,7 @@ impl<'t> Walker<'_, '_, 't> {
         let pieces = match word::parse(raw, &options()) {
             Ok(p) => p,
             Err(_) => {
-                arg.value = raw.to_string();
+                arg.value = raw.to_string().into();
                 arg.dynamic = true;
                 return vec![arg];
             }
@@ -919,25 +922,28 @@ impl<'t> Walker<'_, '_, 't> {
         let mut split = false;
         let mut value = String::new();
         self.pieces(&pieces, false, &mut value, &mut arg, &mut split, at);
-        arg.value = value;
-        let mut out = Vec::new();
+        arg.value = value.into();
         let unquoted_brace = raw.contains('{') && !raw.contains(['\'', '"']) && raw.contains(',');
+        if !split && !unquoted_brace {
+            return vec![arg];
+        }
+        let mut out = Vec::new();
         let values: Vec<String> = if split {
             arg.value.split_whitespace().map(str::to_string).collect()
         } else {
-            vec![arg.value.clone()]
+            vec![arg.value.to_string()]
         };
         for v in values {
             if unquoted_brace {
                 for e in brace_expand(&v) {
                     out.push(Arg {
-                        value: e,
+                        value: e.into(),
                         ..arg.clone()
                     });
                 }
             } else {
                 out.push(Arg {
-                    value: v,
+                    value: v.into(),
                     ..arg.clone()
                 });
             }
@@ -1196,7 +1202,7 @@ impl<'t> Walker<'_, '_, 't> {
     fn item<'i>(
         &mut self,
         item: &'i ast::CommandPrefixOrSuffixItem,
-        argv: &mut Vec<Arg>,
+        argv: &mut Vec<Arg<'i>>,
         assignments: &mut Vec<(String, Var, (usize, usize))>,
         redirects: &mut Vec<&'i ast::IoRedirect>,
         prefix: bool,
@@ -1218,7 +1224,7 @@ impl<'t> Walker<'_, '_, 't> {
                     ast::AssignmentValue::Scalar(v) => {
                         let r = self.resolve(v);
                         Var {
-                            value: r.value,
+                            value: r.value.into_owned(),
                             dynamic: r.dynamic,
                             remote: r.remote,
                             decoded: r.decoded,
@@ -1244,7 +1250,7 @@ impl<'t> Walker<'_, '_, 't> {
                     self.assignment(&name, &var, at);
                     self.vars.insert(name.clone(), var.clone());
                     argv.push(Arg {
-                        value: format!("{name}={}", var.value),
+                        value: format!("{name}={}", var.value).into(),
                         dynamic: var.dynamic,
                         start: at.0,
                         end: at.1,
@@ -1359,7 +1365,7 @@ impl<'t> Walker<'_, '_, 't> {
                     return;
                 }
                 if let Some(o) = out {
-                    *o = Some(t.value.clone());
+                    *o = Some(t.value.to_string());
                 }
                 self.write_path(&t, at);
             }
@@ -1377,7 +1383,7 @@ impl<'t> Walker<'_, '_, 't> {
             at,
             format!("output sent to socket {}", t.value),
         );
-        *input = Flow::Remote(t.value.clone());
+        *input = Flow::Remote(t.value.to_string());
         true
     }
 
@@ -1395,7 +1401,7 @@ impl<'t> Walker<'_, '_, 't> {
         match kind {
             K::Read => {
                 if is_socket(&t.value) {
-                    *input = Flow::Remote(t.value.clone());
+                    *input = Flow::Remote(t.value.to_string());
                     self.add(Intent::Exfiltration, at, format!("socket {}", t.value));
                 } else {
                     self.read_path(&t);
@@ -1416,7 +1422,7 @@ impl<'t> Walker<'_, '_, 't> {
                 if let Some(o) = out
                     && (fd.is_none() || fd == Some(1))
                 {
-                    *o = Some(t.value.clone());
+                    *o = Some(t.value.to_string());
                 }
                 self.write_path(&t, at);
             }
@@ -1459,7 +1465,7 @@ impl<'t> Walker<'_, '_, 't> {
 
     /// A path that is written (redirect, tee, cp/mv destination, dd of=).
     fn write_path(&mut self, t: &Arg, at: (usize, usize)) {
-        let v = t.value.as_str();
+        let v = t.value.as_ref();
         if matches!(
             v,
             "/dev/null" | "/dev/stdout" | "/dev/stderr" | "/dev/tty" | "-"
@@ -1567,7 +1573,7 @@ impl<'t> Walker<'_, '_, 't> {
                                 .unwrap_or_default()
                                 .into_iter()
                                 .map(|value| Arg {
-                                    value,
+                                    value: value.into(),
                                     start: s.start,
                                     end: s.end,
                                     ..Arg::default()
@@ -1577,7 +1583,7 @@ impl<'t> Walker<'_, '_, 't> {
                             return self.exec(&rest, stdin, at);
                         }
                         return Flow::Dynamic;
-                    } else if matches!(v.as_str(), "-u" | "--unset" | "-C" | "--chdir") {
+                    } else if matches!(v.as_ref(), "-u" | "--unset" | "-C" | "--chdir") {
                         i += 2;
                     } else if v.starts_with('-') {
                         i += 1;
@@ -1671,7 +1677,7 @@ impl<'t> Walker<'_, '_, 't> {
                 return match joined {
                     Some(s) => self.run_code(
                         &Arg {
-                            value: s,
+                            value: s.into(),
                             start: at.0,
                             end: at.1,
                             ..Arg::default()
@@ -1710,7 +1716,7 @@ impl<'t> Walker<'_, '_, 't> {
                 // Arguments arrive on stdin: the command runs on unknown words.
                 let mut argv2 = rest.to_vec();
                 argv2.push(Arg {
-                    value: DYN.to_string(),
+                    value: DYN.to_string().into(),
                     dynamic: true,
                     start: at.0,
                     end: at.1,
@@ -1721,7 +1727,7 @@ impl<'t> Walker<'_, '_, 't> {
                 if let Flow::Static(s) = stdin {
                     argv2.pop();
                     argv2.extend(s.split_whitespace().map(|w| Arg {
-                        value: w.to_string(),
+                        value: w.to_string().into(),
                         start: at.0,
                         end: at.1,
                         ..Arg::default()
@@ -1740,7 +1746,7 @@ impl<'t> Walker<'_, '_, 't> {
                 for a in args {
                     if let Some((_, body)) = a.value.split_once('=') {
                         let body = Arg {
-                            value: body.to_string(),
+                            value: body.to_string().into(),
                             ..a.clone()
                         };
                         self.run_code(&body, at);
@@ -1765,7 +1771,7 @@ impl<'t> Walker<'_, '_, 't> {
             return match join(args) {
                 Some(code) => self.run_code(
                     &Arg {
-                        value: code,
+                        value: code.into(),
                         start: at.0,
                         end: at.1,
                         ..Arg::default()
@@ -2104,7 +2110,7 @@ impl<'t> Walker<'_, '_, 't> {
         if file.is("/dev/stdin") || file.is("-") || file.is("/proc/self/fd/0") {
             return self.stdin_exec(stdin, target, at);
         }
-        if file.remote || file.decoded || self.downloaded.contains(&file.value) {
+        if file.remote || file.decoded || self.downloaded.iter().any(|d| *d == file.value) {
             self.add(
                 Intent::CodeExecution,
                 at,
@@ -2211,7 +2217,7 @@ impl<'t> Walker<'_, '_, 't> {
         let mut stdin_flag = false;
         while i < args.len() {
             let a = &args[i];
-            let v = a.value.as_str();
+            let v = a.value.as_ref();
             if v == "--" {
                 i += 1;
                 break;
@@ -2261,14 +2267,14 @@ impl<'t> Walker<'_, '_, 't> {
         let mut i = 0;
         while i < args.len() {
             let a = &args[i];
-            let v = a.value.as_str();
+            let v = a.value.as_ref();
             let attached = flags
                 .iter()
                 .find(|f| f.len() == 2 && v.len() > 2 && v.starts_with(*f) && !v.starts_with("--"));
             if flags.contains(&v) || attached.is_some() {
                 let code = match attached {
                     Some(f) => Arg {
-                        value: v[f.len()..].to_string(),
+                        value: v[f.len()..].to_string().into(),
                         ..a.clone()
                     },
                     None => match args.get(i + 1) {
@@ -2294,7 +2300,7 @@ impl<'t> Walker<'_, '_, 't> {
                         || v.eq_ignore_ascii_case("-e"))
                 {
                     match decode_utf16_base64(&code_text) {
-                        Some(t) => code_text = t,
+                        Some(t) => code_text = t.into(),
                         None => {
                             self.add(
                                 Intent::CodeExecution,
@@ -2418,7 +2424,7 @@ impl<'t> Walker<'_, '_, 't> {
                     .map(|x| {
                         if x.value.contains("{}") {
                             Arg {
-                                value: x.value.replace("{}", &placeholder.value),
+                                value: x.value.replace("{}", &placeholder.value).into(),
                                 ..x.clone()
                             }
                         } else {
@@ -2454,7 +2460,7 @@ impl<'t> Walker<'_, '_, 't> {
                     || a.value.contains('.') && !a.value.starts_with('-')
             })
             .map(|a| a.value.clone())
-            .unwrap_or_else(|| name.to_string());
+            .unwrap_or_else(|| name.to_string().into());
         let to_file = if name == "curl" {
             option_value(args, &["-o", "--output"])
                 .filter(|o| !o.is("-"))
@@ -2468,7 +2474,7 @@ impl<'t> Walker<'_, '_, 't> {
                                     && !a.value.starts_with("--")
                                     && a.value.contains('O'))
                         })
-                        .then(|| remote_name(&url))
+                        .then(|| remote_name(&url).into())
                 })
         } else {
             match option_value(args, &["-O", "--output-document"]) {
@@ -2480,16 +2486,16 @@ impl<'t> Walker<'_, '_, 't> {
                 {
                     None
                 }
-                None => Some(remote_name(&url)),
+                None => Some(remote_name(&url).into()),
             }
         };
         match to_file {
             Some(f) => {
-                self.downloaded.push(f.clone());
+                self.downloaded.push(f.to_string());
                 self.downloaded.push(format!("./{f}"));
                 Flow::None
             }
-            None => Flow::Remote(url),
+            None => Flow::Remote(url.to_string()),
         }
     }
 
@@ -2555,7 +2561,7 @@ impl<'t> Walker<'_, '_, 't> {
                 skip = false;
                 continue;
             }
-            if valued.contains(&a.value.as_str()) {
+            if valued.contains(&a.value.as_ref()) {
                 skip = true;
                 continue;
             }
@@ -2563,7 +2569,7 @@ impl<'t> Walker<'_, '_, 't> {
                 operands.push(a);
             }
         }
-        let sub = operands.first().map(|a| a.value.as_str()).unwrap_or("");
+        let sub = operands.first().map(|a| a.value.as_ref()).unwrap_or("");
         match name {
             "rm" | "unlink" | "rmdir" | "del" => {
                 let recursive = short('r') || short('R') || has(&["--recursive"]);
@@ -2611,7 +2617,7 @@ impl<'t> Walker<'_, '_, 't> {
                 for a in args {
                     if let Some(of) = a.value.strip_prefix("of=") {
                         let t = Arg {
-                            value: of.to_string(),
+                            value: of.to_string().into(),
                             ..a.clone()
                         };
                         self.write_path(&t, (a.start, a.end));
@@ -2619,7 +2625,7 @@ impl<'t> Walker<'_, '_, 't> {
                     }
                     if let Some(inp) = a.value.strip_prefix("if=") {
                         let t = Arg {
-                            value: inp.to_string(),
+                            value: inp.to_string().into(),
                             ..a.clone()
                         };
                         self.read_path(&t);
@@ -2652,14 +2658,14 @@ impl<'t> Walker<'_, '_, 't> {
             }
             "git" => self.git(args, at),
             "kubectl" | "oc" => {
-                let verb = operands.first().map(|a| a.value.as_str()).unwrap_or("");
+                let verb = operands.first().map(|a| a.value.as_ref()).unwrap_or("");
                 match verb {
                     "delete" | "drain" | "replace" if verb != "replace" || has(&["--force"]) => {
                         self.add(Intent::Destructive, at, format!("{name} {verb}: {ev}"))
                     }
                     "get" | "describe" => {
                         if operands.iter().any(|a| {
-                            matches!(a.value.as_str(), "secret" | "secrets")
+                            matches!(a.value.as_ref(), "secret" | "secrets")
                                 || a.value.starts_with("secret/")
                         }) {
                             self.add(
@@ -2715,7 +2721,7 @@ impl<'t> Walker<'_, '_, 't> {
             },
             "aws" => self.aws(&operands, args, at),
             "gsutil" => {
-                let verb = operands.first().map(|a| a.value.as_str()).unwrap_or("");
+                let verb = operands.first().map(|a| a.value.as_ref()).unwrap_or("");
                 match verb {
                     "rm" if short('r') || short('R') || short('a') => {
                         self.add(Intent::Destructive, at, format!("gsutil rm -r: {ev}"))
@@ -2743,7 +2749,7 @@ impl<'t> Walker<'_, '_, 't> {
                 }
             }
             "gcloud" | "az" => {
-                let words: Vec<&str> = operands.iter().map(|a| a.value.as_str()).collect();
+                let words: Vec<&str> = operands.iter().map(|a| a.value.as_ref()).collect();
                 if words.iter().any(|w| matches!(*w, "delete" | "purge")) {
                     self.add(Intent::Destructive, at, format!("{name} delete: {ev}"));
                 } else if words.iter().any(|w| {
@@ -2772,7 +2778,7 @@ impl<'t> Walker<'_, '_, 't> {
                 }
             }
             "docker" | "podman" => {
-                let verb = operands.first().map(|a| a.value.as_str()).unwrap_or("");
+                let verb = operands.first().map(|a| a.value.as_ref()).unwrap_or("");
                 let privileged = has(&[
                     "--privileged",
                     "--pid=host",
@@ -2823,7 +2829,7 @@ impl<'t> Walker<'_, '_, 't> {
                 }
             }
             "chmod" => {
-                let mode = operands.first().map(|a| a.value.as_str()).unwrap_or("");
+                let mode = operands.first().map(|a| a.value.as_ref()).unwrap_or("");
                 let targets = operands.get(1..).unwrap_or(&[]);
                 if is_setid_mode(mode) {
                     self.add(
@@ -2880,7 +2886,7 @@ impl<'t> Walker<'_, '_, 't> {
             "setcap" | "visudo" | "insmod" | "modprobe" | "rmmod" | "chpasswd" | "passwd"
             | "newgrp" | "sg" => self.add(Intent::PrivilegeEscalation, at, format!("{name}: {ev}")),
             "usermod" | "useradd" | "adduser" | "gpasswd" | "groupmod" => {
-                let joined: Vec<&str> = args.iter().map(|a| a.value.as_str()).collect();
+                let joined: Vec<&str> = args.iter().map(|a| a.value.as_ref()).collect();
                 let admin_group = joined.iter().any(|w| {
                     w.split(',').any(|g| {
                         matches!(
@@ -2924,7 +2930,7 @@ impl<'t> Walker<'_, '_, 't> {
                 }
             }
             "systemctl" => {
-                let verb = operands.first().map(|a| a.value.as_str()).unwrap_or("");
+                let verb = operands.first().map(|a| a.value.as_ref()).unwrap_or("");
                 match verb {
                     "enable" | "link" | "edit" | "set-default" | "preset" | "add-wants"
                     | "add-requires" | "reenable" => {
@@ -2992,7 +2998,7 @@ impl<'t> Walker<'_, '_, 't> {
                     && let Some(cmd) = join(&rest[1..])
                 {
                     let a = Arg {
-                        value: cmd,
+                        value: cmd.into(),
                         start: rest[1].start,
                         end: rest[rest.len() - 1].end,
                         ..Arg::default()
@@ -3091,7 +3097,7 @@ impl<'t> Walker<'_, '_, 't> {
         // Skip global options: -C dir, -c k=v, --git-dir=…
         let mut i = 0;
         while i < args.len() {
-            let v = args[i].value.as_str();
+            let v = args[i].value.as_ref();
             if v == "-C" || v == "-c" {
                 if v == "-c"
                     && let Some(kv) = args.get(i + 1)
@@ -3125,7 +3131,7 @@ impl<'t> Walker<'_, '_, 't> {
                 a.value.starts_with('-') && !a.value.starts_with("--") && a.value[1..].contains(c)
             })
         };
-        match sub.value.as_str() {
+        match sub.value.as_ref() {
             "push" => {
                 let forced = has(&[
                     "--force",
@@ -3223,7 +3229,7 @@ impl<'t> Walker<'_, '_, 't> {
             | "ls-remote" | "rev-parse" | "rev-list" | "describe" | "shortlog" | "cat-file"
             | "reflog" | "whatchanged" | "version" | "help" | "remote" | "branch" | "tag"
             | "stash" => {
-                if matches!(sub.value.as_str(), "branch" | "tag" | "remote" | "stash")
+                if matches!(sub.value.as_ref(), "branch" | "tag" | "remote" | "stash")
                     && rest.iter().any(|a| {
                         !a.value.starts_with('-') && !a.is("list") && !a.is("show") && !a.is("-v")
                     })
@@ -3237,8 +3243,8 @@ impl<'t> Walker<'_, '_, 't> {
 
     fn aws(&mut self, operands: &[&Arg], args: &[Arg], at: (usize, usize)) {
         let ev = self.snippet(at);
-        let service = operands.first().map(|a| a.value.as_str()).unwrap_or("");
-        let op = operands.get(1).map(|a| a.value.as_str()).unwrap_or("");
+        let service = operands.first().map(|a| a.value.as_ref()).unwrap_or("");
+        let op = operands.get(1).map(|a| a.value.as_ref()).unwrap_or("");
         let has = |f: &str| args.iter().any(|a| a.is(f));
         if service == "s3" {
             match op {
@@ -3354,7 +3360,7 @@ impl<'t> Walker<'_, '_, 't> {
         let mut i = 0;
         while i < args.len() {
             let v = &args[i].value;
-            if opts_with_value.contains(&v.as_str()) {
+            if opts_with_value.contains(&v.as_ref()) {
                 i += 2;
                 continue;
             }
@@ -3490,13 +3496,13 @@ impl<'t> Walker<'_, '_, 't> {
         let mut i = 0;
         while i < args.len() {
             let a = &args[i];
-            let v = a.value.as_str();
+            let v = a.value.as_ref();
             let (flag, attached) = split_flag(v, DATA);
             if let Some(flag) = flag {
                 sends = true;
                 let value = match attached {
                     Some(val) => Some(Arg {
-                        value: val.to_string(),
+                        value: val.to_string().into(),
                         ..a.clone()
                     }),
                     None => {
@@ -3512,13 +3518,13 @@ impl<'t> Walker<'_, '_, 't> {
                         .map(|(_, f)| f)
                         .or_else(|| val.value.strip_prefix('<'));
                     let file = if matches!(flag, "-T" | "--upload-file") {
-                        Some(val.value.as_str())
+                        Some(val.value.as_ref())
                     } else {
                         file
                     };
                     if let Some(f) = file {
                         let fa = Arg {
-                            value: f.to_string(),
+                            value: f.to_string().into(),
                             ..val.clone()
                         };
                         self.read_path(&fa);
@@ -3595,7 +3601,7 @@ impl<'t> Walker<'_, '_, 't> {
         let mut i = 0;
         while i < args.len() {
             let a = &args[i];
-            let v = a.value.as_str();
+            let v = a.value.as_ref();
             let (flag, attached) = split_flag(
                 v,
                 &["--post-file", "--post-data", "--body-file", "--body-data"],
@@ -3604,7 +3610,7 @@ impl<'t> Walker<'_, '_, 't> {
                 sends = true;
                 let val = match attached {
                     Some(x) => Some(Arg {
-                        value: x.to_string(),
+                        value: x.to_string().into(),
                         ..a.clone()
                     }),
                     None => {
@@ -3689,7 +3695,7 @@ impl<'t> Walker<'_, '_, 't> {
             let text = if u.value.contains("://") {
                 u.value.clone()
             } else {
-                format!("http://{}", u.value)
+                format!("http://{}", u.value).into()
             };
             if let Ok(parsed) = url::Url::parse(&text) {
                 let span = self.span((u.start, u.end));
@@ -3785,7 +3791,7 @@ impl<'t> Walker<'_, '_, 't> {
             if flag.is_some() {
                 let sql = match attached {
                     Some(s) => Some(Arg {
-                        value: s.to_string(),
+                        value: s.to_string().into(),
                         ..a.clone()
                     }),
                     None => {
@@ -3833,7 +3839,7 @@ impl<'t> Walker<'_, '_, 't> {
                     for line in sql.lines() {
                         if let Some(dot) = line.trim_start().strip_prefix('.') {
                             let a = Arg {
-                                value: line.to_string(),
+                                value: line.to_string().into(),
                                 start: at.0,
                                 end: at.1,
                                 ..Arg::default()
@@ -3896,21 +3902,26 @@ impl<'t> Walker<'_, '_, 't> {
                     format!("sqlite3 .{cmd} runs a command"),
                 );
                 let arg = Arg {
-                    value: rest,
+                    value: rest.into(),
                     ..a.clone()
                 };
                 self.run_code(&arg, at);
             }
             "output" | "once" | "save" | "backup" => {
                 let t = Arg {
-                    value: rest,
+                    value: rest.into(),
                     ..a.clone()
                 };
                 self.write_path(&t, at);
             }
             "read" | "import" | "open" | "restore" => {
                 let t = Arg {
-                    value: rest.split_whitespace().next().unwrap_or("").to_string(),
+                    value: rest
+                        .split_whitespace()
+                        .next()
+                        .unwrap_or("")
+                        .to_string()
+                        .into(),
                     ..a.clone()
                 };
                 self.read_path(&t);
@@ -3932,7 +3943,7 @@ enum Target {
 
 fn flow_of(a: &Arg, text: String) -> Flow {
     if a.remote {
-        Flow::Remote(a.value.clone())
+        Flow::Remote(a.value.to_string())
     } else if a.decoded {
         Flow::Decoded
     } else if a.dynamic {
@@ -3970,10 +3981,10 @@ fn split_flag<'v>(v: &'v str, flags: &[&'static str]) -> (Option<&'static str>, 
 }
 
 /// Skips leading options (and the values of those in `with_value`); `--` ends them.
-fn skip_options<'x>(args: &'x [Arg], with_value: &[&str]) -> &'x [Arg] {
+fn skip_options<'x, 'v>(args: &'x [Arg<'v>], with_value: &[&str]) -> &'x [Arg<'v>] {
     let mut i = 0;
     while i < args.len() {
-        let v = args[i].value.as_str();
+        let v = args[i].value.as_ref();
         if v == "--" {
             return &args[i + 1..];
         }
@@ -3990,7 +4001,7 @@ fn skip_options<'x>(args: &'x [Arg], with_value: &[&str]) -> &'x [Arg] {
 }
 
 /// The value of the first of `flags` (`-c CMD`, `--command=CMD`, `-cCMD`).
-fn option_value(args: &[Arg], flags: &[&str]) -> Option<Arg> {
+fn option_value<'v>(args: &[Arg<'v>], flags: &[&str]) -> Option<Arg<'v>> {
     for (i, a) in args.iter().enumerate() {
         for f in flags {
             if a.value == *f {
@@ -4000,7 +4011,7 @@ fn option_value(args: &[Arg], flags: &[&str]) -> Option<Arg> {
                 && let Some(v) = a.value.strip_prefix(&format!("{f}="))
             {
                 return Some(Arg {
-                    value: v.to_string(),
+                    value: v.to_string().into(),
                     ..a.clone()
                 });
             }
@@ -4015,7 +4026,7 @@ fn join(args: &[Arg]) -> Option<String> {
     }
     Some(
         args.iter()
-            .map(|a| a.value.as_str())
+            .map(|a| a.value.as_ref())
             .collect::<Vec<_>>()
             .join(" "),
     )
@@ -4126,7 +4137,7 @@ fn echo_output(args: &[Arg]) -> Flow {
     let mut newline = true;
     let mut i = 0;
     while i < args.len() {
-        let v = args[i].value.as_str();
+        let v = args[i].value.as_ref();
         if v.len() > 1 && v.starts_with('-') && v[1..].chars().all(|c| matches!(c, 'n' | 'e' | 'E'))
         {
             if v.contains('e') {
@@ -4179,9 +4190,9 @@ fn printf_output(args: &[Arg]) -> Flow {
     let Some(fmt) = args.first() else {
         return Flow::Dynamic;
     };
-    let mut values = args[1..].iter().map(|a| a.value.as_str());
+    let mut values = args[1..].iter().map(|a| a.value.as_ref());
     let mut out = String::new();
-    let f = fmt.value.as_str();
+    let f = fmt.value.as_ref();
     let mut chars = f.char_indices().peekable();
     let mut literal_start = 0;
     while let Some((i, c)) = chars.next() {
@@ -4425,14 +4436,14 @@ fn unescape(s: &str, mode: Escapes) -> String {
 /// which is what brush's word parser and [`Walker::pieces`] make of it.
 /// The value of a word that needs no word parser: plain text, or plain and
 /// single-quoted text (the quotes just go).
-fn plain_value(raw: &str) -> Option<String> {
+fn plain_value(raw: &str) -> Option<Cow<'_, str>> {
     if !raw
         .bytes()
         .any(|c| matches!(c, b'\'' | b'"' | b'$' | b'`' | b'\\' | b'{'))
     {
-        return Some(raw.to_string());
+        return Some(Cow::Borrowed(raw));
     }
-    unquote_single(raw)
+    unquote_single(raw).map(Cow::Owned)
 }
 
 fn unquote_single(raw: &str) -> Option<String> {
