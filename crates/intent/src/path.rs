@@ -37,7 +37,11 @@ fn is_canonical(raw: &str) -> bool {
         return false;
     }
     let rest = raw.strip_prefix('/').unwrap_or(raw);
-    !rest.is_empty() && rest.split('/').all(|seg| !matches!(seg, "" | "." | ".."))
+    !rest.is_empty()
+        && rest
+            .as_bytes()
+            .split(|&c| c == b'/')
+            .all(|seg| !matches!(seg, b"" | b"." | b".."))
 }
 
 fn canonical_slow(raw: &str) -> String {
@@ -155,11 +159,14 @@ fn hex(b: u8) -> Option<u8> {
 }
 
 fn basename(p: &str) -> &str {
-    p.rsplit('/').next().unwrap_or(p)
+    match p.bytes().rposition(|c| c == b'/') {
+        Some(i) => &p[i + 1..],
+        None => p,
+    }
 }
 
 pub(crate) fn has_glob(p: &str) -> bool {
-    p.contains(['*', '?', '['])
+    p.bytes().any(|c| matches!(c, b'*' | b'?' | b'['))
 }
 
 /// Representative sensitive paths a glob is tested against.
@@ -350,7 +357,13 @@ fn credential_reason_canonical(c: &str) -> Option<&'static str> {
 
 /// Whether canonical `c` is `root` or below it.
 fn under(c: &str, root: &str) -> bool {
-    c == root || (c.starts_with(root) && c.as_bytes().get(root.len()) == Some(&b'/'))
+    let (c, r) = (c.as_bytes(), root.as_bytes());
+    // Most candidates differ by their second byte (`/etc` against `/tmp`):
+    // rejected before the full comparison.
+    if c.len() < r.len() || (r.len() > 1 && c[1] != r[1]) {
+        return false;
+    }
+    c.starts_with(r) && (c.len() == r.len() || c[r.len()] == b'/')
 }
 
 /// Why writing `path` persists across sessions, if it does.

@@ -712,9 +712,16 @@ impl<'t> Walker<'_, '_, 't> {
         let mut argv: Vec<Arg> = Vec::with_capacity(items.len());
         let mut input = stdin.clone();
         for it in items {
-            if let Item::Word(a, b) = *it {
-                let at = (self.byte(a), self.byte(b));
-                self.resolve_into(&text[a..b], at, &mut argv);
+            match *it {
+                // Fast-parsed text is ASCII: byte and character offsets agree.
+                Item::Word(a, b, true) => argv.push(Arg {
+                    value: Cow::Borrowed(&text[a..b]),
+                    start: a,
+                    end: b,
+                    ..Arg::default()
+                }),
+                Item::Word(a, b, false) => self.resolve_into(&text[a..b], (a, b), &mut argv),
+                Item::Redirect(..) => {}
             }
         }
         let at = self.command_span(&argv, &[]);
@@ -2554,7 +2561,7 @@ impl<'t> Walker<'_, '_, 't> {
             ],
             _ => &[],
         };
-        let mut operands: Vec<&Arg> = Vec::new();
+        let mut operands: Vec<&Arg> = Vec::with_capacity(args.len());
         let mut skip = false;
         for a in args {
             if skip {
@@ -3356,7 +3363,7 @@ impl<'t> Walker<'_, '_, 't> {
             "install" => &["-m", "-o", "-g", "--mode", "--owner", "--group", "-t", "-S"],
             _ => &["-t", "--target-directory", "-S", "--suffix"],
         };
-        let mut operands: Vec<&Arg> = Vec::new();
+        let mut operands: Vec<&Arg> = Vec::with_capacity(args.len());
         let mut i = 0;
         while i < args.len() {
             let v = &args[i].value;

@@ -57,7 +57,8 @@ enum Op {
 }
 
 enum Tok {
-    Word(usize, usize),
+    /// A word's byte range, and whether it is plain (no quotes, no `$`).
+    Word(usize, usize, bool),
     Op(Op),
     /// `[N]>`, `[N]>>`, `[N]<`, `[N]>&`.
     Redirect(Option<i32>, Redir),
@@ -92,7 +93,9 @@ pub(crate) struct Pipeline {
 /// A word (byte range) or a redirect of one simple command.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Item {
-    Word(usize, usize),
+    /// A word's byte range, and whether it is plain: no quotes and no `$`,
+    /// so its value is its text.
+    Word(usize, usize, bool),
     /// `[fd]op target`; the target is a word's byte range.
     Redirect(Option<i32>, Redir, usize, usize),
 }
@@ -176,20 +179,20 @@ fn pipeline(toks: &[Tok], mut i: usize, joiner: Option<Op>, prog: &mut Program) 
 
 fn simple(toks: &[Tok], mut i: usize, prog: &mut Program) -> Option<usize> {
     // The command name comes first: a leading redirect goes to brush.
-    let Some(&Tok::Word(a, b)) = toks.get(i) else {
+    let Some(&Tok::Word(a, b, plain)) = toks.get(i) else {
         return None;
     };
     let first = prog.items.len();
-    prog.items.push(Item::Word(a, b));
+    prog.items.push(Item::Word(a, b, plain));
     i += 1;
     loop {
         match toks.get(i) {
-            Some(&Tok::Word(a, b)) => {
-                prog.items.push(Item::Word(a, b));
+            Some(&Tok::Word(a, b, plain)) => {
+                prog.items.push(Item::Word(a, b, plain));
                 i += 1;
             }
             Some(&Tok::Redirect(fd, kind)) => {
-                let Some(&Tok::Word(a, b)) = toks.get(i + 1) else {
+                let Some(&Tok::Word(a, b, _)) = toks.get(i + 1) else {
                     return None;
                 };
                 prog.items.push(Item::Redirect(fd, kind, a, b));
@@ -213,13 +216,15 @@ fn to_ast(text: &str, prog: &Program) -> ast::Program {
             .iter()
             .map(|c| {
                 let items = &prog.items[c.clone()];
-                let Item::Word(a, b) = items[0] else {
+                let Item::Word(a, b, _) = items[0] else {
                     unreachable!("a command starts with its name")
                 };
                 let suffix: Vec<_> = items[1..]
                     .iter()
                     .map(|it| match *it {
-                        Item::Word(a, b) => ast::CommandPrefixOrSuffixItem::Word(word(text, a, b)),
+                        Item::Word(a, b, _) => {
+                            ast::CommandPrefixOrSuffixItem::Word(word(text, a, b))
+                        }
                         Item::Redirect(fd, kind, a, b) => {
                             let w = word(text, a, b);
                             let target = if kind == Redir::DuplicateOutput {
@@ -332,7 +337,7 @@ fn tokenize(text: &str) -> Option<Vec<Tok>> {
                 i = next;
             }
             _ => {
-                let end = word_end(b, i)?;
+                let (end, shape) = word_end(b, i)?;
                 let w = &text[i..end];
                 if end < b.len() && matches!(b[end], b'>' | b'<') {
                     // `2>file`: an fd number; any other word touching a
@@ -346,10 +351,10 @@ fn tokenize(text: &str) -> Option<Vec<Tok>> {
                     i = next;
                     continue;
                 }
-                if is_reserved(w) || w.contains('=') {
+                if shape.assigns || (w.len() <= 8 && is_reserved(w)) {
                     return None;
                 }
-                toks.push(Tok::Word(i, end));
+                toks.push(Tok::Word(i, end, shape.plain));
                 i = end;
             }
         }
@@ -399,7 +404,8 @@ fn redirect(b: &[u8], i: usize, fd: Option<i32>) -> Option<(Tok, usize)> {
 }
 
 /// Bytes that stand for themselves in a word: printable ASCII other than
-/// blanks, operators, quotes, `$` and what [`word_end`] defers to brush.
+/// blanks, operators, quotes, `$`, `=` (noted by [`word_end`]) and what
+/// [`word_end`] defers to brush.
 const PLAIN: [bool; 256] = {
     let mut t = [false; 256];
     let mut c = 0x21;
@@ -421,15 +427,29 @@ const PLAIN: [bool; 256] = {
                 | b'{'
                 | b'}'
                 | b'!'
+                | b'='
         );
         c += 1;
     }
     t
 };
 
+/// What [`word_end`] saw in a word.
+struct Shape {
+    /// No quotes and no `$`: the word's value is its text.
+    plain: bool,
+    /// An `=` anywhere, quoted or not (brush reads such words as possible
+    /// assignments, so they go to brush).
+    assigns: bool,
+}
+
 /// The end of the word starting at `i`, or `None` for anything outside the
 /// subset.
-fn word_end(b: &[u8], mut i: usize) -> Option<usize> {
+fn word_end(b: &[u8], mut i: usize) -> Option<(usize, Shape)> {
+    let mut shape = Shape {
+        plain: true,
+        assigns: false,
+    };
     while i < b.len() {
         // Runs of ordinary bytes first, a table lookup each.
         while i < b.len() && PLAIN[usize::from(b[i])] {
@@ -438,23 +458,44 @@ fn word_end(b: &[u8], mut i: usize) -> Option<usize> {
         let Some(&c) = b.get(i) else { break };
         match c {
             b' ' | b'\t' | b'|' | b'&' | b';' | b'>' | b'<' => break,
+            b'=' => {
+                shape.assigns = true;
+                i += 1;
+            }
             b'\'' => {
-                let close = b[i + 1..].iter().position(|&c| c == b'\'')?;
-                i += close + 2;
+                shape.plain = false;
+                i += 1;
+                loop {
+                    match *b.get(i)? {
+                        b'\'' => break,
+                        b'=' => shape.assigns = true,
+                        _ => {}
+                    }
+                    i += 1;
+                }
+                i += 1;
             }
             b'"' => {
+                shape.plain = false;
                 i += 1;
                 loop {
                     match *b.get(i)? {
                         b'"' => break,
                         b'$' => i = dollar(b, i)?,
                         b'\\' | b'`' | b'!' => return None,
+                        b'=' => {
+                            shape.assigns = true;
+                            i += 1;
+                        }
                         _ => i += 1,
                     }
                 }
                 i += 1;
             }
-            b'$' => i = dollar(b, i)?,
+            b'$' => {
+                shape.plain = false;
+                i = dollar(b, i)?;
+            }
             b'\\' | b'`' | b'#' | b'(' | b')' | b'{' | b'}' | b'!' | b'\n' | b'\r' => {
                 return None;
             }
@@ -462,7 +503,7 @@ fn word_end(b: &[u8], mut i: usize) -> Option<usize> {
             _ => return None,
         }
     }
-    Some(i)
+    Some((i, shape))
 }
 
 /// `$NAME`, `${NAME}` or `$(plain words)` at `i`; returns the end.
