@@ -32,9 +32,11 @@
 
 mod agent;
 mod did;
+mod glob;
 mod key;
 pub mod request;
 mod time;
+pub mod token;
 pub mod trust;
 
 pub use agent::{
@@ -42,9 +44,14 @@ pub use agent::{
     Sponsor, SponsorError, Status, validate_agent_name,
 };
 pub use did::{DID_KEY_PREFIX, Did, DidError, ED25519_MULTICODEC, MAX_DID_BYTES};
+pub use glob::{MAX_PATTERN_BYTES, MAX_TOOL_NAME_BYTES, PatternError, ToolPattern};
 pub use key::{IdentityKey, KeyError, MAX_KEY_TEXT_BYTES, verify_signature};
 pub use request::{RequestVerifier, SignedRequest, SignedRequestError};
-pub use time::unix_seconds;
+pub use time::{format_rfc3339, unix_seconds};
+pub use token::{
+    Attenuation, Authorization, Grant, Link, LinkRole, MAX_DELEGATION_DEPTH, MAX_TOKEN_BYTES,
+    RevocationId, Rights, Token, TokenError, TokenVerifier, VerifiedToken, issue,
+};
 pub use trust::{
     RingChange, RingThresholds, Severity, TrustConfig, TrustEvent, TrustState, TrustUpdate,
 };
