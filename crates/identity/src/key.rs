@@ -3,7 +3,9 @@
 
 use std::fmt;
 
-use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey, spki::der::pem::LineEnding};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use ed25519_dalek::pkcs8::DecodePrivateKey;
 use ed25519_dalek::{Signer, SigningKey};
 use rand_core::CryptoRng;
 use zeroize::Zeroizing;
@@ -13,6 +15,12 @@ use crate::did::Did;
 /// Longest key text [`IdentityKey::import`] reads. A PKCS#8 PEM Ed25519 key
 /// is about 120 bytes; anything near this limit is not a key.
 pub const MAX_KEY_TEXT_BYTES: usize = 8 * 1024;
+
+/// DER of a PKCS#8 v1 Ed25519 private key up to the 32-byte seed:
+/// SEQUENCE { INTEGER 0, SEQUENCE { OID 1.3.101.112 }, OCTET STRING { OCTET STRING (32) } }.
+const PKCS8_V1_ED25519_PREFIX: [u8; 16] = [
+    0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20,
+];
 
 /// Why a text is not an importable Ed25519 private key.
 ///
@@ -161,13 +169,20 @@ impl IdentityKey {
             })
     }
 
-    /// The key as PKCS#8 PEM (v1, private key only), for a file with mode 0600.
-    pub fn to_pkcs8_pem(&self) -> Result<Zeroizing<String>, KeyError> {
-        self.signing
-            .to_pkcs8_pem(LineEnding::LF)
-            .map_err(|e| KeyError::Pkcs8 {
-                detail: e.to_string(),
-            })
+    /// The key as PKCS#8 PEM, for a file with mode 0600.
+    ///
+    /// Written as RFC 8410 v1 (`OneAsymmetricKey` without the public key),
+    /// the form `openssl genpkey` writes: OpenSSL 3.0 refuses the v2 form
+    /// with the embedded public key.
+    pub fn to_pkcs8_pem(&self) -> Zeroizing<String> {
+        let mut der = Zeroizing::new([0u8; 48]);
+        der[..16].copy_from_slice(&PKCS8_V1_ED25519_PREFIX);
+        der[16..].copy_from_slice(self.signing.as_bytes());
+        let body = Zeroizing::new(STANDARD.encode(der.as_ref()));
+        Zeroizing::new(format!(
+            "-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n",
+            body.as_str()
+        ))
     }
 
     /// The DID this key controls.
@@ -238,7 +253,7 @@ mod tests {
     #[test]
     fn pem_round_trips_and_wrong_labels_are_named() {
         let key = IdentityKey::from_seed(&[9u8; 32]);
-        let pem = key.to_pkcs8_pem().unwrap();
+        let pem = key.to_pkcs8_pem();
         let back = IdentityKey::import(&pem).unwrap();
         assert_eq!(back.did(), key.did());
         assert!(matches!(
