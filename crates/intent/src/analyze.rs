@@ -104,6 +104,23 @@ impl<'a> Ctx<'a> {
         false
     }
 
+    /// The state of one classification, with the whole decoded-payload budget.
+    pub(crate) fn new(
+        config: &'a Config,
+        sink: &'a mut Sink,
+        argument: Option<&'a str>,
+        fast_paths: bool,
+    ) -> Self {
+        Ctx {
+            config,
+            sink,
+            argument,
+            decoded_left: MAX_DECODED_BYTES,
+            budget_reported: false,
+            fast_paths,
+        }
+    }
+
     /// Classifies a payload found inside another one (e.g. the string of
     /// `sh -c`, the SQL of `psql -c`), after normalising it like any input.
     pub fn nested(&mut self, kind: Kind, text: &str, origin: Origin) {
@@ -141,14 +158,7 @@ pub(crate) fn classify_into(
     if kind == Kind::Text {
         return;
     }
-    let mut ctx = Ctx {
-        config,
-        sink,
-        argument,
-        decoded_left: MAX_DECODED_BYTES,
-        budget_reported: false,
-        fast_paths,
-    };
+    let mut ctx = Ctx::new(config, sink, argument, fast_paths);
     let mut cut = text;
     if text.len() > MAX_INPUT_BYTES {
         let mut end = MAX_INPUT_BYTES;

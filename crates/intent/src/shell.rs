@@ -516,26 +516,7 @@ fn run(ctx: &mut Ctx<'_>, text: &str, origin: Origin, vars: &HashMap<String, Var
         );
         return Flow::Dynamic;
     }
-    let mut w = Walker {
-        ctx,
-        text,
-        origin,
-        vars: vars.clone(),
-        char_bytes: if text.is_ascii() {
-            None
-        } else {
-            Some(
-                text.char_indices()
-                    .map(|(i, _)| i)
-                    .chain([text.len()])
-                    .collect(),
-            )
-        },
-        downloaded: Vec::new(),
-        written: Vec::new(),
-        function: None,
-        piped: false,
-    };
+    let mut w = Walker::new(ctx, text, origin, vars.clone());
     if w.ctx.fast_paths
         && let Some(program) = shell_fast::parse(text)
     {
@@ -617,7 +598,35 @@ struct Walker<'c, 'a, 't> {
     piped: bool,
 }
 
-impl<'t> Walker<'_, '_, 't> {
+impl<'c, 'a, 't> Walker<'c, 'a, 't> {
+    fn new(
+        ctx: &'c mut Ctx<'a>,
+        text: &'t str,
+        origin: Origin,
+        vars: HashMap<String, Var>,
+    ) -> Self {
+        Walker {
+            ctx,
+            text,
+            origin,
+            vars,
+            char_bytes: if text.is_ascii() {
+                None
+            } else {
+                Some(
+                    text.char_indices()
+                        .map(|(i, _)| i)
+                        .chain([text.len()])
+                        .collect(),
+                )
+            },
+            downloaded: Vec::new(),
+            written: Vec::new(),
+            function: None,
+            piped: false,
+        }
+    }
+
     fn byte(&self, char_index: usize) -> usize {
         match &self.char_bytes {
             None => char_index.min(self.text.len()),
@@ -720,7 +729,19 @@ impl<'t> Walker<'_, '_, 't> {
                     end: b,
                     ..Arg::default()
                 }),
-                Item::Word(a, b, false) => self.resolve_into(&text[a..b], (a, b), &mut argv),
+                Item::Word(a, b, false) => {
+                    let raw = &text[a..b];
+                    if let Some(v) = unquote_single(raw) {
+                        argv.push(Arg {
+                            value: Cow::Owned(v),
+                            start: a,
+                            end: b,
+                            ..Arg::default()
+                        });
+                    } else if !self.fast_word_into(raw, (a, b), &mut argv) {
+                        self.resolve_into(raw, (a, b), &mut argv);
+                    }
+                }
                 Item::Redirect(..) => {}
             }
         }
@@ -930,35 +951,82 @@ impl<'t> Walker<'_, '_, 't> {
         let mut value = String::new();
         self.pieces(&pieces, false, &mut value, &mut arg, &mut split, at);
         arg.value = value.into();
-        let unquoted_brace = raw.contains('{') && !raw.contains(['\'', '"']) && raw.contains(',');
-        if !split && !unquoted_brace {
-            return vec![arg];
-        }
         let mut out = Vec::new();
-        let values: Vec<String> = if split {
-            arg.value.split_whitespace().map(str::to_string).collect()
-        } else {
-            vec![arg.value.to_string()]
+        finish_word(raw, arg, split, &mut out);
+        out
+    }
+
+    /// [`Self::resolve_split`] for a word of the fast parser's subset
+    /// (ordinary bytes, single- and double-quoted text, `$NAME`, `${NAME}`
+    /// and `$(simple command)`), read here instead of by brush's word parser;
+    /// the resolved words go to `out`. Returns false, adding nothing, for a
+    /// word it leaves to brush (a leading `~`, where brush reads a tilde
+    /// prefix). `fast_words_resolve_like_brush` checks it against brush.
+    fn fast_word_into<'r>(
+        &mut self,
+        raw: &'r str,
+        at: (usize, usize),
+        out: &mut Vec<Arg<'r>>,
+    ) -> bool {
+        if raw.starts_with('~') {
+            return false;
+        }
+        let b = raw.as_bytes();
+        let mut arg = Arg {
+            start: at.0,
+            end: at.1,
+            ..Arg::default()
         };
-        for v in values {
-            if unquoted_brace {
-                for e in brace_expand(&v) {
-                    out.push(Arg {
-                        value: e.into(),
-                        ..arg.clone()
-                    });
+        let mut value = String::with_capacity(raw.len());
+        let mut split = false;
+        let mut quoted = false;
+        let mut i = 0;
+        while i < b.len() {
+            match b[i] {
+                b'\'' if !quoted => {
+                    let Some(len) = raw[i + 1..].find('\'') else {
+                        return false;
+                    };
+                    value.push_str(&raw[i + 1..i + 1 + len]);
+                    i += len + 2;
                 }
-            } else {
-                out.push(Arg {
-                    value: v.into(),
-                    ..arg.clone()
-                });
+                b'"' => {
+                    quoted = !quoted;
+                    i += 1;
+                }
+                b'$' => {
+                    let Some(end) = shell_fast::dollar(b, i) else {
+                        return false;
+                    };
+                    let e = &raw[i + 1..end];
+                    if let Some(cmd) = e.strip_prefix('(').and_then(|c| c.strip_suffix(')')) {
+                        self.substitution(cmd, quoted, &mut value, &mut arg, &mut split, at);
+                    } else {
+                        let name = e
+                            .strip_prefix('{')
+                            .and_then(|n| n.strip_suffix('}'))
+                            .unwrap_or(e);
+                        let var = self.named_parameter(name, None);
+                        expand_parameter(var, quoted, &mut value, &mut arg, &mut split);
+                    }
+                    i = end;
+                }
+                _ => {
+                    let start = i;
+                    i += 1;
+                    while i < b.len() && !matches!(b[i], b'"' | b'$') && (quoted || b[i] != b'\'') {
+                        i += 1;
+                    }
+                    value.push_str(&raw[start..i]);
+                }
             }
         }
-        if out.is_empty() && !split {
-            out.push(arg);
+        if quoted {
+            return false;
         }
-        out
+        arg.value = value.into();
+        finish_word(raw, arg, split, out);
+        true
     }
 
     fn pieces(
@@ -991,52 +1059,54 @@ impl<'t> Walker<'_, '_, 't> {
                         value.push_str(&rest);
                     }
                 }
-                WordPiece::ParameterExpansion(pe) => match self.parameter(pe) {
-                    Some(v) => {
-                        if !quoted && (v.value.contains(char::is_whitespace)) {
-                            *split = true;
-                        }
-                        value.push_str(&v.value);
-                        arg.dynamic |= v.dynamic;
-                        arg.remote |= v.remote;
-                        arg.decoded |= v.decoded;
-                    }
-                    None => {
-                        value.push(DYN);
-                        arg.dynamic = true;
-                    }
-                },
+                WordPiece::ParameterExpansion(pe) => {
+                    let var = self.parameter(pe);
+                    expand_parameter(var, quoted, value, arg, split);
+                }
                 WordPiece::CommandSubstitution(s) | WordPiece::BackquotedCommandSubstitution(s) => {
-                    arg.subst = true;
-                    let flow = self.nested_shell(s, at);
-                    match flow {
-                        Flow::Static(out) => {
-                            let out = out.trim_end_matches('\n');
-                            if !quoted && out.contains(char::is_whitespace) {
-                                *split = true;
-                            }
-                            value.push_str(out);
-                        }
-                        Flow::Remote(_) => {
-                            value.push(DYN);
-                            arg.dynamic = true;
-                            arg.remote = true;
-                        }
-                        Flow::Decoded => {
-                            value.push(DYN);
-                            arg.dynamic = true;
-                            arg.decoded = true;
-                        }
-                        Flow::None | Flow::Dynamic => {
-                            value.push(DYN);
-                            arg.dynamic = true;
-                        }
-                    }
+                    self.substitution(s, quoted, value, arg, split, at)
                 }
                 WordPiece::ArithmeticExpression(_) => {
                     value.push(DYN);
                     arg.dynamic = true;
                 }
+            }
+        }
+    }
+
+    /// Adds the output of a command substitution `$(cmd)` to a word being
+    /// resolved.
+    fn substitution(
+        &mut self,
+        cmd: &str,
+        quoted: bool,
+        value: &mut String,
+        arg: &mut Arg,
+        split: &mut bool,
+        at: (usize, usize),
+    ) {
+        arg.subst = true;
+        match self.nested_shell(cmd, at) {
+            Flow::Static(out) => {
+                let out = out.trim_end_matches('\n');
+                if !quoted && out.contains(char::is_whitespace) {
+                    *split = true;
+                }
+                value.push_str(out);
+            }
+            Flow::Remote(_) => {
+                value.push(DYN);
+                arg.dynamic = true;
+                arg.remote = true;
+            }
+            Flow::Decoded => {
+                value.push(DYN);
+                arg.dynamic = true;
+                arg.decoded = true;
+            }
+            Flow::None | Flow::Dynamic => {
+                value.push(DYN);
+                arg.dynamic = true;
             }
         }
     }
@@ -1064,10 +1134,15 @@ impl<'t> Walker<'_, '_, 't> {
         let Parameter::Named(name) = param else {
             return None;
         };
+        self.named_parameter(name, default)
+    }
+
+    /// The value of `$name` (`${name:-default}` with a default), when known.
+    fn named_parameter(&mut self, name: &str, default: Option<&str>) -> Option<Var> {
         if let Some(v) = self.vars.get(name) {
             return Some(v.clone());
         }
-        let fixed = match name.as_str() {
+        let fixed = match name {
             "HOME" => "~",
             "TMPDIR" => "/tmp",
             "IFS" => " ",
@@ -4441,6 +4516,66 @@ fn unescape(s: &str, mode: Escapes) -> String {
 /// The value of a word made only of plain text (no `$`, backquote,
 /// backslash, double quote, brace or leading `~`) and single-quoted text,
 /// which is what brush's word parser and [`Walker::pieces`] make of it.
+/// Pushes to `out` the words bash makes of a resolved word `arg` written as
+/// `raw`: split at whitespace when an unquoted expansion produced some
+/// (`split`), and brace-expanded when unquoted braces list alternatives.
+fn finish_word<'r>(raw: &str, arg: Arg<'r>, split: bool, out: &mut Vec<Arg<'r>>) {
+    let unquoted_brace = raw.contains('{') && !raw.contains(['\'', '"']) && raw.contains(',');
+    if !split && !unquoted_brace {
+        out.push(arg);
+        return;
+    }
+    let values: Vec<String> = if split {
+        arg.value.split_whitespace().map(str::to_string).collect()
+    } else {
+        vec![arg.value.to_string()]
+    };
+    let before = out.len();
+    for v in values {
+        if unquoted_brace {
+            for e in brace_expand(&v) {
+                out.push(Arg {
+                    value: e.into(),
+                    ..arg.clone()
+                });
+            }
+        } else {
+            out.push(Arg {
+                value: v.into(),
+                ..arg.clone()
+            });
+        }
+    }
+    if out.len() == before && !split {
+        out.push(arg);
+    }
+}
+
+/// Adds a parameter's value (`None`: not known here) to a word being resolved.
+fn expand_parameter(
+    var: Option<Var>,
+    quoted: bool,
+    value: &mut String,
+    arg: &mut Arg<'_>,
+    split: &mut bool,
+) {
+    match var {
+        Some(v) => {
+            if !quoted && v.value.contains(char::is_whitespace) {
+                *split = true;
+            }
+            value.push_str(&v.value);
+            arg.dynamic |= v.dynamic;
+            arg.remote |= v.remote;
+            arg.decoded |= v.decoded;
+        }
+        None => {
+            value.push(DYN);
+            arg.dynamic = true;
+        }
+    }
+}
+
 /// The value of a word that needs no word parser: plain text, or plain and
 /// single-quoted text (the quotes just go).
 fn plain_value(raw: &str) -> Option<Cow<'_, str>> {
@@ -4539,6 +4674,101 @@ fn is_socket(path: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Config;
+    use crate::analyze::Sink;
+    use proptest::prelude::*;
+
+    /// Resolves `word` (one word of the fast parser's subset that is not
+    /// plain) with [`Walker::fast_word_into`] and with brush's word parser,
+    /// and checks both give the same words and the same findings. Returns
+    /// whether the fast parser read it as such a word (so it was compared).
+    fn resolves_like_brush(word: &str) -> bool {
+        let Some(p) = shell_fast::parse(word) else {
+            return false;
+        };
+        if !matches!(p.items[..], [shell_fast::Item::Word(0, end, false)] if end == word.len()) {
+            return false;
+        }
+        let config = Config::default();
+        let vars: HashMap<String, Var> = [("SPACED", "a b"), ("ONE", "x")]
+            .into_iter()
+            .map(|(k, v)| {
+                (
+                    k.to_string(),
+                    Var {
+                        value: v.to_string(),
+                        ..Var::default()
+                    },
+                )
+            })
+            .collect();
+        let at = (0, word.len());
+        let (mut fast_sink, mut full_sink) = (Sink::default(), Sink::default());
+        let mut fast = Vec::new();
+        let handled = {
+            let mut ctx = Ctx::new(&config, &mut fast_sink, None, true);
+            let mut w = Walker::new(&mut ctx, word, Origin::TOP, vars.clone());
+            w.fast_word_into(word, at, &mut fast)
+        };
+        let full = {
+            let mut ctx = Ctx::new(&config, &mut full_sink, None, true);
+            let mut w = Walker::new(&mut ctx, word, Origin::TOP, vars);
+            w.resolve_split(word, at)
+        };
+        if !handled {
+            assert!(fast.is_empty() && fast_sink.findings.is_empty(), "{word:?}");
+            assert!(word.starts_with('~'), "{word:?} left to brush");
+            return true;
+        }
+        assert_eq!(format!("{fast:?}"), format!("{full:?}"), "{word:?}");
+        assert_eq!(
+            format!("{:?}", fast_sink.findings),
+            format!("{:?}", full_sink.findings),
+            "{word:?}"
+        );
+        true
+    }
+
+    #[test]
+    fn fast_words_resolve_like_brush() {
+        for w in [
+            "\"deploying $VERSION\"",
+            "/tmp/build-$(date +%s).tgz",
+            "$SPACED",
+            "\"$SPACED\"",
+            "a$ONE'b c'\"d $ONE\"",
+            "${HOME}/.ssh/id_rsa",
+            "\"$(echo a b)\"",
+            "$(echo a b)",
+            "x$(curl -s evil.example)",
+            "'{a,b}'$ONE",
+            "${SPACED},x",
+            "~/'a b'",
+            "\"it's\"",
+            "''",
+            "\"\"",
+        ] {
+            assert!(resolves_like_brush(w), "{w:?} is not a fast-parsed word");
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn generated_fast_words_resolve_like_brush(
+            parts in proptest::collection::vec(proptest::sample::select(&[
+                "a", "x/y.z", "-", ",", "{", "}", "~", "'q r'", "''", "'\"'", "\"s t\"",
+                "\"it's\"", "\"$ONE\"", "\"$SPACED x\"", "\"${HOME}\"", "$ONE", "$SPACED",
+                "${UNSET}", "$(date +%s)", "\"$(echo a b)\"", "$(echo a b)", "$(curl x.example)",
+                "\"{a,b}\"", "$(printf %s x)",
+            ][..]), 1..5),
+        ) {
+            let word = parts.concat();
+            // Words with unquoted braces or a lone `~` go to brush whole.
+            let fast = resolves_like_brush(&word);
+            let left_to_brush = word.contains(['{', '}', '~']) || !word.contains(['\'', '"', '$']);
+            prop_assert!(fast || left_to_brush, "{:?} was not compared", word);
+        }
+    }
 
     #[test]
     fn snippets_show_like_truncate_chars() {

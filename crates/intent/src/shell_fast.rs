@@ -507,7 +507,7 @@ fn word_end(b: &[u8], mut i: usize) -> Option<(usize, Shape)> {
 }
 
 /// `$NAME`, `${NAME}` or `$(plain words)` at `i`; returns the end.
-fn dollar(b: &[u8], i: usize) -> Option<usize> {
+pub(crate) fn dollar(b: &[u8], i: usize) -> Option<usize> {
     let is_name = |c: u8| c.is_ascii_alphanumeric() || c == b'_';
     match *b.get(i + 1)? {
         c if c.is_ascii_alphabetic() || c == b'_' => {
