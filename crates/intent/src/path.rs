@@ -48,8 +48,10 @@ fn canonical_slow(raw: &str) -> String {
     let decoded;
     let mut p = raw;
     if p.contains('%') {
-        let lower = p.to_ascii_lowercase();
-        if lower.contains("%2e") || lower.contains("%2f") || lower.contains("%5c") {
+        let encodes_separator = p.as_bytes().windows(3).any(|w| {
+            w[0] == b'%' && matches!(&[w[1], w[2].to_ascii_lowercase()], b"2e" | b"2f" | b"5c")
+        });
+        if encodes_separator {
             decoded = percent_decode(p);
             p = &decoded;
         }
@@ -192,10 +194,30 @@ const GLOB_CANDIDATES: &[&str] = &[
 
 /// Why reading `path` (canonical or not) accesses credentials, if it does.
 pub(crate) fn credential_reason(path: &str) -> Option<&'static str> {
-    if cannot_name_a_credential(path) {
+    if cannot_name_a_credential(path) || relative_without_secret_names(path) {
         return None;
     }
     credential_reason_full(path)
+}
+
+/// Whether `raw` is a relative path (nothing to expand or decode, no glob)
+/// none of whose segments is a secret's file name. Its canonical form then
+/// starts with neither `~` nor `/`, so only the file-name rules apply, and
+/// its basename is one of its segments (resolution only drops and pops
+/// segments), which none of those rules flags.
+fn relative_without_secret_names(raw: &str) -> bool {
+    let b = raw.as_bytes();
+    if b.first() == Some(&b'/')
+        || b.iter()
+            .any(|c| matches!(c, b'~' | b'$' | b'%' | b'\\' | b'*' | b'?' | b'['))
+    {
+        return false;
+    }
+    // Every file-name rule needs an `id_` prefix or a `.`.
+    raw.split('/').all(|seg| {
+        (!seg.starts_with("id_") && !seg.as_bytes().contains(&b'.'))
+            || (!is_ssh_key_name(seg) && secret_file_reason(seg).is_none())
+    })
 }
 
 /// [`credential_reason`] without the shortcut.
@@ -286,10 +308,7 @@ fn credential_reason_canonical(c: &str) -> Option<&'static str> {
         }
         return None;
     }
-    if matches!(
-        base,
-        "id_rsa" | "id_dsa" | "id_ecdsa" | "id_ed25519" | "id_ecdsa_sk" | "id_ed25519_sk"
-    ) {
+    if is_ssh_key_name(base) {
         return Some("SSH private key");
     }
     // Every home entry starts with `~`, every system entry with `/`.
@@ -316,6 +335,20 @@ fn credential_reason_canonical(c: &str) -> Option<&'static str> {
     {
         return Some("process environment or memory");
     }
+    secret_file_reason(base)
+}
+
+/// The SSH private keys known by their file name alone.
+fn is_ssh_key_name(base: &str) -> bool {
+    matches!(
+        base,
+        "id_rsa" | "id_dsa" | "id_ecdsa" | "id_ed25519" | "id_ecdsa_sk" | "id_ed25519_sk"
+    )
+}
+
+/// Secrets known by their file name wherever they are: dotenv files,
+/// private keys and key stores, secrets manifests.
+fn secret_file_reason(base: &str) -> Option<&'static str> {
     if base == ".env"
         || (base.starts_with(".env.")
             && !matches!(
@@ -672,6 +705,19 @@ mod tests {
             assert!(credential_reason(p).is_some(), "{p}");
         }
         assert!(cannot_name_a_credential("origin"));
+        for p in [
+            "./.env",
+            "a/../id_rsa",
+            "x/server.KEY",
+            "secrets.yaml",
+            "b/.env.local",
+        ] {
+            assert!(!relative_without_secret_names(p), "{p}");
+            assert!(credential_reason(p).is_some(), "{p}");
+        }
+        assert!(relative_without_secret_names(
+            "https://api.example.com/v1/health"
+        ));
         assert!(!cannot_name_a_credential("id_rsa"));
     }
 
@@ -694,7 +740,7 @@ mod tests {
         }
         #[test]
         fn credential_shortcut_is_exact(s in "([a-z_.~/$%\\\\*?\\[A-Z0-9-]|id_|\\.ssh|\\.env|\\.key){0,8}") {
-            if cannot_name_a_credential(&s) {
+            if cannot_name_a_credential(&s) || relative_without_secret_names(&s) {
                 proptest::prop_assert_eq!(credential_reason_full(&s), None);
             }
         }
