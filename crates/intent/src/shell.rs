@@ -2053,6 +2053,25 @@ impl<'c, 'a, 't> Walker<'c, 'a, 't> {
                 {
                     return decode_flow(stdin, Decoder::Base64);
                 }
+                // With file operands and no `-c`/`--stdout`, the result is
+                // written next to each file.
+                let to_stdout = name == "zcat"
+                    || args.iter().any(|a| {
+                        a.is("--stdout")
+                            || a.is("--to-stdout")
+                            || (a.value.starts_with('-')
+                                && !a.value.starts_with("--")
+                                && a.value.contains('c'))
+                    });
+                if !to_stdout
+                    && name != "openssl"
+                    && name != "uudecode"
+                    && args.iter().any(|a| !a.value.starts_with('-'))
+                {
+                    let ev = self.snippet(at);
+                    self.add(Intent::Write, at, format!("{name} writes files: {ev}"));
+                    return Flow::Dynamic;
+                }
                 if stdin.is_some()
                     || args
                         .iter()
@@ -2155,7 +2174,7 @@ impl<'c, 'a, 't> Walker<'c, 'a, 't> {
             _ => {
                 self.generic(name, args, stdin, at);
                 if matches!(name, "curl" | "wget") {
-                    return self.download_output(name, args);
+                    return self.download_output(name, args, at);
                 }
                 if matches!(name, "nc" | "ncat" | "netcat" | "socat" | "telnet" | "ssh") {
                     return Flow::Remote(name.to_string());
@@ -2421,6 +2440,14 @@ impl<'c, 'a, 't> Walker<'c, 'a, 't> {
         if lang == Lang::Awk {
             return Flow::Dynamic;
         }
+        // `python3 --version`: prints and exits, runs nothing.
+        if !stdin.is_some()
+            && args
+                .iter()
+                .any(|a| matches!(a.value.as_ref(), "--version" | "-V" | "--help" | "-h"))
+        {
+            return Flow::Dynamic;
+        }
         self.stdin_exec(stdin, Target::Script(lang), at)
     }
 
@@ -2479,12 +2506,21 @@ impl<'c, 'a, 't> Walker<'c, 'a, 't> {
         let mut i = 0;
         while i < args.len() {
             let a = &args[i];
-            if a.is("-delete") && !all_temp {
-                self.add(
-                    Intent::Destructive,
-                    at,
-                    format!("find -delete: {}", self.snippet(at)),
-                );
+            if a.is("-delete") {
+                if all_temp {
+                    let ev = self.snippet(at);
+                    self.add(
+                        Intent::Write,
+                        at,
+                        format!("find -delete in a temp dir: {ev}"),
+                    );
+                } else {
+                    self.add(
+                        Intent::Destructive,
+                        at,
+                        format!("find -delete: {}", self.snippet(at)),
+                    );
+                }
             }
             if (a.is("-fprint") || a.is("-fprintf") || a.is("-fls"))
                 && let Some(t) = args.get(i + 1)
@@ -2534,7 +2570,7 @@ impl<'c, 'a, 't> Walker<'c, 'a, 't> {
     }
 
     /// The output of `curl`/`wget`: the download, unless written to a file.
-    fn download_output(&mut self, name: &str, args: &[Arg]) -> Flow {
+    fn download_output(&mut self, name: &str, args: &[Arg], at: (usize, usize)) -> Flow {
         let url = args
             .iter()
             .find(|a| {
@@ -2573,6 +2609,11 @@ impl<'c, 'a, 't> Walker<'c, 'a, 't> {
         };
         match to_file {
             Some(f) => {
+                self.add(
+                    Intent::Write,
+                    at,
+                    format!("{name} downloads to {}", truncate_chars(&f, 60)),
+                );
                 self.downloaded.push(f.to_string());
                 self.downloaded.push(format!("./{f}"));
                 Flow::None
@@ -3110,11 +3151,17 @@ impl<'c, 'a, 't> Walker<'c, 'a, 't> {
                 self.sql_client(name, args, stdin, at)
             }
             "tar" | "zip" | "7z" | "gpg" => {
+                // `tar xzf f`: the first word may bundle the flags without a dash.
+                let bundled = |c: char| {
+                    args.first()
+                        .is_some_and(|a| !a.value.starts_with('-') && a.value.contains(c))
+                };
+                let tar_mode = |c: char| short(c) || bundled(c);
                 if name == "tar"
-                    && !(short('c')
-                        || short('x')
-                        || short('r')
-                        || short('u')
+                    && !(tar_mode('c')
+                        || tar_mode('x')
+                        || tar_mode('r')
+                        || tar_mode('u')
                         || has(&["--create", "--extract", "--append", "--delete"]))
                 {
                 } else {
@@ -3311,10 +3358,16 @@ impl<'c, 'a, 't> Walker<'c, 'a, 't> {
             | "ls-remote" | "rev-parse" | "rev-list" | "describe" | "shortlog" | "cat-file"
             | "reflog" | "whatchanged" | "version" | "help" | "remote" | "branch" | "tag"
             | "stash" => {
-                if matches!(sub.value.as_ref(), "branch" | "tag" | "remote" | "stash")
-                    && rest.iter().any(|a| {
-                        !a.value.starts_with('-') && !a.is("list") && !a.is("show") && !a.is("-v")
-                    })
+                // `git stash` alone stashes (and resets) the working tree.
+                let bare_stash = sub.is("stash") && !rest.iter().any(|a| !a.value.starts_with('-'));
+                if bare_stash
+                    || matches!(sub.value.as_ref(), "branch" | "tag" | "remote" | "stash")
+                        && rest.iter().any(|a| {
+                            !a.value.starts_with('-')
+                                && !a.is("list")
+                                && !a.is("show")
+                                && !a.is("-v")
+                        })
                 {
                     self.add(Intent::Write, at, format!("git {}: {ev}", sub.value));
                 }

@@ -117,6 +117,7 @@ fn corpus_recall_and_false_positive_rate() {
     let mut by_intent: BTreeMap<Intent, Tally> = BTreeMap::new();
     let mut total = Tally::default();
     let mut report = Vec::new();
+    let mut mislabelled = 0usize;
     for c in &cases {
         let config = Config {
             egress: c
@@ -171,6 +172,7 @@ fn corpus_recall_and_false_positive_rate() {
                     c.text
                 ));
             } else if got.intents != c.intents {
+                mislabelled += 1;
                 report.push(format!(
                     "(label)  {}:{} labelled {:?} got {:?}: {}",
                     c.file, c.line, c.intents, got.intents, c.text
@@ -181,6 +183,12 @@ fn corpus_recall_and_false_positive_rate() {
     for line in &report {
         println!("{line}");
     }
+    // Benign cases are labelled with what they do (`write`, `read_only`);
+    // the classifier must say exactly that, not merely avoid risky intents.
+    assert_eq!(
+        mislabelled, 0,
+        "{mislabelled} benign cases got other intents than their labels (the (label) lines above)"
+    );
     println!("\n| kind | attacks | benign | precision | recall | false positives |");
     println!("|---|---:|---:|---:|---:|---:|");
     for (k, t) in &by_kind {
