@@ -416,7 +416,8 @@ pub struct Link {
 enum BlockContext {
     Agent {
         v: u32,
-        issuer: Did,
+        /// Compared as text with the issuer whose key verified the root.
+        issuer: String,
         agent: Did,
         sponsor: Sponsor,
         tools: Vec<ToolPattern>,
@@ -470,6 +471,32 @@ fn canonical_block(
         .context(context))
 }
 
+/// The canonical block's datalog exactly as biscuit prints it
+/// (`print_block_source`), written out directly so verification does not
+/// run the datalog parser. `canonical_block(..).to_string()` equals this;
+/// a unit test holds the two together.
+fn canonical_source(head: &str, did: &Did, sponsor: Option<&Sponsor>, rights: &Rights) -> String {
+    let mut out = String::with_capacity(256 + rights.tools.len() * 48);
+    let _ = writeln!(out, "{head}(\"{did}\");");
+    if let Some(sponsor) = sponsor {
+        let _ = writeln!(out, "sponsor(\"{sponsor}\");");
+    }
+    out.push_str("check if tool($tool), ");
+    for (i, tool) in rights.tools.iter().enumerate() {
+        if i > 0 {
+            out.push_str(" || ");
+        }
+        let _ = write!(out, "$tool.matches(\"{}\")", tool.to_regex());
+    }
+    let _ = write!(
+        out,
+        ";\ncheck if ring($ring), $ring >= {};\ncheck if time($time), $time < {};\n",
+        rights.ring_ceiling.get(),
+        format_rfc3339(rights.expires_unix)
+    );
+    out
+}
+
 /// The key id a token names its root by: the first 4 bytes of SHA-256 of
 /// the issuer's public key, big-endian.
 pub fn root_key_id(issuer: &Did) -> u32 {
@@ -521,7 +548,7 @@ pub fn issue<R: CryptoRng + ?Sized>(
     rights.check_request()?;
     let context = BlockContext::Agent {
         v: CONTEXT_VERSION,
-        issuer: issuer.did().clone(),
+        issuer: issuer.did().to_string(),
         agent: grant.agent.clone(),
         sponsor: grant.sponsor.clone(),
         tools: rights.tools.clone(),
@@ -1063,7 +1090,7 @@ impl TokenVerifier {
                 .ok_or_else(|| malformed(format!("block {i} has no rights context")))?;
             let context: BlockContext = serde_json::from_str(context)
                 .map_err(|e| malformed(format!("block {i} rights context: {e}")))?;
-            let (role, did, rights, block) = match (i, context) {
+            let (role, did, rights, expected_source) = match (i, context) {
                 (
                     0,
                     BlockContext::Agent {
@@ -1076,9 +1103,10 @@ impl TokenVerifier {
                         expires,
                     },
                 ) => {
-                    if claimed != issuer {
+                    if claimed != issuer.as_str() {
                         return Err(malformed(format!(
-                            "block 0 names issuer {claimed} but is signed by {issuer}"
+                            "block 0 names issuer {:?} but is signed by {issuer}",
+                            quote(&claimed)
                         )));
                     }
                     let rights = Rights {
@@ -1086,10 +1114,9 @@ impl TokenVerifier {
                         ring_ceiling: ring,
                         expires_unix: expires,
                     };
-                    let json = contexts[0].clone().unwrap_or_default();
-                    let block = canonical_block("agent", &agent, Some(&s), &rights, json)?;
+                    let source = canonical_source("agent", &agent, Some(&s), &rights);
                     sponsor = Some(s);
-                    (LinkRole::Agent, agent, rights, block)
+                    (LinkRole::Agent, agent, rights, source)
                 }
                 (
                     1..,
@@ -1106,9 +1133,8 @@ impl TokenVerifier {
                         ring_ceiling: ring,
                         expires_unix: expires,
                     };
-                    let json = contexts[i].clone().unwrap_or_default();
-                    let block = canonical_block("delegate", &delegate, None, &rights, json)?;
-                    (LinkRole::Delegate, delegate, rights, block)
+                    let source = canonical_source("delegate", &delegate, None, &rights);
+                    (LinkRole::Delegate, delegate, rights, source)
                 }
                 _ => {
                     return Err(malformed(format!(
@@ -1141,7 +1167,7 @@ impl TokenVerifier {
             let source = biscuit
                 .print_block_source(i)
                 .map_err(|e| malformed(e.to_string()))?;
-            if source != block.to_string() {
+            if source != expected_source {
                 return Err(malformed(format!(
                     "block {i}'s datalog is not the canonical form of its declared rights"
                 )));
@@ -1162,15 +1188,22 @@ impl TokenVerifier {
                     });
                 }
                 (Some(parent), Some(key)) => {
-                    let signer = <[u8; 32]>::try_from(key.to_bytes().as_slice())
-                        .ok()
-                        .and_then(|b| Did::from_public_key(&b).ok());
-                    if signer.as_ref() != Some(&parent.did) {
+                    let signer = key.to_bytes();
+                    if key.algorithm()
+                        != biscuit_auth::format::schema::public_key::Algorithm::Ed25519
+                        || signer.as_slice() != parent.did.public_key_bytes()
+                    {
+                        let found = <[u8; 32]>::try_from(signer.as_slice())
+                            .ok()
+                            .and_then(|b| Did::from_public_key(&b).ok())
+                            .map_or_else(
+                                || "a key that is not a did:key".into(),
+                                |d| d.to_string(),
+                            );
                         return Err(TokenError::WrongDelegator {
                             link: i,
                             expected: parent.did.to_string(),
-                            found: signer
-                                .map_or_else(|| "a non-Ed25519 key".into(), |d| d.to_string()),
+                            found,
                         });
                     }
                     rights
@@ -1213,5 +1246,38 @@ impl TokenVerifier {
             return Err(verified.expired(now_unix));
         }
         Ok(verified)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn canonical_source_is_what_biscuit_prints_for_the_canonical_block() {
+        let did = IdentityKey::from_seed(&[1; 32]).did().clone();
+        let sponsor = Sponsor::parse("o'neil+x@example.com").unwrap();
+        let cases = [
+            (vec!["read_*"], 0, 0),
+            (vec!["db.q-u:e/r@y+", "a?", "*", "x"], 3, 1_800_000_000),
+            (vec!["?*?"; MAX_TOOLS_PER_LINK], 2, 4_102_444_799),
+        ];
+        for (tools, ring, expires) in cases {
+            let rights = Rights {
+                tools: tools
+                    .iter()
+                    .map(|t| ToolPattern::parse(t).unwrap())
+                    .collect(),
+                ring_ceiling: Ring::new(ring).unwrap(),
+                expires_unix: expires,
+            };
+            for (head, sponsor) in [("agent", Some(&sponsor)), ("delegate", None)] {
+                let block = canonical_block(head, &did, sponsor, &rights, String::new()).unwrap();
+                assert_eq!(
+                    block.to_string(),
+                    canonical_source(head, &did, sponsor, &rights)
+                );
+            }
+        }
     }
 }

@@ -184,7 +184,8 @@ fn exported_pem_is_read_by_openssl() {
 #[test]
 fn malformed_dids_are_rejected_with_their_own_error() {
     let good = W3C_VECTORS[0].1;
-    let cases: Vec<(String, fn(&DidError) -> bool)> = vec![
+    type Expect = fn(&DidError) -> bool;
+    let cases: Vec<(String, Expect)> = vec![
         ("did:key:".into(), |e| {
             matches!(e, DidError::NotBase58Btc { .. })
         }),
