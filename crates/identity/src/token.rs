@@ -772,7 +772,19 @@ impl VerifiedToken {
             .map_err(build_error)?
             .create_block(&holder_keys.private(), block)
             .map_err(build_error)?;
-        let next = biscuit_keypair(&IdentityKey::generate(rng))?;
+        // A key already used in the chain would let the new holder strip the
+        // new block and get the parent token back: only a broken RNG repeats.
+        let next_key = IdentityKey::generate(rng);
+        let proto = self.biscuit.container().to_proto();
+        if std::iter::once(&proto.authority)
+            .chain(&proto.blocks)
+            .any(|b| b.next_key.key.as_slice() == next_key.did().public_key_bytes())
+        {
+            return Err(invalid(
+                "the RNG produced a key already used in this token (hint: pass a cryptographically secure RNG, not a re-seeded one)",
+            ));
+        }
+        let next = biscuit_keypair(&next_key)?;
         let biscuit = self
             .biscuit
             .append_third_party_with_keypair(holder_keys.public(), signed, next)

@@ -2,6 +2,7 @@
 //! authorize, and every way a chain is refused.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
@@ -49,8 +50,12 @@ fn keys() -> Keys {
     }
 }
 
+/// A fresh RNG per call: a test that re-seeded the same RNG every time
+/// would hand biscuit the same "next" key twice (see
+/// `attenuation_with_a_repeating_rng_is_refused`).
 fn rng() -> StdRng {
-    StdRng::seed_from_u64(7)
+    static SEED: AtomicU64 = AtomicU64::new(1);
+    StdRng::seed_from_u64(SEED.fetch_add(1, Ordering::Relaxed))
 }
 
 fn grant(k: &Keys) -> Grant {
@@ -710,4 +715,41 @@ proptest! {
             holder = next;
         }
     }
+}
+
+#[test]
+fn stripping_a_delegation_does_not_give_back_the_parent_token() {
+    let k = keys();
+    let parent = agent_token(&k);
+    let child = delegate(&k, &parent, &k.child, &["read_file"], 600);
+    let mut container = biscuit_of(&child).container().clone();
+    container.blocks.pop();
+    let stripped = URL_SAFE.encode(container.to_vec().unwrap());
+    let err = verifier(&k).verify(&stripped, at(T0)).unwrap_err();
+    assert!(matches!(err, TokenError::BadSignature { .. }), "{err:?}");
+}
+
+#[test]
+fn verifiers_and_verified_tokens_can_be_shared_across_threads() {
+    fn shared<T: Send + Sync>() {}
+    shared::<TokenVerifier>();
+    shared::<VerifiedToken>();
+    shared::<warden_identity::RequestVerifier>();
+    shared::<IdentityKey>();
+}
+
+#[test]
+fn attenuation_with_a_repeating_rng_is_refused() {
+    let k = keys();
+    let token = issue(&k.org, &grant(&k), at(T0), &mut StdRng::seed_from_u64(99)).unwrap();
+    let a = Attenuation {
+        delegate: k.child.did().clone(),
+        tools: pats(&["read_file"]),
+        ring_ceiling: None,
+        ttl: None,
+    };
+    let err = verified(&k, &token)
+        .attenuate(&k.agent, &a, at(T0), &mut StdRng::seed_from_u64(99))
+        .unwrap_err();
+    assert!(matches!(err, TokenError::InvalidRequest { .. }), "{err:?}");
 }
