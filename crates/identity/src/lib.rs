@@ -1,30 +1,57 @@
 //! Agent identity for warden: who an agent is, who answers for it, what it
 //! may do, and how far it is trusted.
 //!
-//! - [`Did`]: Ed25519 `did:key` identities, parsed strictly, with their DID document.
+//! - [`Did`]: Ed25519 `did:key` identities (W3C did:key), parsed strictly,
+//!   with their DID document.
 //! - [`IdentityKey`]: private keys — generated from the caller's RNG or
 //!   imported (hex seed, PKCS#8 PEM); never printed.
 //! - [`Agent`]: the record — DID, name, [`Sponsor`] (the accountable human),
 //!   lifecycle [`Status`], [`Ring`] and trust.
+//! - [`token`]: attenuating capability tokens (biscuit): [`issue`],
+//!   [`VerifiedToken::attenuate`], [`TokenVerifier`] (every signature, trusted
+//!   roots, revocation, expiry, depth; cached), [`VerifiedToken::authorize`].
+//! - [`request`]: replay-safe signed requests; the exact signed bytes are
+//!   documented there.
 //! - [`trust`]: scores 0–1000 that move with events, decay over time, and earn rings.
-//! - [`request`]: replay-safe signed requests.
 //!
 //! The crate is pure: no files, no network, no clock. Times come in as
 //! arguments and randomness from the caller's RNG.
 //!
 //! ```
-//! use std::time::SystemTime;
-//! use warden_identity::{Agent, Did, IdentityKey, Sponsor, TrustConfig};
+//! use std::time::{Duration, SystemTime};
+//! use rand::SeedableRng;
+//! use warden_identity::{
+//!     Attenuation, Grant, IdentityKey, Ring, Sponsor, TokenVerifier, ToolPattern, issue,
+//! };
 //!
-//! let key = IdentityKey::from_seed(&[0u8; 32]);
-//! assert_eq!(
-//!     key.did().as_str(),
-//!     "did:key:z6MkiTBz1ymuepAQ4HEHYSF1H8quG5GLVVQR3djdX3mDooWp"
-//! );
-//! let did = Did::parse(key.did().as_str())?;
-//! let sponsor = Sponsor::parse("alice@example.com")?;
-//! let agent = Agent::new(did, "db-agent", sponsor, SystemTime::UNIX_EPOCH, &TrustConfig::default())?;
-//! assert_eq!(agent.trust_score(), 500);
+//! let mut rng = rand::rngs::StdRng::seed_from_u64(1); // use an OS-seeded RNG in production
+//! let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+//! let org = IdentityKey::generate(&mut rng);
+//! let agent = IdentityKey::generate(&mut rng);
+//! let helper = IdentityKey::generate(&mut rng);
+//!
+//! // The organisation grants the agent read tools for an hour.
+//! let token = issue(&org, &Grant {
+//!     agent: agent.did().clone(),
+//!     sponsor: Sponsor::parse("alice@example.com")?,
+//!     tools: vec![ToolPattern::parse("read_*")?],
+//!     ring_ceiling: Ring::R2,
+//!     ttl: Duration::from_secs(3600),
+//! }, now, &mut rng)?;
+//!
+//! // The agent hands one tool on to a helper, for ten minutes.
+//! let verifier = TokenVerifier::new([org.did().clone()])?;
+//! let delegated = verifier.verify(token.as_str(), now)?.attenuate(&agent, &Attenuation {
+//!     delegate: helper.did().clone(),
+//!     tools: vec![ToolPattern::parse("read_file")?],
+//!     ring_ceiling: Some(Ring::R3),
+//!     ttl: Some(Duration::from_secs(600)),
+//! }, now, &mut rng)?;
+//!
+//! let ok = verifier.authorize(delegated.as_str(), "read_file", Ring::R3, now)?;
+//! assert_eq!(&ok.agent, helper.did());
+//! assert_eq!(ok.sponsor.as_str(), "alice@example.com");
+//! assert!(verifier.authorize(delegated.as_str(), "read_secrets", Ring::R3, now).is_err());
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 

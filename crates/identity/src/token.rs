@@ -837,6 +837,7 @@ fn clean_symbol(s: &str) -> bool {
 pub struct TokenVerifier {
     trusted: HashMap<u32, Did>,
     max_depth: usize,
+    cache_capacity: usize,
     revoked: RwLock<HashSet<RevocationId>>,
     cache: Mutex<TokenCache>,
 }
@@ -898,6 +899,7 @@ impl TokenVerifier {
         Ok(TokenVerifier {
             trusted,
             max_depth: MAX_DELEGATION_DEPTH,
+            cache_capacity: TOKEN_CACHE_CAPACITY,
             revoked: RwLock::new(HashSet::new()),
             cache: Mutex::new(TokenCache::default()),
         })
@@ -906,6 +908,13 @@ impl TokenVerifier {
     /// Allows at most `depth` delegations (never more than [`MAX_DELEGATION_DEPTH`]).
     pub fn with_max_depth(mut self, depth: usize) -> TokenVerifier {
         self.max_depth = depth.min(MAX_DELEGATION_DEPTH);
+        self
+    }
+
+    /// Keeps at most `capacity` verified tokens (default [`TOKEN_CACHE_CAPACITY`];
+    /// 0 turns the cache off). When full, the oldest entry goes first.
+    pub fn with_cache_capacity(mut self, capacity: usize) -> TokenVerifier {
+        self.cache_capacity = capacity;
         self
     }
 
@@ -976,7 +985,7 @@ impl TokenVerifier {
         }
         let verified = Arc::new(self.verify_with_hash(token, key, now)?);
         self.lock_cache()
-            .insert(key, verified.clone(), TOKEN_CACHE_CAPACITY);
+            .insert(key, verified.clone(), self.cache_capacity);
         Ok(verified)
     }
 

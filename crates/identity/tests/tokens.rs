@@ -753,3 +753,59 @@ fn attenuation_with_a_repeating_rng_is_refused() {
         .unwrap_err();
     assert!(matches!(err, TokenError::InvalidRequest { .. }), "{err:?}");
 }
+
+#[test]
+fn cache_keeps_at_most_its_capacity_oldest_first() {
+    let k = keys();
+    let v = verifier(&k).with_cache_capacity(2);
+    let tokens: Vec<Token> = (0..3).map(|_| agent_token(&k)).collect();
+    for t in &tokens {
+        v.verify(t.as_str(), at(T0)).unwrap();
+    }
+    assert_eq!(v.cached(), 2);
+    // Still verifies after eviction, from scratch.
+    assert!(v.verify(tokens[0].as_str(), at(T0)).is_ok());
+    assert_eq!(v.cached(), 2);
+    let off = verifier(&k).with_cache_capacity(0);
+    assert!(off.verify(tokens[0].as_str(), at(T0)).is_ok());
+    assert_eq!(off.cached(), 0);
+}
+
+#[test]
+fn grant_limits_are_enforced() {
+    let k = keys();
+    let many: Vec<String> = (0..=warden_identity::token::MAX_TOOLS_PER_LINK)
+        .map(|i| format!("tool{i}"))
+        .collect();
+    let too_many = Grant {
+        tools: pats(&many.iter().map(String::as_str).collect::<Vec<_>>()),
+        ..grant(&k)
+    };
+    assert!(matches!(
+        issue(&k.org, &too_many, at(T0), &mut rng()),
+        Err(TokenError::InvalidRequest { .. })
+    ));
+    let exactly = Grant {
+        tools: too_many.tools[1..].to_vec(),
+        ..grant(&k)
+    };
+    assert!(issue(&k.org, &exactly, at(T0), &mut rng()).is_ok());
+    for ttl in [
+        Duration::ZERO,
+        warden_identity::token::MAX_TOKEN_TTL + Duration::from_secs(1),
+    ] {
+        let g = Grant { ttl, ..grant(&k) };
+        assert!(
+            matches!(
+                issue(&k.org, &g, at(T0), &mut rng()),
+                Err(TokenError::InvalidRequest { .. })
+            ),
+            "{ttl:?}"
+        );
+    }
+    let longest = Grant {
+        ttl: warden_identity::token::MAX_TOKEN_TTL,
+        ..grant(&k)
+    };
+    assert!(issue(&k.org, &longest, at(T0), &mut rng()).is_ok());
+}
