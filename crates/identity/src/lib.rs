@@ -56,6 +56,7 @@
 //! ```
 
 #![deny(missing_docs)]
+#![forbid(unsafe_code)]
 
 mod agent;
 mod did;
@@ -67,8 +68,8 @@ pub mod token;
 pub mod trust;
 
 pub use agent::{
-    Agent, AgentError, LifecycleError, MAX_AGENT_NAME_BYTES, MAX_SPONSOR_BYTES, Ring, RingError,
-    Sponsor, SponsorError, Status, validate_agent_name,
+    Agent, AgentError, LifecycleError, MAX_AGENT_NAME_BYTES, MAX_SPONSOR_BYTES,
+    MAX_SPONSOR_LOCAL_BYTES, Ring, RingError, Sponsor, SponsorError, Status, validate_agent_name,
 };
 pub use did::{DID_KEY_PREFIX, Did, DidError, ED25519_MULTICODEC, MAX_DID_BYTES};
 pub use glob::{MAX_PATTERN_BYTES, MAX_TOOL_NAME_BYTES, PatternError, ToolPattern};
