@@ -34,6 +34,7 @@ fn decision(n: u64) -> Entry {
             action_hash: format!("{n:064x}"),
             policy_name: "prod".into(),
             policy_hash: "ab".repeat(32),
+            sponsor: None,
         }),
     }
 }

@@ -55,7 +55,8 @@ pub use merkle::{
     root, root_from_inclusion_proof, verify_consistency, verify_inclusion,
 };
 pub use record::{
-    Arguments, DecisionRecord, DecodeError, EncodeError, Entry, Outcome, OutcomeRecord, Record,
+    Arguments, DecisionRecord, DecodeError, EncodeError, Entry, EventRecord, Outcome,
+    OutcomeRecord, Record,
 };
 
 impl Tree {

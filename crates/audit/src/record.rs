@@ -23,6 +23,10 @@ pub const MAX_INTENTS: usize = 256;
 
 const KIND_DECISION: u8 = 0x01;
 const KIND_OUTCOME: u8 = 0x02;
+/// A decision whose agent proved its identity: the decision fields, then
+/// the accountable human (the sponsor).
+const KIND_SPONSORED_DECISION: u8 = 0x03;
+const KIND_EVENT: u8 = 0x04;
 
 /// One entry of the log: a record at its sequence number (its leaf index).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -44,6 +48,9 @@ pub enum Record {
     Decision(DecisionRecord),
     /// The outcome of an earlier decision's action.
     Outcome(OutcomeRecord),
+    /// A change made by a person or by warden itself outside a decision:
+    /// an agent created or suspended, a token revoked, a ring demotion.
+    Event(EventRecord),
 }
 
 /// A decision of the gate, with every field that explains it.
@@ -77,6 +84,25 @@ pub struct DecisionRecord {
     pub policy_name: String,
     /// Hash of the policy in force, as the policy crate renders it.
     pub policy_hash: String,
+    /// The accountable human behind the agent, when the agent proved its
+    /// identity with a capability token.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sponsor: Option<String>,
+}
+
+/// A change outside a decision, and who made it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EventRecord {
+    /// When it happened, in nanoseconds since the Unix epoch (UTC).
+    pub time_unix_nanos: u64,
+    /// Who did it: a person (e.g. `cli:alice`) or `warden`.
+    pub actor: String,
+    /// What was done, e.g. `agent.created`, `agent.status`, `token.revoked`.
+    pub action: String,
+    /// What it was done to: an agent DID, a token's revocation id.
+    pub subject: String,
+    /// Details as JSON text, exactly as the caller serialized them.
+    pub details: String,
 }
 
 /// The arguments of an action, in full or by hash only.
@@ -175,7 +201,11 @@ impl Entry {
                         count: d.intents.len(),
                     });
                 }
-                w.u8(KIND_DECISION);
+                w.u8(if d.sponsor.is_some() {
+                    KIND_SPONSORED_DECISION
+                } else {
+                    KIND_DECISION
+                });
                 w.u64(self.seq);
                 w.u64(d.time_unix_nanos);
                 w.str(&d.agent);
@@ -203,6 +233,9 @@ impl Entry {
                 w.str(&d.action_hash);
                 w.str(&d.policy_name);
                 w.str(&d.policy_hash);
+                if let Some(sponsor) = &d.sponsor {
+                    w.str(sponsor);
+                }
             }
             Record::Outcome(o) => {
                 w.u8(KIND_OUTCOME);
@@ -222,6 +255,15 @@ impl Entry {
                     }
                 }
                 w.opt_str(o.error.as_deref());
+            }
+            Record::Event(e) => {
+                w.u8(KIND_EVENT);
+                w.u64(self.seq);
+                w.u64(e.time_unix_nanos);
+                w.str(&e.actor);
+                w.str(&e.action);
+                w.str(&e.subject);
+                w.str(&e.details);
             }
         }
         if w.0.len() > MAX_ENTRY_BYTES {
@@ -254,7 +296,7 @@ impl Entry {
         let kind = r.u8()?;
         let seq = r.u64()?;
         let record = match kind {
-            KIND_DECISION => {
+            KIND_DECISION | KIND_SPONSORED_DECISION => {
                 let time_unix_nanos = r.u64()?;
                 let agent = r.str()?;
                 let session = r.str()?;
@@ -298,8 +340,20 @@ impl Entry {
                     action_hash: r.str()?,
                     policy_name: r.str()?,
                     policy_hash: r.str()?,
+                    sponsor: if kind == KIND_SPONSORED_DECISION {
+                        Some(r.str()?)
+                    } else {
+                        None
+                    },
                 })
             }
+            KIND_EVENT => Record::Event(EventRecord {
+                time_unix_nanos: r.u64()?,
+                actor: r.str()?,
+                action: r.str()?,
+                subject: r.str()?,
+                details: r.str()?,
+            }),
             KIND_OUTCOME => {
                 let time_unix_nanos = r.u64()?;
                 let decision_seq = r.u64()?;
@@ -508,6 +562,7 @@ mod tests {
                 action_hash: "ab".repeat(32),
                 policy_name: "prod".into(),
                 policy_hash: "cd".repeat(32),
+                sponsor: None,
             }),
         }
     }
@@ -523,6 +578,56 @@ mod tests {
                 error: Some("timeout".into()),
             }),
         }
+    }
+
+    fn sponsored() -> Entry {
+        let mut e = decision();
+        if let Record::Decision(d) = &mut e.record {
+            d.sponsor = Some("alice@example.com".into());
+        }
+        e
+    }
+
+    fn event() -> Entry {
+        Entry {
+            seq: 9,
+            record: Record::Event(EventRecord {
+                time_unix_nanos: 6,
+                actor: "cli:alice".into(),
+                action: "agent.status".into(),
+                subject: "did:key:z6Mk".into(),
+                details: r#"{"from":"active","to":"suspended"}"#.into(),
+            }),
+        }
+    }
+
+    #[test]
+    fn sponsored_decisions_are_decisions_plus_the_sponsor() {
+        // Kind 0x03: the bytes of kind 0x01, then the sponsor.
+        let mut want = decision().encode().unwrap();
+        want[1] = 0x03;
+        want.extend(s("alice@example.com"));
+        assert_eq!(sponsored().encode().unwrap(), want);
+        // A 0x03 entry without the sponsor does not decode.
+        let mut bare = decision().encode().unwrap();
+        bare[1] = 0x03;
+        assert!(Entry::decode(&bare).is_err());
+    }
+
+    #[test]
+    fn event_encoding_follows_the_spec_byte_for_byte() {
+        let mut want = vec![0x01, 0x04];
+        want.extend(9u64.to_be_bytes());
+        want.extend(6u64.to_be_bytes());
+        for f in [
+            "cli:alice",
+            "agent.status",
+            "did:key:z6Mk",
+            r#"{"from":"active","to":"suspended"}"#,
+        ] {
+            want.extend(s(f));
+        }
+        assert_eq!(event().encode().unwrap(), want);
     }
 
     /// Build the expected bytes by hand from the spec in ARCHITECTURE.md, independently of
@@ -599,6 +704,7 @@ mod tests {
         vary!(action_hash = "00".into());
         vary!(policy_name = "dev".into());
         vary!(policy_hash = "11".into());
+        vary!(sponsor = Some("alice@example.com".into()));
         for v in variants {
             let e = Entry {
                 seq: base.seq,
@@ -612,7 +718,7 @@ mod tests {
 
     #[test]
     fn decode_inverts_encode_and_rejects_every_truncation_and_trailing_byte() {
-        for e in [decision(), outcome()] {
+        for e in [decision(), outcome(), sponsored(), event()] {
             let bytes = e.encode().unwrap();
             assert_eq!(Entry::decode(&bytes).unwrap(), e);
             for cut in 0..bytes.len() {

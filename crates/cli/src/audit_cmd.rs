@@ -267,6 +267,9 @@ fn cef(stored: &StoredEntry) -> Result<String> {
             ext.push(("cs5", format!("{} {}", d.policy_name, d.policy_hash)));
             ext.push(("cs6Label", "intents".into()));
             ext.push(("cs6", d.intents.join(",")));
+            if let Some(sponsor) = &d.sponsor {
+                ext.push(("duser", sponsor.clone()));
+            }
             let severity = match d.verdict.as_str() {
                 "deny" => 7,
                 "require_approval" => 5,
@@ -296,6 +299,18 @@ fn cef(stored: &StoredEntry) -> Result<String> {
                 format!("outcome:{word}"),
                 format!("outcome {word} of decision {}", o.decision_seq),
                 severity,
+            )
+        }
+        Record::Event(e) => {
+            ext.push(("rt", (e.time_unix_nanos / 1_000_000).to_string()));
+            ext.push(("suser", e.actor.clone()));
+            ext.push(("act", e.action.clone()));
+            ext.push(("duser", e.subject.clone()));
+            ext.push(("msg", e.details.clone()));
+            (
+                format!("event:{}", e.action),
+                format!("{} {}", e.action, e.subject),
+                3,
             )
         }
     };

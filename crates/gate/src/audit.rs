@@ -99,6 +99,7 @@ pub(crate) fn decision_record(
             .as_ref()
             .map(|p| p.hash.clone())
             .unwrap_or_default(),
+        sponsor: None,
     }
 }
 

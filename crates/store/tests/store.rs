@@ -33,6 +33,7 @@ fn decision(n: u64) -> Record {
         action_hash: format!("{n:064x}"),
         policy_name: "test".into(),
         policy_hash: "ab".repeat(32),
+        sponsor: None,
     })
 }
 
