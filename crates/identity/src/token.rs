@@ -835,7 +835,8 @@ fn clean_symbol(s: &str) -> bool {
 /// verified chains. Shareable across threads.
 #[derive(Debug)]
 pub struct TokenVerifier {
-    trusted: HashMap<u32, Did>,
+    /// Root key id → issuer, with its key already decoded for biscuit.
+    trusted: HashMap<u32, (Did, PublicKey)>,
     max_depth: usize,
     cache_capacity: usize,
     revoked: RwLock<HashSet<RevocationId>>,
@@ -884,14 +885,16 @@ impl TokenVerifier {
         let mut trusted = HashMap::new();
         for did in trusted_issuers {
             let id = root_key_id(&did);
-            if let Some(other) = trusted.get(&id)
+            if let Some((other, _)) = trusted.get(&id)
                 && other != &did
             {
                 return Err(invalid(format!(
                     "issuers {other} and {did} share root key id {id}; use another key"
                 )));
             }
-            trusted.insert(id, did);
+            let key = PublicKey::from_bytes(did.public_key_bytes(), Algorithm::Ed25519)
+                .map_err(|e| build_error(e.into()))?;
+            trusted.insert(id, (did, key));
         }
         if trusted.is_empty() {
             return Err(TokenError::NoTrustedIssuers);
@@ -928,7 +931,7 @@ impl TokenVerifier {
 
     /// The trusted issuers.
     pub fn trusted_issuers(&self) -> impl Iterator<Item = &Did> {
-        self.trusted.values()
+        self.trusted.values().map(|(did, _)| did)
     }
 
     /// Revokes a block id: every token whose chain contains it is refused
@@ -1043,9 +1046,8 @@ impl TokenVerifier {
     ) -> Result<VerifiedToken, TokenError> {
         let unknown_root: Cell<Option<Option<u32>>> = Cell::new(None);
         let provider = |key_id: Option<u32>| -> Result<PublicKey, Format> {
-            let did = key_id.and_then(|id| self.trusted.get(&id));
-            match did {
-                Some(did) => PublicKey::from_bytes(did.public_key_bytes(), Algorithm::Ed25519),
+            match key_id.and_then(|id| self.trusted.get(&id)) {
+                Some((_, key)) => Ok(*key),
                 None => {
                     unknown_root.set(Some(key_id));
                     Err(Format::UnknownPublicKey)
@@ -1070,7 +1072,7 @@ impl TokenVerifier {
         let issuer = biscuit
             .root_key_id()
             .and_then(|id| self.trusted.get(&id))
-            .cloned()
+            .map(|(did, _)| did.clone())
             .ok_or(TokenError::UnknownRoot {
                 key_id: biscuit.root_key_id(),
             })?;
