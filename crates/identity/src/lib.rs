@@ -78,7 +78,7 @@ pub use request::{RequestVerifier, SignedRequest, SignedRequestError};
 pub use time::{format_rfc3339, unix_seconds};
 pub use token::{
     Attenuation, Authorization, Grant, Link, LinkRole, MAX_DELEGATION_DEPTH, MAX_TOKEN_BYTES,
-    RevocationId, Rights, Token, TokenError, TokenVerifier, VerifiedToken, issue,
+    RevocationId, Rights, Token, TokenError, TokenVerifier, VerifiedToken, issue, revocation_ids,
 };
 pub use trust::{
     RingChange, RingThresholds, Severity, TrustConfig, TrustEvent, TrustState, TrustUpdate,

@@ -573,6 +573,27 @@ pub fn issue<R: CryptoRng + ?Sized>(
     check_size(biscuit.to_base64().map_err(build_error)?)
 }
 
+/// The revocation ids of a token's blocks, agent first, *without* verifying
+/// it: for `warden token revoke`, where the token may already be expired or
+/// its issuer no longer trusted. Revoking ids read this way cannot widen
+/// anything; it can only refuse more.
+pub fn revocation_ids(token: &str) -> Result<Vec<RevocationId>, TokenError> {
+    let token = token.trim();
+    if token.len() > MAX_TOKEN_BYTES {
+        return Err(TokenError::TooLarge {
+            len: token.len(),
+            max: MAX_TOKEN_BYTES,
+        });
+    }
+    let unverified = biscuit_auth::UnverifiedBiscuit::from_base64(token)
+        .map_err(|e| malformed(e.to_string()))?;
+    Ok(unverified
+        .revocation_identifiers()
+        .iter()
+        .map(|id| RevocationId(hex::encode(id)))
+        .collect())
+}
+
 /// What [`VerifiedToken::authorize`] answers when a call is within rights.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Authorization {

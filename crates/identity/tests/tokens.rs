@@ -340,6 +340,16 @@ fn revocation_refuses_the_link_and_everything_below_it_even_when_cached() {
         Err(TokenError::Revoked { .. })
     ));
     assert_eq!(v.cached(), 0);
+    // The ids can be read from the token text without verifying it (e.g. once expired).
+    let ids = warden_identity::revocation_ids(child.as_str()).unwrap();
+    assert_eq!(
+        ids,
+        vec![
+            vc.links()[0].revocation_id.clone(),
+            vc.links()[1].revocation_id.clone()
+        ]
+    );
+    assert!(warden_identity::revocation_ids("garbage").is_err());
     // A verifier started with the list refuses cold too.
     let fresh = verifier(&k).with_revoked([vp.links()[0].revocation_id.clone()]);
     assert!(matches!(
