@@ -128,6 +128,19 @@ pub trait Store: Send + Sync {
     /// durable (committed and synced). Concurrent calls are batched.
     fn append(&self, record: Record) -> Result<Appended, StoreError>;
 
+    /// [`Store::append`] an audit record together with the state change it
+    /// records, in one transaction: both are durable, or neither is.
+    fn append_with(&self, record: Record, change: StateChange) -> Result<Appended, StoreError>;
+
+    /// The agent with this DID, if one was stored.
+    fn agent(&self, did: &str) -> Result<Option<StoredAgent>, StoreError>;
+
+    /// Every stored agent, by DID.
+    fn agents(&self) -> Result<Vec<StoredAgent>, StoreError>;
+
+    /// Every revoked token, in the order revoked.
+    fn revocations(&self) -> Result<Vec<Revocation>, StoreError>;
+
     /// Up to `limit` entries with `seq >= from_seq`, in sequence order.
     fn entries(&self, from_seq: u64, limit: usize) -> Result<Vec<StoredEntry>, StoreError>;
 
@@ -192,6 +205,50 @@ pub trait Store: Send + Sync {
     /// Write a final checkpoint and stop writing. Later appends fail with
     /// [`StoreError::Closed`]. Calling it twice is harmless.
     fn close(&self) -> Result<(), StoreError>;
+}
+
+/// A change to warden's state, written by [`Store::append_with`] in the
+/// transaction of the audit entry that records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StateChange {
+    /// Store (or replace) the agent `did`; `record` is its JSON record, which
+    /// the store keeps as given.
+    PutAgent {
+        /// The agent's DID.
+        did: String,
+        /// The agent record as JSON text.
+        record: String,
+    },
+    /// Revoke a capability token by revocation id. Permanent; revoking again
+    /// keeps the first revocation.
+    Revoke {
+        /// The revocation id, hex.
+        id: String,
+        /// Why, as given.
+        reason: String,
+    },
+}
+
+/// An agent as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredAgent {
+    /// The agent's DID.
+    pub did: String,
+    /// Its record, JSON text as written.
+    pub record: String,
+    /// The audit entry that wrote this version.
+    pub audit_seq: u64,
+}
+
+/// A revoked token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Revocation {
+    /// The revocation id, hex.
+    pub id: String,
+    /// Why it was revoked.
+    pub reason: String,
+    /// The audit entry that recorded it.
+    pub audit_seq: u64,
 }
 
 /// Entries read per query by [`entries_from`].

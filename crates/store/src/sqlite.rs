@@ -17,8 +17,8 @@ use warden_audit::{
 };
 
 use crate::{
-    Appended, Store, StoreError, StoredCheckpoint, StoredEntry, StoredSubtree, keyfile,
-    verify::derive_subtree_hashes,
+    Appended, Revocation, StateChange, Store, StoreError, StoredAgent, StoredCheckpoint,
+    StoredEntry, StoredSubtree, keyfile, verify::derive_subtree_hashes,
 };
 
 /// The database file inside the data directory.
@@ -33,7 +33,9 @@ pub const MAX_BATCH: usize = 4096;
 
 /// Schema version, kept in `PRAGMA user_version`. Version 1 had no
 /// `audit_subtrees`; opening it for writing adds and fills the table.
-const SCHEMA_VERSION: i64 = 2;
+/// Version 2 had no `agents` and `revocations`; opening it for writing adds
+/// them (empty).
+const SCHEMA_VERSION: i64 = 3;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS audit_entries (
@@ -60,6 +62,19 @@ CREATE TABLE IF NOT EXISTS audit_subtrees (
 CREATE TABLE IF NOT EXISTS meta (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL
+);
+-- Agents, each as the identity layer's JSON record. Written only together
+-- with the audit entry (audit_seq) that records the change.
+CREATE TABLE IF NOT EXISTS agents (
+    did       TEXT PRIMARY KEY,
+    record    TEXT NOT NULL,
+    audit_seq INTEGER NOT NULL
+);
+-- Revoked capability tokens, by revocation id (hex). Permanent.
+CREATE TABLE IF NOT EXISTS revocations (
+    id        TEXT PRIMARY KEY,
+    reason    TEXT NOT NULL,
+    audit_seq INTEGER NOT NULL
 );
 ";
 
@@ -103,7 +118,7 @@ type Reply<T> = SyncSender<Result<T, StoreError>>;
 // Appends dominate; boxing the record would add an allocation to each.
 #[allow(clippy::large_enum_variant)]
 enum Command {
-    Append(Record, Reply<Appended>),
+    Append(Record, Option<StateChange>, Reply<Appended>),
     Checkpoint(Reply<Option<StoredCheckpoint>>),
     Shutdown(Reply<()>),
 }
@@ -142,6 +157,9 @@ pub struct SqliteStore {
     /// False for a version-1 database opened read-only: proofs then
     /// derive subtree hashes from the leaf hashes.
     has_subtrees: bool,
+    /// False for a database older than version 3 opened read-only: it has
+    /// no agents and no revocations.
+    has_identity: bool,
     /// Hashes of stored subtrees of height >= [`CACHED_MIN_HEIGHT`], by id.
     /// Every proof of a large log needs a few of the same upper subtrees,
     /// and a stored subtree never changes, so they are kept once read.
@@ -302,6 +320,30 @@ fn subtree_id(last: u64, height: u32) -> Result<i64, StoreError> {
             seq: last,
             detail: "too large to key a subtree hash (the limit is 2^57)".into(),
         })
+}
+
+/// Writes a state change in the transaction that appends its audit entry
+/// `seq`.
+fn apply_change(conn: &Connection, change: StateChange, seq: u64) -> Result<(), StoreError> {
+    let seq = to_i64(seq, "seq")?;
+    match change {
+        StateChange::PutAgent { did, record } => conn
+            .prepare_cached(
+                "INSERT INTO agents(did, record, audit_seq) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(did) DO UPDATE SET record = excluded.record, audit_seq = excluded.audit_seq",
+            )
+            .and_then(|mut stmt| stmt.execute(params![did, record, seq]))
+            .map_err(|e| StoreError::db("writing an agent", e))?,
+        // Revoking twice keeps the first revocation.
+        StateChange::Revoke { id, reason } => conn
+            .prepare_cached(
+                "INSERT INTO revocations(id, reason, audit_seq) VALUES (?1, ?2, ?3)
+                 ON CONFLICT(id) DO NOTHING",
+            )
+            .and_then(|mut stmt| stmt.execute(params![id, reason, seq]))
+            .map_err(|e| StoreError::db("writing a revocation", e))?,
+    };
+    Ok(())
 }
 
 fn missing_entry(expected: u64, next: u64) -> StoreError {
@@ -515,6 +557,7 @@ impl SqliteStore {
             verifier,
             reader: Mutex::new(reader),
             has_subtrees: true,
+            has_identity: true,
             upper_subtrees: RwLock::default(),
             writer: Some(Writer {
                 sender: Mutex::new(Some(sender)),
@@ -557,6 +600,7 @@ impl SqliteStore {
             verifier,
             reader: Mutex::new(reader),
             has_subtrees: version >= 2,
+            has_identity: version >= 3,
             upper_subtrees: RwLock::default(),
             writer: None,
         })
@@ -585,6 +629,14 @@ impl SqliteStore {
     }
 }
 
+fn read_agent(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredAgent> {
+    Ok(StoredAgent {
+        did: r.get(0)?,
+        record: r.get(1)?,
+        audit_seq: r.get::<_, i64>(2)? as u64,
+    })
+}
+
 fn read_checkpoint(row: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, Vec<u8>, String, i64)> {
     Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
 }
@@ -603,7 +655,61 @@ fn to_checkpoint(
 
 impl Store for SqliteStore {
     fn append(&self, record: Record) -> Result<Appended, StoreError> {
-        self.send(|reply| Command::Append(record, reply))
+        self.send(|reply| Command::Append(record, None, reply))
+    }
+
+    fn append_with(&self, record: Record, change: StateChange) -> Result<Appended, StoreError> {
+        self.send(|reply| Command::Append(record, Some(change), reply))
+    }
+
+    fn agent(&self, did: &str) -> Result<Option<StoredAgent>, StoreError> {
+        if !self.has_identity {
+            return Ok(None);
+        }
+        let conn = self.reader();
+        conn.query_row(
+            "SELECT did, record, audit_seq FROM agents WHERE did = ?1",
+            [did],
+            read_agent,
+        )
+        .optional()
+        .map_err(|e| StoreError::db("reading an agent", e))
+    }
+
+    fn agents(&self) -> Result<Vec<StoredAgent>, StoreError> {
+        if !self.has_identity {
+            return Ok(Vec::new());
+        }
+        let conn = self.reader();
+        let mut stmt = conn
+            .prepare_cached("SELECT did, record, audit_seq FROM agents ORDER BY did")
+            .map_err(|e| StoreError::db("reading agents", e))?;
+        let rows = stmt
+            .query_map([], read_agent)
+            .map_err(|e| StoreError::db("reading agents", e))?;
+        rows.collect::<Result<_, _>>()
+            .map_err(|e| StoreError::db("reading agents", e))
+    }
+
+    fn revocations(&self) -> Result<Vec<Revocation>, StoreError> {
+        if !self.has_identity {
+            return Ok(Vec::new());
+        }
+        let conn = self.reader();
+        let mut stmt = conn
+            .prepare_cached("SELECT id, reason, audit_seq FROM revocations ORDER BY audit_seq")
+            .map_err(|e| StoreError::db("reading revocations", e))?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok(Revocation {
+                    id: r.get(0)?,
+                    reason: r.get(1)?,
+                    audit_seq: r.get::<_, i64>(2)? as u64,
+                })
+            })
+            .map_err(|e| StoreError::db("reading revocations", e))?;
+        rows.collect::<Result<_, _>>()
+            .map_err(|e| StoreError::db("reading revocations", e))
     }
 
     fn entries(&self, from_seq: u64, limit: usize) -> Result<Vec<StoredEntry>, StoreError> {
@@ -949,7 +1055,7 @@ impl WriterThread {
         let mut others = Vec::new();
         for cmd in batch.drain(..) {
             match cmd {
-                Command::Append(record, reply) => appends.push((record, reply)),
+                Command::Append(record, change, reply) => appends.push((record, change, reply)),
                 other => others.push(other),
             }
         }
@@ -975,7 +1081,7 @@ impl WriterThread {
         shutdown
     }
 
-    fn commit_appends(&mut self, appends: Vec<(Record, Reply<Appended>)>) {
+    fn commit_appends(&mut self, appends: Vec<(Record, Option<StateChange>, Reply<Appended>)>) {
         let before = self.log.state.clone();
         let mut done: Vec<(Reply<Appended>, Appended)> = Vec::with_capacity(appends.len());
         let result = (|| -> Result<(), StoreError> {
@@ -993,7 +1099,7 @@ impl WriterThread {
                     .prepare_cached("INSERT INTO audit_subtrees(id, hash) VALUES (?1, ?2)")
                     .map_err(|e| StoreError::db("preparing the append", e))?;
                 let mut completed = Vec::with_capacity(64);
-                for (record, reply) in appends {
+                for (record, change, reply) in appends {
                     let seq = self.log.state.range.size();
                     let data = match (Entry { seq, record }).encode() {
                         Ok(data) => data,
@@ -1013,6 +1119,9 @@ impl WriterThread {
                         .push_reporting(leaf, |s, h| completed.push((s, *h)));
                     for (subtree, hash) in completed.drain(..) {
                         insert_subtree(&mut insert_node, subtree, &hash)?;
+                    }
+                    if let Some(change) = change {
+                        apply_change(&tx, change, seq)?;
                     }
                     done.push((
                         reply,
