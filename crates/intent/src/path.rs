@@ -47,11 +47,9 @@ fn is_canonical(raw: &str) -> bool {
 fn canonical_slow(raw: &str) -> String {
     let decoded;
     let mut p = raw;
-    if p.contains('%') {
-        if encodes_separator(p) {
-            decoded = percent_decode(p);
-            p = &decoded;
-        }
+    if encodes_separator(p) {
+        decoded = percent_decode(p);
+        p = &decoded;
     }
     let p: std::borrow::Cow<'_, str> = if p.contains('\\') {
         p.replace('\\', "/").into()
