@@ -74,8 +74,9 @@ impl Origin {
 }
 
 impl<'a> Ctx<'a> {
-    pub fn add(&mut self, intent: Intent, kind: Kind, span: Span, evidence: impl AsRef<str>) {
-        let evidence = truncate_chars(evidence.as_ref(), MAX_EVIDENCE_CHARS);
+    pub fn add(&mut self, intent: Intent, kind: Kind, span: Span, evidence: impl Into<String>) {
+        let mut evidence = evidence.into();
+        truncate_in_place(&mut evidence, MAX_EVIDENCE_CHARS);
         self.sink.push(Finding {
             intent,
             evidence,
@@ -258,6 +259,17 @@ pub(crate) fn nesting_exceeds_limit(text: &str) -> bool {
     false
 }
 
+/// [`truncate_chars`] of an owned string, without copying it.
+pub(crate) fn truncate_in_place(s: &mut String, max: usize) {
+    if s.len() <= max {
+        return;
+    }
+    if let Some((i, _)) = s.char_indices().nth(max) {
+        s.truncate(i);
+        s.push('…');
+    }
+}
+
 pub(crate) fn truncate_chars(s: &str, max: usize) -> String {
     // No more bytes than `max` means no more characters either.
     if s.len() <= max {
@@ -266,5 +278,28 @@ pub(crate) fn truncate_chars(s: &str, max: usize) -> String {
     match s.char_indices().nth(max) {
         Some((i, _)) => format!("{}…", &s[..i]),
         None => s.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn truncating_in_place_is_truncate_chars() {
+        let long = "é".repeat(200);
+        for s in [
+            "",
+            "abc",
+            "x".repeat(160).as_str(),
+            "x".repeat(161).as_str(),
+            long.as_str(),
+        ] {
+            for max in [0, 3, 160] {
+                let mut owned = s.to_string();
+                truncate_in_place(&mut owned, max);
+                assert_eq!(owned, truncate_chars(s, max), "{s:?} {max}");
+            }
+        }
     }
 }

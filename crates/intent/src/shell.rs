@@ -653,7 +653,7 @@ impl<'c, 'a, 't> Walker<'c, 'a, 't> {
         self.origin.span(start, end)
     }
 
-    fn add(&mut self, intent: Intent, at: (usize, usize), evidence: impl AsRef<str>) {
+    fn add(&mut self, intent: Intent, at: (usize, usize), evidence: impl Into<String>) {
         let span = self.span(at);
         self.ctx.add(intent, Kind::Shell, span, evidence);
     }
@@ -4164,7 +4164,7 @@ fn option_value<'v>(args: &[Arg<'v>], flags: &[&str]) -> Option<Arg<'v>> {
                 return args.get(i + 1).cloned();
             }
             if f.starts_with("--")
-                && let Some(v) = a.value.strip_prefix(&format!("{f}="))
+                && let Some(v) = a.value.strip_prefix(f).and_then(|r| r.strip_prefix('='))
             {
                 return Some(Arg {
                     value: v.to_string().into(),

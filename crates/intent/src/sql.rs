@@ -576,7 +576,7 @@ impl StatementVisitor<'_, '_, '_> {
         let _ = s.visit(&mut self);
     }
 
-    fn add(&mut self, intent: Intent, evidence: impl AsRef<str>) {
+    fn add(&mut self, intent: Intent, evidence: impl Into<String>) {
         self.ctx.add(intent, Kind::Sql, self.span, evidence);
     }
 
