@@ -62,7 +62,12 @@ impl Egress {
 
     /// Whether `host` may be contacted.
     pub fn allows(&self, host: &str) -> bool {
-        let host = host.trim_end_matches('.').to_ascii_lowercase();
+        let host = host.trim_end_matches('.');
+        let host: std::borrow::Cow<'_, str> = if host.bytes().any(|b| b.is_ascii_uppercase()) {
+            host.to_ascii_lowercase().into()
+        } else {
+            host.into()
+        };
         let host = host.trim_start_matches('[').trim_end_matches(']');
         self.exact.iter().any(|e| e == host)
             || self

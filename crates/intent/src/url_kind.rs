@@ -74,8 +74,9 @@ pub(crate) fn analyze(ctx: &mut Ctx<'_>, text: &str, origin: Origin) {
 
 /// Classifies a parsed URL (shared with the shell analysis of `curl`/`wget` arguments).
 pub(crate) fn check_url(ctx: &mut Ctx<'_>, url: &Url, span: Span) {
-    let scheme = url.scheme().to_ascii_lowercase();
-    match scheme.as_str() {
+    // The url crate keeps schemes in lowercase.
+    let scheme = url.scheme();
+    match scheme {
         "http" | "https" | "ws" | "wss" | "ftp" | "ftps" | "sftp" | "ssh" | "git" | "s3" | "gs"
         | "scp" | "rsync" | "smb" | "tcp" | "udp" => {}
         "file" => {
@@ -153,13 +154,21 @@ pub(crate) fn check_url(ctx: &mut Ctx<'_>, url: &Url, span: Span) {
         }
     }
 
-    let host_text = host.to_string();
+    let host_text: std::borrow::Cow<'_, str> = match &host {
+        Host::Domain(d) => (*d).into(),
+        ip => ip.to_string().into(),
+    };
     match host {
         Host::Ipv4(ip) => check_ip(ctx, IpAddr::V4(ip), &host_text, span),
         Host::Ipv6(ip) => check_ip(ctx, IpAddr::V6(ip), &host_text, span),
         Host::Domain(d) => {
-            let d = d.trim_end_matches('.').to_ascii_lowercase();
-            if METADATA_HOSTS.contains(&d.as_str()) {
+            let d = d.trim_end_matches('.');
+            let d: std::borrow::Cow<'_, str> = if d.bytes().any(|b| b.is_ascii_uppercase()) {
+                d.to_ascii_lowercase().into()
+            } else {
+                d.into()
+            };
+            if METADATA_HOSTS.contains(&d.as_ref()) {
                 ctx.add(
                     Intent::CredentialAccess,
                     Kind::Url,
