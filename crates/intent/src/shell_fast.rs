@@ -125,84 +125,113 @@ impl Redir {
 }
 
 /// Parses `text` when all of it is in the subset; `None` defers to brush.
+/// One pass: each token goes straight into the [`Program`].
 pub(crate) fn parse(text: &str) -> Option<Program> {
     if text.len() > MAX_FAST_BYTES || !text.is_ascii() {
         return None;
     }
-    let toks = tokenize(text)?;
-    let mut prog = Program {
-        pipelines: Vec::with_capacity(toks.len() / 4),
-        cmds: Vec::with_capacity(toks.len() / 2),
-        items: Vec::with_capacity(toks.len()),
+    let mut b = Builder {
+        prog: Program {
+            pipelines: Vec::with_capacity(text.len() / 16 + 1),
+            cmds: Vec::with_capacity(text.len() / 16 + 1),
+            items: Vec::with_capacity(text.len() / 4 + 1),
+        },
+        command: None,
+        first_cmd: 0,
+        joiner: None,
+        redirect: None,
+        after_op: true,
+        last_op: None,
     };
-    let mut i = 0;
-    while i < toks.len() {
-        let mut joiner: Option<Op> = None;
-        loop {
-            i = pipeline(&toks, i, joiner, &mut prog)?;
-            match toks.get(i) {
-                Some(Tok::Op(op @ (Op::And | Op::Or))) => {
-                    joiner = Some(*op);
-                    i += 1;
-                }
-                Some(Tok::Op(Op::Semi)) => {
-                    i += 1;
-                    break;
-                }
-                None => break,
-                _ => return None,
-            }
-        }
-    }
-    if prog.pipelines.is_empty() {
-        return None;
-    }
-    Some(prog)
+    tokenize(text, &mut b)?;
+    b.finish()
 }
 
-fn pipeline(toks: &[Tok], mut i: usize, joiner: Option<Op>, prog: &mut Program) -> Option<usize> {
-    let first = prog.cmds.len();
-    loop {
-        i = simple(toks, i, prog)?;
-        if let Some(Tok::Op(Op::Pipe)) = toks.get(i) {
-            i += 1;
-        } else {
-            break;
-        }
-    }
-    prog.pipelines.push(Pipeline {
-        cmds: first..prog.cmds.len(),
-        joiner,
-    });
-    Some(i)
+/// The program being built, and where the tokenizer is in it.
+struct Builder {
+    prog: Program,
+    /// Index in `items` where the current command starts (`None` between
+    /// commands).
+    command: Option<usize>,
+    /// Index in `cmds` where the current pipeline starts.
+    first_cmd: usize,
+    /// How the current pipeline joins the previous one.
+    joiner: Option<Op>,
+    /// A redirect operator waiting for its target word.
+    redirect: Option<(Option<i32>, Redir)>,
+    /// Whether the last token was an operator (or there was none yet).
+    after_op: bool,
+    last_op: Option<Op>,
 }
 
-fn simple(toks: &[Tok], mut i: usize, prog: &mut Program) -> Option<usize> {
-    // The command name comes first: a leading redirect goes to brush.
-    let Some(&Tok::Word(a, b, plain)) = toks.get(i) else {
-        return None;
-    };
-    let first = prog.items.len();
-    prog.items.push(Item::Word(a, b, plain));
-    i += 1;
-    loop {
-        match toks.get(i) {
-            Some(&Tok::Word(a, b, plain)) => {
-                prog.items.push(Item::Word(a, b, plain));
-                i += 1;
+impl Builder {
+    fn token(&mut self, tok: Tok) -> Option<()> {
+        match tok {
+            Tok::Word(a, b, plain) => {
+                if let Some((fd, kind)) = self.redirect.take() {
+                    self.prog.items.push(Item::Redirect(fd, kind, a, b));
+                } else {
+                    self.command.get_or_insert(self.prog.items.len());
+                    self.prog.items.push(Item::Word(a, b, plain));
+                }
+                self.after_op = false;
             }
-            Some(&Tok::Redirect(fd, kind)) => {
-                let Some(&Tok::Word(a, b, _)) = toks.get(i + 1) else {
+            Tok::Redirect(fd, kind) => {
+                // The command name comes first (a leading redirect goes to
+                // brush), and a redirect takes a word.
+                if self.command.is_none() || self.redirect.is_some() {
                     return None;
-                };
-                prog.items.push(Item::Redirect(fd, kind, a, b));
-                i += 2;
+                }
+                self.redirect = Some((fd, kind));
+                self.after_op = false;
             }
-            _ => break,
+            Tok::Op(op) => {
+                // Never first, never doubled, never in place of a target.
+                if self.after_op || self.redirect.is_some() {
+                    return None;
+                }
+                self.end_command();
+                if op != Op::Pipe {
+                    self.end_pipeline();
+                    self.joiner = (op != Op::Semi).then_some(op);
+                }
+                self.after_op = true;
+                self.last_op = Some(op);
+            }
+        }
+        Some(())
+    }
+
+    fn end_command(&mut self) {
+        if let Some(first) = self.command.take() {
+            self.prog.cmds.push(first..self.prog.items.len());
         }
     }
-    prog.cmds.push(first..prog.items.len());
-    Some(i)
+
+    fn end_pipeline(&mut self) {
+        self.prog.pipelines.push(Pipeline {
+            cmds: self.first_cmd..self.prog.cmds.len(),
+            joiner: self.joiner,
+        });
+        self.first_cmd = self.prog.cmds.len();
+    }
+
+    fn finish(mut self) -> Option<Program> {
+        if self.redirect.is_some() {
+            return None;
+        }
+        if self.command.is_some() {
+            self.end_command();
+            self.end_pipeline();
+        } else if self.last_op.is_some_and(|op| op != Op::Semi) {
+            // Only `;` may end the text.
+            return None;
+        }
+        if self.prog.pipelines.is_empty() {
+            return None;
+        }
+        Some(self.prog)
+    }
 }
 
 /// brush's AST for a fast-parsed program (the tests check it is the one
@@ -299,21 +328,20 @@ fn word(text: &str, a: usize, b: usize) -> ast::Word {
     }
 }
 
-fn tokenize(text: &str) -> Option<Vec<Tok>> {
+fn tokenize(text: &str, toks: &mut Builder) -> Option<()> {
     let b = text.as_bytes();
-    let mut toks = Vec::with_capacity(text.len() / 4);
     let mut i = 0;
     while i < b.len() {
         match b[i] {
             b' ' | b'\t' => i += 1,
             b'|' => {
                 if b.get(i + 1) == Some(&b'|') {
-                    toks.push(Tok::Op(Op::Or));
+                    toks.token(Tok::Op(Op::Or))?;
                     i += 2;
                 } else if b.get(i + 1) == Some(&b'&') {
                     return None;
                 } else {
-                    toks.push(Tok::Op(Op::Pipe));
+                    toks.token(Tok::Op(Op::Pipe))?;
                     i += 1;
                 }
             }
@@ -321,19 +349,19 @@ fn tokenize(text: &str) -> Option<Vec<Tok>> {
                 if b.get(i + 1) != Some(&b'&') {
                     return None;
                 }
-                toks.push(Tok::Op(Op::And));
+                toks.token(Tok::Op(Op::And))?;
                 i += 2;
             }
             b';' => {
                 if b.get(i + 1) == Some(&b';') {
                     return None;
                 }
-                toks.push(Tok::Op(Op::Semi));
+                toks.token(Tok::Op(Op::Semi))?;
                 i += 1;
             }
             b'>' | b'<' => {
                 let (tok, next) = redirect(b, i, None)?;
-                toks.push(tok);
+                toks.token(tok)?;
                 i = next;
             }
             _ => {
@@ -347,33 +375,19 @@ fn tokenize(text: &str) -> Option<Vec<Tok>> {
                         .all(|c| c.is_ascii_digit())
                         .then(|| w.parse().ok())??;
                     let (tok, next) = redirect(b, end, Some(fd))?;
-                    toks.push(tok);
+                    toks.token(tok)?;
                     i = next;
                     continue;
                 }
                 if shape.assigns || (w.len() <= 8 && is_reserved(w)) {
                     return None;
                 }
-                toks.push(Tok::Word(i, end, shape.plain));
+                toks.token(Tok::Word(i, end, shape.plain))?;
                 i = end;
             }
         }
     }
-    // `;` only between or after commands, never first or doubled.
-    let mut prev_op = true;
-    for t in &toks {
-        let op = matches!(t, Tok::Op(_));
-        if op && prev_op {
-            return None;
-        }
-        prev_op = op;
-    }
-    if let Some(Tok::Op(op)) = toks.last()
-        && *op != Op::Semi
-    {
-        return None;
-    }
-    Some(toks)
+    Some(())
 }
 
 /// A redirect operator at `i`; for `>&`, the target must be a plain number.
@@ -580,6 +594,8 @@ mod tests {
             "docker ps --format '{{.Names}}' | xargs -n1 docker inspect",
             "make 2>&1 > /tmp/log; ls",
             "a || b",
+            "a; b && c | d || e;",
+            "a > f | b < g; c 2> h",
         ] {
             assert!(parse(t).is_some(), "{t}");
             parses_like_brush(t);
@@ -613,6 +629,18 @@ mod tests {
             "ls ;; x",
             "ls &&",
             "> f ls",
+            "| ls",
+            "ls | | wc",
+            "ls |",
+            "ls || ",
+            "a && && b",
+            "a ; ; b",
+            "a > > f",
+            "a >",
+            "a > | b",
+            "a 2>",
+            "   ",
+            ";",
             "echo 'unterminated",
             "echo ｘ",
             "",
