@@ -24,6 +24,8 @@ pub struct CompiledPolicy {
     pub(crate) tool_args: HashMap<String, ToolArgs>,
     pub(crate) intent_config: warden_intent::Config,
     pub(crate) audit: AuditSettings,
+    pub(crate) identity: IdentitySettings,
+    pub(crate) rings: warden_identity::RingThresholds,
     pub(crate) hidden: Vec<u32>,
     pub(crate) env: Arc<cel::Env>,
 }
@@ -237,6 +239,8 @@ pub fn compile(policy: Policy) -> Result<CompiledPolicy, PolicyError> {
             ..Default::default()
         },
         audit: policy.audit,
+        identity: policy.identity,
+        rings: policy.rings,
         hidden,
         env,
     })
@@ -399,6 +403,22 @@ impl CompiledPolicy {
     /// What the audit log keeps of each decision.
     pub fn audit(&self) -> AuditSettings {
         self.audit
+    }
+
+    /// Who may act: whether actions need a token, whose tokens are trusted,
+    /// whether they must be signed.
+    pub fn identity(&self) -> &IdentitySettings {
+        &self.identity
+    }
+
+    /// Whether identity can be demanded at all: at the top level, or by a rule.
+    pub fn uses_identity(&self) -> bool {
+        self.identity.required || self.rules.iter().any(|r| r.rule.identity_required)
+    }
+
+    /// The trust scores that earn rings (`rings:`; defaults when unset).
+    pub fn rings(&self) -> &warden_identity::RingThresholds {
+        &self.rings
     }
 
     /// Whether a `visibility: hidden` rule names `tool`.

@@ -62,10 +62,13 @@ pub fn load(root: &str, sources: &dyn Sources) -> Result<Policy, PolicyError> {
             tools: BTreeMap::new(),
             egress: None,
             audit: AuditSettings::default(),
+            identity: IdentitySettings::default(),
+            rings: warden_identity::RingThresholds::default(),
             sources: Vec::new(),
         },
         default_seen: None,
         audit_seen: None,
+        rings_seen: None,
         tool_origin: HashMap::new(),
         conditions: Vec::new(),
     };
@@ -156,6 +159,7 @@ struct Loader<'s> {
     policy: Policy,
     default_seen: Option<(DefaultVerdict, String)>,
     audit_seen: Option<(AuditSettings, String)>,
+    rings_seen: Option<(warden_identity::RingThresholds, String)>,
     tool_origin: HashMap<String, String>,
     /// Every `when:` seen, so a failed load can still report CEL errors.
     conditions: Vec<(String, crate::model::Spanned<String>)>,
@@ -285,6 +289,7 @@ impl Loader<'_> {
     fn document(&mut self, file: &str, root: &Node, is_root: bool) {
         const TOP: &[&str] = &[
             "version", "name", "default", "rules", "tools", "include", "egress", "audit",
+            "identity", "rings",
         ];
         let Some(f) = self.mapping(file, root, "the policy", TOP) else {
             return;
@@ -327,6 +332,12 @@ impl Loader<'_> {
         }
         if let Some(audit) = f.get("audit") {
             self.audit(file, audit);
+        }
+        if let Some(identity) = f.get("identity") {
+            self.identity(file, identity);
+        }
+        if let Some(rings) = f.get("rings") {
+            self.rings(file, rings);
         }
         if let Some(rules) = f.get("rules") {
             match &rules.value {
@@ -456,6 +467,173 @@ impl Loader<'_> {
                     "conflicting audit settings: arguments '{}' here, but '{}' in {seen_file}",
                     settings.arguments.as_str(),
                     seen.arguments.as_str()
+                );
+                self.err(file, node.pos, msg);
+            }
+            Some(_) => {}
+        }
+    }
+
+    /// `identity: required`, or `identity: {required, issuers, signed_requests}`.
+    /// Files merge towards the stricter: any file may require identity or
+    /// signatures, and the trusted issuers are the union of every file's.
+    fn identity(&mut self, file: &str, node: &Node) {
+        if let Value::Str(s) = &node.value {
+            match s.as_str() {
+                "required" => self.policy.identity.required = true,
+                "optional" => {}
+                other => {
+                    let mut d = Diagnostic::new(
+                        file,
+                        node.pos,
+                        format!("invalid identity '{other}': expected 'required' or 'optional'"),
+                    );
+                    d = match suggest(other, &["required", "optional"]) {
+                        Some(s) => d.hint(format!("did you mean '{s}'?")),
+                        None => {
+                            d.hint("or write 'identity: {required: true, issuers: [did:key:…]}'")
+                        }
+                    };
+                    self.diags.push(d);
+                }
+            }
+            return;
+        }
+        let Some(f) = self.mapping(
+            file,
+            node,
+            "'identity'",
+            &["required", "issuers", "signed_requests"],
+        ) else {
+            return;
+        };
+        if let Some(r) = f.get("required") {
+            match r.value {
+                Value::Bool(b) => self.policy.identity.required |= b,
+                _ => self.diags.push(
+                    Diagnostic::new(
+                        file,
+                        r.pos,
+                        format!(
+                            "expected true or false for 'identity.required', found {}",
+                            r.value.kind()
+                        ),
+                    )
+                    .hint("write 'required: true'"),
+                ),
+            }
+        }
+        if let Some(list) = f.get("issuers") {
+            if !matches!(list.value, Value::Seq(_)) {
+                let kind = list.value.kind();
+                self.diags.push(
+                    Diagnostic::new(
+                        file,
+                        list.pos,
+                        format!("expected a list for 'identity.issuers', found {kind}"),
+                    )
+                    .hint("write 'issuers: [did:key:z6Mk…]'"),
+                );
+            } else {
+                for (text, pos) in self.strings(file, list, "'identity.issuers'") {
+                    match warden_identity::Did::parse(&text) {
+                        Ok(did) if self.policy.identity.issuers.contains(&did) => {}
+                        Ok(did) => self.policy.identity.issuers.push(did),
+                        Err(e) => self.err(file, pos, format!("invalid issuer: {e}")),
+                    }
+                }
+            }
+        }
+        if let Some(n) = f.get("signed_requests")
+            && let Some(s) = self.string(file, n, "'identity.signed_requests'")
+        {
+            match s.as_str() {
+                "required" => self.policy.identity.signed_requests = SignedRequests::Required,
+                "optional" => {}
+                other => {
+                    let mut d = Diagnostic::new(
+                        file,
+                        n.pos,
+                        format!(
+                            "invalid identity.signed_requests '{other}': expected 'required' or 'optional'"
+                        ),
+                    );
+                    if let Some(s) = suggest(other, &["required", "optional"]) {
+                        d = d.hint(format!("did you mean '{s}'?"));
+                    }
+                    self.diags.push(d);
+                }
+            }
+        }
+    }
+
+    /// `rings: {ring2: 600, ring1: 900, ring1_requires_approval: true}`;
+    /// unset fields keep their defaults. Files that set it must agree.
+    fn rings(&mut self, file: &str, node: &Node) {
+        const FIELDS: &[&str] = &["ring2", "ring1", "ring1_requires_approval"];
+        let Some(f) = self.mapping(file, node, "'rings'", FIELDS) else {
+            return;
+        };
+        let before = self.diags.len();
+        let mut rings = warden_identity::RingThresholds::default();
+        let score = |this: &mut Self, name: &str, slot: &mut u16| {
+            let Some(n) = f.get(name) else { return };
+            match n.value {
+                Value::Int(i)
+                    if (0..=i64::from(warden_identity::trust::MAX_TRUST)).contains(&i) =>
+                {
+                    *slot = i as u16
+                }
+                Value::UInt(u) if u <= u64::from(warden_identity::trust::MAX_TRUST) => {
+                    *slot = u as u16
+                }
+                _ => this.diags.push(
+                    Diagnostic::new(
+                        file,
+                        n.pos,
+                        format!("invalid rings.{name} '{}'", n.scalar_text()),
+                    )
+                    .hint("a trust score is an integer from 0 to 1000"),
+                ),
+            }
+        };
+        score(self, "ring2", &mut rings.ring2);
+        score(self, "ring1", &mut rings.ring1);
+        if let Some(n) = f.get("ring1_requires_approval") {
+            match n.value {
+                Value::Bool(b) => rings.ring1_requires_approval = b,
+                _ => self.err(
+                    file,
+                    n.pos,
+                    format!(
+                        "expected true or false for 'rings.ring1_requires_approval', found {}",
+                        n.value.kind()
+                    ),
+                ),
+            }
+        }
+        if self.diags.len() > before {
+            return;
+        }
+        if let Err(e) = rings.validate() {
+            // Point at the field the error names, or at the section.
+            let at = e
+                .field
+                .strip_prefix("rings.")
+                .and_then(|name| f.get(name))
+                .map_or(node.pos, |n| n.pos);
+            self.err(file, at, e.to_string());
+            return;
+        }
+        match &self.rings_seen {
+            None => {
+                self.rings_seen = Some((rings.clone(), file.to_string()));
+                self.policy.rings = rings;
+            }
+            Some((seen, seen_file)) if *seen != rings => {
+                let msg = format!(
+                    "conflicting rings: ring2 {}, ring1 {} here, but ring2 {}, ring1 {} in {seen_file}",
+                    rings.ring2, rings.ring1, seen.ring2, seen.ring1
                 );
                 self.err(file, node.pos, msg);
             }
@@ -601,6 +779,7 @@ impl Loader<'_> {
             "approvers",
             "transform",
             "visibility",
+            "identity",
         ];
         // Name the rule in messages about its own fields, so find the id first.
         let id = match &node.value {
@@ -763,6 +942,26 @@ impl Loader<'_> {
             },
         };
 
+        let identity_required = match f.get("identity") {
+            None => false,
+            Some(n) => match self.string(file, n, "'identity'").as_deref() {
+                Some("required") => true,
+                Some("optional") => false,
+                Some(other) => {
+                    self.diags.push(
+                        Diagnostic::new(
+                            file,
+                            n.pos,
+                            format!("invalid identity '{other}' in {what}"),
+                        )
+                        .hint("expected 'required' or 'optional'"),
+                    );
+                    false
+                }
+                None => false,
+            },
+        };
+
         if let Some(v) = verdict {
             if v == Verdict::Transform && transform.is_empty() {
                 self.diags.push(
@@ -818,6 +1017,7 @@ impl Loader<'_> {
             approvers,
             transform,
             hidden,
+            identity_required,
             origin,
         })
     }

@@ -127,6 +127,11 @@ pub struct Policy {
     pub egress: Option<Vec<String>>,
     /// `audit:` — what the audit log keeps of each decision.
     pub audit: AuditSettings,
+    /// `identity:` — whether actions must prove who sends them, and whose
+    /// tokens are trusted.
+    pub identity: IdentitySettings,
+    /// `rings:` — the trust scores that earn rings 2 and 1.
+    pub rings: warden_identity::RingThresholds,
     /// Every source that went into this policy, in load order: (path, text).
     pub sources: Vec<(String, String)>,
 }
@@ -163,6 +168,9 @@ pub struct Rule {
     pub transform: Vec<TransformOp>,
     /// `visibility: hidden` — the tools this rule names are not listed to agents.
     pub hidden: bool,
+    /// `identity: required` — when this rule decides, the action must carry
+    /// a valid capability token; without one the decision is `deny`.
+    pub identity_required: bool,
     /// Where the rule was written.
     pub origin: Origin,
 }
@@ -274,6 +282,46 @@ impl AuditArguments {
         match self {
             AuditArguments::Full => "full",
             AuditArguments::Hash => "hash",
+        }
+    }
+}
+
+/// Who may act (`identity:` in a policy).
+///
+/// ```yaml
+/// identity:
+///   required: true                 # every action must carry a valid token
+///   issuers: [did:key:z6Mk…]       # trusted token issuers (besides the caller's own)
+///   signed_requests: required      # actions with a token must also be signed
+/// ```
+///
+/// `identity: required` is short for `identity: {required: true}`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct IdentitySettings {
+    /// Every action must carry a valid capability token (`context.token`).
+    pub required: bool,
+    /// Issuers whose tokens are trusted, merged from every file.
+    pub issuers: Vec<warden_identity::Did>,
+    /// Whether an action that carries a token must also carry a signed request.
+    pub signed_requests: SignedRequests,
+}
+
+/// Whether signed requests are needed (`identity.signed_requests`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SignedRequests {
+    /// A signature is checked when present (the default).
+    #[default]
+    Optional,
+    /// Every action that carries a token must carry a signature too.
+    Required,
+}
+
+impl SignedRequests {
+    /// The spelling used in policies: `optional` or `required`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SignedRequests::Optional => "optional",
+            SignedRequests::Required => "required",
         }
     }
 }

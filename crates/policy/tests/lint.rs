@@ -42,7 +42,7 @@ fn unknown_top_level_field_lists_the_known_ones_when_nothing_is_close() {
     assert_eq!(
         e,
         [
-            "p.yaml:4:1: unknown field 'zzzzzz' in the policy (expected one of: version, name, default, rules, tools, include, egress, audit)"
+            "p.yaml:4:1: unknown field 'zzzzzz' in the policy (expected one of: version, name, default, rules, tools, include, egress, audit, identity, rings)"
         ]
     );
 }
@@ -512,4 +512,183 @@ fn known_intents_are_the_classifiers_intents() {
         .map(|i| i.as_str())
         .collect();
     assert_eq!(warden_policy::KNOWN_INTENTS, classifier.as_slice());
+}
+
+const ORG: &str = "did:key:z6MkiTBz1ymuepAQ4HEHYSF1H8quG5GLVVQR3djdX3mDooWp";
+const OTHER_ORG: &str = "did:key:z6MknGc3ocHs3zdPiJbnaaqDi58NGb4pk1Sp9WxWufuXSdxf";
+
+#[test]
+fn identity_short_and_long_forms() {
+    let short = compile(parse("p.yaml", &format!("{HEAD}identity: required\n")).unwrap()).unwrap();
+    assert!(short.identity().required);
+    assert!(short.identity().issuers.is_empty());
+    assert!(short.uses_identity());
+
+    let long = compile(
+        parse(
+            "p.yaml",
+            &format!(
+                "{HEAD}identity: {{required: true, issuers: [{ORG}], signed_requests: required}}\n"
+            ),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert!(long.identity().required);
+    assert_eq!(long.identity().issuers[0].as_str(), ORG);
+    assert_eq!(
+        long.identity().signed_requests,
+        warden_policy::SignedRequests::Required
+    );
+
+    let none = compile(parse("p.yaml", HEAD).unwrap()).unwrap();
+    assert_eq!(*none.identity(), warden_policy::IdentitySettings::default());
+    assert!(!none.uses_identity());
+}
+
+#[test]
+fn identity_errors_point_at_the_value() {
+    assert_eq!(
+        errors(&format!("{HEAD}identity: requird\n")),
+        [
+            "p.yaml:4:11: invalid identity 'requird': expected 'required' or 'optional' (did you mean 'required'?)"
+        ]
+    );
+    assert_eq!(
+        errors(&format!("{HEAD}identity: {{required: yes}}\n")),
+        [
+            "p.yaml:4:22: expected true or false for 'identity.required', found a string (write 'required: true')"
+        ]
+    );
+    assert_eq!(
+        errors(&format!("{HEAD}identity: {{issuer: [{ORG}]}}\n")),
+        ["p.yaml:4:12: unknown field 'issuer' in 'identity' (did you mean 'issuers'?)"]
+    );
+    let e = errors(&format!(
+        "{HEAD}identity:\n  issuers:\n    - {ORG}\n    - did:web:example.com\n"
+    ));
+    assert_eq!(e.len(), 1, "{e:?}");
+    assert!(
+        e[0].starts_with("p.yaml:7:7: invalid issuer: \"did:web:example.com\" is not a did:key"),
+        "{e:?}"
+    );
+    assert_eq!(
+        errors(&format!("{HEAD}identity: {{issuers: {ORG}}}\n")),
+        [
+            "p.yaml:4:21: expected a list for 'identity.issuers', found a string (write 'issuers: [did:key:z6Mk…]')"
+        ]
+    );
+    assert_eq!(
+        errors(&format!("{HEAD}identity: {{signed_requests: always}}\n")),
+        [
+            "p.yaml:4:29: invalid identity.signed_requests 'always': expected 'required' or 'optional'"
+        ]
+    );
+}
+
+#[test]
+fn rule_identity_must_be_required_or_optional() {
+    let p = compile(
+        parse(
+            "p.yaml",
+            &with_rules("  - id: r\n    identity: required\n    verdict: allow\n"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert!(p.rules().next().unwrap().identity_required);
+    assert!(p.uses_identity());
+    assert!(!p.identity().required);
+    assert_eq!(
+        errors(&with_rules(
+            "  - id: r\n    identity: yes\n    verdict: allow\n"
+        )),
+        ["p.yaml:6:15: invalid identity 'yes' in rule 'r' (expected 'required' or 'optional')"]
+    );
+}
+
+#[test]
+fn identity_merges_towards_the_stricter_across_includes() {
+    let src = sources(&[
+        (
+            "p.yaml",
+            &format!("{HEAD}include: [a.yaml]\nidentity: {{issuers: [{ORG}]}}\n"),
+        ),
+        (
+            "a.yaml",
+            &format!(
+                "version: warden/v1\nidentity: {{required: true, issuers: [{OTHER_ORG}, {ORG}], signed_requests: required}}\n"
+            ),
+        ),
+    ]);
+    let p = load("p.yaml", &src).unwrap();
+    assert!(p.identity.required);
+    let issuers: Vec<&str> = p.identity.issuers.iter().map(|d| d.as_str()).collect();
+    assert_eq!(issuers, [OTHER_ORG, ORG]);
+    assert_eq!(
+        p.identity.signed_requests,
+        warden_policy::SignedRequests::Required
+    );
+}
+
+#[test]
+fn rings_are_parsed_and_validated() {
+    let p = compile(
+        parse(
+            "p.yaml",
+            &format!("{HEAD}rings: {{ring2: 500, ring1: 800, ring1_requires_approval: false}}\n"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        *p.rings(),
+        warden_identity::RingThresholds {
+            ring2: 500,
+            ring1: 800,
+            ring1_requires_approval: false
+        }
+    );
+    let defaults =
+        compile(parse("p.yaml", &format!("{HEAD}rings: {{ring2: 700}}\n")).unwrap()).unwrap();
+    assert_eq!(defaults.rings().ring2, 700);
+    assert_eq!(defaults.rings().ring1, 900);
+    assert!(defaults.rings().ring1_requires_approval);
+
+    assert_eq!(
+        errors(&format!("{HEAD}rings: {{ring2: 950, ring1: 900}}\n")),
+        [
+            "p.yaml:4:16: trust configuration: rings.ring2 = 950 is above rings.ring1 (ring 2 must be easier to reach than ring 1)"
+        ]
+    );
+    assert_eq!(
+        errors(&format!("{HEAD}rings: {{ring2: 0}}\n")),
+        [
+            "p.yaml:4:16: trust configuration: rings.ring2 = 0 would put every agent in ring 2 (hint: ring 3 is the default ring)"
+        ]
+    );
+    assert_eq!(
+        errors(&format!("{HEAD}rings: {{ring1: 1001}}\n")),
+        ["p.yaml:4:16: invalid rings.ring1 '1001' (a trust score is an integer from 0 to 1000)"]
+    );
+    assert_eq!(
+        errors(&format!("{HEAD}rings: {{ring3: 10}}\n")),
+        ["p.yaml:4:9: unknown field 'ring3' in 'rings' (did you mean 'ring2'?)"]
+    );
+}
+
+#[test]
+fn included_files_must_agree_on_rings() {
+    let src = sources(&[
+        (
+            "p.yaml",
+            &format!("{HEAD}include: [a.yaml]\nrings: {{ring2: 650}}\n"),
+        ),
+        ("a.yaml", "version: warden/v1\nrings: {ring2: 600}\n"),
+    ]);
+    let e = load("p.yaml", &src).unwrap_err().to_string();
+    assert_eq!(
+        e,
+        "p.yaml:5:8: conflicting rings: ring2 650, ring1 900 here, but ring2 600, ring1 900 in a.yaml"
+    );
 }

@@ -429,6 +429,48 @@ fn broken_policies() -> Vec<Broken> {
             "must be a relative path",
         ),
         broken(
+            "identity short form that is not required or optional",
+            format!("{HEAD}identity: always\n"),
+            "/identity",
+            "invalid identity 'always'",
+        ),
+        broken(
+            "identity required that is not a boolean",
+            format!("{HEAD}identity: {{required: 'yes'}}\n"),
+            "/identity",
+            "expected true or false for 'identity.required'",
+        ),
+        broken(
+            "issuer that is not a did:key",
+            format!("{HEAD}identity: {{issuers: ['did:web:example.com']}}\n"),
+            "/identity",
+            "invalid issuer",
+        ),
+        broken(
+            "unknown identity field",
+            format!("{HEAD}identity: {{requires: true}}\n"),
+            "/identity",
+            "unknown field 'requires' in 'identity'",
+        ),
+        broken(
+            "rule identity that is not required or optional",
+            r("  - id: r\n    identity: true\n    verdict: allow\n"),
+            "/rules/0/identity",
+            "expected a string for 'identity'",
+        ),
+        broken(
+            "ring threshold above 1000",
+            format!("{HEAD}rings: {{ring1: 1200}}\n"),
+            "/rings/ring1",
+            "invalid rings.ring1 '1200'",
+        ),
+        broken(
+            "unknown rings field",
+            format!("{HEAD}rings: {{ring0: 990}}\n"),
+            "/rings",
+            "unknown field 'ring0' in 'rings'",
+        ),
+        broken(
             "a document that is not a mapping",
             "- version: warden/v1\n".into(),
             "",
@@ -522,6 +564,10 @@ fn the_schema_accepts_what_the_loader_accepts() {
             "yes/no are strings",
             r("  - id: r\n    match: {labels: [yes, no, on, off]}\n    verdict: deny\n"),
         ),
+        ("identity short form", format!("{HEAD}identity: required\n")),
+        ("identity optional", format!("{HEAD}identity: optional\n")),
+        ("empty identity", format!("{HEAD}identity: {{}}\n")),
+        ("empty rings", format!("{HEAD}rings: {{}}\n")),
         (
             "longest id",
             r(&format!("  - id: {}\n    verdict: deny\n", "a".repeat(128))),
@@ -578,6 +624,18 @@ fn the_loader_catches_what_a_schema_cannot() {
             format!("{HEAD}include: ../x.yaml\n"),
             "outside the directory",
         ),
+        (
+            "ring 2 threshold above ring 1",
+            format!("{HEAD}rings: {{ring2: 950, ring1: 900}}\n"),
+            "is above rings.ring1",
+        ),
+        (
+            "did:key with a bad key",
+            format!(
+                "{HEAD}identity: {{issuers: [did:key:z6Mk1111111111111111111111111111111111111111111]}}\n"
+            ),
+            "invalid issuer",
+        ),
     ];
     for (what, text, loader_says) in cases {
         let errors = loader_errors(&text);
@@ -597,6 +655,11 @@ const EVERYTHING: &str = r#"
 version: warden/v1
 name: everything
 default: allow
+identity:
+  required: false
+  issuers: [did:key:z6MkiTBz1ymuepAQ4HEHYSF1H8quG5GLVVQR3djdX3mDooWp]
+  signed_requests: optional
+rings: {ring2: 600, ring1: 900, ring1_requires_approval: true}
 tools:
   db.query:
     description: Run a read query.
@@ -684,6 +747,14 @@ rules:
     match: {tool: ticket.create}
     visibility: visible
     verdict: allow
+  - id: with-identity
+    match: {tool: ticket.close}
+    identity: required
+    verdict: allow
+  - id: without-identity
+    match: {tool: ticket.read}
+    identity: optional
+    verdict: allow
   - id: "ns:dotted.id_with-chars"
     verdict: allow
 "#;
@@ -698,7 +769,9 @@ fn a_policy_using_every_feature_validates_and_loads() {
         panic!("the loader rejects it:\n{e}");
     }
     let loaded = parse("p.yaml", text).expect("loads");
-    assert_eq!(loaded.rules.len(), 13);
+    assert_eq!(loaded.rules.len(), 15);
+    assert!(loaded.rules.iter().any(|r| r.identity_required));
+    assert_eq!(loaded.identity.issuers.len(), 1);
     assert_eq!(loaded.tools.len(), 4);
 }
 
