@@ -4,15 +4,24 @@
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
+mod agent_cmd;
 mod audit_cmd;
 mod check;
+mod did_cmd;
 mod input;
 mod intent_cmd;
+mod keys;
 mod policy_cmd;
+mod registry;
 mod state;
+mod token_cmd;
+mod trust_cmd;
 
 /// Exit code for usage and input errors.
 pub const EXIT_USAGE: u8 = 2;
+/// Exit code for a command that could not do what was asked (unknown
+/// agent, invalid transition, bad key file, malformed DID…).
+pub const EXIT_FAILURE: u8 = 1;
 
 #[derive(Parser)]
 #[command(
@@ -39,6 +48,22 @@ enum Command {
     /// Verify, export and prove the audit log in --data-dir.
     #[command(subcommand)]
     Audit(audit_cmd::Command),
+    /// Create agents (did:key and sponsor), list them, move them through their lifecycle.
+    ///
+    /// Exit code: 0 done, 1 failed (unknown agent, invalid transition, bad key…), 2 usage.
+    #[command(subcommand)]
+    Agent(agent_cmd::Command),
+    /// Issue, delegate, verify and revoke capability tokens.
+    ///
+    /// Exit code: 0 done (verify: valid), 1 failed (verify: invalid), 2 usage.
+    #[command(subcommand)]
+    Token(token_cmd::Command),
+    /// Show an agent's trust score and rings.
+    #[command(subcommand)]
+    Trust(trust_cmd::Command),
+    /// Show the DID document of a did:key.
+    #[command(subcommand)]
+    Did(did_cmd::Command),
 }
 
 fn main() -> ExitCode {
@@ -47,18 +72,24 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => return usage_error(e),
     };
-    let result = match cli.command {
-        Command::Check(args) => check::run(args),
-        Command::Policy(cmd) => policy_cmd::run(cmd),
-        Command::Intent(args) => intent_cmd::run(args),
-        Command::Audit(cmd) => audit_cmd::run(cmd),
+    // Decisions keep exit code 1 for deny, so their errors are usage errors;
+    // the identity commands fail with 1.
+    let (result, error_code) = match cli.command {
+        Command::Check(args) => (check::run(args), EXIT_USAGE),
+        Command::Policy(cmd) => (policy_cmd::run(cmd), EXIT_USAGE),
+        Command::Intent(args) => (intent_cmd::run(args), EXIT_USAGE),
+        Command::Audit(cmd) => (audit_cmd::run(cmd), EXIT_USAGE),
+        Command::Agent(cmd) => (agent_cmd::run(cmd), EXIT_FAILURE),
+        Command::Token(cmd) => (token_cmd::run(cmd), EXIT_FAILURE),
+        Command::Trust(cmd) => (trust_cmd::run(cmd), EXIT_FAILURE),
+        Command::Did(cmd) => (did_cmd::run(cmd), EXIT_FAILURE),
     };
     match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
             // Errors quote user input: keep them to one line with no terminal escapes.
             eprintln!("warden: {}", warden_policy::printable(&format!("{e:#}")));
-            ExitCode::from(EXIT_USAGE)
+            ExitCode::from(error_code)
         }
     }
 }
