@@ -34,7 +34,8 @@ pub struct Action {
     /// Tool arguments.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub args: Option<Value>,
-    /// Free-form context. `labels` (a list of strings) and `ring` (0–3) have
+    /// Free-form context. `labels` (a list of strings), `ring` (0–3),
+    /// `token` (a capability token) and `signature` (a signed request) have
     /// meaning to the gate. `intents` is refused: the gate reads intents from
     /// the arguments itself, and an agent must not be able to claim them.
     #[serde(default, skip_serializing_if = "Map::is_empty")]
@@ -181,5 +182,17 @@ impl Action {
     /// `sha256:` + hex of SHA-256 over the action's canonical JSON.
     pub fn hash(&self) -> String {
         crate::canonical::action_hash(self)
+    }
+
+    /// What a signed request (`context.signature`) signs: the action hash of
+    /// this action without `context.signature` (a signature cannot cover
+    /// itself). Everything else, the token included, is covered.
+    pub fn hash_for_signing(&self) -> String {
+        if !self.context.contains_key("signature") {
+            return self.hash();
+        }
+        let mut unsigned = self.clone();
+        unsigned.context.remove("signature");
+        unsigned.hash()
     }
 }

@@ -35,6 +35,9 @@ pub(crate) fn record(
             findings: decision.findings,
             matched: decision.matched,
             policy: decision.policy,
+            agent: decision.agent,
+            sponsor: decision.sponsor,
+            identity: decision.identity,
             ..Decision::error(
                 reason::AUDIT_UNAVAILABLE,
                 format!(
@@ -71,7 +74,15 @@ pub(crate) fn decision_record(
         time_unix_nanos: SystemTime::now()
             .duration_since(UNIX_EPOCH)
             .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)),
-        agent: clip(action.agent.as_deref().unwrap_or_default(), MAX_NAME_BYTES),
+        // The proven agent when a token filled in an action that named none.
+        agent: clip(
+            decision
+                .agent
+                .as_deref()
+                .or(action.agent.as_deref())
+                .unwrap_or_default(),
+            MAX_NAME_BYTES,
+        ),
         session: clip(
             action.session.as_deref().unwrap_or_default(),
             MAX_NAME_BYTES,
@@ -99,7 +110,7 @@ pub(crate) fn decision_record(
             .as_ref()
             .map(|p| p.hash.clone())
             .unwrap_or_default(),
-        sponsor: None,
+        sponsor: decision.sponsor.clone(),
     }
 }
 

@@ -46,6 +46,34 @@ pub struct Decision {
     pub approvers: Vec<String>,
     /// The policy that decided: its name and hash; `null` when none was loaded.
     pub policy: Option<PolicyRef>,
+    /// The agent the action's capability token proved (its holder's DID);
+    /// absent without a verified token. Set on refusals too once the token
+    /// itself verified (e.g. a suspended agent).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub agent: Option<String>,
+    /// The accountable human the token names; absent without a verified token.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sponsor: Option<String>,
+    /// The rest of a verified identity: issuer, delegation depth, ring,
+    /// token hash, whether the request was signed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub identity: Option<IdentityInfo>,
+}
+
+/// What the gate established about an action's identity.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct IdentityInfo {
+    /// The issuer that minted the token chain.
+    pub issuer: String,
+    /// Delegations between the issuer's agent and the holder.
+    pub depth: usize,
+    /// The ring the action ran at (what `match.ring` saw): the agent
+    /// record's, capped by the token's ceiling and any lower `context.ring`.
+    pub ring: u8,
+    /// `sha256:` of the token text.
+    pub token: String,
+    /// Whether a signed request was verified with it.
+    pub signed: bool,
 }
 
 /// Which policy made a decision.
@@ -69,16 +97,74 @@ pub mod reason {
     pub const AUDIT_UNAVAILABLE: &str = "error:audit_unavailable";
     /// No rule matched; the policy's default applied.
     pub const DEFAULT: &str = "default";
+
+    // Identity. A token that does not verify is `identity:` + the
+    // `warden_identity::TokenError::code()`, e.g. `identity:token_expired`,
+    // `identity:token_revoked`, `identity:token_unknown_issuer`,
+    // `identity:token_too_deep`, `identity:token_bad_signature`.
+
+    /// Identity is required (by the policy, or by the rule that decided)
+    /// and the action carries no token in `context.token`.
+    pub const TOKEN_MISSING: &str = "identity:token_missing";
+    /// `context.token` is not a string.
+    pub const TOKEN_NOT_A_STRING: &str = "identity:token_malformed";
+    /// The policy requires identity and the gate has no identity context.
+    pub const IDENTITY_UNAVAILABLE: &str = "identity:unavailable";
+    /// `action.agent` is not the token's holder.
+    pub const AGENT_MISMATCH: &str = "identity:agent_mismatch";
+    /// The token's holder has no agent record.
+    pub const AGENT_UNKNOWN: &str = "identity:agent_unknown";
+    /// The agent is suspended.
+    pub const AGENT_SUSPENDED: &str = "identity:agent_suspended";
+    /// The agent is decommissioned.
+    pub const AGENT_DECOMMISSIONED: &str = "identity:agent_decommissioned";
+    /// The agent is provisioned but not yet active.
+    pub const AGENT_NOT_ACTIVE: &str = "identity:agent_not_active";
+    /// The stored agent record does not parse, or is another agent's.
+    pub const AGENT_RECORD_INVALID: &str = "identity:agent_record_invalid";
+    /// Agent records or revocations could not be read.
+    pub const STORE_UNAVAILABLE: &str = "identity:store_unavailable";
+    /// The token does not grant the tool (whatever the policy says).
+    pub const TOOL_NOT_GRANTED: &str = "identity:tool_not_granted";
+    /// `context.ring` claims a more privileged ring than the agent's record.
+    pub const RING_CLAIM_REFUSED: &str = "identity:ring_claim_refused";
+    /// The policy requires signed requests and `context.signature` is absent.
+    pub const SIGNATURE_MISSING: &str = "identity:signature_missing";
+    /// `context.signature` without `context.token`.
+    pub const SIGNATURE_WITHOUT_TOKEN: &str = "identity:signature_without_token";
+    /// `context.signature` is not a signed request.
+    pub const SIGNATURE_MALFORMED: &str = "identity:signature_malformed";
+    /// The request is signed by someone other than the token's holder.
+    pub const SIGNATURE_WRONG_SIGNER: &str = "identity:signature_wrong_signer";
+    /// The request was signed for another action.
+    pub const SIGNATURE_ACTION_MISMATCH: &str = "identity:signature_action_mismatch";
+    /// The signature's timestamp is outside the allowed skew.
+    pub const SIGNATURE_SKEW: &str = "identity:signature_skew";
+    /// The signature does not verify under the signer's key.
+    pub const SIGNATURE_INVALID: &str = "identity:signature_invalid";
+    /// The nonce was used before.
+    pub const SIGNATURE_REPLAYED: &str = "identity:signature_replayed";
+    /// The replay cache is full; refused rather than forgetting a nonce.
+    pub const SIGNATURE_REPLAY_CACHE_FULL: &str = "identity:signature_replay_cache_full";
 }
 
 impl Decision {
     /// A `deny` with a reserved reason and no rule.
     pub(crate) fn error(reason: &str, message: String, action_hash: String) -> Decision {
         Decision {
-            verdict: Verdict::Deny,
-            rule: None,
             reason: reason.to_string(),
             message,
+            ..Decision::base(Verdict::Deny, action_hash)
+        }
+    }
+
+    /// `verdict` about the action hashing to `action_hash`, every other field empty.
+    pub(crate) fn base(verdict: Verdict, action_hash: String) -> Decision {
+        Decision {
+            verdict,
+            rule: None,
+            reason: String::new(),
+            message: String::new(),
             action_hash,
             matched: Vec::new(),
             intents: Vec::new(),
@@ -88,6 +174,9 @@ impl Decision {
             args: None,
             approvers: Vec::new(),
             policy: None,
+            agent: None,
+            sponsor: None,
+            identity: None,
         }
     }
 }

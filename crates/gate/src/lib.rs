@@ -8,14 +8,22 @@
 //! 2. reads what its arguments do with `warden-intent` (the policy's tool
 //!    catalog pins argument kinds, everything else is classified as `auto`;
 //!    the policy's `egress` allowlist judges hosts),
-//! 3. evaluates the policy over the action, its intents and its labels,
-//! 4. when the gate has an audit log ([`Gate::with_audit`]), appends the
+//! 3. with an identity context ([`Gate::with_identity`]), checks the
+//!    action's capability token (`context.token`): the agent, its sponsor,
+//!    its ring (from the agent record, never from the caller) and the tools
+//!    the token grants ([`identity`] has the steps); a policy with
+//!    `identity: required` denies actions without one,
+//! 4. evaluates the policy over the action, its intents, its labels and the
+//!    proven agent and ring; when the deciding rule says `identity: required`
+//!    and the action proved no identity, the decision is `deny`,
+//! 5. when the gate has an audit log ([`Gate::with_audit`]), appends the
 //!    decision record and returns only once it is durable; if that fails the
 //!    decision is `deny` with `error:audit_unavailable`.
 //!
 //! The gate fails closed: no policy, an invalid action, a condition that
 //! errors, a panic during evaluation, or an audit log that cannot record all
-//! yield `deny` with a reserved `error:<kind>` reason.
+//! yield `deny` with a reserved `error:<kind>` reason; every identity
+//! failure yields `deny` with an `identity:<code>` reason.
 //!
 //! ```
 //! use warden_gate::{Action, Gate};
@@ -39,10 +47,12 @@ mod audit;
 pub mod canonical;
 mod decision;
 pub mod files;
+pub mod identity;
 
 pub use action::{Action, ActionError, DEFAULT_RING, MAX_ACTION_BYTES, MAX_NAME_BYTES, MAX_TAGS};
 pub use audit::MAX_INLINE_ARGUMENTS_BYTES;
-pub use decision::{Decision, PolicyRef, reason};
+pub use decision::{Decision, IdentityInfo, PolicyRef, reason};
+pub use identity::{IdentityContext, IdentityError};
 
 use serde_json::Value;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -56,6 +66,7 @@ use warden_store::Store;
 pub struct Gate {
     policy: Option<Arc<CompiledPolicy>>,
     audit: Option<Arc<dyn Store>>,
+    identity: Option<Arc<IdentityContext>>,
 }
 
 impl std::fmt::Debug for Gate {
@@ -63,6 +74,7 @@ impl std::fmt::Debug for Gate {
         f.debug_struct("Gate")
             .field("policy", &self.policy)
             .field("audit", &self.audit.is_some())
+            .field("identity", &self.identity)
             .finish()
     }
 }
@@ -76,6 +88,7 @@ impl Gate {
         Gate {
             policy: Some(Arc::new(policy)),
             audit: None,
+            identity: None,
         }
     }
 
@@ -84,6 +97,7 @@ impl Gate {
         Gate {
             policy: None,
             audit: None,
+            identity: None,
         }
     }
 
@@ -96,6 +110,21 @@ impl Gate {
         }
     }
 
+    /// This gate, checking capability tokens, agent records and signed
+    /// requests through `identity` (built for this gate's policy with
+    /// [`IdentityContext::new`]).
+    pub fn with_identity(self, identity: Arc<IdentityContext>) -> Gate {
+        Gate {
+            identity: Some(identity),
+            ..self
+        }
+    }
+
+    /// The identity context, if any (to refresh revocations, or revoke).
+    pub fn identity(&self) -> Option<&IdentityContext> {
+        self.identity.as_deref()
+    }
+
     /// The loaded policy, if any.
     pub fn policy(&self) -> Option<&CompiledPolicy> {
         self.policy.as_deref()
@@ -106,7 +135,7 @@ impl Gate {
     /// With an audit log, the decision is returned only after its record is
     /// durable, and carries its sequence number in [`Decision::seq`].
     pub fn decide(&self, action: &Action) -> Decision {
-        let decision = self.decide_unrecorded(action);
+        let decision = self.decide_unrecorded(action, identity::Mode::Decide);
         let Some(store) = &self.audit else {
             return decision;
         };
@@ -125,9 +154,11 @@ impl Gate {
     }
 
     /// The decision without the audit step (shared by `decide` and `explain`).
-    fn decide_unrecorded(&self, action: &Action) -> Decision {
+    fn decide_unrecorded(&self, action: &Action, mode: identity::Mode) -> Decision {
         let action_hash = action.hash();
-        match catch_unwind(AssertUnwindSafe(|| self.evaluate(action, &action_hash))) {
+        match catch_unwind(AssertUnwindSafe(|| {
+            self.evaluate(action, &action_hash, mode)
+        })) {
             Ok(decision) => decision,
             Err(panic) => {
                 let detail = panic
@@ -147,13 +178,24 @@ impl Gate {
     /// Decides about `action` and traces every rule of the policy for it
     /// (`warden policy explain`). The trace is `None` when no policy is
     /// loaded or the action is invalid; the decision then says why. Nothing
-    /// is recorded in the audit log: explaining is not deciding.
+    /// is recorded in the audit log: explaining is not deciding. The
+    /// identity check runs as in `decide` (its result is on the decision:
+    /// `agent`, `sponsor`, `identity`, or an `identity:` reason), except that
+    /// a signed request's nonce is not used up, so a replay is not detected.
+    /// The trace sees the agent and ring the identity check established.
     pub fn explain(&self, action: &Action) -> (Decision, Option<Explanation<'_>>) {
-        let decision = self.decide_unrecorded(action);
+        let decision = self.decide_unrecorded(action, identity::Mode::Explain);
         let trace = match (self.policy.as_deref(), action.facts()) {
-            (Some(policy), Ok(facts)) => catch_unwind(AssertUnwindSafe(|| {
+            (Some(policy), Ok(mut facts)) => catch_unwind(AssertUnwindSafe(|| {
                 let intents = intent_names(&decision.intents);
-                policy.explain(&input(action, &facts, &intents))
+                if let Some(id) = &decision.identity {
+                    facts.ring = id.ring;
+                }
+                let mut input = input(action, &facts, &intents);
+                if decision.agent.is_some() {
+                    input.agent = decision.agent.as_deref();
+                }
+                policy.explain(&input)
             }))
             .ok(),
             _ => None,
@@ -161,7 +203,7 @@ impl Gate {
         (decision, trace)
     }
 
-    fn evaluate(&self, action: &Action, action_hash: &str) -> Decision {
+    fn evaluate(&self, action: &Action, action_hash: &str, mode: identity::Mode) -> Decision {
         #[cfg(test)]
         if tests::PANIC_IN_EVALUATE.with(|p| p.get()) {
             panic!("injected by test");
@@ -173,7 +215,7 @@ impl Gate {
                 action_hash.to_string(),
             );
         };
-        let facts = match action.facts() {
+        let mut facts = match action.facts() {
             Ok(f) => f,
             Err(e) => {
                 return Decision::error(
@@ -184,16 +226,52 @@ impl Gate {
             }
         };
         let Classification { intents, findings } = classify(policy, action);
-        let intent_strings = intent_names(&intents);
-        let input = input(action, &facts, &intent_strings);
-        let eval = policy.evaluate(&input);
         let policy_ref = Some(PolicyRef {
             name: policy.name().to_string(),
             hash: policy.hash().to_string(),
         });
-        let matched = eval.matched.iter().map(|r| r.id.clone()).collect();
-        if let Some(err) = eval.error {
-            return Decision {
+        let refuse =
+            |reason: &str, message: String, intents, findings, who: Option<(String, String)>| {
+                let (agent, sponsor) = who.unzip();
+                Decision {
+                    intents,
+                    findings,
+                    policy: policy_ref.clone(),
+                    agent,
+                    sponsor,
+                    ..Decision::error(reason, message, action_hash.to_string())
+                }
+            };
+        let verified = match identity::check(self.identity.as_deref(), policy, action, mode) {
+            Ok(v) => v,
+            Err(r) => return refuse(&r.reason, r.message, intents, findings, r.who),
+        };
+        let missing_reason = if self.identity.is_some() {
+            reason::TOKEN_MISSING
+        } else {
+            reason::IDENTITY_UNAVAILABLE
+        };
+        if verified.is_none() && policy.identity().required {
+            return refuse(
+                missing_reason,
+                "the policy requires identity: the action must carry a capability token in context.token".to_string(),
+                intents,
+                findings,
+                None,
+            );
+        }
+        if let Some(v) = &verified {
+            facts.ring = v.ring;
+        }
+        let intent_strings = intent_names(&intents);
+        let mut input = input(action, &facts, &intent_strings);
+        if let Some(v) = &verified {
+            input.agent = Some(&v.agent);
+        }
+        let eval = policy.evaluate(&input);
+        let matched: Vec<String> = eval.matched.iter().map(|r| r.id.clone()).collect();
+        let mut decision = if let Some(err) = eval.error {
+            Decision {
                 rule: Some(err.rule.id.clone()),
                 matched,
                 intents,
@@ -204,65 +282,81 @@ impl Gate {
                     format!("condition of rule '{}' failed: {}", err.rule.id, err.detail),
                     action_hash.to_string(),
                 )
-            };
-        }
-        let Some(rule) = eval.rule else {
-            return Decision {
+            }
+        } else if let Some(rule) = eval.rule
+            && rule.identity_required
+            && verified.is_none()
+            && eval.verdict != Verdict::Deny
+        {
+            Decision {
+                rule: Some(rule.id.clone()),
+                matched,
+                ..refuse(
+                    missing_reason,
+                    format!(
+                        "rule '{}' requires identity: the action must carry a capability token in context.token",
+                        rule.id
+                    ),
+                    intents,
+                    findings,
+                    None,
+                )
+            }
+        } else if let Some(rule) = eval.rule {
+            let mut decision = Decision {
                 verdict: eval.verdict,
-                rule: None,
-                reason: reason::DEFAULT.to_string(),
-                message: format!("no rule matched; the policy's default is {}", eval.verdict),
-                action_hash: action_hash.to_string(),
+                rule: Some(rule.id.clone()),
+                reason: rule
+                    .reason
+                    .clone()
+                    .unwrap_or_else(|| format!("rule '{}'", rule.id)),
+                message: format!("{} by rule '{}'", verdict_past(eval.verdict), rule.id),
                 matched,
                 intents,
                 findings,
-                seq: None,
-                transform: Vec::new(),
-                args: None,
-                approvers: Vec::new(),
                 policy: policy_ref,
+                ..Decision::base(eval.verdict, action_hash.to_string())
             };
-        };
-        let mut decision = Decision {
-            verdict: eval.verdict,
-            rule: Some(rule.id.clone()),
-            reason: rule
-                .reason
-                .clone()
-                .unwrap_or_else(|| format!("rule '{}'", rule.id)),
-            message: format!("{} by rule '{}'", verdict_past(eval.verdict), rule.id),
-            action_hash: action_hash.to_string(),
-            matched,
-            intents,
-            findings,
-            seq: None,
-            transform: Vec::new(),
-            args: None,
-            approvers: Vec::new(),
-            policy: policy_ref,
-        };
-        if let Some(why) = &rule.reason {
-            decision.message = format!("{}: {why}", decision.message);
-        }
-        // The winning verdict's obligations come from every matched rule with that verdict.
-        let same = eval.matched.iter().filter(|r| r.verdict == eval.verdict);
-        match eval.verdict {
-            Verdict::Transform => {
-                decision.transform = same.flat_map(|r| r.transform.iter().cloned()).collect();
-                let mut args = input.args.clone();
-                transform::apply(&decision.transform, &mut args);
-                decision.args = Some(args);
+            if let Some(why) = &rule.reason {
+                decision.message = format!("{}: {why}", decision.message);
             }
-            Verdict::RequireApproval => {
-                for r in same {
-                    for a in &r.approvers {
-                        if !decision.approvers.contains(a) {
-                            decision.approvers.push(a.clone());
+            // The winning verdict's obligations come from every matched rule with that verdict.
+            let same = eval.matched.iter().filter(|r| r.verdict == eval.verdict);
+            match eval.verdict {
+                Verdict::Transform => {
+                    decision.transform = same.flat_map(|r| r.transform.iter().cloned()).collect();
+                    let mut args = input.args.clone();
+                    transform::apply(&decision.transform, &mut args);
+                    decision.args = Some(args);
+                }
+                Verdict::RequireApproval => {
+                    for r in same {
+                        for a in &r.approvers {
+                            if !decision.approvers.contains(a) {
+                                decision.approvers.push(a.clone());
+                            }
                         }
                     }
                 }
+                _ => {}
             }
-            _ => {}
+            decision
+        } else {
+            Decision {
+                verdict: eval.verdict,
+                reason: reason::DEFAULT.to_string(),
+                message: format!("no rule matched; the policy's default is {}", eval.verdict),
+                matched,
+                intents,
+                findings,
+                policy: policy_ref,
+                ..Decision::base(eval.verdict, action_hash.to_string())
+            }
+        };
+        if let Some(v) = verified {
+            decision.agent = Some(v.agent);
+            decision.sponsor = Some(v.sponsor);
+            decision.identity = Some(v.info);
         }
         decision
     }

@@ -1,0 +1,502 @@
+//! The identity step of a decision: who sends the action, who answers for
+//! it, at which ring it runs, and which tools its capability token grants.
+//!
+//! With an [`IdentityContext`] ([`crate::Gate::with_identity`]), an action
+//! that carries a token in `context.token` is checked in full, whether or not
+//! the policy asks for identity:
+//!
+//! 1. the token verifies (cached) against the trusted issuers — the policy's
+//!    `identity.issuers` plus the caller's — and the revocations in the store;
+//! 2. `action.agent`, when given, is the token's holder (when absent, the
+//!    holder becomes the agent);
+//! 3. a signed request in `context.signature`, when present (required under
+//!    `identity: {signed_requests: required}`), is by the holder and over
+//!    [`Action::hash_for_signing`], and its nonce is new;
+//! 4. the holder's agent record exists and is `active`;
+//! 5. the ring is the record's (capped by what its trust score earns under
+//!    the policy's `rings:`), never the caller's: a `context.ring` more
+//!    privileged than that is refused; one less privileged is honoured
+//!    (an agent may drop privilege). The token's ring ceiling caps it too;
+//! 6. the tool is within the token's rights at that ring.
+//!
+//! Any failure is a `deny` with an `identity:<code>` reason. Nothing in this
+//! path allows on an error.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use serde_json::Value;
+use warden_identity::{
+    Agent, Did, RequestVerifier, RevocationId, Ring, RingThresholds, SignedRequest,
+    SignedRequestError, Status, TokenError, TokenVerifier,
+};
+use warden_policy::{CompiledPolicy, SignedRequests};
+use warden_store::Store;
+
+use crate::decision::reason;
+use crate::{Action, IdentityInfo};
+
+/// How often [`crate::Gate::decide`] re-reads the store's revocations by
+/// default, so a token revoked by another process stops working within this
+/// long. [`IdentityContext::refresh_revocations`] does it at once.
+pub const DEFAULT_REVOCATION_REFRESH: Duration = Duration::from_secs(5);
+
+/// Parsed agent records kept, keyed by DID and checked against the stored
+/// text on every decision (the store is read every time; only the parsing
+/// is saved).
+const AGENT_CACHE_CAPACITY: usize = 4096;
+
+/// Longest `context.signature` accepted, as JSON text.
+const MAX_SIGNATURE_BYTES: usize = 4096;
+
+/// Why an [`IdentityContext`] could not be built or refreshed.
+#[derive(Debug, thiserror::Error)]
+pub enum IdentityError {
+    /// No trusted issuer, or the issuers clash.
+    #[error("cannot verify tokens: {0}")]
+    Issuers(#[source] TokenError),
+    /// The store could not be read.
+    #[error("cannot read identities from the store: {0}")]
+    Store(#[source] warden_store::StoreError),
+    /// A stored revocation id does not parse.
+    #[error("stored revocation id {id:?} is invalid: {source}")]
+    Revocation {
+        /// The id as stored.
+        id: String,
+        /// What is wrong with it.
+        #[source]
+        source: TokenError,
+    },
+}
+
+/// What the gate needs to check identities: the token verifier (trusted
+/// issuers, revocations, cache), the replay cache for signed requests, and
+/// the store that holds agent records and revocations. Build one per policy
+/// (the policy's issuers are part of it) and share it between gates.
+pub struct IdentityContext {
+    tokens: TokenVerifier,
+    requests: RequestVerifier,
+    store: Arc<dyn Store>,
+    clock: fn() -> SystemTime,
+    refresh_every: Duration,
+    started: Instant,
+    /// Milliseconds after `started` of the last revocation refresh.
+    refreshed_ms: AtomicU64,
+    /// Revocations already loaded (the store lists them in the order revoked,
+    /// and a revocation is permanent).
+    loaded: Mutex<usize>,
+    agents: Mutex<HashMap<String, (String, Arc<Agent>)>>,
+}
+
+impl std::fmt::Debug for IdentityContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IdentityContext")
+            .field(
+                "issuers",
+                &self.tokens.trusted_issuers().collect::<Vec<_>>(),
+            )
+            .field("refresh_every", &self.refresh_every)
+            .finish_non_exhaustive()
+    }
+}
+
+impl IdentityContext {
+    /// Trusts the policy's `identity.issuers` and `issuers` (e.g. the data
+    /// directory's own issuer), reads agents from `store`, and loads the
+    /// store's revocations.
+    pub fn new<I: IntoIterator<Item = Did>>(
+        policy: &CompiledPolicy,
+        store: Arc<dyn Store>,
+        issuers: I,
+    ) -> Result<IdentityContext, IdentityError> {
+        let mut trusted: Vec<Did> = policy.identity().issuers.clone();
+        for did in issuers {
+            if !trusted.contains(&did) {
+                trusted.push(did);
+            }
+        }
+        let tokens = TokenVerifier::new(trusted).map_err(IdentityError::Issuers)?;
+        let context = IdentityContext {
+            tokens,
+            requests: RequestVerifier::default(),
+            store,
+            clock: SystemTime::now,
+            refresh_every: DEFAULT_REVOCATION_REFRESH,
+            started: Instant::now(),
+            refreshed_ms: AtomicU64::new(0),
+            loaded: Mutex::new(0),
+            agents: Mutex::new(HashMap::new()),
+        };
+        context.refresh_revocations()?;
+        Ok(context)
+    }
+
+    /// Reads the time from `clock` instead of the system clock (for tests).
+    pub fn with_clock(mut self, clock: fn() -> SystemTime) -> IdentityContext {
+        self.clock = clock;
+        self
+    }
+
+    /// Re-reads revocations at most this often during decisions (default
+    /// [`DEFAULT_REVOCATION_REFRESH`]; zero re-reads on every decision).
+    pub fn with_revocation_refresh(mut self, every: Duration) -> IdentityContext {
+        self.refresh_every = every;
+        self
+    }
+
+    /// Loads revocations added to the store since the last load; returns
+    /// how many were new.
+    pub fn refresh_revocations(&self) -> Result<usize, IdentityError> {
+        let mut loaded = self.loaded.lock().unwrap_or_else(|e| e.into_inner());
+        let all = self.store.revocations().map_err(IdentityError::Store)?;
+        let fresh = all.get(*loaded..).unwrap_or_default();
+        for r in fresh {
+            let id = RevocationId::parse(&r.id).map_err(|source| IdentityError::Revocation {
+                id: r.id.clone(),
+                source,
+            })?;
+            self.tokens.revoke(&id);
+        }
+        let count = fresh.len();
+        *loaded = all.len();
+        self.refreshed_ms
+            .store(self.elapsed_ms(), Ordering::Relaxed);
+        Ok(count)
+    }
+
+    /// Revokes a token's block id in this process at once (the store keeps
+    /// revocations; this is for a caller that just wrote one).
+    pub fn revoke(&self, id: &RevocationId) {
+        self.tokens.revoke(id);
+    }
+
+    /// The token verifier (trusted issuers, revocations, cache).
+    pub fn verifier(&self) -> &TokenVerifier {
+        &self.tokens
+    }
+
+    fn elapsed_ms(&self) -> u64 {
+        u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    fn refresh_if_due(&self) -> Result<(), IdentityError> {
+        let due = u64::try_from(self.refresh_every.as_millis()).unwrap_or(u64::MAX);
+        let last = self.refreshed_ms.load(Ordering::Relaxed);
+        if self.elapsed_ms().saturating_sub(last) >= due {
+            self.refresh_revocations()?;
+        }
+        Ok(())
+    }
+
+    /// The agent `did` as stored now, parsed (or from the cache when the
+    /// stored text is unchanged).
+    fn agent(&self, did: &Did) -> Result<Arc<Agent>, Refusal> {
+        let stored = match self.store.agent(did.as_str()) {
+            Ok(Some(s)) => s,
+            Ok(None) => {
+                return Err(Refusal::new(
+                    reason::AGENT_UNKNOWN,
+                    format!(
+                        "no agent {did} is registered (hint: create it with 'warden agent create')"
+                    ),
+                ));
+            }
+            Err(e) => {
+                return Err(Refusal::new(
+                    reason::STORE_UNAVAILABLE,
+                    format!(
+                        "the agent record of {did} cannot be read, so the action is denied: {e}"
+                    ),
+                ));
+            }
+        };
+        let mut cache = self.agents.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((text, agent)) = cache.get(did.as_str())
+            && *text == stored.record
+        {
+            return Ok(agent.clone());
+        }
+        let agent: Agent = serde_json::from_str(&stored.record).map_err(|e| {
+            Refusal::new(
+                reason::AGENT_RECORD_INVALID,
+                format!("the stored record of agent {did} is invalid: {e}"),
+            )
+        })?;
+        if agent.did() != did {
+            return Err(Refusal::new(
+                reason::AGENT_RECORD_INVALID,
+                format!("the record stored for {did} is that of {}", agent.did()),
+            ));
+        }
+        let agent = Arc::new(agent);
+        if cache.len() >= AGENT_CACHE_CAPACITY {
+            cache.clear();
+        }
+        cache.insert(did.to_string(), (stored.record, agent.clone()));
+        Ok(agent)
+    }
+}
+
+/// Whether the check may remember what it saw (a signed request's nonce).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Mode {
+    /// `decide`: nonces are recorded, so a replay is refused.
+    Decide,
+    /// `explain`: nothing is recorded; a replay is not detected.
+    Explain,
+}
+
+/// An identity that checked out.
+#[derive(Debug, Clone)]
+pub(crate) struct Verified {
+    pub agent: String,
+    pub sponsor: String,
+    pub ring: u8,
+    pub info: IdentityInfo,
+}
+
+/// Why an identity was refused; `who` is set once the token verified.
+#[derive(Debug, Clone)]
+pub(crate) struct Refusal {
+    pub reason: String,
+    pub message: String,
+    pub who: Option<(String, String)>,
+}
+
+impl Refusal {
+    fn new(reason: &str, message: String) -> Refusal {
+        Refusal {
+            reason: reason.to_string(),
+            message,
+            who: None,
+        }
+    }
+
+    fn token(e: &TokenError) -> Refusal {
+        let reason = match e {
+            TokenError::ToolNotGranted { .. } => reason::TOOL_NOT_GRANTED.to_string(),
+            other => format!("identity:{}", other.code()),
+        };
+        Refusal {
+            reason,
+            message: e.to_string(),
+            who: None,
+        }
+    }
+
+    fn by(mut self, agent: &Did, sponsor: &str) -> Refusal {
+        self.who = Some((agent.to_string(), sponsor.to_string()));
+        self
+    }
+}
+
+/// The identity of `action`: `Ok(None)` when it carries no token (the caller
+/// decides whether one was needed), the verified identity, or a refusal.
+/// `context` is `None` when the gate has no identity context.
+pub(crate) fn check(
+    context: Option<&IdentityContext>,
+    policy: &CompiledPolicy,
+    action: &Action,
+    mode: Mode,
+) -> Result<Option<Verified>, Refusal> {
+    let Some(ctx) = context else {
+        // Without a context nothing can be verified: a token is not read
+        // unless the policy asks for identity, which then fails closed.
+        if policy.identity().required {
+            return Err(Refusal::new(
+                reason::IDENTITY_UNAVAILABLE,
+                "the policy requires identity, but this gate cannot verify tokens (no identity context), so every action is denied".to_string(),
+            ));
+        }
+        return Ok(None);
+    };
+    let token = match action.context.get("token") {
+        None => {
+            if action.context.contains_key("signature") {
+                return Err(Refusal::new(
+                    reason::SIGNATURE_WITHOUT_TOKEN,
+                    "the action is signed but carries no token in context.token; a signed request proves nothing without one".to_string(),
+                ));
+            }
+            return Ok(None);
+        }
+        Some(Value::String(t)) => t,
+        Some(_) => {
+            return Err(Refusal::new(
+                reason::TOKEN_NOT_A_STRING,
+                "context.token must be a string (the token as issued)".to_string(),
+            ));
+        }
+    };
+    ctx.refresh_if_due().map_err(|e| {
+        Refusal::new(
+            reason::STORE_UNAVAILABLE,
+            format!("revocations cannot be read, so the action is denied: {e}"),
+        )
+    })?;
+    let now = (ctx.clock)();
+    let verified = ctx
+        .tokens
+        .verify(token, now)
+        .map_err(|e| Refusal::token(&e))?;
+    let holder = verified.holder();
+    let sponsor = verified.sponsor().as_str();
+
+    if let Some(agent) = &action.agent
+        && agent != holder.as_str()
+    {
+        return Err(Refusal::new(
+            reason::AGENT_MISMATCH,
+            format!("the action names agent {agent:?}, but the token belongs to {holder}"),
+        )
+        .by(holder, sponsor));
+    }
+
+    let signed =
+        signature(ctx, policy, action, holder, now, mode).map_err(|r| r.by(holder, sponsor))?;
+
+    let agent = ctx.agent(holder).map_err(|r| r.by(holder, sponsor))?;
+    let refused = |reason: &str, status: Status| {
+        Refusal::new(
+            reason,
+            format!("agent {holder} is {status}; only active agents may act"),
+        )
+        .by(holder, sponsor)
+    };
+    match agent.status() {
+        Status::Active => {}
+        s @ Status::Suspended => return Err(refused(reason::AGENT_SUSPENDED, s)),
+        s @ Status::Decommissioned => return Err(refused(reason::AGENT_DECOMMISSIONED, s)),
+        s @ Status::Provisioned => return Err(refused(reason::AGENT_NOT_ACTIVE, s)),
+    }
+
+    let record_ring = ring_of(&agent, policy.rings());
+    let mut ring = record_ring.get();
+    if let Some(claim) = action.context.get("ring") {
+        // Action::facts has already checked it is 0..=3.
+        let claim = claim
+            .as_u64()
+            .and_then(|c| u8::try_from(c).ok())
+            .unwrap_or(u8::MAX);
+        if claim < ring {
+            return Err(Refusal::new(
+                reason::RING_CLAIM_REFUSED,
+                format!(
+                    "context.ring claims ring {claim}, but agent {holder} is at ring {ring}; an agent cannot raise its own ring"
+                ),
+            )
+            .by(holder, sponsor));
+        }
+        ring = claim;
+    }
+    ring = ring.max(verified.effective_rights().ring_ceiling.get());
+    let ring_value = Ring::new(ring).map_err(|e| {
+        Refusal::new(reason::AGENT_RECORD_INVALID, e.to_string()).by(holder, sponsor)
+    })?;
+    if let Some(tool) = &action.tool {
+        verified
+            .authorize(tool, ring_value, now)
+            .map_err(|e| Refusal::token(&e).by(holder, sponsor))?;
+    }
+
+    Ok(Some(Verified {
+        agent: holder.to_string(),
+        sponsor: sponsor.to_string(),
+        ring,
+        info: IdentityInfo {
+            issuer: verified.issuer().to_string(),
+            depth: verified.depth(),
+            ring,
+            token: verified.token_hash(),
+            signed,
+        },
+    }))
+}
+
+/// Checks `context.signature`; returns whether the action was signed.
+fn signature(
+    ctx: &IdentityContext,
+    policy: &CompiledPolicy,
+    action: &Action,
+    holder: &Did,
+    now: SystemTime,
+    mode: Mode,
+) -> Result<bool, Refusal> {
+    let Some(value) = action.context.get("signature") else {
+        if policy.identity().signed_requests == SignedRequests::Required {
+            return Err(Refusal::new(
+                reason::SIGNATURE_MISSING,
+                "the policy requires signed requests, and the action carries no context.signature"
+                    .to_string(),
+            ));
+        }
+        return Ok(false);
+    };
+    let malformed = |detail: String| {
+        Refusal::new(
+            reason::SIGNATURE_MALFORMED,
+            format!("context.signature is not a signed request: {detail}"),
+        )
+    };
+    let parsed: Result<SignedRequest, serde_json::Error> = match value {
+        Value::String(text) if text.len() > MAX_SIGNATURE_BYTES => {
+            return Err(malformed(format!(
+                "{} bytes; at most {MAX_SIGNATURE_BYTES}",
+                text.len()
+            )));
+        }
+        Value::String(text) => serde_json::from_str(text),
+        other => <SignedRequest as serde::Deserialize>::deserialize(other),
+    };
+    let request = parsed.map_err(|e| malformed(e.to_string()))?;
+    if request.did != *holder {
+        return Err(Refusal::new(
+            reason::SIGNATURE_WRONG_SIGNER,
+            format!(
+                "the request is signed by {}, but the token belongs to {holder}",
+                request.did
+            ),
+        ));
+    }
+    let hash = action.hash_for_signing();
+    let result = match mode {
+        Mode::Decide => ctx.requests.verify(&request, &hash, now),
+        // A fresh replay cache: explaining must not use up the nonce.
+        Mode::Explain => RequestVerifier::default().verify(&request, &hash, now),
+    };
+    result.map_err(|e| {
+        let reason = match e {
+            SignedRequestError::FieldLength { .. } | SignedRequestError::Encoding { .. } => {
+                reason::SIGNATURE_MALFORMED
+            }
+            SignedRequestError::ActionMismatch { .. } => reason::SIGNATURE_ACTION_MISMATCH,
+            SignedRequestError::Skew { .. } => reason::SIGNATURE_SKEW,
+            SignedRequestError::BadSignature { .. } => reason::SIGNATURE_INVALID,
+            SignedRequestError::Replay { .. } => reason::SIGNATURE_REPLAYED,
+            SignedRequestError::ReplayCacheFull { .. } => reason::SIGNATURE_REPLAY_CACHE_FULL,
+        };
+        Refusal::new(reason, e.to_string())
+    })?;
+    Ok(true)
+}
+
+/// The agent's ring: the record's, but never more privileged than what its
+/// stored trust score earns under the policy's thresholds (so raising
+/// `rings:` demotes at once). Ring 0 is only ever assigned by hand and is
+/// kept while the score holds the ring-1 threshold, as in `warden_identity::trust`.
+fn ring_of(agent: &Agent, rings: &RingThresholds) -> Ring {
+    let stored = agent.ring();
+    let trust = agent.trust();
+    let earned = if stored == Ring::R0 && trust.score() >= rings.ring1 {
+        Ring::R0
+    } else {
+        rings.eligible_ring(trust.score(), trust.ring1_approved())
+    };
+    if earned.get() > stored.get() {
+        earned
+    } else {
+        stored
+    }
+}
