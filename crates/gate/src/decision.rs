@@ -107,7 +107,7 @@ pub mod reason {
     /// and the action carries no token in `context.token`.
     pub const TOKEN_MISSING: &str = "identity:token_missing";
     /// `context.token` is not a string.
-    pub const TOKEN_NOT_A_STRING: &str = "identity:token_malformed";
+    pub const TOKEN_NOT_A_STRING: &str = "identity:token_not_a_string";
     /// The policy requires identity and the gate has no identity context.
     pub const IDENTITY_UNAVAILABLE: &str = "identity:unavailable";
     /// `action.agent` is not the token's holder.
