@@ -299,6 +299,8 @@ fn change_status(
 /// id, which revokes all delegations made from it too) or delegated to it
 /// (that delegation's id). Returns the ids revoked now.
 ///
+/// The log is the index: it is read once from the start, which is rare
+/// work (one decommission) against a table kept for it on every issue.
 /// Tokens delegated to the agent outside this CLI are not in the log; the
 /// gate refuses a decommissioned agent whatever token it shows.
 fn revoke_credentials(registry: &Registry, did: &Did, reason: &str) -> Result<Vec<String>> {
