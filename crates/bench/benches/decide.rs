@@ -8,9 +8,11 @@
 use cedar_policy::{Authorizer, Context, Entities, EntityUid, PolicySet, Request};
 use std::hint::black_box;
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Instant;
+use std::time::{Duration, SystemTime};
 use warden_bench::*;
-use warden_gate::{Action, Gate};
+use warden_gate::{Action, Gate, IdentityContext};
 
 const CALLS: usize = 200_000;
 const ROUNDS: usize = 5;
@@ -120,6 +122,83 @@ fn cedar(policies: &str, acts: &[Action], calls: usize) -> Stats {
         .collect();
     rounds.sort_by_key(|s| s.p50);
     rounds.swap_remove(ROUNDS / 2)
+}
+
+/// The catalog policy with `identity: required`, a SQLite store holding one
+/// active ring-2 agent, and the bench actions carrying that agent's token
+/// (granting every bench tool) in place of their `agent`. The token is
+/// verified once; every decision after that is a cache hit plus the store
+/// read of the agent record.
+fn identity_gate(acts: &[Action]) -> (Gate, Vec<Action>, tempfile::TempDir) {
+    use rand::SeedableRng;
+    use warden_identity::{Agent, Grant, IdentityKey, Ring, Sponsor, Status, ToolPattern};
+    use warden_store::Store as _;
+
+    let text =
+        warden_policy_with_catalog().replacen("default: ", "identity: required\ndefault: ", 1);
+    let policy = warden_policy::parse("bench.yaml", &text)
+        .and_then(warden_policy::compile)
+        .expect("the identity variant compiles");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = Arc::new(
+        warden_store::SqliteStore::open(dir.path(), warden_store::StoreConfig::new("bench/warden"))
+            .expect("store opens"),
+    );
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    let org = IdentityKey::generate(&mut rng);
+    let key = IdentityKey::generate(&mut rng);
+    let now = SystemTime::now();
+    let sponsor = Sponsor::parse("bench@example.com").expect("sponsor");
+    let agent = Agent::restore(
+        key.did().clone(),
+        "bench",
+        sponsor.clone(),
+        0,
+        Status::Active,
+        warden_identity::trust::TrustState::restore(700, Ring::R2, false, 0),
+    )
+    .expect("agent");
+    store
+        .append_with(
+            warden_audit::Record::Event(warden_audit::EventRecord {
+                time_unix_nanos: 0,
+                actor: "bench".into(),
+                action: "agent.status".into(),
+                subject: key.did().to_string(),
+                details: "{}".into(),
+            }),
+            warden_store::StateChange::PutAgent {
+                did: key.did().to_string(),
+                record: serde_json::to_string(&agent).expect("agent JSON"),
+            },
+        )
+        .expect("agent stored");
+    let token = warden_identity::issue(
+        &org,
+        &Grant {
+            agent: key.did().clone(),
+            sponsor,
+            tools: vec![ToolPattern::parse("svc*").expect("pattern")],
+            ring_ceiling: Ring::R0,
+            ttl: Duration::from_secs(3600),
+        },
+        now,
+        &mut rng,
+    )
+    .expect("token");
+    let context = IdentityContext::new(&policy, store, [org.did().clone()]).expect("identity");
+    let gate = Gate::new(policy).with_identity(Arc::new(context));
+    let with_token = acts
+        .iter()
+        .map(|a| {
+            let mut a = a.clone();
+            a.agent = None;
+            a.context
+                .insert("token".into(), token.as_str().to_string().into());
+            a
+        })
+        .collect();
+    (gate, with_token, dir)
 }
 
 fn main() {
@@ -236,6 +315,21 @@ fn main() {
         black_box(gate.decide(&acts_1k[i % acts_1k.len()]));
     });
     show("  same, every string read as `auto`", &w1k_auto);
+
+    let (id_gate, id_acts, _store_dir) = identity_gate(&acts);
+    for a in id_acts.iter().take(50) {
+        let (with, without) = (id_gate.decide(a), catalog_gate.decide(a));
+        assert!(with.sponsor.is_some(), "the bench token verifies: {with:?}");
+        assert_eq!(
+            (with.verdict, &with.rule),
+            (without.verdict, &without.rule),
+            "the token grants every bench tool"
+        );
+    }
+    let wid = measure(|i| {
+        black_box(id_gate.decide(&id_acts[i % id_acts.len()]));
+    });
+    show("identity: cached token (+ agent record read)", &wid);
 
     let c_eq = cedar(&cedar_equivalent(), &acts, CALLS / 10);
     show("cedar, equivalent 1,000 policies", &c_eq);
