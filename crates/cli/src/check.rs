@@ -1,11 +1,11 @@
 //! `warden check`: one action in, one decision out.
 
-use crate::{input, state};
+use crate::{input, keys, state};
 use anyhow::Result;
 use std::sync::Arc;
-use warden_gate::{Decision, Gate};
-use warden_policy::Verdict;
-use warden_store::Store;
+use warden_gate::{Decision, Gate, IdentityContext};
+use warden_policy::{CompiledPolicy, Verdict};
+use warden_store::{SqliteStore, Store};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -34,9 +34,34 @@ pub fn exit_code(d: &Decision) -> u8 {
 pub fn run(args: Args) -> Result<u8> {
     let policy = input::policy(args.policy.as_deref())?;
     let action = input::action(&args.action)?;
-    let gate = Gate::new(policy);
-    let decision = if args.record {
-        let store = Arc::new(args.data.open()?);
+    let identity_in_play = policy.uses_identity() || action.context.contains_key("token");
+    let store: Option<Arc<SqliteStore>> = if args.record {
+        Some(Arc::new(args.data.open()?))
+    } else if identity_in_play {
+        // Agents and revocations are read from the data directory; without
+        // one, the gate has no identities and denies what needs one.
+        args.data.open_existing().ok().map(Arc::new)
+    } else {
+        None
+    };
+    let context = match &store {
+        Some(store) if identity_in_play => match identity(&policy, store.clone(), &args.data) {
+            Ok(context) => Some(Arc::new(context)),
+            Err(e) => {
+                eprintln!(
+                    "warden: warning: identities cannot be checked ({}); actions that need one are denied",
+                    warden_policy::printable(&e.to_string())
+                );
+                None
+            }
+        },
+        _ => None,
+    };
+    let mut gate = Gate::new(policy);
+    if let Some(context) = context {
+        gate = gate.with_identity(context);
+    }
+    let decision = if let Some(store) = store.filter(|_| args.record) {
         let decision = gate.with_audit(store.clone()).decide(&action);
         // The record is durable already; a clean close also signs a
         // checkpoint over it. Failing that does not change the verdict.
@@ -52,4 +77,15 @@ pub fn run(args: Args) -> Result<u8> {
     };
     println!("{}", serde_json::to_string_pretty(&decision)?);
     Ok(exit_code(&decision))
+}
+
+/// The gate's identity context: agents and revocations from the store, and
+/// the policy's issuers plus this data directory's own issuer key.
+fn identity(
+    policy: &CompiledPolicy,
+    store: Arc<SqliteStore>,
+    data: &state::DataDir,
+) -> Result<IdentityContext> {
+    let own = keys::existing_issuer(&data.data_dir)?;
+    Ok(IdentityContext::new(policy, store, own)?)
 }

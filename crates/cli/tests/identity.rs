@@ -804,3 +804,94 @@ fn trust_show_reports_score_ring_and_thresholds() {
     assert!(text.contains("score          500 now"), "{text}");
     assert!(text.contains("ring 2 ≥ 600"), "{text}");
 }
+
+/// `warden check` on a policy that requires identity: the token from
+/// `token issue` lets the agent's calls through, the sponsor lands on the
+/// decision and in the audit log, and each refusal has its own reason.
+#[test]
+fn check_requires_a_token_from_this_data_dir_and_records_the_sponsor() {
+    let dir = TempDir::new().unwrap();
+    let data = dir.path();
+    let policy = data.join("policy.yaml");
+    fs::write(
+        &policy,
+        "version: warden/v1\nname: id-check\ndefault: deny\nidentity: required\nrules:\n  - id: reads\n    match: {tool: \"db.read*\"}\n    verdict: allow\n",
+    )
+    .unwrap();
+    let (did, _) = create(data, "reader", "alice@example.com");
+    let token = ok(
+        data,
+        &[
+            "token", "issue", "--agent", &did, "--tools", "db.*", "--ttl", "1h",
+        ],
+    );
+    let token = token.trim();
+    let check = |name: &str, action: Value| {
+        let path = data.join(name);
+        fs::write(&path, action.to_string()).unwrap();
+        let out = run(
+            data,
+            &[
+                "check",
+                "--record",
+                "--policy",
+                policy.to_str().unwrap(),
+                "--action",
+                path.to_str().unwrap(),
+            ],
+        );
+        let decision: Value = serde_json::from_slice(&out.stdout)
+            .unwrap_or_else(|e| panic!("{name}: {e}: {}", stderr(&out)));
+        (out.status.code(), decision)
+    };
+
+    let (code, d) = check(
+        "ok.json",
+        serde_json::json!({"point": "pre_tool_call", "tool": "db.read", "args": {},
+                           "context": {"token": token}}),
+    );
+    assert_eq!(code, Some(0), "{d}");
+    assert_eq!(d["verdict"], "allow");
+    assert_eq!(d["agent"], did.as_str());
+    assert_eq!(d["sponsor"], "alice@example.com");
+
+    let (code, d) = check(
+        "missing.json",
+        serde_json::json!({"point": "pre_tool_call", "tool": "db.read", "args": {}}),
+    );
+    assert_eq!(
+        (code, d["reason"].as_str()),
+        (Some(1), Some("identity:token_missing")),
+        "{d}"
+    );
+
+    let (code, d) = check(
+        "forged.json",
+        serde_json::json!({"point": "pre_tool_call", "tool": "db.read", "args": {},
+                           "context": {"token": format!("{token}x")}}),
+    );
+    assert_eq!(code, Some(1), "{d}");
+    assert!(
+        d["reason"].as_str().unwrap().starts_with("identity:"),
+        "{d}"
+    );
+
+    ok(data, &["agent", "suspend", &did, "--reason", "test"]);
+    let (code, d) = check(
+        "suspended.json",
+        serde_json::json!({"point": "pre_tool_call", "tool": "db.read", "args": {},
+                           "context": {"token": token}}),
+    );
+    assert_eq!(code, Some(1), "{d}");
+    assert!(d["reason"].as_str().unwrap().contains("suspended"), "{d}");
+
+    // The allowed decision is in the log with its sponsor.
+    let decisions: Vec<Value> = export(data)
+        .into_iter()
+        .filter(|e| e["kind"] == "decision")
+        .collect();
+    assert_eq!(decisions.len(), 4);
+    assert_eq!(decisions[0]["sponsor"], "alice@example.com");
+    assert_eq!(decisions[0]["agent"], did.as_str());
+    ok(data, &["audit", "verify"]);
+}
