@@ -895,3 +895,35 @@ fn check_requires_a_token_from_this_data_dir_and_records_the_sponsor() {
     assert_eq!(decisions[0]["agent"], did.as_str());
     ok(data, &["audit", "verify"]);
 }
+
+#[test]
+fn endorsements_raise_trust_and_are_audited() {
+    let dir = TempDir::new().unwrap();
+    let data = dir.path();
+    let (did, _) = create(data, "helper", "bob@example.com");
+    let score = |data: &Path| -> u64 {
+        let v: Value = serde_json::from_str(&ok(data, &["trust", "show", &did, "--json"])).unwrap();
+        v["recorded_score"].as_u64().unwrap()
+    };
+    let before = score(data);
+    let line = ok(
+        data,
+        &["trust", "endorse", &did, "--reason", "reviewed its work"],
+    );
+    assert!(line.contains("trust"), "{line}");
+    let after = score(data);
+    assert!(after > before, "{before} -> {after}");
+    ok(data, &["trust", "approve-ring1", &did]);
+    let v: Value = serde_json::from_str(&ok(data, &["trust", "show", &did, "--json"])).unwrap();
+    assert_eq!(v["ring1_approved"], true, "{v}");
+    // A score of about 500 earns ring 3 whatever the approval.
+    assert_eq!(v["ring"], 3, "{v}");
+    let entries = export(data);
+    let endorsed = events(&entries, "trust.endorsed");
+    assert_eq!(endorsed.len(), 1);
+    assert_eq!(endorsed[0]["subject"], did.as_str());
+    assert_eq!(events(&entries, "trust.ring1_approved").len(), 1);
+    ok(data, &["agent", "decommission", &did]);
+    fails(data, &["trust", "endorse", &did], 1);
+    ok(data, &["audit", "verify"]);
+}
