@@ -28,12 +28,14 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use serde_json::Value;
+use warden_audit::{EventRecord, Record};
+use warden_identity::trust::{Severity, TrustEvent, TrustState, TrustUpdate};
 use warden_identity::{
     Agent, Did, RequestVerifier, RevocationId, Ring, RingThresholds, SignedRequest,
-    SignedRequestError, Status, TokenError, TokenVerifier,
+    SignedRequestError, Status, TokenError, TokenVerifier, TrustConfig,
 };
 use warden_policy::{CompiledPolicy, SignedRequests};
-use warden_store::Store;
+use warden_store::{StateChange, Store, StoreError};
 
 use crate::decision::reason;
 use crate::{Action, IdentityInfo};
@@ -188,6 +190,74 @@ impl IdentityContext {
             self.refresh_revocations()?;
         }
         Ok(())
+    }
+
+    /// Stores `agent` (its trust changed) with an event by `warden` saying
+    /// what moved. Best effort: the decision that caused it stands either way.
+    fn store_trust(
+        &self,
+        agent: &Agent,
+        action: &str,
+        update: &TrustUpdate,
+        mut details: serde_json::Map<String, Value>,
+        now: SystemTime,
+    ) -> Result<(), StoreError> {
+        details.insert("score_from".into(), update.previous_score.into());
+        details.insert("score_to".into(), update.state.score().into());
+        if let Some(change) = update.ring_change {
+            details.insert("ring_from".into(), change.from.get().into());
+            details.insert("ring_to".into(), change.to.get().into());
+        }
+        let record = Record::Event(EventRecord {
+            time_unix_nanos: now
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)),
+            actor: "warden".into(),
+            action: action.into(),
+            subject: agent.did().to_string(),
+            details: Value::Object(details).to_string(),
+        });
+        let change = StateChange::PutAgent {
+            did: agent.did().to_string(),
+            record: serde_json::to_string(agent).unwrap_or_default(),
+        };
+        self.store.append_with(record, change).map(|_| ())
+    }
+
+    /// A policy violation by the agent `did` (a rule denied its action,
+    /// recorded at `decision_seq`): lowers its trust by the severity the
+    /// action's intents show, demoting at once if the score no longer holds
+    /// its ring, and stores the result with a `trust.violation` event.
+    pub fn record_violation(
+        &self,
+        policy: &CompiledPolicy,
+        did: &str,
+        intents: &[warden_intent::Intent],
+        decision_seq: Option<u64>,
+    ) -> Result<(), StoreError> {
+        let Ok(did) = Did::parse(did) else {
+            return Ok(());
+        };
+        let Ok(stored) = self.agent(&did) else {
+            return Ok(());
+        };
+        let severity = violation_severity(intents);
+        let now = (self.clock)();
+        let mut agent = (*stored).clone();
+        let update = agent.record(
+            TrustEvent::PolicyViolation { severity },
+            now,
+            &trust_config(policy),
+        );
+        let mut details = serde_json::Map::new();
+        details.insert(
+            "severity".into(),
+            format!("{severity:?}").to_lowercase().into(),
+        );
+        if let Some(seq) = decision_seq {
+            details.insert("decision_seq".into(), seq.into());
+        }
+        self.store_trust(&agent, "trust.violation", &update, details, now)
     }
 
     /// The agent `did` as stored now, parsed (or from the cache when the
@@ -372,7 +442,22 @@ pub(crate) fn check(
         s @ Status::Provisioned => return Err(refused(reason::AGENT_NOT_ACTIVE, s)),
     }
 
-    let record_ring = ring_of(&agent, policy.rings());
+    // Trust decays without positive signals; a decay below the ring's
+    // threshold demotes at once, and is recorded when deciding.
+    let config = trust_config(policy);
+    let decayed = agent.trust().decay(now, &config);
+    if mode == Mode::Decide
+        && let Some(change) = decayed.demotion()
+    {
+        let mut demoted = (*agent).clone();
+        let update = demoted.trust_at(now, &config);
+        let mut details = serde_json::Map::new();
+        details.insert("cause".into(), "decay".into());
+        details.insert("ring_earned".into(), change.to.get().into());
+        // Best effort: this decision uses the lower ring either way.
+        let _ = ctx.store_trust(&demoted, "trust.demoted", &update, details, now);
+    }
+    let record_ring = ring_of(agent.ring(), &decayed.state, policy.rings());
     let mut ring = record_ring.get();
     if let Some(claim) = action.context.get("ring") {
         // Action::facts has already checked it is 0..=3.
@@ -486,9 +571,7 @@ fn signature(
 /// stored trust score earns under the policy's thresholds (so raising
 /// `rings:` demotes at once). Ring 0 is only ever assigned by hand and is
 /// kept while the score holds the ring-1 threshold, as in `warden_identity::trust`.
-fn ring_of(agent: &Agent, rings: &RingThresholds) -> Ring {
-    let stored = agent.ring();
-    let trust = agent.trust();
+fn ring_of(stored: Ring, trust: &TrustState, rings: &RingThresholds) -> Ring {
     let earned = if stored == Ring::R0 && trust.score() >= rings.ring1 {
         Ring::R0
     } else {
@@ -498,5 +581,30 @@ fn ring_of(agent: &Agent, rings: &RingThresholds) -> Ring {
         earned
     } else {
         stored
+    }
+}
+
+/// Trust arithmetic under the policy's ring thresholds.
+fn trust_config(policy: &CompiledPolicy) -> TrustConfig {
+    TrustConfig {
+        rings: policy.rings().clone(),
+        ..TrustConfig::default()
+    }
+}
+
+/// How bad a denied action was, from what it would have done: escalating
+/// privileges is critical; destroying, exfiltrating or reading credentials
+/// is high; anything else a rule denies is medium.
+fn violation_severity(intents: &[warden_intent::Intent]) -> Severity {
+    use warden_intent::Intent as I;
+    if intents.contains(&I::PrivilegeEscalation) {
+        Severity::Critical
+    } else if intents
+        .iter()
+        .any(|i| matches!(i, I::Destructive | I::Exfiltration | I::CredentialAccess))
+    {
+        Severity::High
+    } else {
+        Severity::Medium
     }
 }

@@ -140,7 +140,7 @@ impl Gate {
             return decision;
         };
         let action_hash = decision.action_hash.clone();
-        catch_unwind(AssertUnwindSafe(|| {
+        let decision = catch_unwind(AssertUnwindSafe(|| {
             audit::record(store.as_ref(), self.policy(), action, decision)
         }))
         .unwrap_or_else(|_| {
@@ -150,7 +150,29 @@ impl Gate {
                     .to_string(),
                 action_hash,
             )
-        })
+        });
+        self.note_violation(&decision);
+        decision
+    }
+
+    /// A rule denied a proven agent's action: its trust pays for it. Only
+    /// recorded decisions count, so the log holds the decision the event
+    /// points to. A failure to store the change leaves the decision as it is.
+    fn note_violation(&self, decision: &Decision) {
+        let (Some(context), Some(policy), Some(agent), Some(_)) = (
+            self.identity.as_deref(),
+            self.policy(),
+            decision.agent.as_deref(),
+            decision.identity.as_ref(),
+        ) else {
+            return;
+        };
+        if decision.verdict != Verdict::Deny || decision.rule.is_none() {
+            return;
+        }
+        let _ = catch_unwind(AssertUnwindSafe(|| {
+            context.record_violation(policy, agent, &decision.intents, decision.seq)
+        }));
     }
 
     /// The decision without the audit step (shared by `decide` and `explain`).

@@ -705,3 +705,104 @@ fn explain_shows_the_identity_and_records_nothing() {
     assert_eq!(d.reason, reason::TOKEN_MISSING);
     assert_eq!(w.store.log_size().unwrap(), size);
 }
+
+/// The events `warden` recorded about `did`, as (action, details).
+fn trust_events(store: &SqliteStore, did: &str) -> Vec<(String, Value)> {
+    store
+        .entries(0, 1000)
+        .unwrap()
+        .into_iter()
+        .filter_map(|e| match e.entry().unwrap().record {
+            Record::Event(ev) if ev.actor == "warden" && ev.subject == did => {
+                Some((ev.action, serde_json::from_str(&ev.details).unwrap()))
+            }
+            _ => None,
+        })
+        .collect()
+}
+
+fn stored_agent(store: &SqliteStore, did: &str) -> Agent {
+    serde_json::from_str(&store.agent(did).unwrap().unwrap().record).unwrap()
+}
+
+#[test]
+fn a_rule_denial_costs_trust_and_can_demote_at_once() {
+    let w = World::new();
+    let key = IdentityKey::generate(&mut rng());
+    w.put_agent(&key, Status::Active, 610, Ring::R2, false);
+    let gate = w.gate(REQUIRED).with_audit(w.store.clone());
+    let t = token(&w.org, &key, &["db.*"]);
+    let d = gate.decide(&call("db.drop", Some(&t), json!({})));
+    assert_eq!(
+        (d.verdict, d.rule.as_deref()),
+        (Verdict::Deny, Some("no-drop")),
+        "{d:?}"
+    );
+    let did = key.did().as_str();
+    let after = stored_agent(&w.store, did);
+    assert!(after.trust_score() < 610, "{}", after.trust_score());
+    let events = trust_events(&w.store, did);
+    assert_eq!(events.len(), 1, "{events:?}");
+    let (action, details) = &events[0];
+    assert_eq!(action, "trust.violation");
+    assert_eq!(details["decision_seq"], d.seq.unwrap());
+    assert_eq!(details["score_from"], 610);
+    if after.trust_score() < 600 {
+        assert_eq!(
+            (details["ring_from"].clone(), details["ring_to"].clone()),
+            (json!(2), json!(3))
+        );
+        assert_eq!(after.ring(), Ring::R3);
+    }
+    // The next decision runs at the ring the record now holds.
+    let d = gate.decide(&call("db.read", Some(&t), json!({})));
+    assert_eq!(d.identity.unwrap().ring, after.ring().get());
+
+    // Refusals that are not a rule's (a missing token) cost nothing.
+    let before = stored_agent(&w.store, did).trust_score();
+    let d = gate.decide(&call("db.drop", None, json!({"agent": did})));
+    assert_eq!(d.verdict, Verdict::Deny);
+    assert_eq!(stored_agent(&w.store, did).trust_score(), before);
+}
+
+#[test]
+fn decay_below_a_threshold_demotes_at_the_next_decision_and_is_recorded() {
+    let w = World::new();
+    let key = IdentityKey::generate(&mut rng());
+    // 605 points, last decayed ten hours ago: 20 points are owed, so 585 < 600.
+    let agent = Agent::restore(
+        key.did().clone(),
+        "worker",
+        Sponsor::parse(SPONSOR).unwrap(),
+        1_700_000_000,
+        Status::Active,
+        TrustState::restore(605, Ring::R2, false, unix_now() - 10 * 3600),
+    )
+    .unwrap();
+    w.store
+        .append_with(
+            event("agent.created", key.did().as_str()),
+            StateChange::PutAgent {
+                did: key.did().to_string(),
+                record: serde_json::to_string(&agent).unwrap(),
+            },
+        )
+        .unwrap();
+    let gate = w.gate(REQUIRED);
+    let t = token(&w.org, &key, &["db.*"]);
+
+    // Explaining sees the lower ring but records nothing.
+    let e = gate.explain(&call("db.read", Some(&t), json!({})));
+    assert_eq!(e.0.identity.as_ref().unwrap().ring, 3);
+    assert!(trust_events(&w.store, key.did().as_str()).is_empty());
+
+    let d = gate.decide(&call("db.read", Some(&t), json!({})));
+    assert_eq!(d.verdict, Verdict::Allow, "{d:?}");
+    assert_eq!(d.identity.unwrap().ring, 3);
+    let events = trust_events(&w.store, key.did().as_str());
+    assert_eq!(events.len(), 1, "{events:?}");
+    assert_eq!(events[0].0, "trust.demoted");
+    assert_eq!(events[0].1["ring_to"], 3);
+    let after = stored_agent(&w.store, key.did().as_str());
+    assert_eq!((after.ring(), after.trust_score()), (Ring::R3, 585));
+}
