@@ -81,12 +81,16 @@ impl World {
             TrustState::restore(score, ring, approved, unix_now()),
         )
         .unwrap();
+        self.store_agent(&agent);
+    }
+
+    fn store_agent(&self, agent: &Agent) {
         self.store
             .append_with(
-                event("agent.created", key.did().as_str()),
+                event("agent.created", agent.did().as_str()),
                 StateChange::PutAgent {
-                    did: key.did().to_string(),
-                    record: serde_json::to_string(&agent).unwrap(),
+                    did: agent.did().to_string(),
+                    record: serde_json::to_string(agent).unwrap(),
                 },
             )
             .unwrap();
@@ -779,15 +783,7 @@ fn decay_below_a_threshold_demotes_at_the_next_decision_and_is_recorded() {
         TrustState::restore(605, Ring::R2, false, unix_now() - 10 * 3600),
     )
     .unwrap();
-    w.store
-        .append_with(
-            event("agent.created", key.did().as_str()),
-            StateChange::PutAgent {
-                did: key.did().to_string(),
-                record: serde_json::to_string(&agent).unwrap(),
-            },
-        )
-        .unwrap();
+    w.store_agent(&agent);
     let gate = w.gate(REQUIRED);
     let t = token(&w.org, &key, &["db.*"]);
 
