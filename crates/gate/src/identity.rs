@@ -217,9 +217,14 @@ impl IdentityContext {
             subject: agent.did().to_string(),
             details: Value::Object(details).to_string(),
         });
+        // A record that does not serialize is not written: an empty one
+        // would make every later decision for the agent fail.
+        let Ok(text) = serde_json::to_string(agent) else {
+            return Ok(());
+        };
         let change = StateChange::PutAgent {
             did: agent.did().to_string(),
-            record: serde_json::to_string(agent).unwrap_or_default(),
+            record: text,
         };
         self.store.append_with(record, change).map(|_| ())
     }
