@@ -85,6 +85,25 @@ pub enum StoreError {
         /// What is wrong.
         detail: String,
     },
+    /// A state space, key or value is over its limit.
+    #[error(
+        "{what} is {len} bytes, more than the limit of {limit}; hint: use a shorter {what}, or keep large data elsewhere and store a reference to it"
+    )]
+    TooLarge {
+        /// Which value.
+        what: &'static str,
+        /// Its length in bytes.
+        len: usize,
+        /// The limit in bytes.
+        limit: usize,
+    },
+    /// The database file was deleted or replaced while the store had it
+    /// open; the store no longer acknowledges records.
+    #[error("the database file {path} was removed or replaced while open; refusing to acknowledge records; hint: stop warden; restore the data directory if it was moved, then start again (records acknowledged earlier are in the removed file, if it is still somewhere)", path = path.display())]
+    FileReplaced {
+        /// The database file's path.
+        path: PathBuf,
+    },
     /// The store was opened read-only.
     #[error("the store is open read-only; hint: open it for writing (only one process may write)")]
     ReadOnly,

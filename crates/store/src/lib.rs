@@ -1,6 +1,6 @@
 //! warden's state behind one [`Store`] trait, and its SQLite implementation.
 //!
-//! Today the store holds the audit log: an append-only RFC 6962 Merkle log of
+//! The store holds the audit log: an append-only RFC 6962 Merkle log of
 //! decision and outcome records (`warden-audit`) with signed checkpoints.
 //! [`Store::append`] returns only when the record is durable on disk, so the
 //! gate can return a verdict only after its record is safe. Concurrent
@@ -10,6 +10,12 @@
 //! [`Store::inclusion_proof`] and [`Store::consistency_proof`] read
 //! `O(log n)` hashes; `verify` checks those hashes too rather than trust
 //! them. [`entries_from`] walks the entries for export and `tail -f`.
+//!
+//! Beside the log, the same database keeps warden's other durable state:
+//! agents, token revocations and keyed state values (approvals, the kill
+//! switch). Each is changed only by [`Store::append_with`] or
+//! [`Store::append_with_all`], in the transaction of the audit entry that
+//! records the change.
 //!
 //! The trait is synchronous (the gate is) and says nothing about SQL, so a
 //! PostgreSQL implementation can follow without changing callers.
@@ -126,11 +132,36 @@ pub struct StoredCheckpoint {
 pub trait Store: Send + Sync {
     /// Append a record at the next sequence number and return once it is
     /// durable (committed and synced). Concurrent calls are batched.
-    fn append(&self, record: Record) -> Result<Appended, StoreError>;
+    fn append(&self, record: Record) -> Result<Appended, StoreError> {
+        // An empty Vec does not allocate.
+        self.append_with_all(record, Vec::new())
+    }
 
     /// [`Store::append`] an audit record together with the state change it
     /// records, in one transaction: both are durable, or neither is.
-    fn append_with(&self, record: Record, change: StateChange) -> Result<Appended, StoreError>;
+    fn append_with(&self, record: Record, change: StateChange) -> Result<Appended, StoreError> {
+        self.append_with_all(record, vec![change])
+    }
+
+    /// [`Store::append`] an audit record together with the state changes it
+    /// records, applied in order in one transaction: the record and every
+    /// change are durable, or none is. A change over the limits
+    /// ([`MAX_STATE_KEY_BYTES`], [`MAX_STATE_VALUE_BYTES`]) fails the call
+    /// with [`StoreError::TooLarge`] and nothing is appended.
+    fn append_with_all(
+        &self,
+        record: Record,
+        changes: Vec<StateChange>,
+    ) -> Result<Appended, StoreError>;
+
+    /// Check that an append could be committed now: for a `/readyz` probe.
+    /// [`SqliteStore`] commits a small write through its writer thread and
+    /// checks that its database file is still the one it opened; a
+    /// read-only store answers [`StoreError::ReadOnly`]. This default
+    /// answers `Ok`.
+    fn check_writable(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
 
     /// The agent with this DID, if one was stored.
     fn agent(&self, did: &str) -> Result<Option<StoredAgent>, StoreError>;
@@ -140,6 +171,14 @@ pub trait Store: Send + Sync {
 
     /// Every revoked token, in the order revoked.
     fn revocations(&self) -> Result<Vec<Revocation>, StoreError>;
+
+    /// The state value at `key` in `space`, if one is stored. A space or key
+    /// longer than [`MAX_STATE_KEY_BYTES`] is refused with
+    /// [`StoreError::TooLarge`].
+    fn state(&self, space: &str, key: &str) -> Result<Option<StoredState>, StoreError>;
+
+    /// Every state value in `space`, ordered by key (bytewise).
+    fn states(&self, space: &str) -> Result<Vec<StoredState>, StoreError>;
 
     /// Up to `limit` entries with `seq >= from_seq`, in sequence order.
     fn entries(&self, from_seq: u64, limit: usize) -> Result<Vec<StoredEntry>, StoreError>;
@@ -207,8 +246,14 @@ pub trait Store: Send + Sync {
     fn close(&self) -> Result<(), StoreError>;
 }
 
-/// A change to warden's state, written by [`Store::append_with`] in the
-/// transaction of the audit entry that records it.
+/// Longest state space or key, in bytes.
+pub const MAX_STATE_KEY_BYTES: usize = 512;
+/// Longest state value, in bytes (1 MiB).
+pub const MAX_STATE_VALUE_BYTES: usize = 1 << 20;
+
+/// A change to warden's state, written by [`Store::append_with`] (or
+/// [`Store::append_with_all`]) in the transaction of the audit entry that
+/// records it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StateChange {
     /// Store (or replace) the agent `did`; `record` is its JSON record, which
@@ -227,6 +272,70 @@ pub enum StateChange {
         /// Why, as given.
         reason: String,
     },
+    /// Store (or replace) `value` at `key` in `space`: durable server state
+    /// such as approvals or the kill switch. At most
+    /// [`MAX_STATE_KEY_BYTES`] for `space` and `key`, and
+    /// [`MAX_STATE_VALUE_BYTES`] for `value`.
+    PutState {
+        /// Which kind of state, e.g. `approvals`.
+        space: String,
+        /// The key inside the space.
+        key: String,
+        /// The value, as given (e.g. JSON text).
+        value: String,
+    },
+    /// Remove `key` from `space`. Removing a key that is not stored is not
+    /// an error (the audit entry is still appended).
+    DeleteState {
+        /// Which kind of state.
+        space: String,
+        /// The key inside the space.
+        key: String,
+    },
+}
+
+impl StateChange {
+    /// Refuse a change over the state limits before anything is written.
+    pub(crate) fn check_limits(&self) -> Result<(), StoreError> {
+        match self {
+            Self::PutState { space, key, value } => {
+                check_state_key(space, key)?;
+                check_len("state value", value, MAX_STATE_VALUE_BYTES)
+            }
+            Self::DeleteState { space, key } => check_state_key(space, key),
+            Self::PutAgent { .. } | Self::Revoke { .. } => Ok(()),
+        }
+    }
+}
+
+/// Refuse a state space or key over [`MAX_STATE_KEY_BYTES`].
+pub(crate) fn check_state_key(space: &str, key: &str) -> Result<(), StoreError> {
+    check_len("state space", space, MAX_STATE_KEY_BYTES)?;
+    check_len("state key", key, MAX_STATE_KEY_BYTES)
+}
+
+fn check_len(what: &'static str, text: &str, limit: usize) -> Result<(), StoreError> {
+    if text.len() > limit {
+        return Err(StoreError::TooLarge {
+            what,
+            len: text.len(),
+            limit,
+        });
+    }
+    Ok(())
+}
+
+/// A state value as stored (see [`StateChange::PutState`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredState {
+    /// Which kind of state.
+    pub space: String,
+    /// The key inside the space.
+    pub key: String,
+    /// The value, as written.
+    pub value: String,
+    /// The audit entry that wrote this value.
+    pub audit_seq: u64,
 }
 
 /// An agent as stored.

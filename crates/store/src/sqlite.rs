@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::fs::{self, File};
-use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender};
 use std::sync::{Mutex, MutexGuard, RwLock};
@@ -18,7 +18,8 @@ use warden_audit::{
 
 use crate::{
     Appended, Revocation, StateChange, Store, StoreError, StoredAgent, StoredCheckpoint,
-    StoredEntry, StoredSubtree, keyfile, verify::derive_subtree_hashes,
+    StoredEntry, StoredState, StoredSubtree, check_state_key, keyfile,
+    verify::derive_subtree_hashes,
 };
 
 /// The database file inside the data directory.
@@ -33,9 +34,9 @@ pub const MAX_BATCH: usize = 4096;
 
 /// Schema version, kept in `PRAGMA user_version`. Version 1 had no
 /// `audit_subtrees`; opening it for writing adds and fills the table.
-/// Version 2 had no `agents` and `revocations`; opening it for writing adds
-/// them (empty).
-const SCHEMA_VERSION: i64 = 3;
+/// Version 2 had no `agents` and `revocations`, and version 3 no `state`;
+/// opening them for writing adds those tables (empty).
+const SCHEMA_VERSION: i64 = 4;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS audit_entries (
@@ -75,6 +76,15 @@ CREATE TABLE IF NOT EXISTS revocations (
     id        TEXT PRIMARY KEY,
     reason    TEXT NOT NULL,
     audit_seq INTEGER NOT NULL
+);
+-- Other durable state (approvals, the kill switch), by space and key.
+-- Written only together with the audit entry (audit_seq) that records it.
+CREATE TABLE IF NOT EXISTS state (
+    space     TEXT NOT NULL,
+    key       TEXT NOT NULL,
+    value     TEXT NOT NULL,
+    audit_seq INTEGER NOT NULL,
+    PRIMARY KEY (space, key)
 );
 ";
 
@@ -118,8 +128,12 @@ type Reply<T> = SyncSender<Result<T, StoreError>>;
 // Appends dominate; boxing the record would add an allocation to each.
 #[allow(clippy::large_enum_variant)]
 enum Command {
-    Append(Record, Option<StateChange>, Reply<Appended>),
+    /// The changes commit with the record; a plain append carries an empty
+    /// (unallocated) Vec.
+    Append(Record, Vec<StateChange>, Reply<Appended>),
     Checkpoint(Reply<Option<StoredCheckpoint>>),
+    /// [`Store::check_writable`]: commit a small write.
+    Probe(Reply<()>),
     Shutdown(Reply<()>),
 }
 
@@ -150,6 +164,16 @@ enum Command {
 /// While it syncs, new requests queue up and form the next batch, so one
 /// sync is shared by many appends. If the commit fails, every caller in the
 /// batch gets the error and the in-memory tree state is rolled back.
+///
+/// # A removed or replaced database file
+///
+/// On Unix, a database file that is deleted (`rm -rf` of the data
+/// directory) or replaced while open stays writable through the open
+/// connection: commits would "succeed" into a file nobody will read again.
+/// So before every commit the writer checks that `warden.db` in the data
+/// directory is still the file it opened (same device and inode, one `stat`
+/// per batch); if not, the batch fails with [`StoreError::FileReplaced`],
+/// and so does every later one.
 pub struct SqliteStore {
     dir: PathBuf,
     verifier: LogVerifier,
@@ -160,6 +184,9 @@ pub struct SqliteStore {
     /// False for a database older than version 3 opened read-only: it has
     /// no agents and no revocations.
     has_identity: bool,
+    /// False for a database older than version 4 opened read-only: it has
+    /// no state values.
+    has_state: bool,
     /// Hashes of stored subtrees of height >= [`CACHED_MIN_HEIGHT`], by id.
     /// Every proof of a large log needs a few of the same upper subtrees,
     /// and a stored subtree never changes, so they are kept once read.
@@ -342,6 +369,17 @@ fn apply_change(conn: &Connection, change: StateChange, seq: u64) -> Result<(), 
             )
             .and_then(|mut stmt| stmt.execute(params![id, reason, seq]))
             .map_err(|e| StoreError::db("writing a revocation", e))?,
+        StateChange::PutState { space, key, value } => conn
+            .prepare_cached(
+                "INSERT INTO state(space, key, value, audit_seq) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT(space, key) DO UPDATE SET value = excluded.value, audit_seq = excluded.audit_seq",
+            )
+            .and_then(|mut stmt| stmt.execute(params![space, key, value, seq]))
+            .map_err(|e| StoreError::db("writing a state value", e))?,
+        StateChange::DeleteState { space, key } => conn
+            .prepare_cached("DELETE FROM state WHERE space = ?1 AND key = ?2")
+            .and_then(|mut stmt| stmt.execute(params![space, key]))
+            .map_err(|e| StoreError::db("deleting a state value", e))?,
     };
     Ok(())
 }
@@ -536,11 +574,13 @@ impl SqliteStore {
         }
 
         let state = LogState::load(&conn)?;
+        let db = DbFile::identify(db_path.clone())?;
         let verifier = signer.verifier();
         let reader = open_reader(&db_path, false)?;
         let (sender, receiver) = mpsc::channel();
         let mut worker = WriterThread {
             conn,
+            db,
             log: Log {
                 signer,
                 config,
@@ -558,6 +598,7 @@ impl SqliteStore {
             reader: Mutex::new(reader),
             has_subtrees: true,
             has_identity: true,
+            has_state: true,
             upper_subtrees: RwLock::default(),
             writer: Some(Writer {
                 sender: Mutex::new(Some(sender)),
@@ -601,6 +642,7 @@ impl SqliteStore {
             reader: Mutex::new(reader),
             has_subtrees: version >= 2,
             has_identity: version >= 3,
+            has_state: version >= 4,
             upper_subtrees: RwLock::default(),
             writer: None,
         })
@@ -637,6 +679,15 @@ fn read_agent(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredAgent> {
     })
 }
 
+fn read_state(r: &rusqlite::Row<'_>) -> rusqlite::Result<StoredState> {
+    Ok(StoredState {
+        space: r.get(0)?,
+        key: r.get(1)?,
+        value: r.get(2)?,
+        audit_seq: r.get::<_, i64>(3)? as u64,
+    })
+}
+
 fn read_checkpoint(row: &rusqlite::Row<'_>) -> rusqlite::Result<(i64, Vec<u8>, String, i64)> {
     Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
 }
@@ -654,12 +705,15 @@ fn to_checkpoint(
 }
 
 impl Store for SqliteStore {
-    fn append(&self, record: Record) -> Result<Appended, StoreError> {
-        self.send(|reply| Command::Append(record, None, reply))
-    }
-
-    fn append_with(&self, record: Record, change: StateChange) -> Result<Appended, StoreError> {
-        self.send(|reply| Command::Append(record, Some(change), reply))
+    fn append_with_all(
+        &self,
+        record: Record,
+        changes: Vec<StateChange>,
+    ) -> Result<Appended, StoreError> {
+        for change in &changes {
+            change.check_limits()?;
+        }
+        self.send(|reply| Command::Append(record, changes, reply))
     }
 
     fn agent(&self, did: &str) -> Result<Option<StoredAgent>, StoreError> {
@@ -710,6 +764,37 @@ impl Store for SqliteStore {
             .map_err(|e| StoreError::db("reading revocations", e))?;
         rows.collect::<Result<_, _>>()
             .map_err(|e| StoreError::db("reading revocations", e))
+    }
+
+    fn state(&self, space: &str, key: &str) -> Result<Option<StoredState>, StoreError> {
+        check_state_key(space, key)?;
+        if !self.has_state {
+            return Ok(None);
+        }
+        let conn = self.reader();
+        conn.prepare_cached(
+            "SELECT space, key, value, audit_seq FROM state WHERE space = ?1 AND key = ?2",
+        )
+        .and_then(|mut stmt| stmt.query_row([space, key], read_state).optional())
+        .map_err(|e| StoreError::db("reading a state value", e))
+    }
+
+    fn states(&self, space: &str) -> Result<Vec<StoredState>, StoreError> {
+        check_state_key(space, "")?;
+        if !self.has_state {
+            return Ok(Vec::new());
+        }
+        let conn = self.reader();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT space, key, value, audit_seq FROM state WHERE space = ?1 ORDER BY key",
+            )
+            .map_err(|e| StoreError::db("reading state values", e))?;
+        let rows = stmt
+            .query_map([space], read_state)
+            .map_err(|e| StoreError::db("reading state values", e))?;
+        rows.collect::<Result<_, _>>()
+            .map_err(|e| StoreError::db("reading state values", e))
     }
 
     fn entries(&self, from_seq: u64, limit: usize) -> Result<Vec<StoredEntry>, StoreError> {
@@ -896,6 +981,10 @@ impl Store for SqliteStore {
         self.send(Command::Checkpoint)
     }
 
+    fn check_writable(&self) -> Result<(), StoreError> {
+        self.send(Command::Probe)
+    }
+
     fn verifier(&self) -> LogVerifier {
         self.verifier.clone()
     }
@@ -1003,7 +1092,45 @@ impl LogState {
 
 struct WriterThread {
     conn: Connection,
+    db: DbFile,
     log: Log,
+}
+
+/// The database file the writer opened: its path and identity.
+struct DbFile {
+    path: PathBuf,
+    /// (device, inode) at open.
+    id: (u64, u64),
+}
+
+impl DbFile {
+    fn identify(path: PathBuf) -> Result<Self, StoreError> {
+        let meta = fs::metadata(&path)
+            .map_err(|e| StoreError::io(&path, e, "check the data directory"))?;
+        Ok(Self {
+            id: (meta.dev(), meta.ino()),
+            path,
+        })
+    }
+
+    /// Fail unless the path still names the file opened: otherwise a commit
+    /// would be acknowledged into a file that is gone.
+    fn check(&self) -> Result<(), StoreError> {
+        match fs::metadata(&self.path) {
+            Ok(meta) if (meta.dev(), meta.ino()) == self.id => Ok(()),
+            Ok(_) => Err(StoreError::FileReplaced {
+                path: self.path.clone(),
+            }),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(StoreError::FileReplaced {
+                path: self.path.clone(),
+            }),
+            Err(e) => Err(StoreError::io(
+                &self.path,
+                e,
+                "the database file cannot be checked before a commit; check the data directory's permissions",
+            )),
+        }
+    }
 }
 
 /// The writer's in-memory state, apart from its connection.
@@ -1071,6 +1198,9 @@ impl WriterThread {
                 Command::Checkpoint(reply) => {
                     let _ = reply.send(self.checkpoint_in_own_transaction());
                 }
+                Command::Probe(reply) => {
+                    let _ = reply.send(self.probe());
+                }
                 Command::Shutdown(reply) => {
                     let _ = reply.send(self.checkpoint_in_own_transaction().map(|_| ()));
                     shutdown = true;
@@ -1081,7 +1211,7 @@ impl WriterThread {
         shutdown
     }
 
-    fn commit_appends(&mut self, appends: Vec<(Record, Option<StateChange>, Reply<Appended>)>) {
+    fn commit_appends(&mut self, appends: Vec<(Record, Vec<StateChange>, Reply<Appended>)>) {
         let before = self.log.state.clone();
         let mut done: Vec<(Reply<Appended>, Appended)> = Vec::with_capacity(appends.len());
         let result = (|| -> Result<(), StoreError> {
@@ -1099,7 +1229,7 @@ impl WriterThread {
                     .prepare_cached("INSERT INTO audit_subtrees(id, hash) VALUES (?1, ?2)")
                     .map_err(|e| StoreError::db("preparing the append", e))?;
                 let mut completed = Vec::with_capacity(64);
-                for (record, change, reply) in appends {
+                for (record, changes, reply) in appends {
                     let seq = self.log.state.range.size();
                     let data = match (Entry { seq, record }).encode() {
                         Ok(data) => data,
@@ -1120,7 +1250,7 @@ impl WriterThread {
                     for (subtree, hash) in completed.drain(..) {
                         insert_subtree(&mut insert_node, subtree, &hash)?;
                     }
-                    if let Some(change) = change {
+                    for change in changes {
                         apply_change(&tx, change, seq)?;
                     }
                     done.push((
@@ -1136,6 +1266,7 @@ impl WriterThread {
                     }
                 }
             }
+            self.db.check()?;
             tx.commit()
                 .map_err(|e| StoreError::db("committing appended entries", e))
         })();
@@ -1153,6 +1284,24 @@ impl WriterThread {
                 }
             }
         }
+    }
+
+    /// Commit a small write (the time, in `meta`), as an append would: the
+    /// write lock, a synced WAL write, and the database file's identity.
+    fn probe(&mut self) -> Result<(), StoreError> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(|e| StoreError::db("starting the write probe", e))?;
+        tx.execute(
+            "INSERT INTO meta(key, value) VALUES ('write_probe_unix_nanos', ?1)
+             ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            [now_unix_nanos().to_string()],
+        )
+        .map_err(|e| StoreError::db("writing the write probe", e))?;
+        self.db.check()?;
+        tx.commit()
+            .map_err(|e| StoreError::db("committing the write probe", e))
     }
 
     /// Sign the current log unless the latest checkpoint covers it; return
@@ -1180,12 +1329,15 @@ impl WriterThread {
                 .transaction_with_behavior(TransactionBehavior::Immediate)
                 .map_err(|e| StoreError::db("starting the checkpoint transaction", e))?;
             let stored = self.log.insert_checkpoint(&tx)?;
+            self.db.check()?;
             tx.commit()
                 .map_err(|e| StoreError::db("committing a checkpoint", e))?;
             Ok(Some(stored))
         })();
         if result.is_err() {
             self.log.state = before;
+            // Retry after an interval, not in a tight loop.
+            self.log.last_checkpoint_at = Instant::now();
         }
         result
     }

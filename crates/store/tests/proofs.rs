@@ -162,7 +162,7 @@ fn downgrade_to_version_1(dir: &Path) {
     raw(dir)
         .execute_batch(
             "DROP TABLE audit_subtrees; DROP TABLE agents; DROP TABLE revocations;
-             PRAGMA user_version = 1;",
+             DROP TABLE state; PRAGMA user_version = 1;",
         )
         .unwrap();
 }
@@ -189,7 +189,7 @@ fn a_version_1_log_is_served_read_only_and_backfilled_when_opened_for_writing() 
     let version: i64 = raw(dir.path())
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 3);
+    assert_eq!(version, 4);
     for i in 150..170 {
         assert_eq!(store.append(record(i)).unwrap().seq, i);
     }

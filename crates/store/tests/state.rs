@@ -1,11 +1,14 @@
-//! Agents and revocations: written only together with the audit entry that
-//! records them.
+//! Agents, revocations and state values: written only together with the
+//! audit entry that records them.
 
 use std::path::Path;
 
 use rusqlite::Connection;
 use warden_audit::{EventRecord, Record};
-use warden_store::{DB_FILE, Revocation, SqliteStore, StateChange, Store, StoreConfig, StoreError};
+use warden_store::{
+    DB_FILE, MAX_STATE_KEY_BYTES, MAX_STATE_VALUE_BYTES, Revocation, SqliteStore, StateChange,
+    Store, StoreConfig, StoreError, StoredState,
+};
 
 fn config() -> StoreConfig {
     StoreConfig {
@@ -138,7 +141,10 @@ fn a_version_2_database_has_no_agents_until_opened_for_writing() {
     store.close().unwrap();
     drop(store);
     raw(dir.path())
-        .execute_batch("DROP TABLE agents; DROP TABLE revocations; PRAGMA user_version = 2;")
+        .execute_batch(
+            "DROP TABLE agents; DROP TABLE revocations; DROP TABLE state;
+             PRAGMA user_version = 2;",
+        )
         .unwrap();
 
     let ro = SqliteStore::open_read_only(dir.path()).unwrap();
@@ -153,5 +159,284 @@ fn a_version_2_database_has_no_agents_until_opened_for_writing() {
     let version: i64 = raw(dir.path())
         .query_row("PRAGMA user_version", [], |r| r.get(0))
         .unwrap();
-    assert_eq!(version, 3);
+    assert_eq!(version, 4);
+}
+
+fn put_state(space: &str, key: &str, value: &str) -> StateChange {
+    StateChange::PutState {
+        space: space.into(),
+        key: key.into(),
+        value: value.into(),
+    }
+}
+
+fn delete_state(space: &str, key: &str) -> StateChange {
+    StateChange::DeleteState {
+        space: space.into(),
+        key: key.into(),
+    }
+}
+
+fn stored(space: &str, key: &str, value: &str, audit_seq: u64) -> StoredState {
+    StoredState {
+        space: space.into(),
+        key: key.into(),
+        value: value.into(),
+        audit_seq,
+    }
+}
+
+#[test]
+fn a_state_value_is_put_overwritten_and_deleted_with_its_audit_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path(), config()).unwrap();
+    let set = |change: StateChange| {
+        store
+            .append_with(event("state.changed", "x", "{}"), change)
+            .unwrap()
+            .seq
+    };
+    let a = set(put_state("approvals", "b", "pending"));
+    set(put_state("approvals", "a", "granted"));
+    set(put_state("kill_switch", "b", "on"));
+    assert_eq!(
+        store.state("approvals", "b").unwrap(),
+        Some(stored("approvals", "b", "pending", a))
+    );
+    // Spaces are separate; listing is ordered by key.
+    let keys: Vec<String> = store
+        .states("approvals")
+        .unwrap()
+        .into_iter()
+        .map(|s| s.key)
+        .collect();
+    assert_eq!(keys, ["a", "b"]);
+    assert_eq!(store.states("kill_switch").unwrap().len(), 1);
+    assert_eq!(store.states("nothing").unwrap(), []);
+
+    let b = set(put_state("approvals", "b", "granted"));
+    assert_eq!(
+        store.state("approvals", "b").unwrap(),
+        Some(stored("approvals", "b", "granted", b))
+    );
+    set(delete_state("approvals", "b"));
+    assert_eq!(store.state("approvals", "b").unwrap(), None);
+    assert_eq!(
+        store.state("kill_switch", "b").unwrap(),
+        Some(stored("kill_switch", "b", "on", 2))
+    );
+    // Deleting a missing key is not an error, and is still logged.
+    let c = set(delete_state("approvals", "never"));
+    assert_eq!(store.log_size().unwrap(), c + 1);
+}
+
+#[test]
+fn several_changes_commit_in_order_with_one_audit_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path(), config()).unwrap();
+    let seq = store
+        .append_with_all(
+            event("approval.granted", "req-1", "{}"),
+            vec![
+                put_state("approvals", "req-1", "granted"),
+                put_state("approvals", "req-2", "pending"),
+                delete_state("approvals", "req-2"),
+                StateChange::PutAgent {
+                    did: "did:key:z6MkS".into(),
+                    record: "{}".into(),
+                },
+            ],
+        )
+        .unwrap()
+        .seq;
+    assert_eq!(
+        store.states("approvals").unwrap(),
+        [stored("approvals", "req-1", "granted", seq)]
+    );
+    assert_eq!(
+        store.agent("did:key:z6MkS").unwrap().unwrap().audit_seq,
+        seq
+    );
+    assert_eq!(store.log_size().unwrap(), 1);
+    // No changes at all is a plain append.
+    assert_eq!(
+        store
+            .append_with_all(event("x", "y", "{}"), Vec::new())
+            .unwrap()
+            .seq,
+        1
+    );
+}
+
+#[test]
+fn state_changes_whose_record_cannot_be_logged_are_not_applied() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path(), config()).unwrap();
+    let before = store
+        .append_with(
+            event("kill_switch.off", "global", "{}"),
+            put_state("kill_switch", "global", "off"),
+        )
+        .unwrap()
+        .seq;
+    let huge = "x".repeat(1 << 20);
+    let err = store
+        .append_with_all(
+            event("kill_switch.on", "global", &huge),
+            vec![
+                put_state("kill_switch", "global", "on"),
+                put_state("approvals", "req-1", "granted"),
+            ],
+        )
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Encode(_)), "{err}");
+    assert_eq!(
+        store.state("kill_switch", "global").unwrap(),
+        Some(stored("kill_switch", "global", "off", before))
+    );
+    assert_eq!(store.state("approvals", "req-1").unwrap(), None);
+    assert_eq!(store.log_size().unwrap(), 1);
+}
+
+#[test]
+fn state_space_key_and_value_limits_are_refused_before_anything_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path(), config()).unwrap();
+    let at_limit = "k".repeat(MAX_STATE_KEY_BYTES);
+    let over = "k".repeat(MAX_STATE_KEY_BYTES + 1);
+    let big_value = "v".repeat(MAX_STATE_VALUE_BYTES);
+    // At the limits: stored and read back.
+    let seq = store
+        .append_with(
+            event("state.changed", "big", "{}"),
+            put_state(&at_limit, &at_limit, &big_value),
+        )
+        .unwrap()
+        .seq;
+    assert_eq!(
+        store.state(&at_limit, &at_limit).unwrap(),
+        Some(stored(&at_limit, &at_limit, &big_value, seq))
+    );
+
+    let too_large = |change: StateChange| {
+        let err = store
+            .append_with_all(
+                event("state.changed", "x", "{}"),
+                vec![put_state("s", "fine", "v"), change],
+            )
+            .unwrap_err();
+        let StoreError::TooLarge { what, len, limit } = err else {
+            panic!("expected TooLarge, got {err}");
+        };
+        assert!(err.to_string().contains("more than the limit"), "{err}");
+        (what, len, limit)
+    };
+    assert_eq!(
+        too_large(put_state(&over, "k", "v")),
+        ("state space", MAX_STATE_KEY_BYTES + 1, MAX_STATE_KEY_BYTES)
+    );
+    assert_eq!(
+        too_large(delete_state("s", &over)),
+        ("state key", MAX_STATE_KEY_BYTES + 1, MAX_STATE_KEY_BYTES)
+    );
+    let over_value = "v".repeat(MAX_STATE_VALUE_BYTES + 1);
+    assert_eq!(
+        too_large(put_state("s", "k", &over_value)),
+        (
+            "state value",
+            MAX_STATE_VALUE_BYTES + 1,
+            MAX_STATE_VALUE_BYTES
+        )
+    );
+    // Nothing of the refused calls was written.
+    assert_eq!(store.log_size().unwrap(), 1);
+    assert_eq!(store.state("s", "fine").unwrap(), None);
+    // Reads refuse names that could never be stored.
+    assert!(matches!(
+        store.state("s", &over),
+        Err(StoreError::TooLarge { .. })
+    ));
+    assert!(matches!(
+        store.states(&over),
+        Err(StoreError::TooLarge { .. })
+    ));
+}
+
+#[test]
+fn state_survives_reopening_and_is_read_by_a_read_only_store() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path(), config()).unwrap();
+    let seq = store
+        .append_with(
+            event("approval.granted", "req-9", "{}"),
+            put_state("approvals", "req-9", r#"{"by":"alice"}"#),
+        )
+        .unwrap()
+        .seq;
+    store.close().unwrap();
+    drop(store);
+    let want = stored("approvals", "req-9", r#"{"by":"alice"}"#, seq);
+
+    let ro = SqliteStore::open_read_only(dir.path()).unwrap();
+    assert_eq!(ro.state("approvals", "req-9").unwrap(), Some(want.clone()));
+    assert_eq!(ro.states("approvals").unwrap(), std::slice::from_ref(&want));
+    assert!(matches!(
+        ro.append_with(event("x", "y", "{}"), delete_state("approvals", "req-9")),
+        Err(StoreError::ReadOnly)
+    ));
+    drop(ro);
+
+    let store = SqliteStore::open(dir.path(), config()).unwrap();
+    assert_eq!(store.state("approvals", "req-9").unwrap(), Some(want));
+    store
+        .append_with(
+            event("approval.revoked", "req-9", "{}"),
+            delete_state("approvals", "req-9"),
+        )
+        .unwrap();
+    store.close().unwrap();
+    drop(store);
+    let store = SqliteStore::open(dir.path(), config()).unwrap();
+    assert_eq!(store.states("approvals").unwrap(), []);
+}
+
+#[test]
+fn a_version_3_database_has_no_state_until_opened_for_writing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path(), config()).unwrap();
+    put(&store, "did:key:z6MkV", "{}");
+    store.close().unwrap();
+    drop(store);
+    // What schema version 3 wrote: everything but the state table.
+    raw(dir.path())
+        .execute_batch("DROP TABLE state; PRAGMA user_version = 3;")
+        .unwrap();
+
+    let ro = SqliteStore::open_read_only(dir.path()).unwrap();
+    assert_eq!(ro.state("approvals", "req-1").unwrap(), None);
+    assert_eq!(ro.states("approvals").unwrap(), []);
+    assert_eq!(ro.agents().unwrap().len(), 1);
+    drop(ro);
+
+    let store = SqliteStore::open(dir.path(), config()).unwrap();
+    let version: i64 = raw(dir.path())
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, 4);
+    let seq = store
+        .append_with(
+            event("approval.granted", "req-1", "{}"),
+            put_state("approvals", "req-1", "granted"),
+        )
+        .unwrap()
+        .seq;
+    assert_eq!(seq, 1);
+    assert_eq!(
+        store.states("approvals").unwrap(),
+        [stored("approvals", "req-1", "granted", 1)]
+    );
+    assert_eq!(store.agents().unwrap().len(), 1);
+    store.close().unwrap();
+    let report = warden_store::verify(&store, &store.verifier(), None).unwrap();
+    assert_eq!((report.problem, report.entries), (None, 2));
 }
