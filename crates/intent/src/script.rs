@@ -258,10 +258,8 @@ pub(crate) fn analyze(ctx: &mut Ctx<'_>, lang: Lang, code: &str, origin: Origin,
                 );
             }
         }
-        if url_kind::looks_like_url(s.trim())
-            && let Ok(u) = url::Url::parse(s.trim())
-        {
-            url_kind::check_url(ctx, &u, span);
+        if url_kind::looks_like_url(s.trim()) {
+            url_kind::check_url_text(ctx, s.trim(), span);
         }
         // exec(base64.b64decode('...')), eval(atob('...')): decode and read again.
         if (eval || exec) && s.len() >= 16 {

@@ -3853,10 +3853,8 @@ impl<'c, 'a, 't> Walker<'c, 'a, 't> {
             } else {
                 format!("http://{}", u.value).into()
             };
-            if let Ok(parsed) = url::Url::parse(&text) {
-                let span = self.span((u.start, u.end));
-                url_kind::check_url(self.ctx, &parsed, span);
-            }
+            let span = self.span((u.start, u.end));
+            url_kind::check_url_text(self.ctx, &text, span);
         }
     }
 

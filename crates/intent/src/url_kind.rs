@@ -27,7 +27,13 @@ const METADATA_HOSTS: &[&str] = &[
 
 /// Whether `t` is confidently a URL (has a scheme and no spaces).
 pub(crate) fn looks_like_url(t: &str) -> bool {
-    if t.contains(char::is_whitespace) {
+    // `char::is_whitespace`, a byte at a time where the text is ASCII.
+    let white = if t.is_ascii() {
+        t.bytes().any(|b| matches!(b, b'\t'..=b'\r' | b' '))
+    } else {
+        t.contains(char::is_whitespace)
+    };
+    if white {
         return false;
     }
     let Some((scheme, rest)) = t.split_once(':') else {
@@ -70,6 +76,53 @@ pub(crate) fn analyze(ctx: &mut Ctx<'_>, text: &str, origin: Origin) {
         return;
     };
     check_url(ctx, &url, span);
+}
+
+/// Classifies `text` when it parses as a URL (the shell's `curl`/`wget`
+/// arguments, URLs in scripts); a URL [`plain_http_host`] reads is judged
+/// by its host without the WHATWG parser, with the same result.
+pub(crate) fn check_url_text(ctx: &mut Ctx<'_>, text: &str, span: Span) {
+    if let Some(host) = plain_http_host(text) {
+        check_domain(ctx, host, span);
+        check_egress(ctx, host, span);
+    } else if let Ok(url) = Url::parse(text) {
+        check_url(ctx, &url, span);
+    }
+}
+
+/// The host of an `http://` or `https://` URL that [`check_url`] would judge
+/// by its domain name alone, read without the parser: a lowercase scheme,
+/// then a host of lowercase letters, digits, `-` and `.` in non-empty labels
+/// (so no userinfo, port, IP notation or uppercase to fold), no punycode
+/// (`xn--`, which IDNA would check), a last label that starts with a letter
+/// (so not a number, which WHATWG reads as IPv4), then nothing or a path of
+/// printable ASCII without `?` or `#` (no query, no fragment). For such a
+/// URL the parser's host is this text. Anything else returns `None`.
+/// `plain_urls_match_the_parser` checks this against the `url` crate.
+pub(crate) fn plain_http_host(text: &str) -> Option<&str> {
+    let rest = text
+        .strip_prefix("https://")
+        .or_else(|| text.strip_prefix("http://"))?;
+    let b = rest.as_bytes();
+    let host_len = b
+        .iter()
+        .position(|&c| !matches!(c, b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.'))
+        .unwrap_or(b.len());
+    let (host, path) = rest.split_at(host_len);
+    if !(path.is_empty() || path.starts_with('/'))
+        || !path
+            .bytes()
+            .all(|c| c.is_ascii_graphic() && c != b'?' && c != b'#')
+        || host.contains("xn--")
+    {
+        return None;
+    }
+    let mut labels = host.split('.');
+    let last = labels.next_back()?;
+    if !last.as_bytes().first()?.is_ascii_lowercase() || labels.any(str::is_empty) {
+        return None;
+    }
+    Some(host)
 }
 
 /// Classifies a parsed URL (shared with the shell analysis of `curl`/`wget` arguments).
@@ -161,66 +214,9 @@ pub(crate) fn check_url(ctx: &mut Ctx<'_>, url: &Url, span: Span) {
     match host {
         Host::Ipv4(ip) => check_ip(ctx, IpAddr::V4(ip), &host_text, span),
         Host::Ipv6(ip) => check_ip(ctx, IpAddr::V6(ip), &host_text, span),
-        Host::Domain(d) => {
-            let d = d.trim_end_matches('.');
-            let d: std::borrow::Cow<'_, str> = if d.bytes().any(|b| b.is_ascii_uppercase()) {
-                d.to_ascii_lowercase().into()
-            } else {
-                d.into()
-            };
-            if METADATA_HOSTS.contains(&d.as_ref()) {
-                ctx.add(
-                    Intent::CredentialAccess,
-                    Kind::Url,
-                    span,
-                    format!("cloud metadata endpoint {d}"),
-                );
-            } else if d == "localhost" || d.ends_with(".localhost") {
-                ctx.add(
-                    Intent::CredentialAccess,
-                    Kind::Url,
-                    span,
-                    format!("loopback host {d}"),
-                );
-            }
-            if d.split('.').any(|l| l.starts_with("xn--")) {
-                let (unicode, _) = idna::domain_to_unicode(&d);
-                let mixed = unicode.split('.').any(|l| !l.is_single_script());
-                // A label that is not ASCII but whose confusable skeleton is
-                // (`ехаmple` in Cyrillic) imitates an ASCII name.
-                let imitates_ascii = unicode
-                    .split('.')
-                    .any(|l| !l.is_ascii() && unicode_security::skeleton(l).all(|c| c.is_ascii()));
-                if mixed || imitates_ascii {
-                    ctx.add(
-                        Intent::Exfiltration,
-                        Kind::Url,
-                        span,
-                        format!(
-                            "{} host {unicode} ({d}) imitates another name",
-                            if mixed {
-                                "mixed-script"
-                            } else {
-                                "confusable punycode"
-                            }
-                        ),
-                    );
-                }
-            }
-        }
+        Host::Domain(d) => check_domain(ctx, d, span),
     }
-
-    if let Some(egress) = &ctx.config.egress {
-        let h = host_text.trim_end_matches('.');
-        if !egress.allows(h) {
-            ctx.add(
-                Intent::Exfiltration,
-                Kind::Url,
-                span,
-                format!("host {h} is outside the egress allowlist"),
-            );
-        }
-    }
+    check_egress(ctx, &host_text, span);
 
     let mut blobs = url
         .query_pairs()
@@ -249,6 +245,71 @@ pub(crate) fn check_url(ctx: &mut Ctx<'_>, url: &Url, span: Span) {
                 ),
             );
             break;
+        }
+    }
+}
+
+/// The checks on a domain host: metadata and loopback names, punycode
+/// that imitates another name.
+fn check_domain(ctx: &mut Ctx<'_>, d: &str, span: Span) {
+    let d = d.trim_end_matches('.');
+    let d: std::borrow::Cow<'_, str> = if d.bytes().any(|b| b.is_ascii_uppercase()) {
+        d.to_ascii_lowercase().into()
+    } else {
+        d.into()
+    };
+    if METADATA_HOSTS.contains(&d.as_ref()) {
+        ctx.add(
+            Intent::CredentialAccess,
+            Kind::Url,
+            span,
+            format!("cloud metadata endpoint {d}"),
+        );
+    } else if d == "localhost" || d.ends_with(".localhost") {
+        ctx.add(
+            Intent::CredentialAccess,
+            Kind::Url,
+            span,
+            format!("loopback host {d}"),
+        );
+    }
+    if d.split('.').any(|l| l.starts_with("xn--")) {
+        let (unicode, _) = idna::domain_to_unicode(&d);
+        let mixed = unicode.split('.').any(|l| !l.is_single_script());
+        // A label that is not ASCII but whose confusable skeleton is
+        // (`ехаmple` in Cyrillic) imitates an ASCII name.
+        let imitates_ascii = unicode
+            .split('.')
+            .any(|l| !l.is_ascii() && unicode_security::skeleton(l).all(|c| c.is_ascii()));
+        if mixed || imitates_ascii {
+            ctx.add(
+                Intent::Exfiltration,
+                Kind::Url,
+                span,
+                format!(
+                    "{} host {unicode} ({d}) imitates another name",
+                    if mixed {
+                        "mixed-script"
+                    } else {
+                        "confusable punycode"
+                    }
+                ),
+            );
+        }
+    }
+}
+
+/// A host outside the policy's egress allowlist (when there is one).
+fn check_egress(ctx: &mut Ctx<'_>, host: &str, span: Span) {
+    if let Some(egress) = &ctx.config.egress {
+        let h = host.trim_end_matches('.');
+        if !egress.allows(h) {
+            ctx.add(
+                Intent::Exfiltration,
+                Kind::Url,
+                span,
+                format!("host {h} is outside the egress allowlist"),
+            );
         }
     }
 }
@@ -397,6 +458,76 @@ mod tests {
             assert!(internal_ip(ip).is_some(), "{u}");
         }
         assert!(internal_ip("8.8.8.8".parse().unwrap()).is_none());
+    }
+
+    fn findings(config: &crate::Config, check: impl FnOnce(&mut Ctx<'_>)) -> Vec<crate::Finding> {
+        let mut sink = crate::analyze::Sink::default();
+        check(&mut Ctx::new(config, &mut sink, None, true));
+        sink.findings
+    }
+
+    #[test]
+    fn plain_urls_skip_the_parser() {
+        for (u, host) in [
+            ("https://api.example.com/v1/health", Some("api.example.com")),
+            ("http://localhost", Some("localhost")),
+            (
+                "http://metadata.google.internal/x",
+                Some("metadata.google.internal"),
+            ),
+            ("https://a-b.c9/", Some("a-b.c9")),
+            ("http://127.0.0.1/", None),
+            ("http://0x7f.1/", None),
+            ("http://example.com./", None),
+            ("http://Example.com/", None),
+            ("http://user@example.com/", None),
+            ("http://example.com:8080/", None),
+            ("http://example.com/?q=1", None),
+            ("http://example.com/#f", None),
+            ("http://xn--e1awd7f.com/", None),
+            ("http://a..b/", None),
+            ("http://", None),
+            ("ftp://example.com/", None),
+            ("HTTP://example.com/", None),
+        ] {
+            assert_eq!(plain_http_host(u), host, "{u}");
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig { cases: 4096, ..Default::default() })]
+
+        /// Wherever the shortcut reads a host, the `url` crate reads the
+        /// same host with nothing else to judge, and the findings agree.
+        #[test]
+        fn plain_urls_match_the_parser(
+            scheme in proptest::sample::select(&["http://", "https://", "HTTP://", "ftp://", "http:/", ""][..]),
+            parts in proptest::collection::vec(proptest::sample::select(&[
+                "a", "z", "example", "com", "0", "9", "127", "0x7f", "xn--", "-", ".", "..", "/", "?", "#",
+                "@", ":", "%2e", "A", "\\", " ", "\t", "localhost", "metadata", "é", "[::1]", "=", "x",
+            ][..]), 0..8),
+        ) {
+            let text = format!("{scheme}{}", parts.concat());
+            let config = crate::Config {
+                egress: Some(crate::Egress::new(["*.example.com", "localhost"]).expect("valid egress")),
+                ..crate::Config::default()
+            };
+            let span = Span { start: 0, end: text.len() };
+            if let Some(host) = plain_http_host(&text) {
+                let url = Url::parse(&text).expect("a plain URL parses");
+                proptest::prop_assert!(matches!(url.scheme(), "http" | "https"));
+                proptest::prop_assert_eq!(url.host(), Some(Host::Domain(host)));
+                proptest::prop_assert!(url.username().is_empty() && url.password().is_none());
+                proptest::prop_assert!(url.query().is_none() && url.fragment().is_none());
+            }
+            let fast = findings(&config, |ctx| check_url_text(ctx, &text, span));
+            let full = findings(&config, |ctx| {
+                if let Ok(url) = Url::parse(&text) {
+                    check_url(ctx, &url, span);
+                }
+            });
+            proptest::prop_assert_eq!(fast, full);
+        }
     }
 
     #[test]
