@@ -104,6 +104,12 @@ pub enum StoreError {
         /// The database file's path.
         path: PathBuf,
     },
+    /// The store's writer thread panicked (a bug). Appends that did not
+    /// return `Ok` may or may not be in the log.
+    #[error(
+        "the store's writer thread panicked; appends that did not succeed may or may not be in the log; hint: this is a bug in warden, please report it; restart to reopen the store"
+    )]
+    WriterPanicked,
     /// The store was opened read-only.
     #[error("the store is open read-only; hint: open it for writing (only one process may write)")]
     ReadOnly,

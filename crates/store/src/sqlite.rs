@@ -4,8 +4,9 @@ use std::collections::HashMap;
 use std::fs::{self, File};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, Sender, SyncSender};
-use std::sync::{Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -100,6 +101,14 @@ pub struct StoreConfig {
     /// Sign a checkpoint when entries have waited this long without one.
     /// `None` disables time-based checkpoints.
     pub checkpoint_interval: Option<Duration>,
+    /// Most pages (4 KiB each) the database may grow to, applied with
+    /// `PRAGMA max_page_count` to the writer's connection once the schema
+    /// is in place: a quota, and a way for tests to fill the "disk". An
+    /// append that would grow the database past it fails with "database
+    /// or disk is full", as on a full disk; earlier entries stay intact.
+    /// It cannot be lowered below the database's current size. `None`:
+    /// SQLite's default (no practical limit).
+    pub max_page_count: Option<u32>,
 }
 
 impl StoreConfig {
@@ -119,11 +128,34 @@ impl Default for StoreConfig {
             origin: None,
             checkpoint_every_entries: 1000,
             checkpoint_interval: Some(Duration::from_secs(10)),
+            max_page_count: None,
         }
     }
 }
 
-type Reply<T> = SyncSender<Result<T, StoreError>>;
+/// The one answer to a caller waiting on the writer. Dropped unanswered
+/// while the writer panics, it answers [`StoreError::WriterPanicked`]: a
+/// panic must never read as success, nor as an orderly close.
+struct Reply<T>(Option<SyncSender<Result<T, StoreError>>>);
+
+impl<T> Reply<T> {
+    fn send(mut self, result: Result<T, StoreError>) {
+        if let Some(sender) = self.0.take() {
+            // The caller may have given up waiting; nothing to do then.
+            let _ = sender.send(result);
+        }
+    }
+}
+
+impl<T> Drop for Reply<T> {
+    fn drop(&mut self) {
+        if let Some(sender) = self.0.take()
+            && std::thread::panicking()
+        {
+            let _ = sender.send(Err(StoreError::WriterPanicked));
+        }
+    }
+}
 
 // Appends dominate; boxing the record would add an allocation to each.
 #[allow(clippy::large_enum_variant)]
@@ -135,6 +167,9 @@ enum Command {
     /// [`Store::check_writable`]: commit a small write.
     Probe(Reply<()>),
     Shutdown(Reply<()>),
+    /// Make the next append batch panic before it commits.
+    #[cfg(test)]
+    PanicOnNextCommit,
 }
 
 /// The SQLite implementation of [`Store`]: `warden.db` (and its `-wal`
@@ -203,7 +238,21 @@ const CACHED_MIN_HEIGHT: u32 = 10;
 struct Writer {
     sender: Mutex<Option<Sender<Command>>>,
     thread: Mutex<Option<JoinHandle<()>>>,
+    /// Set once the writer thread has panicked: later calls say so rather
+    /// than "closed".
+    panicked: Arc<AtomicBool>,
     _lock: File,
+}
+
+/// Sets the flag when dropped by a panicking thread.
+struct PanicFlag(Arc<AtomicBool>);
+
+impl Drop for PanicFlag {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
 }
 
 impl std::fmt::Debug for SqliteStore {
@@ -545,6 +594,9 @@ impl SqliteStore {
         pragma(&conn, "journal_mode", "WAL")?;
         pragma(&conn, "synchronous", "FULL")?;
         migrate(&mut conn, &db_path)?;
+        if let Some(pages) = config.max_page_count {
+            pragma(&conn, "max_page_count", &pages.to_string())?;
+        }
         conn.execute(
             "INSERT INTO meta(key, value) VALUES ('origin', ?1), ('verifier_key', ?2)
              ON CONFLICT(key) DO NOTHING",
@@ -578,6 +630,8 @@ impl SqliteStore {
         let verifier = signer.verifier();
         let reader = open_reader(&db_path, false)?;
         let (sender, receiver) = mpsc::channel();
+        let panicked = Arc::new(AtomicBool::new(false));
+        let flag = PanicFlag(panicked.clone());
         let mut worker = WriterThread {
             conn,
             db,
@@ -587,10 +641,15 @@ impl SqliteStore {
                 state,
                 last_checkpoint_at: Instant::now(),
             },
+            #[cfg(test)]
+            panic_on_next_commit: false,
         };
         let thread = std::thread::Builder::new()
             .name("warden-store-writer".into())
-            .spawn(move || worker.run(receiver))
+            .spawn(move || {
+                let _flag = flag;
+                worker.run(receiver);
+            })
             .map_err(|e| StoreError::io(&dir, e, "the system is out of threads"))?;
         Ok(Self {
             dir,
@@ -603,6 +662,7 @@ impl SqliteStore {
             writer: Some(Writer {
                 sender: Mutex::new(Some(sender)),
                 thread: Mutex::new(Some(thread)),
+                panicked,
                 _lock: lock,
             }),
         })
@@ -661,13 +721,22 @@ impl SqliteStore {
 
     fn send<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, StoreError> {
         let writer = self.writer.as_ref().ok_or(StoreError::ReadOnly)?;
+        let stopped = || {
+            if writer.panicked.load(Ordering::SeqCst) {
+                StoreError::WriterPanicked
+            } else {
+                StoreError::Closed
+            }
+        };
         let (reply, answer) = mpsc::sync_channel(1);
         {
             let sender = writer.sender.lock().unwrap_or_else(|p| p.into_inner());
-            let sender = sender.as_ref().ok_or(StoreError::Closed)?;
-            sender.send(make(reply)).map_err(|_| StoreError::Closed)?;
+            let sender = sender.as_ref().ok_or_else(stopped)?;
+            sender
+                .send(make(Reply(Some(reply))))
+                .map_err(|_| stopped())?;
         }
-        answer.recv().map_err(|_| StoreError::Closed)?
+        answer.recv().map_err(|_| stopped())?
     }
 }
 
@@ -993,7 +1062,7 @@ impl Store for SqliteStore {
         let Some(writer) = &self.writer else {
             return Ok(());
         };
-        let result = match self.send(Command::Shutdown) {
+        let mut result = match self.send(Command::Shutdown) {
             Err(StoreError::Closed) => Ok(()),
             other => other,
         };
@@ -1009,9 +1078,11 @@ impl Store for SqliteStore {
             .unwrap_or_else(|p| p.into_inner())
             .take()
         {
-            // The writer catches nothing: a panic there already failed the
-            // callers it was serving.
-            let _ = thread.join();
+            // A panic there already failed the callers it was serving;
+            // closing must not report success either.
+            if thread.join().is_err() {
+                result = Err(StoreError::WriterPanicked);
+            }
         }
         result
     }
@@ -1094,6 +1165,8 @@ struct WriterThread {
     conn: Connection,
     db: DbFile,
     log: Log,
+    #[cfg(test)]
+    panic_on_next_commit: bool,
 }
 
 /// The database file the writer opened: its path and identity.
@@ -1196,16 +1269,18 @@ impl WriterThread {
         for cmd in others {
             match cmd {
                 Command::Checkpoint(reply) => {
-                    let _ = reply.send(self.checkpoint_in_own_transaction());
+                    reply.send(self.checkpoint_in_own_transaction());
                 }
                 Command::Probe(reply) => {
-                    let _ = reply.send(self.probe());
+                    reply.send(self.probe());
                 }
                 Command::Shutdown(reply) => {
-                    let _ = reply.send(self.checkpoint_in_own_transaction().map(|_| ()));
+                    reply.send(self.checkpoint_in_own_transaction().map(|_| ()));
                     shutdown = true;
                 }
                 Command::Append(..) => {}
+                #[cfg(test)]
+                Command::PanicOnNextCommit => self.panic_on_next_commit = true,
             }
         }
         shutdown
@@ -1213,7 +1288,13 @@ impl WriterThread {
 
     fn commit_appends(&mut self, appends: Vec<(Record, Vec<StateChange>, Reply<Appended>)>) {
         let before = self.log.state.clone();
-        let mut done: Vec<(Reply<Appended>, Appended)> = Vec::with_capacity(appends.len());
+        // The replies stay out here, so that however the transaction fails,
+        // every caller is answered.
+        let (work, replies): (Vec<_>, Vec<_>) = appends
+            .into_iter()
+            .map(|(record, changes, reply)| ((record, changes), reply))
+            .unzip();
+        let mut outcomes: Vec<Result<Appended, StoreError>> = Vec::with_capacity(replies.len());
         let result = (|| -> Result<(), StoreError> {
             let tx = self
                 .conn
@@ -1229,13 +1310,13 @@ impl WriterThread {
                     .prepare_cached("INSERT INTO audit_subtrees(id, hash) VALUES (?1, ?2)")
                     .map_err(|e| StoreError::db("preparing the append", e))?;
                 let mut completed = Vec::with_capacity(64);
-                for (record, changes, reply) in appends {
+                for (record, changes) in work {
                     let seq = self.log.state.range.size();
                     let data = match (Entry { seq, record }).encode() {
                         Ok(data) => data,
                         Err(e) => {
                             // Only this caller's record is bad; the batch goes on.
-                            let _ = reply.send(Err(e.into()));
+                            outcomes.push(Err(e.into()));
                             continue;
                         }
                     };
@@ -1253,13 +1334,10 @@ impl WriterThread {
                     for change in changes {
                         apply_change(&tx, change, seq)?;
                     }
-                    done.push((
-                        reply,
-                        Appended {
-                            seq,
-                            leaf_hash: leaf,
-                        },
-                    ));
+                    outcomes.push(Ok(Appended {
+                        seq,
+                        leaf_hash: leaf,
+                    }));
                     let every = self.log.config.checkpoint_every_entries;
                     if every > 0 && self.log.state.range.size().is_multiple_of(every) {
                         self.log.insert_checkpoint(&tx)?;
@@ -1267,22 +1345,33 @@ impl WriterThread {
                 }
             }
             self.db.check()?;
+            #[cfg(test)]
+            if std::mem::take(&mut self.panic_on_next_commit) {
+                panic!("test: the writer panics before committing");
+            }
             tx.commit()
                 .map_err(|e| StoreError::db("committing appended entries", e))
         })();
-        match result {
-            Ok(()) => {
-                for (reply, appended) in done {
-                    let _ = reply.send(Ok(appended));
-                }
-            }
-            Err(e) => {
-                // The transaction rolled back on drop: forget what it added.
-                self.log.state = before;
-                for (reply, _) in done {
-                    let _ = reply.send(Err(e.clone()));
-                }
-            }
+        let failure = result.err();
+        if failure.is_some() {
+            // The transaction rolled back on drop: forget what it added.
+            self.log.state = before;
+        }
+        let mut outcomes = outcomes.into_iter();
+        for reply in replies {
+            reply.send(match (outcomes.next(), &failure) {
+                // A record refused on its own keeps its own error.
+                (Some(Err(own)), _) => Err(own),
+                (Some(Ok(appended)), None) => Ok(appended),
+                // Not committed: the batch's error, for the caller whose
+                // write failed and those after it too.
+                (_, Some(e)) => Err(e.clone()),
+                // A committed batch has an outcome for every caller.
+                (None, None) => Err(StoreError::db(
+                    "answering an append",
+                    "the batch committed without an outcome for it",
+                )),
+            });
         }
     }
 
@@ -1402,5 +1491,49 @@ impl Log {
             note,
             created_unix_nanos: created,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use warden_audit::EventRecord;
+
+    use super::*;
+
+    fn event() -> Record {
+        Record::Event(EventRecord {
+            time_unix_nanos: 1,
+            actor: "test".into(),
+            action: "test.event".into(),
+            subject: "s".into(),
+            details: "{}".into(),
+        })
+    }
+
+    #[test]
+    fn a_panicking_writer_fails_its_callers_every_later_call_and_close() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path(), StoreConfig::new("test.example/panic")).unwrap();
+        assert_eq!(store.append(event()).unwrap().seq, 0);
+        let writer = store.writer.as_ref().unwrap();
+        writer
+            .sender
+            .lock()
+            .unwrap()
+            .as_ref()
+            .unwrap()
+            .send(Command::PanicOnNextCommit)
+            .unwrap();
+        // Answered after the flag is set: the next batch panics.
+        store.checkpoint_now().unwrap();
+
+        assert_eq!(store.append(event()), Err(StoreError::WriterPanicked));
+        assert_eq!(store.append(event()), Err(StoreError::WriterPanicked));
+        assert_eq!(store.check_writable(), Err(StoreError::WriterPanicked));
+        assert_eq!(store.close(), Err(StoreError::WriterPanicked));
+        assert_eq!(store.close(), Err(StoreError::WriterPanicked));
+        // What was acknowledged before is intact; the panicked batch is not
+        // in the log.
+        assert_eq!(store.log_size().unwrap(), 1);
     }
 }

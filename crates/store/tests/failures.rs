@@ -94,3 +94,89 @@ fn appends_fail_once_the_database_file_is_replaced() {
     assert!(is_file_replaced(store.check_writable()));
     assert_eq!(store.log_size().unwrap(), 1);
 }
+
+/// A record of about 2 KiB, so a few hundred fill a small quota.
+fn bulky(n: u64) -> Record {
+    Record::Event(EventRecord {
+        time_unix_nanos: 1_700_000_000_000_000_000 + n,
+        actor: "test".into(),
+        action: "test.bulky".into(),
+        subject: format!("subject-{n}"),
+        details: format!(r#"{{"pad":"{}"}}"#, "p".repeat(2000)),
+    })
+}
+
+#[test]
+fn a_full_database_refuses_appends_keeps_what_it_acknowledged_and_resumes_with_room() {
+    let dir = tempfile::tempdir().unwrap();
+    let quota = StoreConfig {
+        max_page_count: Some(64),
+        checkpoint_every_entries: 50,
+        ..config()
+    };
+    let store = SqliteStore::open(dir.path(), quota.clone()).unwrap();
+    let mut acknowledged = Vec::new();
+    let err = loop {
+        let n = acknowledged.len() as u64;
+        assert!(n < 10_000, "the quota never filled");
+        match store.append(bulky(n)) {
+            Ok(appended) => {
+                assert_eq!(appended.seq, n);
+                acknowledged.push(appended);
+            }
+            Err(err) => break err,
+        }
+    };
+    assert!(
+        matches!(err, StoreError::Database { ref message, .. } if message.contains("database or disk is full")),
+        "{err}"
+    );
+    let full_at = acknowledged.len() as u64;
+    assert!(full_at > 10, "only {full_at} entries fit");
+
+    // Still full: later appends fail too and take no sequence number, and a
+    // state change whose entry does not fit is not applied.
+    assert!(store.append(bulky(full_at)).is_err());
+    let err = store
+        .append_with(
+            bulky(full_at),
+            warden_store::StateChange::PutState {
+                space: "kill_switch".into(),
+                key: "global".into(),
+                value: "on".into(),
+            },
+        )
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Database { .. }), "{err}");
+    assert_eq!(store.state("kill_switch", "global").unwrap(), None);
+    assert_eq!(store.log_size().unwrap(), full_at);
+
+    // Everything acknowledged is there and verifies.
+    let stored = store.entries(0, usize::MAX).unwrap();
+    assert_eq!(stored.len() as u64, full_at);
+    for (entry, appended) in stored.iter().zip(&acknowledged) {
+        assert_eq!(
+            (entry.seq, entry.leaf_hash),
+            (appended.seq, appended.leaf_hash)
+        );
+    }
+    let report = verify(&store, &store.verifier(), None).unwrap();
+    assert_eq!((report.problem, report.entries), (None, full_at));
+    // The final checkpoint may not fit either; close reports that.
+    let _ = store.close();
+    drop(store);
+
+    // With room again, the log continues where it stopped.
+    let roomy = StoreConfig {
+        max_page_count: None,
+        ..quota
+    };
+    let store = SqliteStore::open(dir.path(), roomy).unwrap();
+    for n in full_at..full_at + 20 {
+        assert_eq!(store.append(bulky(n)).unwrap().seq, n);
+    }
+    store.check_writable().unwrap();
+    store.close().unwrap();
+    let report = verify(&store, &store.verifier(), None).unwrap();
+    assert_eq!((report.problem, report.entries), (None, full_at + 20));
+}
