@@ -217,10 +217,22 @@ fn relative_without_secret_names(raw: &str) -> bool {
         return false;
     }
     // Every file-name rule needs an `id_` prefix or a `.`.
-    raw.split('/').all(|seg| {
-        (!seg.starts_with("id_") && !seg.as_bytes().contains(&b'.'))
-            || (!is_ssh_key_name(seg) && secret_file_reason(seg).is_none())
-    })
+    let mut rest = raw;
+    loop {
+        let (seg, next) = match rest.bytes().position(|c| c == b'/') {
+            Some(i) => (&rest[..i], Some(&rest[i + 1..])),
+            None => (rest, None),
+        };
+        if (seg.starts_with("id_") || seg.as_bytes().contains(&b'.'))
+            && (is_ssh_key_name(seg) || secret_file_reason(seg).is_some())
+        {
+            return false;
+        }
+        match next {
+            Some(n) => rest = n,
+            None => return true,
+        }
+    }
 }
 
 /// [`credential_reason`] without the shortcut.

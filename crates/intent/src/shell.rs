@@ -450,7 +450,11 @@ fn is_shell(name: &str) -> bool {
 /// `/usr/bin/rm` → `rm`, `\rm` → `rm`.
 fn command_name(word: &str) -> &str {
     let w = word.trim_start_matches('\\');
-    w.rsplit('/').next().unwrap_or(w)
+    // After the last `/`, found by bytes (names are short).
+    match w.bytes().rposition(|c| c == b'/') {
+        Some(i) => &w[i + 1..],
+        None => w,
+    }
 }
 
 /// What flows out of a command (and into the next one's stdin).
@@ -611,6 +615,9 @@ struct Walker<'c, 'a, 't> {
     function: Option<String>,
     /// Whether the current command is part of a pipeline or runs in the background.
     piped: bool,
+    /// An emptied argv kept for the next fast-parsed command, which then
+    /// allocates none of its own.
+    spare_argv: Vec<Arg<'t>>,
 }
 
 impl<'c, 'a, 't> Walker<'c, 'a, 't> {
@@ -639,6 +646,7 @@ impl<'c, 'a, 't> Walker<'c, 'a, 't> {
             written: Vec::new(),
             function: None,
             piped: false,
+            spare_argv: Vec::new(),
         }
     }
 
@@ -733,7 +741,8 @@ impl<'c, 'a, 't> Walker<'c, 'a, 't> {
     fn fast_simple(&mut self, items: &[shell_fast::Item], stdin: &Flow) -> Flow {
         use shell_fast::Item;
         let text = self.text;
-        let mut argv: Vec<Arg> = Vec::with_capacity(items.len());
+        let mut argv = std::mem::take(&mut self.spare_argv);
+        argv.reserve(items.len());
         let mut input = stdin.clone();
         for it in items {
             match *it {
@@ -748,7 +757,7 @@ impl<'c, 'a, 't> Walker<'c, 'a, 't> {
                     let raw = &text[a..b];
                     if let Some(v) = unquote_single(raw) {
                         argv.push(Arg {
-                            value: Cow::Owned(v),
+                            value: v,
                             start: a,
                             end: b,
                             ..Arg::default()
@@ -769,10 +778,14 @@ impl<'c, 'a, 't> Walker<'c, 'a, 't> {
                 self.file_redirect(fd, &kind.kind(), t, &mut input, Some(&mut out_redirect));
             }
         }
-        if argv.is_empty() {
-            return Flow::None;
-        }
-        self.run_argv(&argv, &input, at, out_redirect)
+        let out = if argv.is_empty() {
+            Flow::None
+        } else {
+            self.run_argv(&argv, &input, at, out_redirect)
+        };
+        argv.clear();
+        self.spare_argv = argv;
+        out
     }
 
     fn pipeline(&mut self, p: &ast::Pipeline) -> Flow {
@@ -1534,11 +1547,12 @@ impl<'c, 'a, 't> Walker<'c, 'a, 't> {
             // the false positives; the path forms below are what matter.
             return;
         }
-        let v = match v.split_once('=') {
-            Some((k, p)) if k.starts_with("--") || k.starts_with("if") => p,
+        // Bytes rather than `char` searches: `=` and DYN are one byte each.
+        let v = match v.bytes().position(|c| c == b'=') {
+            Some(i) if v[..i].starts_with("--") || v[..i].starts_with("if") => &v[i + 1..],
             _ => v,
         };
-        if v.contains(DYN) && !path::has_glob(v) {
+        if v.as_bytes().contains(&(DYN as u8)) && !path::has_glob(v) {
             let known: String = v.split(DYN).next().unwrap_or("").to_string();
             if let Some(r) = path::credential_reason(&known)
                 && known.len() > 2
@@ -4117,6 +4131,11 @@ fn passthrough(f: &Flow) -> Flow {
 
 /// `--flag=value` / `-fvalue` / `--flag` matches; returns the flag and any attached value.
 fn split_flag<'v>(v: &'v str, flags: &[&'static str]) -> (Option<&'static str>, Option<&'v str>) {
+    // Every flag starts with `-`, so only such a word can be one.
+    debug_assert!(flags.iter().all(|f| f.starts_with('-')));
+    if !v.starts_with('-') {
+        return (None, None);
+    }
     for f in flags {
         if v == *f {
             return (Some(f), None);
@@ -4657,12 +4676,18 @@ fn plain_value(raw: &str) -> Option<Cow<'_, str>> {
     {
         return Some(Cow::Borrowed(raw));
     }
-    unquote_single(raw).map(Cow::Owned)
+    unquote_single(raw)
 }
 
-fn unquote_single(raw: &str) -> Option<String> {
+fn unquote_single(raw: &str) -> Option<Cow<'_, str>> {
     if raw.starts_with('~') {
         return None;
+    }
+    // One quoted run (`'TODO'`): its inside, borrowed.
+    if let Some(inner) = raw.strip_prefix('\'').and_then(|r| r.strip_suffix('\''))
+        && !inner.contains('\'')
+    {
+        return Some(Cow::Borrowed(inner));
     }
     let mut out = String::with_capacity(raw.len());
     let mut quoted = false;
@@ -4674,7 +4699,7 @@ fn unquote_single(raw: &str) -> Option<String> {
             c => out.push(c),
         }
     }
-    (!quoted).then_some(out)
+    (!quoted).then_some(Cow::Owned(out))
 }
 
 fn brace_expand(word: &str) -> Vec<String> {
@@ -4936,7 +4961,7 @@ mod tests {
                     _ => None,
                 })
                 .collect();
-            assert_eq!(Some(fast), slow, "{raw}");
+            assert_eq!(Some(fast.into_owned()), slow, "{raw}");
         }
         assert_eq!(unquote_single("'TODO'").as_deref(), Some("TODO"));
         assert_eq!(unquote_single("a'b c'd").as_deref(), Some("ab cd"));
@@ -4959,7 +4984,7 @@ mod tests {
                         _ => None,
                     })
                     .collect();
-                proptest::prop_assert_eq!(Some(fast), slow, "{}", raw);
+                proptest::prop_assert_eq!(Some(fast.into_owned()), slow, "{}", raw);
             }
         }
     }

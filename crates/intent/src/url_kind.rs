@@ -273,7 +273,8 @@ fn check_domain(ctx: &mut Ctx<'_>, d: &str, span: Span) {
             format!("loopback host {d}"),
         );
     }
-    if d.split('.').any(|l| l.starts_with("xn--")) {
+    // A label that starts with `xn--`.
+    if d.starts_with("xn--") || d.contains(".xn--") {
         let (unicode, _) = idna::domain_to_unicode(&d);
         let mixed = unicode.split('.').any(|l| !l.is_single_script());
         // A label that is not ASCII but whose confusable skeleton is
