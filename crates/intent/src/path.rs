@@ -262,9 +262,14 @@ fn credential_reason_full(path: &str) -> Option<&'static str> {
 fn cannot_name_a_credential(raw: &str) -> bool {
     let b = raw.as_bytes();
     let risky = |c: u8| matches!(c, b'.' | b'~' | b'/' | b'\\' | b'$' | b'*' | b'?' | b'[');
-    !b.iter().fold(false, |any, &c| any | risky(c))
-        && !b.windows(3).any(|w| w == b"id_")
-        && !encodes_separator(raw)
+    // `id_` needs a `_` and an encoded separator a `%`: one pass tells
+    // whether either search is needed.
+    if b.iter().fold(false, |any, &c| any | risky(c)) {
+        return false;
+    }
+    !b.iter()
+        .fold(false, |any, &c| any | (c == b'_') | (c == b'%'))
+        || (!b.windows(3).any(|w| w == b"id_") && !encodes_separator(raw))
 }
 
 /// Credential files under a home directory (canonical form).

@@ -225,14 +225,23 @@ fn is_read_only(name: &str) -> bool {
 /// [`Flow::Dynamic`], which the fast path does at once instead of testing
 /// the name against every case first. `plain_readers_walk_like_the_full_path`
 /// checks each against the full walk.
-const PLAIN_READERS: &[&str] = &[
+macro_rules! plain_readers {
+    ($($name:literal),* $(,)?) => {
+        #[cfg(test)]
+        const PLAIN_READERS: &[&str] = &[$($name),*];
+
+        /// Whether `name` is one of `PLAIN_READERS` (a `match`, which the
+        /// compiler turns into a switch on the length, not a scan).
+        fn is_plain_reader(name: &str) -> bool {
+            matches!(name, $($name)|*)
+        }
+    };
+}
+
+plain_readers![
     "sort", "uniq", "head", "tail", "wc", "cut", "jq", "date", "cd", "pwd", "whoami", "uname",
     "hostname", "df", "free", "uptime", "ps",
 ];
-
-fn is_plain_reader(name: &str) -> bool {
-    PLAIN_READERS.contains(&name)
-}
 
 /// Words that are commands but also ordinary English; `auto` needs shell
 /// syntax around them before reading a string as a command.
@@ -449,7 +458,11 @@ fn is_shell(name: &str) -> bool {
 
 /// `/usr/bin/rm` → `rm`, `\rm` → `rm`.
 fn command_name(word: &str) -> &str {
-    let w = word.trim_start_matches('\\');
+    let w = if word.starts_with('\\') {
+        word.trim_start_matches('\\')
+    } else {
+        word
+    };
     // After the last `/`, found by bytes (names are short).
     match w.bytes().rposition(|c| c == b'/') {
         Some(i) => &w[i + 1..],
@@ -577,15 +590,16 @@ fn run(ctx: &mut Ctx<'_>, text: &str, origin: Origin, vars: &HashMap<String, Var
     }
 }
 
-/// Evidence quoting a command: shown as [`truncate_chars`] to 80 would show
-/// it, without copying it until a finding needs it.
+/// Evidence quoting a command: shown trimmed, as [`truncate_chars`] to 80
+/// would show it, without copying it until a finding needs it.
 #[derive(Clone, Copy)]
 struct Snippet<'t>(&'t str);
 
 impl std::fmt::Display for Snippet<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         const MAX: usize = 80;
-        let s = self.0;
+        // Trimmed here, when shown: most snippets never are.
+        let s = self.0.trim();
         if s.len() <= MAX {
             return f.write_str(s);
         }
@@ -668,7 +682,7 @@ impl<'c, 'a, 't> Walker<'c, 'a, 't> {
 
     /// The text at `at`, trimmed and cut to 80 characters when shown.
     fn snippet(&self, (start, end): (usize, usize)) -> Snippet<'t> {
-        Snippet(self.text.get(start..end).unwrap_or("").trim())
+        Snippet(self.text.get(start..end).unwrap_or(""))
     }
 
     fn nested(&mut self, kind: Kind, text: &str, at: (usize, usize)) {
@@ -918,6 +932,15 @@ impl<'c, 'a, 't> Walker<'c, 'a, 't> {
 
     /// [`Self::resolve`] for a raw word at `at`.
     fn resolve_raw<'r>(&mut self, raw: &'r str, at: (usize, usize)) -> Arg<'r> {
+        if let Some(value) = plain_value(raw) {
+            // What `resolve_split` returns for it, without the vector.
+            return Arg {
+                value,
+                start: at.0,
+                end: at.1,
+                ..Arg::default()
+            };
+        }
         let mut args = self.resolve_split(raw, at);
         if args.len() == 1 {
             return args.remove(0);

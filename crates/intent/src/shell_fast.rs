@@ -165,6 +165,8 @@ struct Builder {
 }
 
 impl Builder {
+    // Inlined into the tokenizer, where each call's token is known.
+    #[inline(always)]
     fn token(&mut self, tok: Tok) -> Option<()> {
         match tok {
             Tok::Word(a, b, plain) => {

@@ -113,7 +113,7 @@ pub(crate) fn plain_http_host(text: &str) -> Option<&str> {
         || !path
             .bytes()
             .all(|c| c.is_ascii_graphic() && c != b'?' && c != b'#')
-        || host.contains("xn--")
+        || has_punycode_label(host)
     {
         return None;
     }
@@ -123,6 +123,11 @@ pub(crate) fn plain_http_host(text: &str) -> Option<&str> {
         return None;
     }
     Some(host)
+}
+
+/// Whether a label of domain `d` starts with `xn--` (punycode).
+fn has_punycode_label(d: &str) -> bool {
+    d.starts_with("xn--") || d.as_bytes().windows(5).any(|w| w == b".xn--")
 }
 
 /// Classifies a parsed URL (shared with the shell analysis of `curl`/`wget` arguments).
@@ -273,8 +278,7 @@ fn check_domain(ctx: &mut Ctx<'_>, d: &str, span: Span) {
             format!("loopback host {d}"),
         );
     }
-    // A label that starts with `xn--`.
-    if d.starts_with("xn--") || d.contains(".xn--") {
+    if has_punycode_label(&d) {
         let (unicode, _) = idna::domain_to_unicode(&d);
         let mixed = unicode.split('.').any(|l| !l.is_single_script());
         // A label that is not ASCII but whose confusable skeleton is
