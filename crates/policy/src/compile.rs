@@ -6,6 +6,7 @@ use crate::diag::{Diagnostic, PolicyError, Pos, suggest};
 use crate::limits::{MAX_GLOBS, MAX_RULES};
 use crate::model::*;
 use crate::native;
+use crate::rate_limit::Limits;
 use globset::{Glob, GlobMatcher, GlobSet, GlobSetBuilder};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
@@ -26,6 +27,7 @@ pub struct CompiledPolicy {
     pub(crate) audit: AuditSettings,
     pub(crate) identity: IdentitySettings,
     pub(crate) rings: warden_identity::RingThresholds,
+    pub(crate) limits: Limits,
     pub(crate) hidden: Vec<u32>,
     pub(crate) env: Arc<cel::Env>,
 }
@@ -93,7 +95,8 @@ fn is_glob(pattern: &str) -> bool {
     pattern.contains(['*', '?', '[', '{', '\\'])
 }
 
-fn glob(pattern: &str) -> Result<Glob, globset::Error> {
+/// How every tool and agent glob is compiled (`match.tool`, `match.agent`, `limits.tools`).
+pub(crate) fn glob(pattern: &str) -> Result<Glob, globset::Error> {
     globset::GlobBuilder::new(pattern)
         .literal_separator(false)
         .backslash_escape(true)
@@ -241,6 +244,7 @@ pub fn compile(policy: Policy) -> Result<CompiledPolicy, PolicyError> {
         audit: policy.audit,
         identity: policy.identity,
         rings: policy.rings,
+        limits: policy.limits,
         hidden,
         env,
     })
@@ -419,6 +423,12 @@ impl CompiledPolicy {
     /// The trust scores that earn rings (`rings:`; defaults when unset).
     pub fn rings(&self) -> &warden_identity::RingThresholds {
         &self.rings
+    }
+
+    /// Call limits per agent and per tool (`limits:`; empty when unset).
+    /// The gate enforces them.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
     }
 
     /// Whether a `visibility: hidden` rule names `tool`.

@@ -39,6 +39,7 @@ pub mod limits;
 mod load;
 mod model;
 mod native;
+mod rate_limit;
 pub mod transform;
 mod yaml;
 
@@ -47,6 +48,7 @@ pub use diag::{Diagnostic, PolicyError, Pos, printable};
 pub use eval::{EvalError, EvalErrorKind, Evaluation, Explanation, Input, Miss, Outcome, Trace};
 pub use load::{KNOWN_INTENTS, MemorySources, Sources, VERSION, load, parse, resolve_include};
 pub use model::*;
+pub use rate_limit::{Limit, Limits, Rate, ToolLimit};
 
 /// Loads and compiles the policy rooted at `root` in one step.
 pub fn load_compiled(root: &str, sources: &dyn Sources) -> Result<CompiledPolicy, PolicyError> {

@@ -13,3 +13,10 @@ pub const MAX_GLOBS: usize = 20_000;
 pub const MAX_YAML_DEPTH: usize = 24;
 /// Deepest chain of `include:`s.
 pub const MAX_INCLUDE_DEPTH: usize = 16;
+/// Most calls a `limits:` entry may count (`calls`, `per_session`).
+pub const MAX_LIMIT_CALLS: u64 = 1_000_000_000;
+/// Longest window a `limits:` rate may use (`per`): seven days.
+pub const MAX_LIMIT_WINDOW: std::time::Duration = std::time::Duration::from_secs(7 * 86_400);
+/// Most tool globs under `limits.tools`, includes counted. The gate checks
+/// every one against each tool call.
+pub const MAX_TOOL_LIMITS: usize = 1_000;

@@ -3,8 +3,11 @@
 //! in a [`Sources`] that returns the text of a (confined, relative) path.
 
 use crate::diag::{Diagnostic, PolicyError, Pos, suggest};
-use crate::limits::{MAX_CEL_LEN, MAX_INCLUDE_DEPTH, MAX_POLICY_BYTES};
+use crate::limits::{
+    MAX_CEL_LEN, MAX_INCLUDE_DEPTH, MAX_LIMIT_CALLS, MAX_POLICY_BYTES, MAX_TOOL_LIMITS,
+};
 use crate::model::*;
+use crate::rate_limit::{Limit, Rate, ToolLimit, parse_window};
 use crate::yaml::{self, Node, Value};
 use std::collections::{BTreeMap, HashMap};
 
@@ -64,6 +67,7 @@ pub fn load(root: &str, sources: &dyn Sources) -> Result<Policy, PolicyError> {
             audit: AuditSettings::default(),
             identity: IdentitySettings::default(),
             rings: warden_identity::RingThresholds::default(),
+            limits: crate::Limits::default(),
             sources: Vec::new(),
         },
         default_seen: None,
@@ -289,7 +293,7 @@ impl Loader<'_> {
     fn document(&mut self, file: &str, root: &Node, is_root: bool) {
         const TOP: &[&str] = &[
             "version", "name", "default", "rules", "tools", "include", "egress", "audit",
-            "identity", "rings",
+            "identity", "rings", "limits",
         ];
         let Some(f) = self.mapping(file, root, "the policy", TOP) else {
             return;
@@ -338,6 +342,9 @@ impl Loader<'_> {
         }
         if let Some(rings) = f.get("rings") {
             self.rings(file, rings);
+        }
+        if let Some(limits) = f.get("limits") {
+            self.limits(file, limits);
         }
         if let Some(rules) = f.get("rules") {
             match &rules.value {
@@ -641,6 +648,165 @@ impl Loader<'_> {
         }
     }
 
+    /// `limits: {agents: LIMIT, tools: {GLOB: LIMIT, ...}}`. When files limit
+    /// the same thing (`agents`, or the same glob as written), the limits
+    /// merge towards the stricter: the fewer `calls` over the longer `per`,
+    /// and the smaller `per_session`.
+    fn limits(&mut self, file: &str, node: &Node) {
+        if node.value == Value::Null {
+            return;
+        }
+        let Some(f) = self.mapping(file, node, "'limits'", &["agents", "tools"]) else {
+            return;
+        };
+        if let Some(n) = f.get("agents")
+            && let Some(limit) = self.limit(file, n, "'limits.agents'")
+        {
+            let merged = match self.policy.limits.agents {
+                Some(seen) => seen.stricter(limit),
+                None => limit,
+            };
+            self.policy.limits.agents = Some(merged);
+        }
+        let Some(tools) = f.get("tools") else {
+            return;
+        };
+        let entries = match &tools.value {
+            Value::Map(entries) => entries,
+            Value::Null => return,
+            other => {
+                self.diags.push(
+                    Diagnostic::new(
+                        file,
+                        tools.pos,
+                        format!(
+                            "expected a mapping for 'limits.tools', found {}",
+                            other.kind()
+                        ),
+                    )
+                    .hint("write 'tools: {email.send: {calls: 10, per: 1h}}'"),
+                );
+                return;
+            }
+        };
+        for (k, v) in entries {
+            let Some(pattern) = self.string(file, k, "a tool pattern in 'limits.tools'") else {
+                continue;
+            };
+            let what = format!("the limit of tool '{pattern}'");
+            if pattern.is_empty() {
+                self.err(file, k.pos, "empty tool pattern in 'limits.tools'");
+                continue;
+            }
+            let Some(limit) = self.limit(file, v, &what) else {
+                continue;
+            };
+            let tools = &mut self.policy.limits.tools;
+            if let Some(seen) = tools.iter_mut().find(|t| t.tool == pattern) {
+                seen.limit = seen.limit.stricter(limit);
+                continue;
+            }
+            if tools.len() >= MAX_TOOL_LIMITS {
+                self.err(
+                    file,
+                    k.pos,
+                    format!("'limits.tools' names more than {MAX_TOOL_LIMITS} tool patterns"),
+                );
+                return;
+            }
+            match ToolLimit::new(pattern.clone(), limit) {
+                Ok(t) => tools.push(t),
+                Err(e) => self.err(
+                    file,
+                    k.pos,
+                    format!(
+                        "invalid tool pattern '{pattern}' in 'limits.tools': {}",
+                        e.kind()
+                    ),
+                ),
+            }
+        }
+    }
+
+    /// One limit: `{calls: N, per: WINDOW}`, `{per_session: N}`, or all three.
+    fn limit(&mut self, file: &str, node: &Node, what: &str) -> Option<Limit> {
+        const EXAMPLE: &str = "e.g. '{calls: 100, per: 1m}', '{per_session: 500}' or both";
+        if node.value == Value::Null {
+            self.diags.push(
+                Diagnostic::new(file, node.pos, format!("{what} sets no limit")).hint(format!(
+                    "give 'calls' and 'per', 'per_session', or all three: {EXAMPLE}"
+                )),
+            );
+            return None;
+        }
+        let f = self.mapping(file, node, what, &["calls", "per", "per_session"])?;
+        let before = self.diags.len();
+        let calls = f
+            .get("calls")
+            .and_then(|n| self.count(file, n, "calls", what));
+        let per = f.get("per").and_then(|n| {
+            let text = self.string(file, n, "'per'")?;
+            match parse_window(&text) {
+                Ok(d) => Some(d),
+                Err(why) => {
+                    self.diags.push(
+                        Diagnostic::new(file, n.pos, format!("invalid per '{text}' in {what}"))
+                            .hint(why),
+                    );
+                    None
+                }
+            }
+        });
+        let per_session = f
+            .get("per_session")
+            .and_then(|n| self.count(file, n, "per_session", what));
+        match (f.get("calls"), f.get("per"), f.get("per_session")) {
+            (Some(_), None, _) => self.diags.push(
+                Diagnostic::new(file, node.pos, format!("{what} has 'calls' but no 'per'"))
+                    .hint("'calls' counts calls per window: add e.g. 'per: 1m'"),
+            ),
+            (None, Some(_), _) => self.diags.push(
+                Diagnostic::new(file, node.pos, format!("{what} has 'per' but no 'calls'"))
+                    .hint("say how many calls each window allows: add e.g. 'calls: 100'"),
+            ),
+            (None, None, None) => self.diags.push(
+                Diagnostic::new(file, node.pos, format!("{what} sets no limit")).hint(format!(
+                    "give 'calls' and 'per', 'per_session', or all three: {EXAMPLE}"
+                )),
+            ),
+            _ => {}
+        }
+        if self.diags.len() > before {
+            return None;
+        }
+        let rate = match (calls, per) {
+            (Some(calls), Some(per)) => Some(Rate { calls, per }),
+            _ => None,
+        };
+        Some(Limit { rate, per_session })
+    }
+
+    /// A count in a limit: a whole number from 1 to [`MAX_LIMIT_CALLS`].
+    fn count(&mut self, file: &str, node: &Node, field: &str, what: &str) -> Option<u64> {
+        match node.value {
+            Value::Int(i) if (1..=MAX_LIMIT_CALLS as i64).contains(&i) => Some(i as u64),
+            Value::UInt(u) if (1..=MAX_LIMIT_CALLS).contains(&u) => Some(u),
+            _ => {
+                self.diags.push(
+                    Diagnostic::new(
+                        file,
+                        node.pos,
+                        format!("invalid {field} '{}' in {what}", node.scalar_text()),
+                    )
+                    .hint(format!(
+                        "'{field}' is a whole number from 1 to {MAX_LIMIT_CALLS}"
+                    )),
+                );
+                None
+            }
+        }
+    }
+
     fn include(&mut self, from: &str, path: &str, pos: Pos) {
         let target = match resolve_include(from, path) {
             Ok(t) => t,
@@ -780,6 +946,7 @@ impl Loader<'_> {
             "transform",
             "visibility",
             "identity",
+            "add_labels",
         ];
         // Name the rule in messages about its own fields, so find the id first.
         let id = match &node.value {
@@ -922,6 +1089,10 @@ impl Loader<'_> {
             .get("transform")
             .map(|n| self.transform(file, n, &what))
             .unwrap_or_default();
+        let add_labels = f
+            .get("add_labels")
+            .map(|n| self.add_labels(file, n, &what))
+            .unwrap_or_default();
         let hidden = match f.get("visibility") {
             None => false,
             Some(n) => match self.string(file, n, "'visibility'").as_deref() {
@@ -984,6 +1155,18 @@ impl Loader<'_> {
                     .hint("use 'verdict: transform' or remove 'transform'"),
                 );
             }
+            if v == Verdict::Deny
+                && let Some(n) = f.get("add_labels")
+            {
+                self.diags.push(
+                    Diagnostic::new(
+                        file,
+                        n.pos,
+                        format!("'add_labels' in {what} has no effect with verdict 'deny'"),
+                    )
+                    .hint("a denied action produces nothing to label: remove 'add_labels' or use another verdict"),
+                );
+            }
             if v != Verdict::RequireApproval && f.get("approvers").is_some() {
                 let pos = f.get("approvers").map_or(node.pos, |n| n.pos);
                 self.diags.push(
@@ -1018,8 +1201,29 @@ impl Loader<'_> {
             transform,
             hidden,
             identity_required,
+            add_labels,
             origin,
         })
+    }
+
+    /// `add_labels: LABEL` or `[LABEL, ...]`: non-empty names, kept once each.
+    fn add_labels(&mut self, file: &str, node: &Node, what: &str) -> Vec<String> {
+        let items = self.strings(file, node, "'add_labels'");
+        if matches!(&node.value, Value::Seq(v) if v.is_empty()) {
+            self.diags.push(
+                Diagnostic::new(file, node.pos, format!("'add_labels' in {what} is empty"))
+                    .hint("name the labels, e.g. 'add_labels: [pii]', or remove 'add_labels'"),
+            );
+        }
+        let mut labels: Vec<String> = Vec::new();
+        for (label, pos) in items {
+            if label.is_empty() {
+                self.err(file, pos, format!("empty label in 'add_labels' of {what}"));
+            } else if !labels.contains(&label) {
+                labels.push(label);
+            }
+        }
+        labels
     }
 
     fn enum_value<T>(&mut self, file: &str, node: &Node, kind: &str, what: &str) -> Option<T>

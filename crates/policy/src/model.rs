@@ -132,6 +132,8 @@ pub struct Policy {
     pub identity: IdentitySettings,
     /// `rings:` — the trust scores that earn rings 2 and 1.
     pub rings: warden_identity::RingThresholds,
+    /// `limits:` — call limits per agent and per tool, merged from every file.
+    pub limits: crate::Limits,
     /// Every source that went into this policy, in load order: (path, text).
     pub sources: Vec<(String, String)>,
 }
@@ -171,6 +173,9 @@ pub struct Rule {
     /// `identity: required` — when this rule decides, the action must carry
     /// a valid capability token; without one the decision is `deny`.
     pub identity_required: bool,
+    /// `add_labels:` — labels that enter the action's session when this rule
+    /// decides. Never set on a `deny` rule.
+    pub add_labels: Vec<String>,
     /// Where the rule was written.
     pub origin: Origin,
 }

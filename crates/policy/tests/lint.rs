@@ -42,7 +42,7 @@ fn unknown_top_level_field_lists_the_known_ones_when_nothing_is_close() {
     assert_eq!(
         e,
         [
-            "p.yaml:4:1: unknown field 'zzzzzz' in the policy (expected one of: version, name, default, rules, tools, include, egress, audit, identity, rings)"
+            "p.yaml:4:1: unknown field 'zzzzzz' in the policy (expected one of: version, name, default, rules, tools, include, egress, audit, identity, rings, limits)"
         ]
     );
 }
