@@ -5,7 +5,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use warden_audit::{Arguments, DecisionRecord, Record};
 use warden_policy::{AuditArguments, CompiledPolicy};
-use warden_store::Store;
+use warden_store::{StateChange, Store};
 
 use crate::{Action, Decision, MAX_NAME_BYTES, reason};
 
@@ -24,8 +24,15 @@ pub(crate) fn record(
     policy: Option<&CompiledPolicy>,
     action: &Action,
     mut decision: Decision,
+    changes: Vec<StateChange>,
 ) -> Decision {
-    match store.append(Record::Decision(decision_record(policy, action, &decision))) {
+    let record = Record::Decision(decision_record(policy, action, &decision));
+    let appended = if changes.is_empty() {
+        store.append(record)
+    } else {
+        store.append_with_all(record, changes)
+    };
+    match appended {
         Ok(appended) => {
             decision.seq = Some(appended.seq);
             decision

@@ -58,6 +58,28 @@ pub struct Decision {
     /// token hash, whether the request was signed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub identity: Option<IdentityInfo>,
+    /// Seconds until the action would be counted again, when it was
+    /// refused as `rate_limited` by a limit with a window (a per-session
+    /// limit has none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_after: Option<u64>,
+    /// The approval this decision created, waits for, used or closed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub approval: Option<ApprovalRef>,
+    /// Labels this decision added to its session.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub labels_added: Vec<String>,
+}
+
+/// The approval a decision refers to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ApprovalRef {
+    /// Its id (`apr_…`).
+    pub id: String,
+    /// Its state after this decision.
+    pub state: crate::runtime::ApprovalState,
+    /// Until when it counts (ms since the Unix epoch).
+    pub expires_unix_ms: u64,
 }
 
 /// What the gate established about an action's identity.
@@ -97,6 +119,19 @@ pub mod reason {
     pub const AUDIT_UNAVAILABLE: &str = "error:audit_unavailable";
     /// No rule matched; the policy's default applied.
     pub const DEFAULT: &str = "default";
+    /// The kill switch is on for everyone or for this agent.
+    pub const KILLED: &str = "lifecycle:killed";
+    /// A limit of the policy's `limits:` is used up.
+    pub const RATE_LIMITED: &str = "rate_limited";
+    /// The session's labels could not be read, so flow rules cannot be
+    /// evaluated.
+    pub const SESSION_UNAVAILABLE: &str = "error:session_unavailable";
+    /// Allowed once by a human's approval of this exact action.
+    pub const APPROVED: &str = "approval:approved";
+    /// A human refused this exact action.
+    pub const APPROVAL_DENIED: &str = "approval:denied";
+    /// Nobody answered in time, or the approval was not used in time.
+    pub const APPROVAL_EXPIRED: &str = "approval:expired";
 
     // Identity. A token that does not verify is `identity:` + the
     // `warden_identity::TokenError::code()`, e.g. `identity:token_expired`,
@@ -177,6 +212,9 @@ impl Decision {
             agent: None,
             sponsor: None,
             identity: None,
+            retry_after: None,
+            approval: None,
+            labels_added: Vec::new(),
         }
     }
 }

@@ -48,11 +48,13 @@ pub mod canonical;
 mod decision;
 pub mod files;
 pub mod identity;
+pub mod runtime;
 
 pub use action::{Action, ActionError, DEFAULT_RING, MAX_ACTION_BYTES, MAX_NAME_BYTES, MAX_TAGS};
 pub use audit::MAX_INLINE_ARGUMENTS_BYTES;
-pub use decision::{Decision, IdentityInfo, PolicyRef, reason};
+pub use decision::{ApprovalRef, Decision, IdentityInfo, PolicyRef, reason};
 pub use identity::{IdentityContext, IdentityError};
+pub use runtime::{Runtime, RuntimeConfig};
 
 use serde_json::Value;
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -67,6 +69,7 @@ pub struct Gate {
     policy: Option<Arc<CompiledPolicy>>,
     audit: Option<Arc<dyn Store>>,
     identity: Option<Arc<IdentityContext>>,
+    runtime: Option<Arc<Runtime>>,
 }
 
 impl std::fmt::Debug for Gate {
@@ -75,6 +78,7 @@ impl std::fmt::Debug for Gate {
             .field("policy", &self.policy)
             .field("audit", &self.audit.is_some())
             .field("identity", &self.identity)
+            .field("runtime", &self.runtime.is_some())
             .finish()
     }
 }
@@ -89,6 +93,7 @@ impl Gate {
             policy: Some(Arc::new(policy)),
             audit: None,
             identity: None,
+            runtime: None,
         }
     }
 
@@ -98,6 +103,7 @@ impl Gate {
             policy: None,
             audit: None,
             identity: None,
+            runtime: None,
         }
     }
 
@@ -120,6 +126,22 @@ impl Gate {
         }
     }
 
+    /// This gate, with the kill switch, rate limits, session labels and
+    /// approvals of `runtime`, recording every decision (and the state it
+    /// changes, in the same transaction) in the runtime's store.
+    pub fn with_runtime(self, runtime: Arc<Runtime>) -> Gate {
+        Gate {
+            audit: Some(runtime.store().clone()),
+            runtime: Some(runtime),
+            ..self
+        }
+    }
+
+    /// The runtime, if any.
+    pub fn runtime(&self) -> Option<&Runtime> {
+        self.runtime.as_deref()
+    }
+
     /// The identity context, if any (to refresh revocations, or revoke).
     pub fn identity(&self) -> Option<&IdentityContext> {
         self.identity.as_deref()
@@ -135,13 +157,33 @@ impl Gate {
     /// With an audit log, the decision is returned only after its record is
     /// durable, and carries its sequence number in [`Decision::seq`].
     pub fn decide(&self, action: &Action) -> Decision {
-        let decision = self.decide_unrecorded(action, identity::Mode::Decide);
+        let mut add_labels = Vec::new();
+        let mut decision = self.decide_unrecorded(action, identity::Mode::Decide, &mut add_labels);
         let Some(store) = &self.audit else {
             return decision;
         };
         let action_hash = decision.action_hash.clone();
+        let runtime = self.runtime.as_deref();
+        let mut staged = runtime.and_then(|rt| {
+            catch_unwind(AssertUnwindSafe(|| {
+                rt.stage(self.policy(), action, &mut decision, add_labels)
+            }))
+            .ok()
+        });
+        if runtime.is_some() && staged.is_none() {
+            return Decision::error(
+                reason::PANIC,
+                "updating approvals or session labels panicked, so the action is denied"
+                    .to_string(),
+                action_hash,
+            );
+        }
+        let changes = staged
+            .as_mut()
+            .map(|s| s.take_changes())
+            .unwrap_or_default();
         let decision = catch_unwind(AssertUnwindSafe(|| {
-            audit::record(store.as_ref(), self.policy(), action, decision)
+            audit::record(store.as_ref(), self.policy(), action, decision, changes)
         }))
         .unwrap_or_else(|_| {
             Decision::error(
@@ -151,6 +193,9 @@ impl Gate {
                 action_hash,
             )
         });
+        if let (Some(rt), Some(staged), Some(seq)) = (runtime, staged, decision.seq) {
+            rt.commit(staged, seq);
+        }
         self.note_violation(&decision);
         decision
     }
@@ -176,10 +221,15 @@ impl Gate {
     }
 
     /// The decision without the audit step (shared by `decide` and `explain`).
-    fn decide_unrecorded(&self, action: &Action, mode: identity::Mode) -> Decision {
+    fn decide_unrecorded(
+        &self,
+        action: &Action,
+        mode: identity::Mode,
+        add_labels: &mut Vec<String>,
+    ) -> Decision {
         let action_hash = action.hash();
         match catch_unwind(AssertUnwindSafe(|| {
-            self.evaluate(action, &action_hash, mode)
+            self.evaluate(action, &action_hash, mode, add_labels)
         })) {
             Ok(decision) => decision,
             Err(panic) => {
@@ -206,7 +256,7 @@ impl Gate {
     /// a signed request's nonce is not used up, so a replay is not detected.
     /// The trace sees the agent and ring the identity check established.
     pub fn explain(&self, action: &Action) -> (Decision, Option<Explanation<'_>>) {
-        let decision = self.decide_unrecorded(action, identity::Mode::Explain);
+        let decision = self.decide_unrecorded(action, identity::Mode::Explain, &mut Vec::new());
         let trace = match (self.policy.as_deref(), action.facts()) {
             (Some(policy), Ok(mut facts)) => catch_unwind(AssertUnwindSafe(|| {
                 let intents = intent_names(&decision.intents);
@@ -225,7 +275,13 @@ impl Gate {
         (decision, trace)
     }
 
-    fn evaluate(&self, action: &Action, action_hash: &str, mode: identity::Mode) -> Decision {
+    fn evaluate(
+        &self,
+        action: &Action,
+        action_hash: &str,
+        mode: identity::Mode,
+        add_labels: &mut Vec<String>,
+    ) -> Decision {
         #[cfg(test)]
         if tests::PANIC_IN_EVALUATE.with(|p| p.get()) {
             panic!("injected by test");
@@ -284,6 +340,77 @@ impl Gate {
         }
         if let Some(v) = &verified {
             facts.ring = v.ring;
+        }
+        if let Some(rt) = self.runtime.as_deref() {
+            let who = || {
+                verified
+                    .as_ref()
+                    .map(|v| (v.agent.clone(), v.sponsor.clone()))
+            };
+            let proven = verified.as_ref().map(|v| v.agent.as_str());
+            let killed = rt
+                .killed(proven)
+                .or_else(|| rt.killed(action.agent.as_deref()));
+            if let Some((scope, entry)) = killed {
+                let whom = if scope == runtime::KILL_ALL {
+                    "every agent".to_string()
+                } else {
+                    format!("agent {scope}")
+                };
+                return refuse(
+                    reason::KILLED,
+                    format!(
+                        "the kill switch is on for {whom} (by {}: {})",
+                        entry.by, entry.reason
+                    ),
+                    intents,
+                    findings,
+                    who(),
+                );
+            }
+            if mode == identity::Mode::Decide
+                && let Err(limited) =
+                    rt.take_budget(policy, action, proven.or(action.agent.as_deref()))
+            {
+                let wait = limited.retry_after.map_or_else(
+                    || "for the rest of the session".to_string(),
+                    |s| format!("retry after {s} s"),
+                );
+                let mut d = refuse(
+                    reason::RATE_LIMITED,
+                    format!(
+                        "limit '{}' of {} is used up; {wait}",
+                        limited.scope, limited.what
+                    ),
+                    intents,
+                    findings,
+                    who(),
+                );
+                d.retry_after = limited.retry_after;
+                return d;
+            }
+            if let Some(session) = action.session.as_deref() {
+                match rt.session_labels(session) {
+                    Ok(labels) => {
+                        for l in labels.iter() {
+                            if !facts.labels.contains(l) {
+                                facts.labels.push(l.clone());
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        return refuse(
+                            reason::SESSION_UNAVAILABLE,
+                            format!(
+                                "the session's labels cannot be read, so the action is denied: {e}"
+                            ),
+                            intents,
+                            findings,
+                            who(),
+                        );
+                    }
+                }
+            }
         }
         let intent_strings = intent_names(&intents);
         let mut input = input(action, &facts, &intent_strings);
@@ -344,6 +471,9 @@ impl Gate {
             }
             // The winning verdict's obligations come from every matched rule with that verdict.
             let same = eval.matched.iter().filter(|r| r.verdict == eval.verdict);
+            for r in same.clone() {
+                add_labels.extend(r.add_labels.iter().cloned());
+            }
             match eval.verdict {
                 Verdict::Transform => {
                     decision.transform = same.flat_map(|r| r.transform.iter().cloned()).collect();

@@ -1,0 +1,1046 @@
+//! What outlives one decision: the kill switch, session labels, rate limits
+//! and approvals ([`Runtime`]). A gate built with [`Gate::with_runtime`]
+//! consults it at the lifecycle, budget, policy and flow steps.
+//!
+//! Durable state lives in the store's `state` table, changed in the same
+//! transaction as the audit entry that records the change:
+//!
+//! | space | key | value |
+//! |---|---|---|
+//! | `kill` | `*` (everyone) or an agent | [`KillEntry`] JSON |
+//! | `approval` | the approval id | [`Approval`] JSON |
+//! | `labels/<sha256 of the session, 32 hex>` | a label | `""` |
+//!
+//! Rate-limit counters are kept in memory only: a restart starts every
+//! window and every session count afresh.
+//!
+//! [`Gate::with_runtime`]: crate::Gate::with_runtime
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use sha2::{Digest, Sha256};
+use warden_audit::{EventRecord, Record};
+use warden_policy::{CompiledPolicy, Limit, Point, Verdict};
+use warden_store::{StateChange, Store, StoreError};
+
+use crate::{Action, Decision, reason};
+
+/// The store space of the kill switch.
+pub const KILL_SPACE: &str = "kill";
+/// The store space of approvals.
+pub const APPROVAL_SPACE: &str = "approval";
+/// The kill-switch key that stops every agent.
+pub const KILL_ALL: &str = "*";
+
+/// How long an approval waits for a human, and how long an approved one
+/// stays usable, by default: 15 minutes.
+pub const DEFAULT_APPROVAL_TTL: Duration = Duration::from_secs(15 * 60);
+
+/// Settings of a [`Runtime`].
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// How long a pending approval waits, and how long an approved one
+    /// stays usable ([`DEFAULT_APPROVAL_TTL`]).
+    pub approval_ttl: Duration,
+    /// Most sessions whose labels are kept in memory; the least recently
+    /// used are dropped beyond it (their labels stay in the store and are
+    /// read again on their next action).
+    pub max_sessions: usize,
+    /// Most rate-limit counters. When full even after dropping expired
+    /// windows, actions that need a new counter are denied.
+    pub max_counters: usize,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            approval_ttl: DEFAULT_APPROVAL_TTL,
+            max_sessions: 100_000,
+            max_counters: 1_000_000,
+        }
+    }
+}
+
+/// Why the kill switch is on, and since when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KillEntry {
+    /// Who turned it on.
+    pub by: String,
+    /// What they said.
+    pub reason: String,
+    /// Milliseconds since the Unix epoch.
+    pub since_unix_ms: u64,
+}
+
+/// The kill switch as it stands.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct KillStatus {
+    /// Set when every agent is stopped.
+    pub global: Option<KillEntry>,
+    /// Agents stopped one by one, by DID.
+    pub agents: Vec<(String, KillEntry)>,
+}
+
+/// Where an approval stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ApprovalState {
+    /// Waiting for a human.
+    Pending,
+    /// Approved: the identical action is allowed once.
+    Approved,
+    /// Refused by a human.
+    Denied,
+    /// Approved and used by the identical action.
+    Used,
+    /// Nobody decided in time, or an approval was not used in time.
+    Expired,
+}
+
+impl ApprovalState {
+    /// The state's name in the API and the store.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApprovalState::Pending => "pending",
+            ApprovalState::Approved => "approved",
+            ApprovalState::Denied => "denied",
+            ApprovalState::Used => "used",
+            ApprovalState::Expired => "expired",
+        }
+    }
+
+    /// Parses a name from [`ApprovalState::as_str`].
+    pub fn parse(s: &str) -> Option<ApprovalState> {
+        Some(match s {
+            "pending" => ApprovalState::Pending,
+            "approved" => ApprovalState::Approved,
+            "denied" => ApprovalState::Denied,
+            "used" => ApprovalState::Used,
+            "expired" => ApprovalState::Expired,
+            _ => return None,
+        })
+    }
+}
+
+/// A request for a human's approval of one exact action.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Approval {
+    /// `apr_` + 32 hex digits.
+    pub id: String,
+    /// Where it stands (a pending approval past its expiry reads as expired).
+    pub state: ApprovalState,
+    /// What it approves: [`Action::hash_for_signing`] of the action, so a
+    /// fresh signature on the identical action still matches and any other
+    /// change (an argument, the session, the token) is a new action.
+    pub action_hash: String,
+    /// The agent that asked.
+    pub agent: Option<String>,
+    /// Its session.
+    pub session: Option<String>,
+    /// The intervention point.
+    pub point: String,
+    /// The tool.
+    pub tool: Option<String>,
+    /// The rule that asked for approval.
+    pub rule: Option<String>,
+    /// The rule's reason.
+    pub reason: String,
+    /// Who may approve; empty means anyone with the approver role.
+    pub approvers: Vec<String>,
+    /// The audit sequence number of the decision that asked.
+    pub decision_seq: Option<u64>,
+    /// When it was asked for (ms since the Unix epoch).
+    pub created_unix_ms: u64,
+    /// When it stops counting: for a pending approval, the deadline for a
+    /// human; for an approved one, the deadline for the agent to use it.
+    pub expires_unix_ms: u64,
+    /// Who approved or denied it.
+    pub decided_by: Option<String>,
+    /// When.
+    pub decided_unix_ms: Option<u64>,
+    /// The approver's signature, as given (recorded, not interpreted here).
+    pub signature: Option<String>,
+    /// The approver's comment.
+    pub comment: Option<String>,
+    /// Set once a decision used it or answered the agent that it was
+    /// denied or expired: the next identical action asks afresh.
+    #[serde(default)]
+    pub closed: bool,
+}
+
+impl Approval {
+    /// The state at `now_ms`: a pending or approved approval past its
+    /// expiry is expired.
+    pub fn state_at(&self, now_ms: u64) -> ApprovalState {
+        match self.state {
+            ApprovalState::Pending | ApprovalState::Approved if now_ms >= self.expires_unix_ms => {
+                ApprovalState::Expired
+            }
+            s => s,
+        }
+    }
+}
+
+/// Why an approver's answer was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ApprovalError {
+    /// No approval has that id.
+    #[error("no approval has the id '{0}'")]
+    NotFound(String),
+    /// It was answered, used or expired already.
+    #[error("approval '{id}' is {state}, not pending")]
+    NotPending {
+        /// The approval.
+        id: String,
+        /// Its state.
+        state: &'static str,
+    },
+    /// The approver is not among the approval's approvers.
+    #[error("'{who}' may not answer approval '{id}'; its approvers are: {approvers}")]
+    NotAnApprover {
+        /// The approval.
+        id: String,
+        /// Who tried.
+        who: String,
+        /// Who may.
+        approvers: String,
+    },
+    /// The answer could not be recorded.
+    #[error("the answer could not be recorded in the audit log: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// A `rate_limited` refusal.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Limited {
+    /// Which limit: `agents` or the tool glob.
+    pub scope: String,
+    /// What was exceeded, for the message.
+    pub what: String,
+    /// Seconds until a call would be counted again; `None` for a session
+    /// limit (it lasts as long as the session).
+    pub retry_after: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct CounterKey {
+    scope: String,
+    agent: String,
+    /// Set for a per-session count.
+    session: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Counter {
+    start_ms: u64,
+    count: u64,
+}
+
+#[derive(Debug, Default)]
+struct Sessions {
+    /// Labels per session, with the tick of the last use.
+    by_id: HashMap<String, (Arc<Vec<String>>, u64)>,
+    tick: u64,
+}
+
+#[derive(Debug, Default)]
+struct ApprovalBook {
+    by_id: HashMap<String, Approval>,
+    /// The current (latest) approval of each action hash.
+    by_hash: HashMap<String, String>,
+}
+
+/// The state behind the lifecycle, budget and flow steps, and the approval
+/// queue. Shared by every gate of a process (it survives policy reloads).
+pub struct Runtime {
+    store: Arc<dyn Store>,
+    config: RuntimeConfig,
+    clock: fn() -> SystemTime,
+    kill: RwLock<KillStatusMap>,
+    killed_any: AtomicBool,
+    sessions: Mutex<Sessions>,
+    counters: Mutex<HashMap<CounterKey, Counter>>,
+    approvals: Mutex<ApprovalBook>,
+    rate_limited: AtomicU64,
+}
+
+#[derive(Debug, Default)]
+struct KillStatusMap {
+    global: Option<KillEntry>,
+    agents: HashMap<String, KillEntry>,
+}
+
+impl std::fmt::Debug for Runtime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runtime")
+            .field("config", &self.config)
+            .field("killed_any", &self.killed_any.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+/// Whether a new approval has to be created for a `require_approval`
+/// decision, or an existing one answers it.
+enum Resolution {
+    /// Nothing on record: a new pending approval.
+    Create(Approval),
+    /// Still pending: the same approval, unchanged.
+    Waiting(Approval),
+    /// Approved: allowed once; the approval becomes used.
+    Use(Approval),
+    /// Denied or expired: denied, and the approval is closed so that the
+    /// next identical action asks afresh.
+    Close(Approval, &'static str),
+}
+
+/// What a decision changes in the runtime once its record is durable.
+pub(crate) struct Staged<'a> {
+    changes: Vec<StateChange>,
+    approval: Option<(MutexGuard<'a, ApprovalBook>, Approval)>,
+    labels: Option<(String, Vec<String>)>,
+}
+
+impl Staged<'_> {
+    pub(crate) fn take_changes(&mut self) -> Vec<StateChange> {
+        std::mem::take(&mut self.changes)
+    }
+}
+
+fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+fn unix_nanos(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+/// The store space of a session's labels (session ids can be longer than a
+/// space name may be).
+fn label_space(session: &str) -> String {
+    let digest = Sha256::digest(session.as_bytes());
+    format!("labels/{}", &hex::encode(digest)[..32])
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Runtime {
+    /// Loads the kill switch and the approvals from `store`.
+    pub fn open(store: Arc<dyn Store>, config: RuntimeConfig) -> Result<Runtime, StoreError> {
+        let runtime = Runtime {
+            store,
+            config,
+            clock: SystemTime::now,
+            kill: RwLock::new(KillStatusMap::default()),
+            killed_any: AtomicBool::new(false),
+            sessions: Mutex::new(Sessions::default()),
+            counters: Mutex::new(HashMap::new()),
+            approvals: Mutex::new(ApprovalBook::default()),
+            rate_limited: AtomicU64::new(0),
+        };
+        runtime.reload()?;
+        Ok(runtime)
+    }
+
+    /// Reads the time from `clock` instead of the system clock (for tests).
+    pub fn with_clock(mut self, clock: fn() -> SystemTime) -> Runtime {
+        self.clock = clock;
+        self
+    }
+
+    /// The store the runtime writes to.
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &RuntimeConfig {
+        &self.config
+    }
+
+    fn now(&self) -> SystemTime {
+        (self.clock)()
+    }
+
+    /// Re-reads the kill switch and the approvals from the store.
+    pub fn reload(&self) -> Result<(), StoreError> {
+        let mut kill = KillStatusMap::default();
+        for s in self.store.states(KILL_SPACE)? {
+            let Ok(entry) = serde_json::from_str::<KillEntry>(&s.value) else {
+                // An unreadable entry still stops what it names.
+                let entry = KillEntry {
+                    by: "unknown".into(),
+                    reason: "unreadable kill-switch entry in the store".into(),
+                    since_unix_ms: 0,
+                };
+                insert_kill(&mut kill, s.key, entry);
+                continue;
+            };
+            insert_kill(&mut kill, s.key, entry);
+        }
+        let any = kill.global.is_some() || !kill.agents.is_empty();
+        *self.kill.write().unwrap_or_else(|e| e.into_inner()) = kill;
+        self.killed_any.store(any, Ordering::SeqCst);
+
+        let mut book = ApprovalBook::default();
+        for s in self.store.states(APPROVAL_SPACE)? {
+            if let Ok(a) = serde_json::from_str::<Approval>(&s.value) {
+                book.insert(a);
+            }
+        }
+        *lock(&self.approvals) = book;
+        Ok(())
+    }
+
+    // ---- kill switch -------------------------------------------------------
+
+    /// The kill-switch entry that stops `agent` (or everyone), if any.
+    pub fn killed(&self, agent: Option<&str>) -> Option<(String, KillEntry)> {
+        if !self.killed_any.load(Ordering::SeqCst) {
+            return None;
+        }
+        let kill = self.kill.read().unwrap_or_else(|e| e.into_inner());
+        if let Some(g) = &kill.global {
+            return Some((KILL_ALL.to_string(), g.clone()));
+        }
+        let agent = agent?;
+        kill.agents
+            .get(agent)
+            .map(|e| (agent.to_string(), e.clone()))
+    }
+
+    /// The kill switch as it stands.
+    pub fn kill_status(&self) -> KillStatus {
+        let kill = self.kill.read().unwrap_or_else(|e| e.into_inner());
+        let mut agents: Vec<(String, KillEntry)> = kill
+            .agents
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        agents.sort_by(|a, b| a.0.cmp(&b.0));
+        KillStatus {
+            global: kill.global.clone(),
+            agents,
+        }
+    }
+
+    /// Whether any kill switch is on.
+    pub fn kill_active(&self) -> bool {
+        self.killed_any.load(Ordering::SeqCst)
+    }
+
+    /// Stops every agent (`target` = [`KILL_ALL`]) or one agent, from the
+    /// next decision on. Recorded as a `kill.on` event; returns its seq.
+    pub fn kill(&self, target: &str, by: &str, why: &str) -> Result<u64, StoreError> {
+        let entry = KillEntry {
+            by: by.to_string(),
+            reason: why.to_string(),
+            since_unix_ms: unix_ms(self.now()),
+        };
+        let value = serde_json::to_string(&entry).unwrap_or_default();
+        let mut kill = self.kill.write().unwrap_or_else(|e| e.into_inner());
+        let appended = self.store.append_with(
+            self.event(by, "kill.on", target, json!({"reason": why})),
+            StateChange::PutState {
+                space: KILL_SPACE.into(),
+                key: target.into(),
+                value,
+            },
+        )?;
+        insert_kill(&mut kill, target.to_string(), entry);
+        self.killed_any.store(true, Ordering::SeqCst);
+        Ok(appended.seq)
+    }
+
+    /// Lifts the kill switch for everyone (`target` = [`KILL_ALL`]) or one
+    /// agent. Recorded as a `kill.off` event; `None` when it was not on.
+    pub fn lift(&self, target: &str, by: &str) -> Result<Option<u64>, StoreError> {
+        let mut kill = self.kill.write().unwrap_or_else(|e| e.into_inner());
+        let on = if target == KILL_ALL {
+            kill.global.is_some()
+        } else {
+            kill.agents.contains_key(target)
+        };
+        if !on {
+            return Ok(None);
+        }
+        let appended = self.store.append_with(
+            self.event(by, "kill.off", target, json!({})),
+            StateChange::DeleteState {
+                space: KILL_SPACE.into(),
+                key: target.into(),
+            },
+        )?;
+        if target == KILL_ALL {
+            kill.global = None;
+        } else {
+            kill.agents.remove(target);
+        }
+        let any = kill.global.is_some() || !kill.agents.is_empty();
+        self.killed_any.store(any, Ordering::SeqCst);
+        Ok(Some(appended.seq))
+    }
+
+    fn event(
+        &self,
+        actor: &str,
+        action: &str,
+        subject: &str,
+        details: serde_json::Value,
+    ) -> Record {
+        Record::Event(EventRecord {
+            time_unix_nanos: unix_nanos(self.now()),
+            actor: actor.to_string(),
+            action: action.to_string(),
+            subject: subject.to_string(),
+            details: details.to_string(),
+        })
+    }
+
+    // ---- budgets -----------------------------------------------------------
+
+    /// How many actions were refused as `rate_limited` so far.
+    pub fn rate_limited_total(&self) -> u64 {
+        self.rate_limited.load(Ordering::Relaxed)
+    }
+
+    /// Counts the action against the policy's limits, or refuses it. Only
+    /// actions that start something count: `pre_tool_call` (agent and tool
+    /// limits), `pre_model_call`, `message` and `delegation` (agent limits).
+    /// An action over any limit is not counted against the others.
+    pub(crate) fn take_budget(
+        &self,
+        policy: &CompiledPolicy,
+        action: &Action,
+        agent: Option<&str>,
+    ) -> Result<(), Limited> {
+        let limits = policy.limits();
+        if limits.is_empty() {
+            return Ok(());
+        }
+        let counts = matches!(
+            action.point,
+            Point::PreToolCall | Point::PreModelCall | Point::Message | Point::Delegation
+        );
+        if !counts {
+            return Ok(());
+        }
+        let mut applicable: Vec<(&str, &Limit)> = Vec::new();
+        if let Some(l) = &limits.agents {
+            applicable.push(("agents", l));
+        }
+        if action.point == Point::PreToolCall
+            && let Some(tool) = action.tool.as_deref()
+        {
+            for t in limits.for_tool(tool) {
+                applicable.push((t.tool.as_str(), &t.limit));
+            }
+        }
+        if applicable.is_empty() {
+            return Ok(());
+        }
+        let now = unix_ms(self.now());
+        let agent = agent.unwrap_or_default().to_string();
+        let mut counters = lock(&self.counters);
+        let mut keys: Vec<(CounterKey, u64, Option<u64>)> = Vec::new();
+        for (scope, limit) in &applicable {
+            if let Some(rate) = &limit.rate {
+                let per_ms = u64::try_from(rate.per.as_millis()).unwrap_or(u64::MAX);
+                let key = CounterKey {
+                    scope: scope.to_string(),
+                    agent: agent.clone(),
+                    session: None,
+                };
+                let c = counters.get(&key).copied();
+                let current = match c {
+                    Some(c) if now.saturating_sub(c.start_ms) < per_ms => c,
+                    _ => Counter {
+                        start_ms: now,
+                        count: 0,
+                    },
+                };
+                if current.count >= rate.calls {
+                    let wait_ms = (current.start_ms + per_ms).saturating_sub(now);
+                    self.rate_limited.fetch_add(1, Ordering::Relaxed);
+                    return Err(Limited {
+                        scope: scope.to_string(),
+                        what: format!("{} calls per {}", rate.calls, human(rate.per)),
+                        retry_after: Some(wait_ms.div_ceil(1000).max(1)),
+                    });
+                }
+                keys.push((key, current.start_ms, Some(current.count)));
+            }
+            if let (Some(max), Some(session)) = (limit.per_session, action.session.as_deref()) {
+                let key = CounterKey {
+                    scope: scope.to_string(),
+                    agent: agent.clone(),
+                    session: Some(session.to_string()),
+                };
+                let count = counters.get(&key).map_or(0, |c| c.count);
+                if count >= max {
+                    self.rate_limited.fetch_add(1, Ordering::Relaxed);
+                    return Err(Limited {
+                        scope: scope.to_string(),
+                        what: format!("{max} calls per session"),
+                        retry_after: None,
+                    });
+                }
+                keys.push((key, 0, Some(count)));
+            }
+        }
+        let new_keys = keys.iter().filter(|k| !counters.contains_key(&k.0)).count();
+        if counters.len() + new_keys > self.config.max_counters {
+            counters.retain(|k, c| {
+                k.session.is_some()
+                    || applicable.iter().any(|(scope, l)| {
+                        *scope == k.scope
+                            && l.rate.as_ref().is_some_and(|r| {
+                                now.saturating_sub(c.start_ms)
+                                    < u64::try_from(r.per.as_millis()).unwrap_or(u64::MAX)
+                            })
+                    })
+            });
+            if counters.len() + new_keys > self.config.max_counters {
+                self.rate_limited.fetch_add(1, Ordering::Relaxed);
+                return Err(Limited {
+                    scope: "capacity".into(),
+                    what: format!(
+                        "the gate's {} rate-limit counters are all in use",
+                        self.config.max_counters
+                    ),
+                    retry_after: Some(1),
+                });
+            }
+        }
+        for (key, start_ms, count) in keys {
+            counters.insert(
+                key,
+                Counter {
+                    start_ms,
+                    count: count.unwrap_or(0) + 1,
+                },
+            );
+        }
+        Ok(())
+    }
+
+    // ---- sessions ----------------------------------------------------------
+
+    /// The labels that entered `session` so far (sorted).
+    pub fn session_labels(&self, session: &str) -> Result<Arc<Vec<String>>, StoreError> {
+        {
+            let mut sessions = lock(&self.sessions);
+            sessions.tick += 1;
+            let tick = sessions.tick;
+            if let Some((labels, last)) = sessions.by_id.get_mut(session) {
+                *last = tick;
+                return Ok(labels.clone());
+            }
+        }
+        let stored: Vec<String> = self
+            .store
+            .states(&label_space(session))?
+            .into_iter()
+            .map(|s| s.key)
+            .collect();
+        let mut sessions = lock(&self.sessions);
+        let tick = sessions.tick;
+        let labels = sessions
+            .by_id
+            .entry(session.to_string())
+            .or_insert_with(|| (Arc::new(stored), tick))
+            .0
+            .clone();
+        self.trim_sessions(&mut sessions);
+        Ok(labels)
+    }
+
+    fn trim_sessions(&self, sessions: &mut Sessions) {
+        let max = self.config.max_sessions.max(1);
+        if sessions.by_id.len() <= max {
+            return;
+        }
+        // Drop the least recently used half beyond the limit in one pass.
+        let mut ticks: Vec<u64> = sessions.by_id.values().map(|v| v.1).collect();
+        let drop = sessions.by_id.len() - max / 2;
+        ticks.select_nth_unstable(drop.saturating_sub(1));
+        let cutoff = ticks[drop.saturating_sub(1)];
+        sessions.by_id.retain(|_, v| v.1 > cutoff);
+    }
+
+    // ---- decisions ---------------------------------------------------------
+
+    /// What `decision` about `action` changes here: the labels it adds to
+    /// its session, and the approval it creates, uses or closes (which may
+    /// change the decision). Holds the approval book until [`Runtime::commit`]
+    /// or the drop of the result, so an approval is used at most once.
+    pub(crate) fn stage<'a>(
+        &'a self,
+        policy: Option<&CompiledPolicy>,
+        action: &Action,
+        decision: &mut Decision,
+        add_labels: Vec<String>,
+    ) -> Staged<'a> {
+        let mut staged = Staged {
+            changes: Vec::new(),
+            approval: None,
+            labels: None,
+        };
+        if decision.verdict == Verdict::RequireApproval {
+            let book = lock(&self.approvals);
+            let approval = self.resolve(book.current(&action.hash_for_signing()), action, decision);
+            let (approval, change) = self.apply_resolution(approval, decision);
+            staged.changes.push(change);
+            staged.approval = Some((book, approval));
+        }
+        // Labels enter the session when something came back: a tool
+        // result the gate let through, or a rule that adds labels.
+        if let (Some(session), Some(policy)) = (action.session.as_deref(), policy) {
+            let mut labels: BTreeSet<String> = BTreeSet::new();
+            let passed = matches!(
+                decision.verdict,
+                Verdict::Allow | Verdict::Warn | Verdict::Transform
+            );
+            if passed {
+                if action.point == Point::PostToolCall
+                    && let Some(spec) = action.tool.as_deref().and_then(|t| policy.tools().get(t))
+                {
+                    labels.extend(spec.labels.iter().cloned());
+                }
+                labels.extend(add_labels);
+            }
+            if !labels.is_empty() {
+                let known = self.session_labels(session).unwrap_or_default();
+                let fresh: Vec<String> =
+                    labels.into_iter().filter(|l| !known.contains(l)).collect();
+                if !fresh.is_empty() {
+                    let space = label_space(session);
+                    for l in &fresh {
+                        staged.changes.push(StateChange::PutState {
+                            space: space.clone(),
+                            key: l.clone(),
+                            value: String::new(),
+                        });
+                    }
+                    decision.labels_added = fresh.clone();
+                    staged.labels = Some((session.to_string(), fresh));
+                }
+            }
+        }
+        staged
+    }
+
+    fn resolve(
+        &self,
+        current: Option<&Approval>,
+        action: &Action,
+        decision: &Decision,
+    ) -> Resolution {
+        let now = unix_ms(self.now());
+        match current.map(|a| (a, a.state_at(now))) {
+            Some((a, ApprovalState::Pending)) => Resolution::Waiting(a.clone()),
+            Some((a, ApprovalState::Approved)) => Resolution::Use(a.clone()),
+            Some((a, ApprovalState::Denied)) if !a.closed => Resolution::Close(a.clone(), "denied"),
+            Some((a, ApprovalState::Expired)) if !a.closed => {
+                Resolution::Close(a.clone(), "expired")
+            }
+            _ => {
+                let mut id = [0u8; 16];
+                let hash = Sha256::digest(
+                    format!(
+                        "{}|{}|{}",
+                        action.hash_for_signing(),
+                        unix_nanos(self.now()),
+                        APPROVAL_COUNTER.fetch_add(1, Ordering::Relaxed)
+                    )
+                    .as_bytes(),
+                );
+                id.copy_from_slice(&hash[..16]);
+                Resolution::Create(Approval {
+                    id: format!("apr_{}", hex::encode(id)),
+                    state: ApprovalState::Pending,
+                    action_hash: action.hash_for_signing(),
+                    agent: decision.agent.clone().or_else(|| action.agent.clone()),
+                    session: action.session.clone(),
+                    point: action.point.as_str().to_string(),
+                    tool: action.tool.clone(),
+                    rule: decision.rule.clone(),
+                    reason: decision.reason.clone(),
+                    approvers: decision.approvers.clone(),
+                    decision_seq: None,
+                    created_unix_ms: now,
+                    expires_unix_ms: now.saturating_add(
+                        u64::try_from(self.config.approval_ttl.as_millis()).unwrap_or(u64::MAX),
+                    ),
+                    decided_by: None,
+                    decided_unix_ms: None,
+                    signature: None,
+                    comment: None,
+                    closed: false,
+                })
+            }
+        }
+    }
+
+    /// Applies the resolution to the decision; returns the approval as it
+    /// will be stored.
+    fn apply_resolution(&self, r: Resolution, decision: &mut Decision) -> (Approval, StateChange) {
+        let approval = match r {
+            Resolution::Create(a) => {
+                decision.message = format!(
+                    "{}; approval {} is pending until {} (ms since epoch)",
+                    decision.message, a.id, a.expires_unix_ms
+                );
+                a
+            }
+            Resolution::Waiting(a) => {
+                decision.message =
+                    format!("{}; approval {} is still pending", decision.message, a.id);
+                a
+            }
+            Resolution::Use(mut a) => {
+                decision.verdict = Verdict::Allow;
+                decision.reason = reason::APPROVED.to_string();
+                decision.message = format!(
+                    "allowed once: approval {} by {}",
+                    a.id,
+                    a.decided_by.as_deref().unwrap_or("an approver")
+                );
+                decision.approvers.clear();
+                a.state = ApprovalState::Used;
+                a.closed = true;
+                a
+            }
+            Resolution::Close(mut a, how) => {
+                a.closed = true;
+                decision.verdict = Verdict::Deny;
+                decision.approvers.clear();
+                if how == "denied" {
+                    decision.reason = reason::APPROVAL_DENIED.to_string();
+                    decision.message = format!(
+                        "denied: approval {} was refused by {}",
+                        a.id,
+                        a.decided_by.as_deref().unwrap_or("an approver")
+                    );
+                } else {
+                    decision.reason = reason::APPROVAL_EXPIRED.to_string();
+                    decision.message = format!(
+                        "denied: approval {} expired before it was {}",
+                        a.id,
+                        if a.state == ApprovalState::Approved {
+                            "used"
+                        } else {
+                            "answered"
+                        }
+                    );
+                    a.state = ApprovalState::Expired;
+                }
+                a
+            }
+        };
+        decision.approval = Some(crate::decision::ApprovalRef {
+            id: approval.id.clone(),
+            state: approval.state,
+            expires_unix_ms: approval.expires_unix_ms,
+        });
+        let change = StateChange::PutState {
+            space: APPROVAL_SPACE.into(),
+            key: approval.id.clone(),
+            value: serde_json::to_string(&approval).unwrap_or_default(),
+        };
+        (approval, change)
+    }
+
+    /// The decision's record is durable at `seq`: apply what it changed.
+    pub(crate) fn commit(&self, staged: Staged<'_>, seq: u64) {
+        if let Some((mut book, mut approval)) = staged.approval {
+            if approval.decision_seq.is_none() {
+                approval.decision_seq = Some(seq);
+            }
+            book.insert(approval);
+        }
+        if let Some((session, fresh)) = staged.labels {
+            let mut sessions = lock(&self.sessions);
+            sessions.tick += 1;
+            let tick = sessions.tick;
+            if let Some((labels, last)) = sessions.by_id.get_mut(&session) {
+                let mut merged: Vec<String> = labels.iter().cloned().collect();
+                for l in fresh {
+                    if !merged.contains(&l) {
+                        merged.push(l);
+                    }
+                }
+                merged.sort();
+                *labels = Arc::new(merged);
+                *last = tick;
+            }
+            // A session not in memory is read from the store next time.
+        }
+    }
+
+    // ---- approvals API -----------------------------------------------------
+
+    /// Approvals in `state` (all when `None`), oldest first.
+    pub fn approvals(&self, state: Option<ApprovalState>) -> Vec<Approval> {
+        let now = unix_ms(self.now());
+        let book = lock(&self.approvals);
+        let mut list: Vec<Approval> = book
+            .by_id
+            .values()
+            .filter(|a| state.is_none_or(|s| a.state_at(now) == s))
+            .map(|a| {
+                let mut a = a.clone();
+                a.state = a.state_at(now);
+                a
+            })
+            .collect();
+        list.sort_by(|a, b| {
+            a.created_unix_ms
+                .cmp(&b.created_unix_ms)
+                .then_with(|| a.id.cmp(&b.id))
+        });
+        list
+    }
+
+    /// The approval `id`, with its state as of now.
+    pub fn approval(&self, id: &str) -> Option<Approval> {
+        let now = unix_ms(self.now());
+        lock(&self.approvals).by_id.get(id).map(|a| {
+            let mut a = a.clone();
+            a.state = a.state_at(now);
+            a
+        })
+    }
+
+    /// How many approvals are pending now.
+    pub fn pending_approvals(&self) -> usize {
+        let now = unix_ms(self.now());
+        lock(&self.approvals)
+            .by_id
+            .values()
+            .filter(|a| a.state_at(now) == ApprovalState::Pending)
+            .count()
+    }
+
+    /// An approver answers approval `id`: `approve` or not. Recorded as an
+    /// `approval.approved` / `approval.denied` event with the approver and
+    /// their signature. An approved approval is usable once, within the
+    /// approval time-to-live from now.
+    pub fn answer(
+        &self,
+        id: &str,
+        approve: bool,
+        by: &str,
+        signature: Option<String>,
+        comment: Option<String>,
+    ) -> Result<Approval, ApprovalError> {
+        let now = unix_ms(self.now());
+        let mut book = lock(&self.approvals);
+        let Some(current) = book.by_id.get(id) else {
+            return Err(ApprovalError::NotFound(id.to_string()));
+        };
+        let state = current.state_at(now);
+        if state != ApprovalState::Pending {
+            return Err(ApprovalError::NotPending {
+                id: id.to_string(),
+                state: state.as_str(),
+            });
+        }
+        if !current.approvers.is_empty() && !current.approvers.iter().any(|a| a == by) {
+            return Err(ApprovalError::NotAnApprover {
+                id: id.to_string(),
+                who: by.to_string(),
+                approvers: current.approvers.join(", "),
+            });
+        }
+        let mut next = current.clone();
+        next.state = if approve {
+            ApprovalState::Approved
+        } else {
+            ApprovalState::Denied
+        };
+        next.decided_by = Some(by.to_string());
+        next.decided_unix_ms = Some(now);
+        next.signature = signature.clone();
+        next.comment = comment.clone();
+        if approve {
+            next.expires_unix_ms = now.saturating_add(
+                u64::try_from(self.config.approval_ttl.as_millis()).unwrap_or(u64::MAX),
+            );
+        }
+        let action = if approve {
+            "approval.approved"
+        } else {
+            "approval.denied"
+        };
+        self.store.append_with(
+            self.event(
+                by,
+                action,
+                id,
+                json!({
+                    "action_hash": next.action_hash,
+                    "decision_seq": next.decision_seq,
+                    "signature": signature,
+                    "comment": comment,
+                }),
+            ),
+            StateChange::PutState {
+                space: APPROVAL_SPACE.into(),
+                key: id.to_string(),
+                value: serde_json::to_string(&next).unwrap_or_default(),
+            },
+        )?;
+        book.insert(next.clone());
+        Ok(next)
+    }
+}
+
+static APPROVAL_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+fn insert_kill(kill: &mut KillStatusMap, key: String, entry: KillEntry) {
+    if key == KILL_ALL {
+        kill.global = Some(entry);
+    } else {
+        kill.agents.insert(key, entry);
+    }
+}
+
+impl ApprovalBook {
+    fn insert(&mut self, a: Approval) {
+        let newer = self
+            .by_hash
+            .get(&a.action_hash)
+            .and_then(|id| self.by_id.get(id))
+            .is_none_or(|cur| cur.id == a.id || cur.created_unix_ms <= a.created_unix_ms);
+        if newer {
+            self.by_hash.insert(a.action_hash.clone(), a.id.clone());
+        }
+        self.by_id.insert(a.id.clone(), a);
+    }
+
+    fn current(&self, action_hash: &str) -> Option<&Approval> {
+        self.by_hash
+            .get(action_hash)
+            .and_then(|id| self.by_id.get(id))
+    }
+}
+
+/// `1h`, `90s`: a duration as a policy would write it.
+fn human(d: Duration) -> String {
+    let s = d.as_secs();
+    match s {
+        s if s > 0 && s % 86_400 == 0 => format!("{}d", s / 86_400),
+        s if s > 0 && s % 3_600 == 0 => format!("{}h", s / 3_600),
+        s if s > 0 && s % 60 == 0 => format!("{}m", s / 60),
+        s => format!("{s}s"),
+    }
+}

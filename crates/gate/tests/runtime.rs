@@ -1,0 +1,149 @@
+//! The runtime steps of the gate with a real SQLite store: an approval is
+//! used at most once even under concurrency, state changes only with a
+//! durable record, and the kill switch, labels and approvals survive a
+//! reopen.
+
+use std::sync::Arc;
+
+use serde_json::json;
+use warden_gate::runtime::ApprovalState;
+use warden_gate::{Action, Gate, Runtime, RuntimeConfig, reason};
+use warden_policy::{Verdict, compile, parse};
+use warden_store::{SqliteStore, Store, StoreConfig};
+
+const POLICY: &str = "version: warden/v1\nname: rt\ndefault: deny\ntools:\n  db.query: {labels: [pii]}\nrules:\n  - id: mail\n    match: {tool: email.send}\n    verdict: require_approval\n  - id: results\n    on: [post_tool_call]\n    verdict: allow\n  - id: tagged\n    match: {tool: tag.me}\n    verdict: allow\n    add_labels: [secret]\n  - id: no-secret-mail\n    match: {tool: email.send, labels: [secret]}\n    verdict: deny\n";
+
+fn gate(store: Arc<SqliteStore>) -> (Gate, Arc<Runtime>) {
+    let runtime = Arc::new(Runtime::open(store, RuntimeConfig::default()).unwrap());
+    let policy = compile(parse("p.yaml", POLICY).unwrap()).unwrap();
+    (Gate::new(policy).with_runtime(runtime.clone()), runtime)
+}
+
+fn open(dir: &std::path::Path) -> Arc<SqliteStore> {
+    Arc::new(SqliteStore::open(dir, StoreConfig::default()).unwrap())
+}
+
+fn mail(session: &str) -> Action {
+    serde_json::from_value(json!({"point": "pre_tool_call", "tool": "email.send", "session": session, "args": {"to": "x@example.com"}})).unwrap()
+}
+
+#[test]
+fn an_approval_is_used_once_by_concurrent_identical_actions() {
+    let dir = tempfile::tempdir().unwrap();
+    let (gate, runtime) = gate(open(dir.path()));
+    let first = gate.decide(&mail("s"));
+    assert_eq!(first.verdict, Verdict::RequireApproval);
+    let id = first.approval.unwrap().id;
+    runtime.answer(&id, true, "human", None, None).unwrap();
+
+    let gate = Arc::new(gate);
+    let threads: Vec<_> = (0..16)
+        .map(|_| {
+            let gate = gate.clone();
+            std::thread::spawn(move || gate.decide(&mail("s")))
+        })
+        .collect();
+    let verdicts: Vec<Verdict> = threads
+        .into_iter()
+        .map(|t| t.join().unwrap().verdict)
+        .collect();
+    let allowed = verdicts.iter().filter(|v| **v == Verdict::Allow).count();
+    assert_eq!(allowed, 1, "{verdicts:?}");
+    assert!(
+        verdicts
+            .iter()
+            .all(|v| matches!(v, Verdict::Allow | Verdict::RequireApproval))
+    );
+    assert_eq!(runtime.approval(&id).unwrap().state, ApprovalState::Used);
+}
+
+#[test]
+fn a_decision_that_cannot_be_recorded_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let (gate, runtime) = gate(store.clone());
+    let id = gate.decide(&mail("s")).approval.unwrap().id;
+    runtime.answer(&id, true, "human", None, None).unwrap();
+    store.close().unwrap();
+    let d = gate.decide(&mail("s"));
+    assert_eq!(d.reason, reason::AUDIT_UNAVAILABLE);
+    assert_eq!(
+        runtime.approval(&id).unwrap().state,
+        ApprovalState::Approved,
+        "an unrecorded decision does not use the approval"
+    );
+    let tag: Action =
+        serde_json::from_value(json!({"point": "pre_tool_call", "tool": "tag.me", "session": "t"}))
+            .unwrap();
+    assert_eq!(gate.decide(&tag).reason, reason::AUDIT_UNAVAILABLE);
+    assert!(runtime.session_labels("t").unwrap().is_empty());
+}
+
+#[test]
+fn rule_labels_and_catalog_labels_enter_the_session_and_survive_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let (gate, runtime) = gate(open(dir.path()));
+        let tag: Action = serde_json::from_value(
+            json!({"point": "pre_tool_call", "tool": "tag.me", "session": "s"}),
+        )
+        .unwrap();
+        let d = gate.decide(&tag);
+        assert_eq!(d.labels_added, ["secret"]);
+        assert_eq!(
+            gate.decide(&tag).labels_added,
+            Vec::<String>::new(),
+            "only new labels are added"
+        );
+        let result: Action = serde_json::from_value(
+            json!({"point": "post_tool_call", "tool": "db.query", "session": "s"}),
+        )
+        .unwrap();
+        assert_eq!(gate.decide(&result).labels_added, ["pii"]);
+        assert_eq!(*runtime.session_labels("s").unwrap(), ["pii", "secret"]);
+        let d = gate.decide(&mail("s"));
+        assert_eq!(
+            (d.verdict, d.rule.as_deref()),
+            (Verdict::Deny, Some("no-secret-mail"))
+        );
+        // A denied post_tool_call adds nothing.
+        let unknown: Action = serde_json::from_value(json!({"point": "post_tool_call", "tool": "db.query", "session": "other", "context": {"ring": 9}})).unwrap();
+        assert_eq!(gate.decide(&unknown).verdict, Verdict::Deny);
+        assert!(runtime.session_labels("other").unwrap().is_empty());
+        runtime.kill("*", "ops", "drill").unwrap();
+    }
+    let (gate, runtime) = gate(open(dir.path()));
+    assert_eq!(*runtime.session_labels("s").unwrap(), ["pii", "secret"]);
+    assert_eq!(gate.decide(&mail("s")).reason, reason::KILLED);
+    assert!(runtime.kill_active());
+    runtime.lift("*", "ops").unwrap();
+    assert_eq!(
+        gate.decide(&mail("s")).rule.as_deref(),
+        Some("no-secret-mail")
+    );
+}
+
+#[test]
+fn explain_does_not_use_up_limits() {
+    let policy =
+        "version: warden/v1\nname: l\ndefault: allow\nlimits:\n  agents: {calls: 1, per: 1h}\n";
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = Arc::new(Runtime::open(open(dir.path()), RuntimeConfig::default()).unwrap());
+    let gate = Gate::new(compile(parse("p.yaml", policy).unwrap()).unwrap()).with_runtime(runtime);
+    let a: Action =
+        serde_json::from_value(json!({"point": "pre_tool_call", "tool": "t", "agent": "x"}))
+            .unwrap();
+    for _ in 0..3 {
+        assert_eq!(gate.explain(&a).0.verdict, Verdict::Allow);
+    }
+    assert_eq!(gate.decide(&a).verdict, Verdict::Allow);
+    let d = gate.decide(&a);
+    assert_eq!(
+        (d.verdict, d.reason.as_str()),
+        (Verdict::Deny, reason::RATE_LIMITED)
+    );
+    assert!(d.retry_after.is_some_and(|s| s > 3500));
+    // Points that start nothing are not counted.
+    let out: Action = serde_json::from_value(json!({"point": "output", "agent": "x"})).unwrap();
+    assert_eq!(gate.decide(&out).verdict, Verdict::Allow);
+}
