@@ -1,0 +1,753 @@
+//! The routes. JSON in and out; every error is
+//! `{"error": {"code", "message"}}` with its status. The OpenAPI 3.1
+//! document at `/v1/openapi.json` describes exactly [`ROUTES`].
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Extension, Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::from_fn_with_state;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+use warden_audit::{Outcome, OutcomeRecord, Record};
+use warden_gate::runtime::{ApprovalError, ApprovalState, KILL_ALL};
+use warden_gate::{Action, ActionError, Decision};
+
+use crate::auth::{Principal, Role, require};
+use crate::{ApiError, AppState};
+
+/// The OpenAPI 3.1 document.
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+/// Every route: method and path (axum syntax), and the role it needs
+/// (`None`: open).
+pub const ROUTES: &[(&str, &str, Option<Role>)] = &[
+    ("GET", "/healthz", None),
+    ("GET", "/readyz", None),
+    ("GET", "/metrics", None),
+    ("GET", "/v1/openapi.json", None),
+    ("POST", "/v1/decide", Some(Role::Agent)),
+    ("POST", "/v1/decide/batch", Some(Role::Agent)),
+    ("POST", "/v1/outcomes", Some(Role::Agent)),
+    ("GET", "/v1/approvals", Some(Role::Approver)),
+    ("GET", "/v1/approvals/{id}", Some(Role::Approver)),
+    ("POST", "/v1/approvals/{id}/approve", Some(Role::Approver)),
+    ("POST", "/v1/approvals/{id}/deny", Some(Role::Approver)),
+    ("GET", "/v1/kill", Some(Role::Admin)),
+    ("POST", "/v1/kill", Some(Role::Admin)),
+    ("DELETE", "/v1/kill", Some(Role::Admin)),
+    ("GET", "/v1/policy", Some(Role::Admin)),
+    ("POST", "/v1/policy/reload", Some(Role::Admin)),
+    ("GET", "/v1/audit/checkpoint", Some(Role::Admin)),
+    ("GET", "/v1/audit/proof/{seq}", Some(Role::Admin)),
+    ("GET", "/v1/audit/entries", Some(Role::Admin)),
+];
+
+/// Most actions in one batch.
+pub const MAX_BATCH: usize = 1000;
+/// Most entries in one `GET /v1/audit/entries` page.
+pub const MAX_ENTRIES_PAGE: usize = 1000;
+
+type ApiResult = Result<Response, ApiError>;
+
+/// The router over `state`.
+pub fn router(state: Arc<AppState>) -> Router {
+    let role = |r: Role| from_fn_with_state((state.clone(), r), require);
+    let agent = Router::new()
+        .route("/v1/decide", post(decide))
+        .route("/v1/decide/batch", post(decide_batch))
+        .route("/v1/outcomes", post(outcome))
+        .route_layer(role(Role::Agent));
+    let approver = Router::new()
+        .route("/v1/approvals", get(list_approvals))
+        .route("/v1/approvals/{id}", get(get_approval))
+        .route("/v1/approvals/{id}/approve", post(approve))
+        .route("/v1/approvals/{id}/deny", post(deny))
+        .route_layer(role(Role::Approver));
+    let admin = Router::new()
+        .route("/v1/kill", get(kill_status).post(kill).delete(lift))
+        .route("/v1/policy", get(policy))
+        .route("/v1/policy/reload", post(reload))
+        .route("/v1/audit/checkpoint", get(checkpoint))
+        .route("/v1/audit/proof/{seq}", get(proof))
+        .route("/v1/audit/entries", get(entries))
+        .route_layer(role(Role::Admin));
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
+        .route("/v1/openapi.json", get(openapi))
+        .merge(agent)
+        .merge(approver)
+        .merge(admin)
+        .fallback(no_route)
+        .method_not_allowed_fallback(wrong_method)
+        .layer(DefaultBodyLimit::max(state.max_body_bytes))
+        .with_state(state)
+}
+
+fn json(status: StatusCode, value: impl serde::Serialize) -> Response {
+    (status, axum::Json(value)).into_response()
+}
+
+fn ok(value: impl serde::Serialize) -> ApiResult {
+    Ok(json(StatusCode::OK, value))
+}
+
+async fn no_route() -> ApiError {
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "no_route",
+        "no such route (the API is described at /v1/openapi.json)",
+    )
+}
+
+async fn wrong_method() -> ApiError {
+    ApiError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this route does not take that method (see /v1/openapi.json)",
+    )
+}
+
+/// Runs store work off the async threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::internal(format!("the request's work panicked: {e}")))?
+}
+
+/// The body, or the error for a body over the limit or cut off.
+fn body(body: Result<Bytes, BytesRejection>) -> Result<Bytes, ApiError> {
+    body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                "the request body is larger than the server's limit (--max-body)",
+            )
+        } else {
+            ApiError::bad_request("invalid_body", format!("cannot read the request body: {e}"))
+        }
+    })
+}
+
+/// Parses a JSON body into `T`: 400 `invalid_json` for what is not JSON,
+/// 400 `invalid_request` for JSON of the wrong shape.
+fn parse<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    if bytes.is_empty() {
+        return Err(ApiError::bad_request(
+            "invalid_json",
+            "the request body is empty; send a JSON document",
+        ));
+    }
+    serde_json::from_slice(bytes).map_err(|e| {
+        let code = if e.is_data() {
+            "invalid_request"
+        } else {
+            "invalid_json"
+        };
+        ApiError::bad_request(code, e.to_string())
+    })
+}
+
+fn action_error(e: ActionError) -> ApiError {
+    match e {
+        ActionError::TooLarge(_) => ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            e.to_string(),
+        ),
+        ActionError::Json(m) => ApiError::bad_request("invalid_json", m),
+        ActionError::Invalid { .. } => ApiError::bad_request("invalid_action", e.to_string()),
+    }
+}
+
+// ---- health ------------------------------------------------------------------
+
+async fn healthz() -> ApiResult {
+    ok(json!({"status": "ok"}))
+}
+
+async fn readyz(State(state): State<Arc<AppState>>) -> ApiResult {
+    let gate = state.gate.load_full();
+    let audit = state.audit.clone();
+    let store = blocking(move || Ok(audit.check_writable())).await?;
+    let policy = gate
+        .policy()
+        .map(|p| json!({"name": p.name(), "hash": p.hash()}));
+    let ready = store.is_ok() && policy.is_some();
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
+    Ok(json(
+        status,
+        json!({
+            "ready": ready,
+            "policy": policy,
+            "store": match &store {
+                Ok(()) => json!({"writable": true}),
+                Err(e) => json!({"writable": false, "error": e.to_string()}),
+            },
+        }),
+    ))
+}
+
+async fn metrics(State(state): State<Arc<AppState>>) -> ApiResult {
+    let registry = state.registry.clone();
+    let text = blocking(move || Ok(crate::metrics::encode(&registry))).await?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response())
+}
+
+async fn openapi() -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], OPENAPI).into_response()
+}
+
+// ---- decisions ---------------------------------------------------------------
+
+async fn decide_one(state: &Arc<AppState>, action: Action) -> Result<Decision, ApiError> {
+    let gate = state.gate.load_full();
+    let point = action.point;
+    let started = Instant::now();
+    let decision = blocking(move || Ok(gate.decide(&action))).await?;
+    state
+        .metrics
+        .observe_decision(point, &decision, started.elapsed());
+    Ok(decision)
+}
+
+async fn decide(
+    State(state): State<Arc<AppState>>,
+    raw: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    let bytes = body(raw)?;
+    let action = Action::from_json(&bytes).map_err(action_error)?;
+    ok(decide_one(&state, action).await?)
+}
+
+async fn decide_batch(
+    State(state): State<Arc<AppState>>,
+    raw: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Batch {
+        actions: Vec<Value>,
+    }
+    let bytes = body(raw)?;
+    let batch: Batch = parse(&bytes)?;
+    if batch.actions.len() > MAX_BATCH {
+        return Err(ApiError::bad_request(
+            "batch_too_large",
+            format!(
+                "a batch holds at most {MAX_BATCH} actions; this one has {}",
+                batch.actions.len()
+            ),
+        ));
+    }
+    let mut actions = Vec::with_capacity(batch.actions.len());
+    for (i, v) in batch.actions.into_iter().enumerate() {
+        let action: Action = serde_json::from_value(v)
+            .map_err(|e| ApiError::bad_request("invalid_action", format!("actions[{i}]: {e}")))?;
+        action
+            .check()
+            .map_err(|e| ApiError::bad_request("invalid_action", format!("actions[{i}]: {e}")))?;
+        actions.push(action);
+    }
+    // Decided concurrently, so their audit appends share commits.
+    let mut set = tokio::task::JoinSet::new();
+    for (i, action) in actions.into_iter().enumerate() {
+        let state = state.clone();
+        set.spawn(async move { (i, decide_one(&state, action).await) });
+    }
+    let mut decisions: Vec<Option<Decision>> = Vec::new();
+    decisions.resize_with(set.len(), || None);
+    while let Some(joined) = set.join_next().await {
+        let (i, decision) =
+            joined.map_err(|e| ApiError::internal(format!("a decision panicked: {e}")))?;
+        decisions[i] = Some(decision?);
+    }
+    ok(json!({"decisions": decisions}))
+}
+
+async fn outcome(
+    State(state): State<Arc<AppState>>,
+    raw: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Body {
+        decision_seq: u64,
+        outcome: Outcome,
+        #[serde(default)]
+        result_hash: Option<String>,
+        #[serde(default)]
+        error: Option<String>,
+    }
+    let bytes = body(raw)?;
+    let b: Body = parse(&bytes)?;
+    let result_hash = match &b.result_hash {
+        None => None,
+        Some(h) => {
+            let hex_part = h.strip_prefix("sha256:").unwrap_or(h);
+            let bytes = hex::decode(hex_part)
+                .ok()
+                .and_then(|v| <[u8; 32]>::try_from(v).ok())
+                .ok_or_else(|| {
+                    ApiError::bad_request(
+                        "invalid_request",
+                        "result_hash must be 64 hex digits (optionally prefixed 'sha256:')",
+                    )
+                })?;
+            Some(bytes)
+        }
+    };
+    if b.error.as_ref().is_some_and(|e| e.len() > 16 * 1024) {
+        return Err(ApiError::bad_request(
+            "invalid_request",
+            "error is longer than 16 KiB",
+        ));
+    }
+    let audit = state.audit.clone();
+    let seq = blocking(move || {
+        let entry = audit
+            .entries(b.decision_seq, 1)
+            .map_err(|e| ApiError::unavailable(e.to_string()))?
+            .into_iter()
+            .next()
+            .filter(|e| e.seq == b.decision_seq)
+            .ok_or_else(|| {
+                ApiError::not_found(format!("there is no audit entry {}", b.decision_seq))
+            })?;
+        let decoded = entry
+            .entry()
+            .map_err(|e| ApiError::internal(format!("entry {} does not decode: {e}", entry.seq)))?;
+        let Record::Decision(d) = decoded.record else {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "not_a_decision",
+                format!("audit entry {} is not a decision", b.decision_seq),
+            ));
+        };
+        if !matches!(d.verdict.as_str(), "allow" | "warn" | "transform") {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "not_allowed",
+                format!(
+                    "decision {} was '{}': only an action that was let through has an outcome",
+                    b.decision_seq, d.verdict
+                ),
+            ));
+        }
+        let record = Record::Outcome(OutcomeRecord {
+            time_unix_nanos: now_nanos(),
+            decision_seq: b.decision_seq,
+            outcome: b.outcome,
+            result_hash,
+            error: b.error,
+        });
+        audit
+            .append(record)
+            .map(|a| a.seq)
+            .map_err(|e| ApiError::unavailable(format!("the outcome could not be recorded: {e}")))
+    })
+    .await?;
+    ok(json!({"seq": seq, "decision_seq": b.decision_seq}))
+}
+
+fn now_nanos() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}
+
+// ---- approvals ---------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StateQuery {
+    state: Option<String>,
+}
+
+async fn list_approvals(
+    State(state): State<Arc<AppState>>,
+    query: Result<Query<StateQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult {
+    let Query(q) = query.map_err(|e| ApiError::bad_request("invalid_request", e.body_text()))?;
+    let filter = match q.state.as_deref() {
+        None | Some("all") => None,
+        Some(s) => Some(ApprovalState::parse(s).ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_request",
+                format!(
+                    "unknown state '{s}': expected pending, approved, denied, used, expired or all"
+                ),
+            )
+        })?),
+    };
+    ok(json!({"approvals": state.runtime.approvals(filter)}))
+}
+
+async fn get_approval(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> ApiResult {
+    match state.runtime.approval(&id) {
+        Some(a) => ok(a),
+        None => Err(ApiError::not_found(format!(
+            "no approval has the id '{id}'"
+        ))),
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct Answer {
+    #[serde(default)]
+    comment: Option<String>,
+    #[serde(default)]
+    signature: Option<String>,
+    /// Who answers, when the server runs without authentication.
+    #[serde(default)]
+    approver: Option<String>,
+}
+
+async fn approve(
+    state: State<Arc<AppState>>,
+    principal: Extension<Principal>,
+    id: Path<String>,
+    raw: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    answer(state, principal, id, raw, true).await
+}
+
+async fn deny(
+    state: State<Arc<AppState>>,
+    principal: Extension<Principal>,
+    id: Path<String>,
+    raw: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    answer(state, principal, id, raw, false).await
+}
+
+async fn answer(
+    State(state): State<Arc<AppState>>,
+    Extension(principal): Extension<Principal>,
+    Path(id): Path<String>,
+    raw: Result<Bytes, BytesRejection>,
+    approve: bool,
+) -> ApiResult {
+    let bytes = body(raw)?;
+    let a: Answer = if bytes.iter().all(u8::is_ascii_whitespace) {
+        Answer::default()
+    } else {
+        parse(&bytes)?
+    };
+    for (field, value) in [("comment", &a.comment), ("signature", &a.signature)] {
+        if value.as_ref().is_some_and(|v| v.len() > 16 * 1024) {
+            return Err(ApiError::bad_request(
+                "invalid_request",
+                format!("{field} is longer than 16 KiB"),
+            ));
+        }
+    }
+    let by = match (&a.approver, principal.authenticated()) {
+        (Some(named), true) if *named != principal.name => {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!(
+                    "'{}' cannot answer as '{named}': the approver is the token's holder",
+                    principal.name
+                ),
+            ));
+        }
+        (Some(named), false) => named.clone(),
+        _ => principal.name.clone(),
+    };
+    let runtime = state.runtime.clone();
+    let result =
+        blocking(move || Ok(runtime.answer(&id, approve, &by, a.signature, a.comment))).await?;
+    match result {
+        Ok(approval) => ok(approval),
+        Err(e @ ApprovalError::NotFound(_)) => Err(ApiError::not_found(e.to_string())),
+        Err(e @ ApprovalError::NotPending { .. }) => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "approval_not_pending",
+            e.to_string(),
+        )),
+        Err(e @ ApprovalError::NotAnApprover { .. }) => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "not_an_approver",
+            e.to_string(),
+        )),
+        Err(e @ ApprovalError::Store(_)) => Err(ApiError::unavailable(e.to_string())),
+    }
+}
+
+// ---- kill switch -------------------------------------------------------------
+
+async fn kill_status(State(state): State<Arc<AppState>>) -> ApiResult {
+    ok(kill_json(&state))
+}
+
+fn kill_json(state: &AppState) -> Value {
+    let s = state.runtime.kill_status();
+    let agents: Map<String, Value> = s
+        .agents
+        .into_iter()
+        .map(|(did, e)| (did, json!(e)))
+        .collect();
+    json!({"active": state.runtime.kill_active(), "global": s.global, "agents": agents})
+}
+
+async fn kill(
+    State(state): State<Arc<AppState>>,
+    Extension(principal): Extension<Principal>,
+    raw: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Body {
+        #[serde(default)]
+        agent: Option<String>,
+        reason: String,
+    }
+    let bytes = body(raw)?;
+    let b: Body = parse(&bytes)?;
+    if b.reason.trim().is_empty() || b.reason.len() > 1024 {
+        return Err(ApiError::bad_request(
+            "invalid_request",
+            "reason must be 1 to 1024 bytes of text: say why, for the audit log",
+        ));
+    }
+    let target = target(b.agent)?;
+    let runtime = state.runtime.clone();
+    let seq = blocking(move || {
+        runtime
+            .kill(&target, &principal.name, &b.reason)
+            .map_err(|e| {
+                ApiError::unavailable(format!("the kill switch could not be recorded: {e}"))
+            })
+    })
+    .await?;
+    let mut out = kill_json(&state);
+    out["seq"] = json!(seq);
+    ok(out)
+}
+
+fn target(agent: Option<String>) -> Result<String, ApiError> {
+    match agent {
+        None => Ok(KILL_ALL.to_string()),
+        Some(a)
+            if a == KILL_ALL
+                || a.is_empty()
+                || a.len() > 512
+                || a.chars().any(char::is_control) =>
+        {
+            Err(ApiError::bad_request(
+                "invalid_request",
+                "agent must be an agent's DID; leave it out to stop every agent",
+            ))
+        }
+        Some(a) => Ok(a),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AgentQuery {
+    agent: Option<String>,
+}
+
+async fn lift(
+    State(state): State<Arc<AppState>>,
+    Extension(principal): Extension<Principal>,
+    query: Result<Query<AgentQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult {
+    let Query(q) = query.map_err(|e| ApiError::bad_request("invalid_request", e.body_text()))?;
+    let target = target(q.agent)?;
+    let runtime = state.runtime.clone();
+    let seq = blocking(move || {
+        runtime.lift(&target, &principal.name).map_err(|e| {
+            ApiError::unavailable(format!(
+                "lifting the kill switch could not be recorded: {e}"
+            ))
+        })
+    })
+    .await?;
+    let mut out = kill_json(&state);
+    out["lifted"] = json!(seq.is_some());
+    out["seq"] = json!(seq);
+    ok(out)
+}
+
+// ---- policy ------------------------------------------------------------------
+
+async fn policy(State(state): State<Arc<AppState>>) -> ApiResult {
+    let gate = state.gate.load_full();
+    let p = gate.policy();
+    ok(json!({
+        "source": state.policy.describe(),
+        "name": p.map(|p| p.name()),
+        "hash": p.map(|p| p.hash()),
+        "rules": p.map_or(0, |p| p.rules().len()),
+        "reload_errors": state.metrics.reload_errors(),
+    }))
+}
+
+async fn reload(State(state): State<Arc<AppState>>) -> ApiResult {
+    let s = state.clone();
+    let result = blocking(move || Ok(s.policy.reload(&s))).await?;
+    match result {
+        Ok(r) => ok(r),
+        Err(e) => Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "policy_invalid",
+            format!("the new policy does not compile; the previous one keeps deciding: {e:#}"),
+        )),
+    }
+}
+
+// ---- audit -------------------------------------------------------------------
+
+async fn checkpoint(State(state): State<Arc<AppState>>) -> ApiResult {
+    let audit = state.audit.clone();
+    blocking(move || {
+        let unavailable = |e: warden_store::StoreError| ApiError::unavailable(e.to_string());
+        let size = audit.log_size().map_err(unavailable)?;
+        let mut latest = audit.latest_checkpoint().map_err(unavailable)?;
+        if latest.as_ref().is_none_or(|c| c.size < size) {
+            latest = audit.checkpoint_now().map_err(unavailable)?.or(latest);
+        }
+        let Some(cp) = latest else {
+            return Err(ApiError::not_found(
+                "the log is empty: there is no checkpoint yet",
+            ));
+        };
+        ok(json!({
+            "size": cp.size,
+            "root": hex::encode(cp.root),
+            "note": cp.note,
+            "created_unix_nanos": cp.created_unix_nanos,
+            "verifier_key": audit.verifier().to_key_string(),
+        }))
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SizeQuery {
+    size: Option<u64>,
+}
+
+async fn proof(
+    State(state): State<Arc<AppState>>,
+    Path(seq): Path<String>,
+    query: Result<Query<SizeQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult {
+    let seq: u64 = seq.parse().map_err(|_| {
+        ApiError::bad_request(
+            "invalid_request",
+            format!("'{seq}' is not a sequence number"),
+        )
+    })?;
+    let Query(q) = query.map_err(|e| ApiError::bad_request("invalid_request", e.body_text()))?;
+    let audit = state.audit.clone();
+    blocking(move || {
+        let unavailable = |e: warden_store::StoreError| ApiError::unavailable(e.to_string());
+        let log_size = audit.log_size().map_err(unavailable)?;
+        let size = match q.size {
+            Some(n) => n,
+            None => match audit.latest_checkpoint().map_err(unavailable)? {
+                Some(cp) if cp.size > seq => cp.size,
+                _ => audit
+                    .checkpoint_now()
+                    .map_err(unavailable)?
+                    .map_or(log_size, |cp| cp.size),
+            },
+        };
+        if size > log_size {
+            return Err(ApiError::bad_request(
+                "invalid_request",
+                format!("size {size} is larger than the log ({log_size} entries)"),
+            ));
+        }
+        if seq >= size {
+            return Err(ApiError::not_found(format!(
+                "entry {seq} is not in a tree of {size} entries"
+            )));
+        }
+        let p = audit.inclusion_proof(seq, size).map_err(unavailable)?;
+        ok(json!({
+            "seq": p.seq,
+            "size": p.size,
+            "leaf_hash": hex::encode(p.leaf_hash),
+            "root": hex::encode(p.root),
+            "hashes": p.hashes.iter().map(hex::encode).collect::<Vec<_>>(),
+        }))
+    })
+    .await
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EntriesQuery {
+    after: Option<u64>,
+    limit: Option<usize>,
+}
+
+async fn entries(
+    State(state): State<Arc<AppState>>,
+    query: Result<Query<EntriesQuery>, axum::extract::rejection::QueryRejection>,
+) -> ApiResult {
+    let Query(q) = query.map_err(|e| ApiError::bad_request("invalid_request", e.body_text()))?;
+    let limit = q.limit.unwrap_or(100);
+    if limit == 0 || limit > MAX_ENTRIES_PAGE {
+        return Err(ApiError::bad_request(
+            "invalid_request",
+            format!("limit must be 1 to {MAX_ENTRIES_PAGE}"),
+        ));
+    }
+    let from = q.after.map_or(0, |a| a.saturating_add(1));
+    let audit = state.audit.clone();
+    blocking(move || {
+        let page = audit
+            .entries(from, limit)
+            .map_err(|e| ApiError::unavailable(e.to_string()))?;
+        let mut out = Vec::with_capacity(page.len());
+        for stored in &page {
+            let entry = stored.entry().map_err(|e| {
+                ApiError::internal(format!(
+                    "entry {} does not decode ({e}): run 'warden audit verify'",
+                    stored.seq
+                ))
+            })?;
+            let mut line = Map::new();
+            line.insert("seq".into(), json!(stored.seq));
+            line.insert("leaf_hash".into(), json!(stored.leaf_hash_hex()));
+            if let Ok(Value::Object(fields)) = serde_json::to_value(&entry.record) {
+                line.extend(fields);
+            }
+            out.push(Value::Object(line));
+        }
+        let next = page.last().map(|e| e.seq);
+        ok(json!({"entries": out, "last_seq": next}))
+    })
+    .await
+}

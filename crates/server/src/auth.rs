@@ -1,0 +1,290 @@
+//! Who may call what.
+//!
+//! Three roles: `agent` (decide, outcomes), `approver` (approvals) and
+//! `admin` (agents, kill switch, policy reload, audit reads; an admin may
+//! do everything). Callers present `Authorization: Bearer <token>`; the
+//! tokens come from a YAML file given with `--auth`:
+//!
+//! ```yaml
+//! tokens:
+//!   - {name: support-bot, role: agent, token: "a long random string"}
+//!   - {name: dba-oncall@example.com, role: approver, token_sha256: "9f86d0…"}
+//!   - {name: alice@example.com, role: admin, token_sha256: "…"}
+//! ```
+//!
+//! `token_sha256` (hex SHA-256 of the token) keeps the secret out of the
+//! file. An approver's `name` is what an approval's `approvers` list
+//! names. Without `--auth` every caller has every role, which the server
+//! only allows on a loopback address.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use crate::{ApiError, AppState};
+
+/// Shortest token accepted in the file.
+pub const MIN_TOKEN_BYTES: usize = 16;
+
+/// A role of the API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Decide and report outcomes.
+    Agent,
+    /// Answer approvals.
+    Approver,
+    /// Everything.
+    Admin,
+}
+
+impl Role {
+    /// The role's name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Agent => "agent",
+            Role::Approver => "approver",
+            Role::Admin => "admin",
+        }
+    }
+
+    fn grants(self, needed: Role) -> bool {
+        self == Role::Admin || self == needed
+    }
+}
+
+/// Who is calling.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    /// The name in the tokens file, or `local` without authentication.
+    pub name: String,
+    /// The role; `None` without authentication (every role).
+    pub role: Option<Role>,
+}
+
+impl Principal {
+    /// Whether this is an authenticated caller (not the local anyone).
+    pub fn authenticated(&self) -> bool {
+        self.role.is_some()
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    tokens: Vec<Entry>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Entry {
+    name: String,
+    role: Role,
+    token: Option<String>,
+    token_sha256: Option<String>,
+}
+
+/// The bearer tokens, by the SHA-256 of the token.
+#[derive(Debug, Clone, Default)]
+pub struct Auth {
+    tokens: Option<Arc<HashMap<[u8; 32], Principal>>>,
+}
+
+impl Auth {
+    /// No authentication: every caller has every role.
+    pub fn disabled() -> Auth {
+        Auth { tokens: None }
+    }
+
+    /// Whether tokens are required.
+    pub fn enabled(&self) -> bool {
+        self.tokens.is_some()
+    }
+
+    /// Reads the tokens file.
+    pub fn from_file(path: &Path) -> Result<Auth> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the auth file '{}'", path.display()))?;
+        Auth::parse(&text).with_context(|| format!("auth file '{}'", path.display()))
+    }
+
+    /// Parses the tokens file's text.
+    pub fn parse(text: &str) -> Result<Auth> {
+        let mut options = serde_saphyr::Options::default();
+        options.strict_booleans = true;
+        let file: File = serde_saphyr::from_str_with_options(text, options)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        if file.tokens.is_empty() {
+            bail!(
+                "'tokens' is empty: give at least one token, or run without --auth on a loopback address"
+            );
+        }
+        let mut tokens = HashMap::new();
+        for (i, e) in file.tokens.into_iter().enumerate() {
+            let at = format!("tokens[{i}] ({})", e.name);
+            if e.name.trim().is_empty() || e.name.chars().any(char::is_control) {
+                bail!("{at}: 'name' must be printable text");
+            }
+            let hash: [u8; 32] = match (e.token, e.token_sha256) {
+                (Some(t), None) => {
+                    if t.len() < MIN_TOKEN_BYTES {
+                        bail!("{at}: the token is shorter than {MIN_TOKEN_BYTES} bytes");
+                    }
+                    Sha256::digest(t.as_bytes()).into()
+                }
+                (None, Some(h)) => {
+                    let bytes = hex::decode(h.trim())
+                        .ok()
+                        .and_then(|b| <[u8; 32]>::try_from(b).ok());
+                    match bytes {
+                        Some(b) => b,
+                        None => bail!("{at}: 'token_sha256' must be 64 hex digits"),
+                    }
+                }
+                (Some(_), Some(_)) => bail!("{at}: give 'token' or 'token_sha256', not both"),
+                (None, None) => bail!("{at}: give 'token' or 'token_sha256'"),
+            };
+            let principal = Principal {
+                name: e.name,
+                role: Some(e.role),
+            };
+            if tokens.insert(hash, principal).is_some() {
+                bail!("{at}: the same token is given twice");
+            }
+        }
+        Ok(Auth {
+            tokens: Some(Arc::new(tokens)),
+        })
+    }
+
+    /// The caller behind an `Authorization` header value.
+    pub fn authenticate(&self, header: Option<&str>) -> Result<Principal, ApiError> {
+        let Some(tokens) = &self.tokens else {
+            return Ok(Principal {
+                name: "local".into(),
+                role: None,
+            });
+        };
+        let unauthorized = |m: &str| ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", m);
+        let header = header
+            .ok_or_else(|| unauthorized("this route needs 'Authorization: Bearer <token>'"))?;
+        let token = header
+            .strip_prefix("Bearer ")
+            .or_else(|| header.strip_prefix("bearer "))
+            .ok_or_else(|| unauthorized("the Authorization header must be 'Bearer <token>'"))?;
+        let hash: [u8; 32] = Sha256::digest(token.trim().as_bytes()).into();
+        tokens
+            .get(&hash)
+            .cloned()
+            .ok_or_else(|| unauthorized("the bearer token is not known"))
+    }
+}
+
+/// Middleware: the caller must hold `role`; the principal is put in the
+/// request's extensions.
+pub async fn require(
+    State((state, role)): State<(Arc<AppState>, Role)>,
+    mut request: Request,
+    next: Next,
+) -> Response {
+    let header = request
+        .headers()
+        .get(axum::http::header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    let principal = match state.auth.authenticate(header) {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
+    if let Some(has) = principal.role
+        && !has.grants(role)
+    {
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!(
+                "'{}' has the {} role; this route needs {}",
+                principal.name,
+                has.as_str(),
+                role.as_str()
+            ),
+        )
+        .into_response();
+    }
+    request.extensions_mut().insert(principal);
+    next.run(request).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_file_errors_name_the_entry() {
+        for (text, needle) in [
+            ("tokens: []", "'tokens' is empty"),
+            (
+                "tokens:\n  - {name: a, role: agent, token: short}",
+                "shorter than",
+            ),
+            ("tokens:\n  - {name: a, role: agent}", "give 'token' or"),
+            (
+                "tokens:\n  - {name: a, role: root, token: 0123456789abcdef}",
+                "root",
+            ),
+            (
+                "tokens:\n  - {name: a, role: agent, token_sha256: xyz}",
+                "64 hex",
+            ),
+            (
+                "tokens:\n  - {name: a, role: agent, token: 0123456789abcdef}\n  - {name: b, role: admin, token: 0123456789abcdef}",
+                "twice",
+            ),
+            (
+                "tokens:\n  - {name: a, role: agent, token: 0123456789abcdef, extra: 1}",
+                "extra",
+            ),
+        ] {
+            let err = format!("{:#}", Auth::parse(text).unwrap_err());
+            assert!(err.contains(needle), "{text:?}: {err}");
+        }
+    }
+
+    #[test]
+    fn bearer_tokens_map_to_principals() {
+        let hash = hex::encode(Sha256::digest(b"approver-token-123"));
+        let auth = Auth::parse(&format!(
+            "tokens:\n  - {{name: bot, role: agent, token: agent-token-12345}}\n  - {{name: dba@example.com, role: approver, token_sha256: {hash}}}"
+        ))
+        .unwrap();
+        let bot = auth.authenticate(Some("Bearer agent-token-12345")).unwrap();
+        assert_eq!((bot.name.as_str(), bot.role), ("bot", Some(Role::Agent)));
+        let dba = auth
+            .authenticate(Some("Bearer approver-token-123"))
+            .unwrap();
+        assert_eq!(dba.role, Some(Role::Approver));
+        assert_eq!(
+            auth.authenticate(None).unwrap_err().status,
+            StatusCode::UNAUTHORIZED
+        );
+        assert_eq!(
+            auth.authenticate(Some("Bearer nope-nope-nope-nope"))
+                .unwrap_err()
+                .code,
+            "unauthenticated"
+        );
+        assert_eq!(
+            auth.authenticate(Some("Basic abc")).unwrap_err().status,
+            StatusCode::UNAUTHORIZED
+        );
+        assert!(Role::Admin.grants(Role::Approver));
+        assert!(!Role::Agent.grants(Role::Approver));
+    }
+}

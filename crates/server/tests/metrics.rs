@@ -1,0 +1,244 @@
+//! `/metrics` read by a real OpenMetrics parser: the Prometheus project's
+//! Python client (`prometheus_client.openmetrics.parser`), installed by
+//! `scripts/test`. No string matching on the exposition.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::process::{Command, Stdio};
+
+use serde_json::{Value, json};
+use support::{POLICY, TestServer};
+
+const PARSER: &str = r#"
+import json, sys
+from prometheus_client.openmetrics.parser import text_string_to_metric_families
+out = {}
+for family in text_string_to_metric_families(sys.stdin.read()):
+    out[family.name] = {
+        "type": family.type,
+        "samples": [[s.name, s.labels, s.value] for s in family.samples],
+    }
+print(json.dumps(out))
+"#;
+
+/// The families of an exposition, parsed by the reference parser.
+fn parse(text: &str) -> BTreeMap<String, Value> {
+    let mut child = Command::new("python3")
+        .args(["-c", PARSER])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("python3 is required (scripts/test checks for it)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "the OpenMetrics parser refused the exposition (is the Python package prometheus-client installed? scripts/test installs it):\n{}\n---\n{text}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn sample(families: &BTreeMap<String, Value>, family: &str, name: &str, labels: Value) -> f64 {
+    let f = families
+        .get(family)
+        .unwrap_or_else(|| panic!("no family {family}: {:?}", families.keys()));
+    f["samples"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s[0] == name && (labels.is_null() || s[1] == labels))
+        .unwrap_or_else(|| panic!("no sample {name} {labels} in {f}"))[2]
+        .as_f64()
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_parse_with_the_reference_parser_and_count_what_happened() {
+    let server = TestServer::start(POLICY).await;
+    let q = json!({"point": "pre_tool_call", "tool": "db.query", "args": {"sql": "SELECT 1"}});
+    for _ in 0..3 {
+        server.decide(q.clone()).await;
+    }
+    server
+        .decide(
+            json!({"point": "pre_tool_call", "tool": "db.query", "args": {"sql": "DROP TABLE t"}}),
+        )
+        .await;
+    server
+        .decide(json!({"point": "pre_tool_call", "tool": "email.send", "args": {"to": "a@b.c", "body": ""}}))
+        .await;
+    for _ in 0..3 {
+        server
+            .decide(json!({"point": "pre_tool_call", "tool": "limited.tool"}))
+            .await;
+    }
+    server
+        .post("/v1/kill", &json!({"agent": "a", "reason": "test"}))
+        .await;
+
+    let response = server
+        .client
+        .get(format!("{}/metrics", server.url))
+        .send()
+        .await
+        .unwrap();
+    let content_type = response.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        content_type.starts_with("application/openmetrics-text"),
+        "{content_type}"
+    );
+    let families = parse(&response.text().await.unwrap());
+
+    let types: BTreeMap<&str, &str> = families
+        .iter()
+        .map(|(k, v)| (k.as_str(), v["type"].as_str().unwrap()))
+        .collect();
+    for (name, kind) in [
+        ("warden_decisions", "counter"),
+        ("warden_decision_duration_seconds", "histogram"),
+        ("warden_audit_entries", "gauge"),
+        ("warden_audit_append_duration_seconds", "histogram"),
+        ("warden_approvals_pending", "gauge"),
+        ("warden_trust_score", "histogram"),
+        ("warden_ring_transitions", "counter"),
+        ("warden_kill_switch_active", "gauge"),
+        ("warden_rate_limited", "counter"),
+        ("warden_policy_rules", "gauge"),
+        ("warden_policy_reload_errors", "counter"),
+        ("warden_build_info", "gauge"),
+    ] {
+        assert_eq!(types.get(name).copied(), Some(kind), "{name}: {types:?}");
+    }
+    let allow = json!({"verdict": "allow", "point": "pre_tool_call"});
+    let deny = json!({"verdict": "deny", "point": "pre_tool_call"});
+    assert_eq!(
+        sample(
+            &families,
+            "warden_decisions",
+            "warden_decisions_total",
+            allow
+        ),
+        5.0
+    );
+    assert_eq!(
+        sample(
+            &families,
+            "warden_decisions",
+            "warden_decisions_total",
+            deny
+        ),
+        2.0
+    );
+    assert_eq!(
+        sample(
+            &families,
+            "warden_decisions",
+            "warden_decisions_total",
+            json!({"verdict": "require_approval", "point": "pre_tool_call"})
+        ),
+        1.0
+    );
+    assert_eq!(
+        sample(
+            &families,
+            "warden_decision_duration_seconds",
+            "warden_decision_duration_seconds_count",
+            Value::Null
+        ),
+        8.0
+    );
+    // 8 decisions and one kill-switch event.
+    assert_eq!(
+        sample(
+            &families,
+            "warden_audit_entries",
+            "warden_audit_entries",
+            Value::Null
+        ),
+        9.0
+    );
+    assert_eq!(
+        sample(
+            &families,
+            "warden_audit_append_duration_seconds",
+            "warden_audit_append_duration_seconds_count",
+            Value::Null
+        ),
+        9.0
+    );
+    assert_eq!(
+        sample(
+            &families,
+            "warden_approvals_pending",
+            "warden_approvals_pending",
+            Value::Null
+        ),
+        1.0
+    );
+    assert_eq!(
+        sample(
+            &families,
+            "warden_kill_switch_active",
+            "warden_kill_switch_active",
+            Value::Null
+        ),
+        1.0
+    );
+    assert_eq!(
+        sample(
+            &families,
+            "warden_rate_limited",
+            "warden_rate_limited_total",
+            Value::Null
+        ),
+        1.0
+    );
+    assert_eq!(
+        sample(
+            &families,
+            "warden_policy_rules",
+            "warden_policy_rules",
+            Value::Null
+        ),
+        7.0
+    );
+    assert_eq!(
+        sample(
+            &families,
+            "warden_policy_reload_errors",
+            "warden_policy_reload_errors_total",
+            Value::Null
+        ),
+        0.0
+    );
+    assert_eq!(
+        sample(
+            &families,
+            "warden_build_info",
+            "warden_build_info",
+            json!({"version": env!("CARGO_PKG_VERSION")})
+        ),
+        1.0
+    );
+    assert_eq!(
+        sample(
+            &families,
+            "warden_trust_score",
+            "warden_trust_score_count",
+            Value::Null
+        ),
+        0.0
+    );
+}

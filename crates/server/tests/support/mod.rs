@@ -1,0 +1,168 @@
+//! A real server on a loopback port, over a real SQLite data directory.
+#![allow(dead_code)]
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use serde_json::Value;
+use tempfile::TempDir;
+use tokio::sync::oneshot;
+use warden_server::{AppState, Config, Server};
+
+pub struct TestServer {
+    pub url: String,
+    pub dir: TempDir,
+    pub state: Arc<AppState>,
+    pub client: reqwest::Client,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
+}
+
+pub const POLICY: &str = r#"version: warden/v1
+name: test
+default: deny
+tools:
+  db.query: {labels: [pii], args: {sql: sql}}
+  web.fetch: {labels: [untrusted], args: {url: url}}
+  http.post: {args: {url: url, body: text}}
+  email.send: {args: {to: text, body: text}}
+egress: [example.com]
+limits:
+  tools:
+    limited.tool: {calls: 2, per: 1h}
+    session.tool: {per_session: 1}
+rules:
+  - id: reads
+    match: {tool: [db.query, web.fetch, limited.tool, session.tool]}
+    verdict: allow
+  - id: no-destructive
+    match: {intents: [destructive]}
+    verdict: deny
+  - id: results
+    on: [post_tool_call]
+    verdict: allow
+  - id: no-exfiltration-after-pii
+    on: [pre_tool_call]
+    match: {labels: [pii], intents: [exfiltration]}
+    verdict: deny
+  - id: posts
+    match: {tool: http.post}
+    verdict: allow
+  - id: mail-needs-approval
+    match: {tool: email.send}
+    verdict: require_approval
+    approvers: [dba@example.com]
+  - id: untrusted-side-effects
+    match: {labels: [untrusted], tool: http.post}
+    verdict: require_approval
+"#;
+
+impl TestServer {
+    pub async fn start(policy: &str) -> TestServer {
+        TestServer::start_with(policy, |_| {}).await
+    }
+
+    pub async fn start_with(policy: &str, tweak: impl FnOnce(&mut Config)) -> TestServer {
+        let dir = tempfile::tempdir().unwrap();
+        let policy_dir = dir.path().join("policy");
+        std::fs::create_dir(&policy_dir).unwrap();
+        let policy_path = policy_dir.join("policy.yaml");
+        std::fs::write(&policy_path, policy).unwrap();
+        let mut config = Config {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            data_dir: dir.path().join("data"),
+            policy: Some(policy_path),
+            watch: false,
+            ..Config::default()
+        };
+        tweak(&mut config);
+        TestServer::start_config(dir, config).await
+    }
+
+    pub async fn start_config(dir: TempDir, config: Config) -> TestServer {
+        let server = Server::bind(config).await.expect("the server starts");
+        let url = format!("http://{}", server.local_addr());
+        let state = server.state().clone();
+        let (tx, rx) = oneshot::channel::<()>();
+        let task = tokio::spawn(server.run(async {
+            let _ = rx.await;
+        }));
+        TestServer {
+            url,
+            dir,
+            state,
+            client: reqwest::Client::new(),
+            shutdown: Some(tx),
+            task: Some(task),
+        }
+    }
+
+    pub fn policy_path(&self) -> PathBuf {
+        self.dir.path().join("policy/policy.yaml")
+    }
+
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// Stops the server the graceful way and waits for it.
+    pub async fn stop(mut self) -> TempDir {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            task.await.unwrap().expect("the server stops cleanly");
+        }
+        std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap())
+    }
+
+    /// Stops the server when it cannot stop cleanly (its store failed);
+    /// the final checkpoint may not be written.
+    pub async fn stop_unclean(mut self) -> TempDir {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await.unwrap();
+        }
+        std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap())
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        self.send(self.client.post(format!("{}{path}", self.url)).json(body))
+            .await
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, Value) {
+        self.send(self.client.get(format!("{}{path}", self.url)))
+            .await
+    }
+
+    pub async fn delete(&self, path: &str) -> (u16, Value) {
+        self.send(self.client.delete(format!("{}{path}", self.url)))
+            .await
+    }
+
+    pub async fn send(&self, request: reqwest::RequestBuilder) -> (u16, Value) {
+        let response = request.send().await.expect("the server answers");
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        let value =
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("not JSON ({e}): {text}"));
+        (status, value)
+    }
+
+    pub async fn decide(&self, action: Value) -> Value {
+        let (status, body) = self.post("/v1/decide", &action).await;
+        assert_eq!(status, 200, "{body}");
+        body
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
