@@ -1,38 +1,14 @@
 //! Reading what the user points the CLI at: policies and action documents.
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result, bail};
 use std::io::Read;
-use warden_gate::{Action, MAX_ACTION_BYTES, files};
-use warden_policy::{CompiledPolicy, PolicyError};
+use warden_gate::{Action, MAX_ACTION_BYTES};
+use warden_policy::CompiledPolicy;
 
-/// The example policy bundled into the binary, used when no `--policy` is given.
-pub const BUNDLED_POLICY: &str = include_str!("../../../examples/database-agent/policy.yaml");
-/// The name the bundled policy is reported under.
-pub const BUNDLED_NAME: &str = "<bundled>/database-agent/policy.yaml";
-
-/// Loads `path`, or the bundled example policy when `path` is `None`.
+/// Loads `path`, or the bundled example policy when `path` is `None`
+/// (the one `warden serve` serves).
 pub fn policy(path: Option<&str>) -> Result<CompiledPolicy> {
-    let loaded = match path {
-        Some(p) => files::load_policy(p),
-        None => warden_policy::parse(BUNDLED_NAME, BUNDLED_POLICY).and_then(warden_policy::compile),
-    };
-    loaded.map_err(|e| anyhow!(summarize(&e)))
-}
-
-/// The first diagnostic, and how many more there are.
-pub fn summarize(e: &PolicyError) -> String {
-    let mut s = e
-        .diagnostics
-        .first()
-        .map(|d| d.to_string())
-        .unwrap_or_default();
-    let more = e.diagnostics.len().saturating_sub(1);
-    if more > 0 {
-        s.push_str(&format!(
-            " (and {more} more problem(s): run 'warden policy lint')"
-        ));
-    }
-    s
+    warden_server::reload::load_policy(path)
 }
 
 /// Reads an action document from a file, or from stdin when `path` is `-`.

@@ -13,6 +13,7 @@ mod intent_cmd;
 mod keys;
 mod policy_cmd;
 mod registry;
+mod serve_cmd;
 mod state;
 mod token_cmd;
 mod trust_cmd;
@@ -36,6 +37,11 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the decision server: the gate over HTTP (POST /v1/decide), with
+    /// approvals, sessions, limits, the kill switch and metrics.
+    ///
+    /// Defaults: 127.0.0.1:7878, ./.warden (SQLite), the bundled example policy.
+    Serve(serve_cmd::Args),
     /// Decide about one action and print the decision as JSON.
     ///
     /// Exit code: 0 allow / warn / transform, 1 deny, 3 require_approval, 2 usage or input error.
@@ -75,6 +81,7 @@ fn main() -> ExitCode {
     // Decisions keep exit code 1 for deny, so their errors are usage errors;
     // the identity commands fail with 1.
     let (result, error_code) = match cli.command {
+        Command::Serve(args) => (serve_cmd::run(args), EXIT_FAILURE),
         Command::Check(args) => (check::run(args), EXIT_USAGE),
         Command::Policy(cmd) => (policy_cmd::run(cmd), EXIT_USAGE),
         Command::Intent(args) => (intent_cmd::run(args), EXIT_USAGE),

@@ -1,0 +1,81 @@
+//! `warden serve`: the decision server on embedded defaults.
+
+use crate::{keys, state};
+use anyhow::{Context, Result, bail};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+use warden_server::{Config, LogFormat, Server};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Address to listen on. A non-loopback address needs --auth.
+    #[arg(long, env = "WARDEN_LISTEN", default_value = warden_server::DEFAULT_LISTEN)]
+    listen: SocketAddr,
+    /// Policy file (default: the bundled example policy). Its directory is
+    /// watched and the policy reloaded on change.
+    #[arg(long, short, env = "WARDEN_POLICY")]
+    policy: Option<PathBuf>,
+    /// Bearer tokens per role (agent, approver, admin), YAML: see the README.
+    #[arg(long, env = "WARDEN_AUTH", value_name = "FILE")]
+    auth: Option<PathBuf>,
+    /// Largest request body in bytes.
+    #[arg(long, env = "WARDEN_MAX_BODY", default_value_t = warden_server::DEFAULT_MAX_BODY_BYTES)]
+    max_body: usize,
+    /// How long an approval waits for a human, in seconds.
+    #[arg(
+        long,
+        env = "WARDEN_APPROVAL_TTL",
+        default_value_t = 900,
+        value_name = "SECONDS"
+    )]
+    approval_ttl: u64,
+    /// Do not watch the policy file (reload with POST /v1/policy/reload).
+    #[arg(long, env = "WARDEN_NO_WATCH")]
+    no_watch: bool,
+    /// Log format on stderr.
+    #[arg(long, env = "WARDEN_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
+    #[command(flatten)]
+    data: state::DataDir,
+}
+
+pub fn run(args: Args) -> Result<u8> {
+    warden_server::init_logging(if args.log_format == "json" {
+        LogFormat::Json
+    } else {
+        LogFormat::Text
+    });
+    if args.approval_ttl == 0 {
+        bail!("--approval-ttl must be at least 1 second");
+    }
+    if args.max_body < 1024 {
+        bail!("--max-body must be at least 1024 bytes");
+    }
+    // Tokens minted by this data directory's issuer are trusted, as by 'check'.
+    let issuers = keys::existing_issuer(&args.data.data_dir)?
+        .into_iter()
+        .collect();
+    let config = Config {
+        listen: args.listen,
+        data_dir: args.data.data_dir.clone(),
+        policy: args.policy,
+        auth_file: args.auth,
+        max_body_bytes: args.max_body,
+        approval_ttl: Duration::from_secs(args.approval_ttl),
+        issuers,
+        watch: !args.no_watch,
+        ..Config::default()
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .max_blocking_threads(256)
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let server = Server::bind(config).await?;
+        eprintln!("warden: serving on http://{}", server.local_addr());
+        server.run(warden_server::shutdown_signal()).await
+    })?;
+    Ok(0)
+}
