@@ -783,7 +783,12 @@ impl<'c, 'a, 't> Walker<'c, 'a, 't> {
                 Item::Redirect(..) => {}
             }
         }
-        let at = self.command_span(&argv, &[]);
+        // [`Self::command_span`] without the scans: the words are in text
+        // order, and the words one word resolves to share its span.
+        let at = (
+            argv.first().map_or(0, |a| a.start),
+            argv.last().map_or(text.len(), |a| a.end),
+        );
         let mut out_redirect: Option<String> = None;
         for it in items {
             if let Item::Redirect(fd, kind, a, b) = *it {
@@ -1992,22 +1997,22 @@ impl<'c, 'a, 't> Walker<'c, 'a, 't> {
         if !data_only
             && !metadata_only
             && !matches!(
-                name,
-                "grep"
-                    | "egrep"
-                    | "fgrep"
-                    | "rg"
-                    | "ag"
-                    | "ack"
-                    | "zgrep"
-                    | "sed"
-                    | "awk"
-                    | "gawk"
-                    | "mawk"
-                    | "nawk"
-                    | "curl"
-                    | "wget"
-                    | "dd"
+                name.as_bytes(),
+                b"grep"
+                    | b"egrep"
+                    | b"fgrep"
+                    | b"rg"
+                    | b"ag"
+                    | b"ack"
+                    | b"zgrep"
+                    | b"sed"
+                    | b"awk"
+                    | b"gawk"
+                    | b"mawk"
+                    | b"nawk"
+                    | b"curl"
+                    | b"wget"
+                    | b"dd"
             )
         {
             for a in args {
@@ -2015,10 +2020,10 @@ impl<'c, 'a, 't> Walker<'c, 'a, 't> {
             }
         }
 
-        match name {
-            "echo" => echo_output(args),
-            "printf" => printf_output(args),
-            "cat" | "tee" => {
+        match name.as_bytes() {
+            b"echo" => echo_output(args),
+            b"printf" => printf_output(args),
+            b"cat" | b"tee" => {
                 if name == "tee" {
                     for t in args.iter().filter(|a| !a.value.starts_with('-')) {
                         self.write_path(t, (t.start, t.end));
@@ -2037,7 +2042,7 @@ impl<'c, 'a, 't> Walker<'c, 'a, 't> {
                     Flow::Dynamic
                 }
             }
-            "base64" | "base32" | "basenc" => {
+            b"base64" | b"base32" | b"basenc" => {
                 let decode = args.iter().any(|a| {
                     a.is("-d")
                         || a.is("--decode")
@@ -2062,7 +2067,7 @@ impl<'c, 'a, 't> Walker<'c, 'a, 't> {
                     },
                 )
             }
-            "xxd" => {
+            b"xxd" => {
                 if args.iter().any(|a| {
                     a.value.starts_with("-r")
                         || a.is("--revert")
@@ -2073,7 +2078,7 @@ impl<'c, 'a, 't> Walker<'c, 'a, 't> {
                     Flow::Dynamic
                 }
             }
-            "rev" => match stdin {
+            b"rev" => match stdin {
                 Flow::Static(s) => Flow::Static(
                     s.lines()
                         .map(|l| l.chars().rev().collect::<String>())
@@ -2083,7 +2088,7 @@ impl<'c, 'a, 't> Walker<'c, 'a, 't> {
                 ),
                 other => passthrough(other),
             },
-            "tr" => {
+            b"tr" => {
                 let sets: Vec<&Arg> = args.iter().filter(|a| !a.value.starts_with('-')).collect();
                 match (
                     stdin,
@@ -2095,8 +2100,8 @@ impl<'c, 'a, 't> Walker<'c, 'a, 't> {
                     (other, _, _) => passthrough(other),
                 }
             }
-            "gunzip" | "zcat" | "gzip" | "bzip2" | "bunzip2" | "xz" | "unxz" | "zstd"
-            | "openssl" | "uudecode" => {
+            b"gunzip" | b"zcat" | b"gzip" | b"bzip2" | b"bunzip2" | b"xz" | b"unxz" | b"zstd"
+            | b"openssl" | b"uudecode" => {
                 if name == "openssl"
                     && !args
                         .iter()
@@ -2143,7 +2148,7 @@ impl<'c, 'a, 't> Walker<'c, 'a, 't> {
                     Flow::Dynamic
                 }
             }
-            "grep" | "egrep" | "fgrep" | "rg" | "ag" | "ack" | "zgrep" => {
+            b"grep" | b"egrep" | b"fgrep" | b"rg" | b"ag" | b"ack" | b"zgrep" => {
                 // The pattern is data; the other operands are files.
                 let explicit_pattern = args
                     .iter()
@@ -2178,7 +2183,7 @@ impl<'c, 'a, 't> Walker<'c, 'a, 't> {
                 }
                 Flow::Dynamic
             }
-            "awk" | "gawk" | "mawk" | "nawk" => {
+            b"awk" | b"gawk" | b"mawk" | b"nawk" => {
                 let rest = skip_options(args, &["-F", "-v", "-f", "--field-separator", "--assign"]);
                 if args.iter().any(|a| a.is("-f")) {
                     self.add(Intent::Write, at, format!("runs an awk program file: {ev}"));
@@ -2192,7 +2197,7 @@ impl<'c, 'a, 't> Walker<'c, 'a, 't> {
                 }
                 Flow::Dynamic
             }
-            "sed" => {
+            b"sed" => {
                 let in_place = args.iter().any(|a| {
                     a.value.starts_with("-i")
                         || a.value.starts_with("--in-place")
@@ -2231,10 +2236,13 @@ impl<'c, 'a, 't> Walker<'c, 'a, 't> {
             }
             _ => {
                 self.generic(name, args, stdin, at);
-                if matches!(name, "curl" | "wget") {
+                if matches!(name.as_bytes(), b"curl" | b"wget") {
                     return self.download_output(name, args, at);
                 }
-                if matches!(name, "nc" | "ncat" | "netcat" | "socat" | "telnet" | "ssh") {
+                if matches!(
+                    name.as_bytes(),
+                    b"nc" | b"ncat" | b"netcat" | b"socat" | b"telnet" | b"ssh"
+                ) {
                     return Flow::Remote(name.to_string());
                 }
                 Flow::Dynamic
@@ -3643,46 +3651,50 @@ impl<'c, 'a, 't> Walker<'c, 'a, 't> {
             "--upload-file",
             "--json",
         ];
-        const WITH_VALUE: &[&str] = &[
-            "-o",
-            "--output",
-            "-H",
-            "--header",
-            "-u",
-            "--user",
-            "-A",
-            "--user-agent",
-            "-e",
-            "--referer",
-            "-X",
-            "--request",
-            "-x",
-            "--proxy",
-            "-b",
-            "--cookie",
-            "-c",
-            "--cookie-jar",
-            "-K",
-            "--config",
-            "-m",
-            "--max-time",
-            "--connect-timeout",
-            "-w",
-            "--write-out",
-            "--retry",
-            "-r",
-            "--range",
-            "-E",
-            "--cert",
-            "--key",
-            "--cacert",
-            "--resolve",
-            "--url",
-            "-z",
-            "--limit-rate",
-            "--create-dirs",
-            "--output-dir",
-        ];
+        // Options that take a value (a `match`, not a scan of a list).
+        let with_value = |v: &str| {
+            matches!(
+                v.as_bytes(),
+                b"-o"
+                    | b"--output"
+                    | b"-H"
+                    | b"--header"
+                    | b"-u"
+                    | b"--user"
+                    | b"-A"
+                    | b"--user-agent"
+                    | b"-e"
+                    | b"--referer"
+                    | b"-X"
+                    | b"--request"
+                    | b"-x"
+                    | b"--proxy"
+                    | b"-b"
+                    | b"--cookie"
+                    | b"-c"
+                    | b"--cookie-jar"
+                    | b"-K"
+                    | b"--config"
+                    | b"-m"
+                    | b"--max-time"
+                    | b"--connect-timeout"
+                    | b"-w"
+                    | b"--write-out"
+                    | b"--retry"
+                    | b"-r"
+                    | b"--range"
+                    | b"-E"
+                    | b"--cert"
+                    | b"--key"
+                    | b"--cacert"
+                    | b"--resolve"
+                    | b"--url"
+                    | b"-z"
+                    | b"--limit-rate"
+                    | b"--create-dirs"
+                    | b"--output-dir"
+            )
+        };
         let mut sends = false;
         let mut method_write = false;
         let mut urls: Vec<&Arg> = Vec::new();
@@ -3752,7 +3764,7 @@ impl<'c, 'a, 't> Walker<'c, 'a, 't> {
             {
                 self.read_path(c);
             }
-            if WITH_VALUE.contains(&v) {
+            if with_value(v) {
                 if v == "--url"
                     && let Some(u) = args.get(i + 1)
                 {

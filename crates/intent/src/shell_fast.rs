@@ -24,27 +24,28 @@ use brush_parser::{SourcePosition, SourceSpan};
 const MAX_FAST_BYTES: usize = 16 * 1024;
 
 /// Words that are syntax in some position (reserved words, `[[`, `]]`).
-fn is_reserved(w: &str) -> bool {
+fn is_reserved(w: &[u8]) -> bool {
     matches!(
         w,
-        "if" | "then"
-            | "else"
-            | "elif"
-            | "fi"
-            | "do"
-            | "done"
-            | "case"
-            | "esac"
-            | "while"
-            | "until"
-            | "for"
-            | "in"
-            | "function"
-            | "select"
-            | "time"
-            | "coproc"
-            | "[["
-            | "]]"
+        b"if"
+            | b"then"
+            | b"else"
+            | b"elif"
+            | b"fi"
+            | b"do"
+            | b"done"
+            | b"case"
+            | b"esac"
+            | b"while"
+            | b"until"
+            | b"for"
+            | b"in"
+            | b"function"
+            | b"select"
+            | b"time"
+            | b"coproc"
+            | b"[["
+            | b"]]"
     )
 }
 
@@ -368,14 +369,16 @@ fn tokenize(text: &str, toks: &mut Builder) -> Option<()> {
             }
             _ => {
                 let (end, shape) = word_end(b, i)?;
-                let w = &text[i..end];
+                // Bytes: the text is ASCII, and a `str` slice would check
+                // both ends for character boundaries.
+                let w = &b[i..end];
                 if end < b.len() && matches!(b[end], b'>' | b'<') {
                     // `2>file`: an fd number; any other word touching a
                     // redirect goes to brush.
                     let fd: i32 = w
-                        .bytes()
+                        .iter()
                         .all(|c| c.is_ascii_digit())
-                        .then(|| w.parse().ok())??;
+                        .then(|| text[i..end].parse().ok())??;
                     let (tok, next) = redirect(b, end, Some(fd))?;
                     toks.token(tok)?;
                     i = next;
