@@ -471,6 +471,84 @@ fn broken_policies() -> Vec<Broken> {
             "unknown field 'ring0' in 'rings'",
         ),
         broken(
+            "limits as a list",
+            format!("{HEAD}limits: [agents]\n"),
+            "/limits",
+            "expected a mapping for 'limits'",
+        ),
+        broken(
+            "unknown limits field",
+            format!("{HEAD}limits: {{agent: {{per_session: 1}}}}\n"),
+            "/limits",
+            "unknown field 'agent' in 'limits' (did you mean 'agents'?)",
+        ),
+        broken(
+            "calls without per",
+            format!("{HEAD}limits: {{agents: {{calls: 10}}}}\n"),
+            "/limits/agents",
+            "'limits.agents' has 'calls' but no 'per'",
+        ),
+        broken(
+            "per without calls",
+            format!("{HEAD}limits: {{tools: {{db.query: {{per: 1m}}}}}}\n"),
+            "/limits/tools/db.query",
+            "the limit of tool 'db.query' has 'per' but no 'calls'",
+        ),
+        broken(
+            "empty limit",
+            format!("{HEAD}limits: {{agents: {{}}}}\n"),
+            "/limits/agents",
+            "'limits.agents' sets no limit",
+        ),
+        broken(
+            "window with an unknown unit",
+            format!("{HEAD}limits: {{agents: {{calls: 1, per: 10x}}}}\n"),
+            "/limits/agents/per",
+            "invalid per '10x'",
+        ),
+        broken(
+            "zero window",
+            format!("{HEAD}limits: {{agents: {{calls: 1, per: 0s}}}}\n"),
+            "/limits/agents/per",
+            "invalid per '0s'",
+        ),
+        broken(
+            "zero calls",
+            format!("{HEAD}limits: {{agents: {{calls: 0, per: 1m}}}}\n"),
+            "/limits/agents/calls",
+            "invalid calls '0'",
+        ),
+        broken(
+            "too many calls per session",
+            format!("{HEAD}limits: {{agents: {{per_session: 1000000001}}}}\n"),
+            "/limits/agents/per_session",
+            "invalid per_session '1000000001'",
+        ),
+        broken(
+            "unknown limit field",
+            format!("{HEAD}limits: {{agents: {{calls: 1, pre: 1m}}}}\n"),
+            "/limits/agents",
+            "unknown field 'pre' in 'limits.agents' (did you mean 'per'?)",
+        ),
+        broken(
+            "add_labels on a deny rule",
+            r("  - id: r\n    verdict: deny\n    add_labels: [secret]\n"),
+            "/rules/0",
+            "'add_labels' in rule 'r' has no effect with verdict 'deny'",
+        ),
+        broken(
+            "empty add_labels",
+            r("  - id: r\n    verdict: allow\n    add_labels: []\n"),
+            "/rules/0/add_labels",
+            "'add_labels' in rule 'r' is empty",
+        ),
+        broken(
+            "empty label in add_labels",
+            r("  - id: r\n    verdict: allow\n    add_labels: ['']\n"),
+            "/rules/0/add_labels",
+            "empty label in 'add_labels'",
+        ),
+        broken(
             "a document that is not a mapping",
             "- version: warden/v1\n".into(),
             "",
@@ -568,6 +646,16 @@ fn the_schema_accepts_what_the_loader_accepts() {
         ("identity optional", format!("{HEAD}identity: optional\n")),
         ("empty identity", format!("{HEAD}identity: {{}}\n")),
         ("empty rings", format!("{HEAD}rings: {{}}\n")),
+        ("empty limits", format!("{HEAD}limits:\n")),
+        ("empty tool limits", format!("{HEAD}limits: {{tools: }}\n")),
+        (
+            "longest window",
+            format!("{HEAD}limits: {{agents: {{calls: 1000000000, per: 7d}}}}\n"),
+        ),
+        (
+            "add_labels as one label",
+            r("  - id: r\n    verdict: warn\n    add_labels: secret\n"),
+        ),
         (
             "longest id",
             r(&format!("  - id: {}\n    verdict: deny\n", "a".repeat(128))),
@@ -630,6 +718,16 @@ fn the_loader_catches_what_a_schema_cannot() {
             "is above rings.ring1",
         ),
         (
+            "window over seven days",
+            format!("{HEAD}limits: {{agents: {{calls: 1, per: 8d}}}}\n"),
+            "invalid per '8d'",
+        ),
+        (
+            "invalid tool glob in limits",
+            format!("{HEAD}limits: {{tools: {{'db.[': {{per_session: 1}}}}}}\n"),
+            "invalid tool pattern 'db.['",
+        ),
+        (
             "did:key with a bad key",
             format!(
                 "{HEAD}identity: {{issuers: [did:key:z6Mk1111111111111111111111111111111111111111111]}}\n"
@@ -660,6 +758,13 @@ identity:
   issuers: [did:key:z6MkiTBz1ymuepAQ4HEHYSF1H8quG5GLVVQR3djdX3mDooWp]
   signed_requests: optional
 rings: {ring2: 600, ring1: 900, ring1_requires_approval: true}
+limits:
+  agents: {calls: 600, per: 1m, per_session: 2000}
+  tools:
+    email.send: {calls: 10, per: 1h, per_session: 20}
+    "db.*": {calls: 100, per: 30s}
+    fs.write: {per_session: 5}
+    "admin.*": {calls: 1, per: 7d}
 tools:
   db.query:
     description: Run a read query.
@@ -755,6 +860,11 @@ rules:
     match: {tool: ticket.read}
     identity: optional
     verdict: allow
+    add_labels: [customer, pii]
+  - id: labels-on-approval
+    match: {tool: crm.export}
+    verdict: require_approval
+    add_labels: exported
   - id: "ns:dotted.id_with-chars"
     verdict: allow
 "#;
@@ -769,7 +879,10 @@ fn a_policy_using_every_feature_validates_and_loads() {
         panic!("the loader rejects it:\n{e}");
     }
     let loaded = parse("p.yaml", text).expect("loads");
-    assert_eq!(loaded.rules.len(), 15);
+    assert_eq!(loaded.rules.len(), 16);
+    assert!(loaded.rules.iter().any(|r| !r.add_labels.is_empty()));
+    assert!(loaded.limits.agents.is_some());
+    assert_eq!(loaded.limits.tools.len(), 4);
     assert!(loaded.rules.iter().any(|r| r.identity_required));
     assert_eq!(loaded.identity.issuers.len(), 1);
     assert_eq!(loaded.tools.len(), 4);
