@@ -174,6 +174,45 @@ pub(crate) fn has_glob(p: &str) -> bool {
     p.bytes().any(|c| matches!(c, b'*' | b'?' | b'['))
 }
 
+/// The bytes the path rules look for, one bit each in [`byte_classes`],
+/// so that one pass over a word answers every "does it contain" question.
+pub(crate) mod class {
+    pub const DOT: u16 = 1 << 0;
+    pub const TILDE: u16 = 1 << 1;
+    pub const SLASH: u16 = 1 << 2;
+    pub const BACKSLASH: u16 = 1 << 3;
+    pub const DOLLAR: u16 = 1 << 4;
+    /// `*`, `?` or `[` ([`super::has_glob`]).
+    pub const GLOB: u16 = 1 << 5;
+    pub const UNDERSCORE: u16 = 1 << 6;
+    pub const PERCENT: u16 = 1 << 7;
+    pub const EQUALS: u16 = 1 << 8;
+    /// The shell's placeholder for a value known only at run time (U+0001).
+    pub const PLACEHOLDER: u16 = 1 << 9;
+}
+
+const CLASSES: [u16; 256] = {
+    let mut t = [0u16; 256];
+    t[b'.' as usize] = class::DOT;
+    t[b'~' as usize] = class::TILDE;
+    t[b'/' as usize] = class::SLASH;
+    t[b'\\' as usize] = class::BACKSLASH;
+    t[b'$' as usize] = class::DOLLAR;
+    t[b'*' as usize] = class::GLOB;
+    t[b'?' as usize] = class::GLOB;
+    t[b'[' as usize] = class::GLOB;
+    t[b'_' as usize] = class::UNDERSCORE;
+    t[b'%' as usize] = class::PERCENT;
+    t[b'=' as usize] = class::EQUALS;
+    t[1] = class::PLACEHOLDER;
+    t
+};
+
+/// Which [`class`] bytes occur in `s`.
+pub(crate) fn byte_classes(s: &str) -> u16 {
+    s.bytes().fold(0, |m, c| m | CLASSES[usize::from(c)])
+}
+
 /// Representative sensitive paths a glob is tested against.
 const GLOB_CANDIDATES: &[&str] = &[
     "~/.ssh/id_rsa",
@@ -197,7 +236,12 @@ const GLOB_CANDIDATES: &[&str] = &[
 
 /// Why reading `path` (canonical or not) accesses credentials, if it does.
 pub(crate) fn credential_reason(path: &str) -> Option<&'static str> {
-    if cannot_name_a_credential(path) || relative_without_secret_names(path) {
+    credential_reason_classed(path, byte_classes(path))
+}
+
+/// [`credential_reason`] of a path whose [`byte_classes`] are known.
+pub(crate) fn credential_reason_classed(path: &str, classes: u16) -> Option<&'static str> {
+    if cannot_name_a_credential(path, classes) || relative_without_secret_names(path, classes) {
         return None;
     }
     credential_reason_full(path)
@@ -208,15 +252,15 @@ pub(crate) fn credential_reason(path: &str) -> Option<&'static str> {
 /// starts with neither `~` nor `/`, so only the file-name rules apply, and
 /// its basename is one of its segments (resolution only drops and pops
 /// segments), which none of those rules flags.
-fn relative_without_secret_names(raw: &str) -> bool {
-    let b = raw.as_bytes();
-    if b.first() == Some(&b'/')
-        || b.iter()
-            .any(|c| matches!(c, b'~' | b'$' | b'%' | b'\\' | b'*' | b'?' | b'['))
-    {
+fn relative_without_secret_names(raw: &str, classes: u16) -> bool {
+    use class::*;
+    if raw.starts_with('/') || classes & (TILDE | DOLLAR | PERCENT | BACKSLASH | GLOB) != 0 {
         return false;
     }
     // Every file-name rule needs an `id_` prefix or a `.`.
+    if classes & (DOT | UNDERSCORE) == 0 {
+        return true;
+    }
     let mut rest = raw;
     loop {
         let (seg, next) = match rest.bytes().position(|c| c == b'/') {
@@ -259,17 +303,14 @@ fn credential_reason_full(path: &str) -> Option<&'static str> {
 /// `~`, `/` or a percent-encoded separator in the raw word, so a word with
 /// none of those and no `id_` canonicalises to itself and matches no rule
 /// (`credential_shortcut_is_exact` checks this against the full rules).
-fn cannot_name_a_credential(raw: &str) -> bool {
-    let b = raw.as_bytes();
-    let risky = |c: u8| matches!(c, b'.' | b'~' | b'/' | b'\\' | b'$' | b'*' | b'?' | b'[');
-    // `id_` needs a `_` and an encoded separator a `%`: one pass tells
-    // whether either search is needed.
-    if b.iter().fold(false, |any, &c| any | risky(c)) {
+fn cannot_name_a_credential(raw: &str, classes: u16) -> bool {
+    use class::*;
+    if classes & (DOT | TILDE | SLASH | BACKSLASH | DOLLAR | GLOB) != 0 {
         return false;
     }
-    !b.iter()
-        .fold(false, |any, &c| any | (c == b'_') | (c == b'%'))
-        || (!b.windows(3).any(|w| w == b"id_") && !encodes_separator(raw))
+    // `id_` needs a `_` and an encoded separator a `%`.
+    classes & (UNDERSCORE | PERCENT) == 0
+        || (!raw.as_bytes().windows(3).any(|w| w == b"id_") && !encodes_separator(raw))
 }
 
 /// Credential files under a home directory (canonical form).
@@ -718,10 +759,10 @@ mod tests {
             .chain(SYSTEM_SECRETS)
             .chain(GLOB_CANDIDATES)
         {
-            assert!(!cannot_name_a_credential(p), "{p}");
+            assert!(!cannot_name_a_credential(p, byte_classes(p)), "{p}");
             assert!(credential_reason(p).is_some(), "{p}");
         }
-        assert!(cannot_name_a_credential("origin"));
+        assert!(cannot_name_a_credential("origin", byte_classes("origin")));
         for p in [
             "./.env",
             "a/../id_rsa",
@@ -729,13 +770,26 @@ mod tests {
             "secrets.yaml",
             "b/.env.local",
         ] {
-            assert!(!relative_without_secret_names(p), "{p}");
+            assert!(!relative_without_secret_names(p, byte_classes(p)), "{p}");
             assert!(credential_reason(p).is_some(), "{p}");
         }
-        assert!(relative_without_secret_names(
-            "https://api.example.com/v1/health"
-        ));
-        assert!(!cannot_name_a_credential("id_rsa"));
+        let url = "https://api.example.com/v1/health";
+        assert!(relative_without_secret_names(url, byte_classes(url)));
+        assert!(!cannot_name_a_credential("id_rsa", byte_classes("id_rsa")));
+    }
+
+    #[test]
+    fn byte_classes_name_the_bytes_they_stand_for() {
+        use class::*;
+        assert_eq!(byte_classes("abc-09"), 0);
+        assert_eq!(byte_classes("~/a.b"), TILDE | SLASH | DOT);
+        assert_eq!(
+            byte_classes("$x\\*?[_%=\u{1}"),
+            DOLLAR | BACKSLASH | GLOB | UNDERSCORE | PERCENT | EQUALS | PLACEHOLDER
+        );
+        for s in ["*.log", "a?", "[ab]", "src/", "x"] {
+            assert_eq!(byte_classes(s) & GLOB != 0, has_glob(s), "{s}");
+        }
     }
 
     #[test]
@@ -757,7 +811,8 @@ mod tests {
         }
         #[test]
         fn credential_shortcut_is_exact(s in "([a-z_.~/$%\\\\*?\\[A-Z0-9-]|id_|\\.ssh|\\.env|\\.key|%2e|%2F|%5c|%41){0,8}") {
-            if cannot_name_a_credential(&s) || relative_without_secret_names(&s) {
+            let classes = byte_classes(&s);
+            if cannot_name_a_credential(&s, classes) || relative_without_secret_names(&s, classes) {
                 proptest::prop_assert_eq!(credential_reason_full(&s), None);
             }
         }

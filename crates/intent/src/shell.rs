@@ -1569,18 +1569,30 @@ impl<'c, 'a, 't> Walker<'c, 'a, 't> {
 
     /// A path argument that is read.
     fn read_path(&mut self, a: &Arg) {
-        let v = a.value.trim_start_matches('@');
+        use path::class::{EQUALS, GLOB, PLACEHOLDER};
+        const _: () = assert!(DYN as u32 == 1, "path::class::PLACEHOLDER is U+0001");
+        let v = a.value.as_ref();
+        let v = if v.starts_with('@') {
+            v.trim_start_matches('@')
+        } else {
+            v
+        };
         if v.starts_with('-') && !v.starts_with("--") {
             // Short flags with attached paths: `-i~/.ssh/id_rsa` is not worth
             // the false positives; the path forms below are what matter.
             return;
         }
-        // Bytes rather than `char` searches: `=` and DYN are one byte each.
-        let v = match v.bytes().position(|c| c == b'=') {
-            Some(i) if v[..i].starts_with("--") || v[..i].starts_with("if") => &v[i + 1..],
-            _ => v,
-        };
-        if v.as_bytes().contains(&(DYN as u8)) && !path::has_glob(v) {
+        // One pass over the word tells which of the searches below apply.
+        let mut classes = path::byte_classes(v);
+        let mut v = v;
+        if classes & EQUALS != 0
+            && let Some((k, p)) = v.split_once('=')
+            && (k.starts_with("--") || k.starts_with("if"))
+        {
+            v = p;
+            classes = path::byte_classes(v);
+        }
+        if classes & PLACEHOLDER != 0 && classes & GLOB == 0 {
             let known: String = v.split(DYN).next().unwrap_or("").to_string();
             if let Some(r) = path::credential_reason(&known)
                 && known.len() > 2
@@ -1593,7 +1605,7 @@ impl<'c, 'a, 't> Walker<'c, 'a, 't> {
             }
             return;
         }
-        if let Some(r) = path::credential_reason(v) {
+        if let Some(r) = path::credential_reason_classed(v, classes) {
             self.add(
                 Intent::CredentialAccess,
                 (a.start, a.end),
