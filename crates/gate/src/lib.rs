@@ -43,6 +43,7 @@
 #![deny(missing_docs)]
 
 pub(crate) mod action;
+pub mod agents;
 mod audit;
 pub mod canonical;
 mod decision;
