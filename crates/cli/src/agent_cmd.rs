@@ -4,19 +4,14 @@
 use crate::keys;
 use crate::registry::{Registry, check_reason, parse_did};
 use crate::state::DataDir;
-use anyhow::{Context, Result, bail};
+use anyhow::Result;
 use clap::Subcommand;
 use comfy_table::{Table, presets::UTF8_FULL_CONDENSED};
-use serde_json::{Value, json};
-use std::collections::BTreeSet;
+use serde_json::{Map, Value, json};
 use std::path::{Path, PathBuf};
 use std::time::SystemTime;
-use warden_audit::Record;
-use warden_identity::{
-    Agent, Did, IdentityKey, RevocationId, Sponsor, Status, TrustConfig, format_rfc3339,
-    validate_agent_name,
-};
-use warden_store::{StateChange, entries_from};
+use warden_gate::agents::{Agents, AgentsError, Transition};
+use warden_identity::{Agent, IdentityKey, Sponsor, validate_agent_name};
 
 #[derive(Subcommand)]
 pub enum Command {
@@ -61,18 +56,18 @@ pub enum Command {
         data: DataDir,
     },
     /// Allow a provisioned agent to act.
-    Activate(Transition),
+    Activate(TransitionArgs),
     /// Stop an active agent for now (tokens for it are not issued; 'resume' undoes it).
-    Suspend(Transition),
+    Suspend(TransitionArgs),
     /// Let a suspended agent act again.
-    Resume(Transition),
+    Resume(TransitionArgs),
     /// Retire an agent for good: every token recorded as issued or delegated
     /// to it is revoked; its records are kept.
-    Decommission(Transition),
+    Decommission(TransitionArgs),
 }
 
 #[derive(clap::Args)]
-pub struct Transition {
+pub struct TransitionArgs {
     /// The agent's did:key.
     did: String,
     /// Why, for the audit log.
@@ -93,10 +88,10 @@ pub fn run(cmd: Command) -> Result<u8> {
         } => create(&name, &sponsor, import_key.as_deref(), provisioned, &data),
         Command::List { json, data } => list(json, &data),
         Command::Show { did, json, data } => show(&did, json, &data),
-        Command::Activate(t) => transition(t, Status::Active, Some(Status::Provisioned)),
-        Command::Suspend(t) => transition(t, Status::Suspended, None),
-        Command::Resume(t) => transition(t, Status::Active, Some(Status::Suspended)),
-        Command::Decommission(t) => transition(t, Status::Decommissioned, None),
+        Command::Activate(t) => transition(t, Transition::Activate),
+        Command::Suspend(t) => transition(t, Transition::Suspend),
+        Command::Resume(t) => transition(t, Transition::Resume),
+        Command::Decommission(t) => transition(t, Transition::Decommission),
     }
 }
 
@@ -116,34 +111,43 @@ fn create(
     };
     let did = key.did().clone();
     let now = SystemTime::now();
-    let mut agent = Agent::new(did.clone(), name, sponsor, now, &TrustConfig::default())?;
 
     let registry = Registry::open(data)?;
-    if let Some(existing) = registry.find(&did)? {
-        bail!(
-            "agent {did} exists already ({:?}, {}); a key makes one agent (hint: 'warden agent show {did}')",
-            existing.name(),
-            existing.status()
-        );
+    let agents = registry.agents();
+    // Refused before the key is written, so a key file always has its agent.
+    if let Some(existing) = agents.get(&did)? {
+        return Err(AgentsError::Exists {
+            did: did.to_string(),
+            name: existing.name().to_string(),
+            status: existing.status(),
+        }
+        .into());
     }
     let key_path = keys::agent_key_path(&data.data_dir, &did);
     keys::write_new_key(&key_path, &key)?;
-    let details = json!({
-        "name": agent.name(),
-        "sponsor": agent.sponsor().as_str(),
-        "status": agent.status().as_str(),
-        "ring": agent.ring().get(),
-        "trust": agent.trust_score(),
-        "key": if import.is_some() { "imported" } else { "generated" },
-        "key_file": key_path.display().to_string(),
-    });
-    if let Err(e) = registry.put_agent(&agent, "agent.created", &details) {
-        // Nothing refers to the key: remove it so a retry can write it again.
-        let _ = std::fs::remove_file(&key_path);
-        return Err(e);
-    }
+    let mut extra = Map::new();
+    extra.insert(
+        "key".into(),
+        json!(if import.is_some() {
+            "imported"
+        } else {
+            "generated"
+        }),
+    );
+    extra.insert("key_file".into(), json!(key_path.display().to_string()));
+    // Registered provisioned, then activated: if registering fails, nothing
+    // refers to the key, and it is removed so a retry can write it again.
+    let mut agent = match agents.create(did.clone(), name, sponsor, true, now, extra) {
+        Ok(agent) => agent,
+        Err(e) => {
+            let _ = std::fs::remove_file(&key_path);
+            return Err(e.into());
+        }
+    };
     if !provisioned {
-        change_status(&registry, &mut agent, Status::Active, "created", json!({}))?;
+        agent = agents
+            .transition(&did, Transition::Activate, "created", now)?
+            .agent;
     }
     registry.close();
     println!("{did}");
@@ -160,27 +164,19 @@ fn create(
 }
 
 /// What `list` and `show` print about an agent, with trust decayed to now
-/// (read only: nothing is written back).
+/// (read only: nothing is written back), and whether its key is here.
 fn summary(agent: &Agent, data_dir: &Path, now: SystemTime) -> Value {
-    let mut current = agent.clone();
-    current.trust_at(now, &TrustConfig::default());
-    json!({
-        "did": agent.did(),
-        "name": agent.name(),
-        "sponsor": agent.sponsor(),
-        "status": agent.status(),
-        "ring": current.ring().get(),
-        "trust": current.trust_score(),
-        "created": format_rfc3339(agent.created_unix()),
-        "key_file": keys::agent_key_path(data_dir, agent.did()).is_file(),
-    })
+    let mut s = Agents::summary(agent, now);
+    s["key_file"] = json!(keys::agent_key_path(data_dir, agent.did()).is_file());
+    s
 }
 
 fn list(json: bool, data: &DataDir) -> Result<u8> {
     let registry = Registry::open_existing(data)?;
     let now = SystemTime::now();
     let rows: Vec<Value> = registry
-        .agents()?
+        .agents()
+        .list()?
         .iter()
         .map(|a| summary(a, &data.data_dir, now))
         .collect();
@@ -244,110 +240,21 @@ fn text(v: &Value) -> String {
     }
 }
 
-fn transition(t: Transition, to: Status, expected: Option<Status>) -> Result<u8> {
+fn transition(t: TransitionArgs, op: Transition) -> Result<u8> {
     let did = parse_did(&t.did)?;
     let reason = check_reason(t.reason.as_deref())?;
     let registry = Registry::open(&t.data)?;
-    let mut agent = registry.agent(&did)?;
-    let from = agent.status();
-    // 'activate' and 'resume' both lead to active, each from one state only.
-    if let Some(expected) = expected
-        && from != expected
-    {
-        let hint = match from {
-            Status::Suspended => "'warden agent resume' lets a suspended agent act again",
-            Status::Provisioned => "'warden agent activate' lets a provisioned agent act",
-            Status::Active => "it is active already",
-            Status::Decommissioned => "decommissioned is final; create a new agent",
-        };
-        bail!(
-            "agent {did} is {from}, not {expected}: cannot go from {from} to {to} this way ({hint})"
+    let moved = registry
+        .agents()
+        .transition(&did, op, &reason, SystemTime::now())
+        .map_err(|e| registry.explain(e))?;
+    registry.close();
+    if op == Transition::Decommission {
+        println!(
+            "revoked {} token revocation id(s) of {did}",
+            moved.revoked.len()
         );
     }
-    agent.status().transition(to)?;
-    let mut extra = json!({});
-    if to == Status::Decommissioned {
-        let revoked = revoke_credentials(&registry, &did, &reason)?;
-        extra = json!({"credentials_revoked": revoked});
-        println!("revoked {} token revocation id(s) of {did}", revoked.len());
-    }
-    change_status(&registry, &mut agent, to, &reason, extra)?;
-    registry.close();
-    println!("{did}: {from} → {to}");
+    println!("{did}: {} → {}", moved.from, moved.to);
     Ok(0)
-}
-
-/// Moves `agent` to `to` and stores it with an `agent.status` event.
-fn change_status(
-    registry: &Registry,
-    agent: &mut Agent,
-    to: Status,
-    reason: &str,
-    extra: Value,
-) -> Result<()> {
-    let from = agent.status();
-    agent.set_status(to)?;
-    let mut details = json!({"from": from, "to": to, "reason": reason});
-    if let (Value::Object(d), Value::Object(e)) = (&mut details, extra) {
-        d.extend(e);
-    }
-    registry.put_agent(agent, "agent.status", &details)?;
-    Ok(())
-}
-
-/// Revokes every token the log records as issued to `did` (the agent link's
-/// id, which revokes all delegations made from it too) or delegated to it
-/// (that delegation's id). Returns the ids revoked now.
-///
-/// The log is the index: it is read once from the start, which is rare
-/// work (one decommission) against a table kept for it on every issue.
-/// Tokens delegated to the agent outside this CLI are not in the log; the
-/// gate refuses a decommissioned agent whatever token it shows.
-fn revoke_credentials(registry: &Registry, did: &Did, reason: &str) -> Result<Vec<String>> {
-    let already: BTreeSet<RevocationId> = registry.revoked()?.into_iter().collect();
-    let mut ids: Vec<String> = Vec::new();
-    for stored in entries_from(registry.store(), 0) {
-        let stored = stored?;
-        let entry = stored.entry().with_context(|| {
-            format!(
-                "entry {} does not decode (hint: run 'warden audit verify')",
-                stored.seq
-            )
-        })?;
-        let Record::Event(event) = entry.record else {
-            continue;
-        };
-        if event.subject != did.as_str() {
-            continue;
-        }
-        let details: Value = serde_json::from_str(&event.details).unwrap_or(Value::Null);
-        let id = match event.action.as_str() {
-            "token.issued" => details["revocation_ids"][0].as_str().map(str::to_string),
-            "token.attenuated" => details["revocation_id"].as_str().map(str::to_string),
-            _ => None,
-        };
-        if let Some(id) = id.and_then(|id| RevocationId::parse(&id).ok())
-            && !already.contains(&id)
-            && !ids.contains(&id.to_string())
-        {
-            ids.push(id.to_string());
-        }
-    }
-    let why = if reason.is_empty() {
-        "agent decommissioned".to_string()
-    } else {
-        format!("agent decommissioned: {reason}")
-    };
-    for id in &ids {
-        registry.append(
-            "token.revoked",
-            id,
-            &json!({"agent": did, "reason": why}),
-            Some(StateChange::Revoke {
-                id: id.clone(),
-                reason: why.clone(),
-            }),
-        )?;
-    }
-    Ok(ids)
 }

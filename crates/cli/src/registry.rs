@@ -1,17 +1,17 @@
-//! Agents and revocations in the store, for the identity commands. Every
-//! change goes through [`Registry::append`] and so lands in the audit log as
-//! an event in the same transaction (`Store::append_with`).
+//! The store of a data directory, for the identity commands. Agents are
+//! read and moved through their lifecycle by [`warden_gate::agents`];
+//! token and trust events go through [`Registry::append`]. Either way every
+//! change lands in the audit log as an event in the same transaction
+//! (`Store::append_with`).
 
 use crate::state::DataDir;
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, anyhow, bail};
 use serde_json::Value;
 use std::time::{SystemTime, UNIX_EPOCH};
 use warden_audit::{EventRecord, Record};
-use warden_identity::{Agent, Did, RevocationId, validate_agent_name};
+use warden_gate::agents::{self, Agents, AgentsError};
+use warden_identity::{Agent, Did, RevocationId};
 use warden_store::{DB_FILE, SqliteStore, StateChange, Store};
-
-/// Longest `--reason` accepted, in bytes.
-pub const MAX_REASON_BYTES: usize = 1024;
 
 /// The store of one data directory, opened for the identity commands.
 pub struct Registry {
@@ -42,53 +42,43 @@ impl Registry {
         })
     }
 
-    /// The underlying store.
-    pub fn store(&self) -> &SqliteStore {
-        &self.store
+    /// The agents of this store, changed on behalf of this user.
+    pub fn agents(&self) -> Agents<'_> {
+        Agents::new(&self.store, self.actor.clone())
     }
 
     /// The agent `did`, or an error naming the data directory.
     pub fn agent(&self, did: &Did) -> Result<Agent> {
-        match self.find(did)? {
-            Some(agent) => Ok(agent),
-            None => bail!(
-                "no agent {did} in '{}' (hint: 'warden agent list' shows the agents; check --data-dir)",
-                self.store.dir().display()
-            ),
+        match self.agents().get(did) {
+            Ok(Some(agent)) => Ok(agent),
+            Ok(None) => Err(self.not_found(did)),
+            Err(e) => Err(e.into()),
         }
     }
 
     /// The agent `did`, if there is one.
     pub fn find(&self, did: &Did) -> Result<Option<Agent>> {
-        self.store
-            .agent(did.as_str())?
-            .map(|stored| parse_agent(&stored.did, &stored.record))
-            .transpose()
-    }
-
-    /// Every agent, in the store's order.
-    pub fn agents(&self) -> Result<Vec<Agent>> {
-        self.store
-            .agents()?
-            .iter()
-            .map(|stored| parse_agent(&stored.did, &stored.record))
-            .collect()
+        Ok(self.agents().get(did)?)
     }
 
     /// Every revoked id.
     pub fn revoked(&self) -> Result<Vec<RevocationId>> {
-        self.store
-            .revocations()?
-            .iter()
-            .map(|r| {
-                RevocationId::parse(&r.id).with_context(|| {
-                    format!(
-                        "stored revocation at seq {} is malformed (hint: run 'warden audit verify')",
-                        r.audit_seq
-                    )
-                })
-            })
-            .collect()
+        Ok(self.agents().revoked()?)
+    }
+
+    /// `e` as the CLI says it: an unknown agent is looked for in the data directory.
+    pub fn explain(&self, e: AgentsError) -> anyhow::Error {
+        match e {
+            AgentsError::NotFound { did } => self.not_found(&did),
+            other => other.into(),
+        }
+    }
+
+    fn not_found(&self, did: &dyn std::fmt::Display) -> anyhow::Error {
+        anyhow!(
+            "no agent {did} in '{}' (hint: 'warden agent list' shows the agents; check --data-dir)",
+            self.store.dir().display()
+        )
     }
 
     /// Appends an event (`action` on `subject`, with `details`) and, in the
@@ -136,50 +126,14 @@ impl Registry {
     }
 }
 
-fn parse_agent(did: &str, record: &str) -> Result<Agent> {
-    let agent: Agent = serde_json::from_str(record).with_context(|| {
-        format!("stored record of agent {did:?} is malformed (hint: run 'warden audit verify')")
-    })?;
-    // The name is checked at creation; check it again so output never
-    // carries invisible or control characters from a tampered database.
-    validate_agent_name(agent.name()).with_context(|| format!("stored record of agent {did:?}"))?;
-    if agent.did().as_str() != did {
-        bail!(
-            "stored record of agent {did:?} names another DID, {}",
-            agent.did()
-        );
-    }
-    Ok(agent)
-}
-
 /// Parses a DID given on the command line.
 pub fn parse_did(text: &str) -> Result<Did> {
     Ok(Did::parse(text.trim())?)
 }
 
-/// Checks a `--reason`: at most [`MAX_REASON_BYTES`], every character printable
-/// (no control, bidi or zero-width characters).
+/// Checks a `--reason` ([`agents::check_reason`]) and returns it trimmed.
 pub fn check_reason(reason: Option<&str>) -> Result<String> {
-    let reason = reason.unwrap_or("").trim();
-    if reason.len() > MAX_REASON_BYTES {
-        bail!(
-            "--reason is {} bytes; at most {MAX_REASON_BYTES} are accepted",
-            reason.len()
-        );
-    }
-    if let Some(c) = reason.chars().find(|&c| !is_printable(c)) {
-        bail!(
-            "--reason has the invisible or control character {:?} (hint: plain text only)",
-            c
-        );
-    }
-    Ok(reason.to_string())
-}
-
-/// Whether a character shows as itself: Rust's `Debug` escapes control,
-/// format (bidi, zero-width) and unassigned characters.
-fn is_printable(c: char) -> bool {
-    matches!(c, '"' | '\'' | '\\') || c.escape_debug().count() == 1
+    agents::check_reason(reason).map_err(|e| anyhow!("--{e}"))
 }
 
 /// Who is acting, for the audit log: `cli:<$USER>` (or the uid).
@@ -205,20 +159,4 @@ fn actor() -> String {
 pub fn unix_nanos(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn reasons_refuse_invisible_characters_and_long_text() {
-        assert_eq!(check_reason(Some(" key leaked ")).unwrap(), "key leaked");
-        assert_eq!(check_reason(None).unwrap(), "");
-        assert!(check_reason(Some("Ölfass \"quoted\" it's")).is_ok());
-        for bad in ["a\u{202e}b", "a\u{200b}b", "a\nb", "a\u{1b}[31m"] {
-            assert!(check_reason(Some(bad)).is_err(), "{bad:?}");
-        }
-        assert!(check_reason(Some(&"x".repeat(MAX_REASON_BYTES + 1))).is_err());
-    }
 }
