@@ -27,7 +27,13 @@ pub(crate) enum Lang {
 
 impl Lang {
     pub fn of(name: &str) -> Option<Lang> {
-        let stem = name.trim_end_matches(|c: char| c.is_ascii_digit() || c == '.');
+        // Without a version suffix (`python3.12`), counted in bytes.
+        let suffix = name
+            .bytes()
+            .rev()
+            .take_while(|&c| c.is_ascii_digit() || c == b'.')
+            .count();
+        let stem = &name[..name.len() - suffix];
         Some(match stem {
             "python" | "pypy" | "ipython" => Lang::Python,
             "perl" => Lang::Perl,

@@ -521,6 +521,18 @@ impl Arg<'_> {
     }
 }
 
+/// An empty [`Arg`], to fill buffers of argument references.
+static NO_ARG: Arg<'static> = Arg {
+    value: Cow::Borrowed(""),
+    dynamic: false,
+    start: 0,
+    end: 0,
+    subst: false,
+    remote: false,
+    decoded: false,
+    psub: None,
+};
+
 #[derive(Clone, Debug, Default)]
 struct Var {
     value: String,
@@ -2755,7 +2767,11 @@ impl<'c, 'a, 't> Walker<'c, 'a, 't> {
             ],
             _ => &[],
         };
-        let mut operands: Vec<&Arg> = Vec::with_capacity(args.len());
+        // The operands of a usual command fit on the stack; longer ones
+        // move to a vector.
+        let mut on_stack = [&NO_ARG; 16];
+        let mut on_heap: Vec<&Arg> = Vec::new();
+        let mut count = 0;
         let mut skip = false;
         for a in args {
             if skip {
@@ -2767,9 +2783,22 @@ impl<'c, 'a, 't> Walker<'c, 'a, 't> {
                 continue;
             }
             if !a.value.starts_with('-') || a.value == "-" {
-                operands.push(a);
+                if count < on_stack.len() {
+                    on_stack[count] = a;
+                } else {
+                    if on_heap.is_empty() {
+                        on_heap.extend_from_slice(&on_stack);
+                    }
+                    on_heap.push(a);
+                }
+                count += 1;
             }
         }
+        let operands: &[&Arg] = if count <= on_stack.len() {
+            &on_stack[..count]
+        } else {
+            &on_heap
+        };
         let sub = operands.first().map(|a| a.value.as_ref()).unwrap_or("");
         match name {
             "rm" | "unlink" | "rmdir" | "del" => {
@@ -2920,7 +2949,7 @@ impl<'c, 'a, 't> Walker<'c, 'a, 't> {
                         .is_some_and(|a| a.is("list") || a.is("show")) => {}
                 _ => self.add(Intent::Write, at, format!("{name} {sub}: {ev}")),
             },
-            "aws" => self.aws(&operands, args, at),
+            "aws" => self.aws(operands, args, at),
             "gsutil" => {
                 let verb = operands.first().map(|a| a.value.as_ref()).unwrap_or("");
                 match verb {
