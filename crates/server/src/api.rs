@@ -15,9 +15,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
+use std::time::SystemTime;
 use warden_audit::{Outcome, OutcomeRecord, Record};
+use warden_gate::agents::{Agents, AgentsError, Transition, check_reason};
 use warden_gate::runtime::{ApprovalError, ApprovalState, KILL_ALL};
 use warden_gate::{Action, ActionError, Decision};
+use warden_identity::{Did, Sponsor};
 
 use crate::auth::{Principal, Role, require};
 use crate::{ApiError, AppState};
@@ -39,6 +42,10 @@ pub const ROUTES: &[(&str, &str, Option<Role>)] = &[
     ("GET", "/v1/approvals/{id}", Some(Role::Approver)),
     ("POST", "/v1/approvals/{id}/approve", Some(Role::Approver)),
     ("POST", "/v1/approvals/{id}/deny", Some(Role::Approver)),
+    ("GET", "/v1/agents", Some(Role::Admin)),
+    ("POST", "/v1/agents", Some(Role::Admin)),
+    ("GET", "/v1/agents/{did}", Some(Role::Admin)),
+    ("POST", "/v1/agents/{did}/{transition}", Some(Role::Admin)),
     ("GET", "/v1/kill", Some(Role::Admin)),
     ("POST", "/v1/kill", Some(Role::Admin)),
     ("DELETE", "/v1/kill", Some(Role::Admin)),
@@ -71,6 +78,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/approvals/{id}/deny", post(deny))
         .route_layer(role(Role::Approver));
     let admin = Router::new()
+        .route("/v1/agents", get(list_agents).post(create_agent))
+        .route("/v1/agents/{did}", get(get_agent))
+        .route("/v1/agents/{did}/{transition}", post(move_agent))
         .route("/v1/kill", get(kill_status).post(kill).delete(lift))
         .route("/v1/policy", get(policy))
         .route("/v1/policy/reload", post(reload))
@@ -497,6 +507,144 @@ async fn answer(
         )),
         Err(e @ ApprovalError::Store(_)) => Err(ApiError::unavailable(e.to_string())),
     }
+}
+
+// ---- agents -----------------------------------------------------------------
+
+fn agents_error(e: AgentsError) -> ApiError {
+    let status = match e.code() {
+        "agent_not_found" => StatusCode::NOT_FOUND,
+        "agent_exists" | "invalid_transition" => StatusCode::CONFLICT,
+        "store_unavailable" => StatusCode::SERVICE_UNAVAILABLE,
+        "store_malformed" => StatusCode::INTERNAL_SERVER_ERROR,
+        _ => StatusCode::BAD_REQUEST,
+    };
+    ApiError::new(status, e.code(), e.to_string())
+}
+
+fn did(text: &str) -> Result<Did, ApiError> {
+    Did::parse(text).map_err(|e| agents_error(AgentsError::from(e)))
+}
+
+fn actor(principal: &Principal) -> String {
+    format!("api:{}", principal.name)
+}
+
+async fn list_agents(State(state): State<Arc<AppState>>) -> ApiResult {
+    let audit = state.audit.clone();
+    blocking(move || {
+        let now = SystemTime::now();
+        let agents = Agents::new(audit.as_ref(), "api")
+            .list()
+            .map_err(agents_error)?;
+        let list: Vec<Value> = agents.iter().map(|a| Agents::summary(a, now)).collect();
+        ok(json!({"agents": list}))
+    })
+    .await
+}
+
+async fn get_agent(State(state): State<Arc<AppState>>, Path(text): Path<String>) -> ApiResult {
+    let did = did(&text)?;
+    let audit = state.audit.clone();
+    blocking(move || {
+        match Agents::new(audit.as_ref(), "api")
+            .get(&did)
+            .map_err(agents_error)?
+        {
+            Some(agent) => ok(Agents::summary(&agent, SystemTime::now())),
+            None => Err(agents_error(AgentsError::NotFound {
+                did: did.to_string(),
+            })),
+        }
+    })
+    .await
+}
+
+async fn create_agent(
+    State(state): State<Arc<AppState>>,
+    Extension(principal): Extension<Principal>,
+    raw: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Body {
+        did: String,
+        name: String,
+        sponsor: String,
+        #[serde(default)]
+        provisioned: bool,
+    }
+    let bytes = body(raw)?;
+    let b: Body = parse(&bytes)?;
+    let did = did(&b.did)?;
+    let sponsor = Sponsor::parse(&b.sponsor).map_err(|e| agents_error(AgentsError::from(e)))?;
+    let audit = state.audit.clone();
+    blocking(move || {
+        let now = SystemTime::now();
+        let agents = Agents::new(audit.as_ref(), actor(&principal));
+        let mut extra = Map::new();
+        extra.insert("key".into(), json!("held by the agent"));
+        let mut agent = agents
+            .create(did.clone(), &b.name, sponsor, true, now, extra)
+            .map_err(agents_error)?;
+        if !b.provisioned {
+            agent = agents
+                .transition(&did, Transition::Activate, "created", now)
+                .map_err(agents_error)?
+                .agent;
+        }
+        Ok(json(StatusCode::CREATED, Agents::summary(&agent, now)))
+    })
+    .await
+}
+
+async fn move_agent(
+    State(state): State<Arc<AppState>>,
+    Extension(principal): Extension<Principal>,
+    Path((text, transition)): Path<(String, String)>,
+    raw: Result<Bytes, BytesRejection>,
+) -> ApiResult {
+    #[derive(Deserialize, Default)]
+    #[serde(deny_unknown_fields)]
+    struct Body {
+        #[serde(default)]
+        reason: Option<String>,
+    }
+    let Some(op) = Transition::parse(&transition) else {
+        return Err(ApiError::not_found(format!(
+            "no agent transition '{transition}': expected activate, suspend, resume or decommission"
+        )));
+    };
+    let did = did(&text)?;
+    let bytes = body(raw)?;
+    let b: Body = if bytes.iter().all(u8::is_ascii_whitespace) {
+        Body::default()
+    } else {
+        parse(&bytes)?
+    };
+    let reason =
+        check_reason(b.reason.as_deref()).map_err(|e| agents_error(AgentsError::Reason(e)))?;
+    let audit = state.audit.clone();
+    let gate = state.gate.load_full();
+    blocking(move || {
+        let now = SystemTime::now();
+        let moved = Agents::new(audit.as_ref(), actor(&principal))
+            .transition(&did, op, &reason, now)
+            .map_err(agents_error)?;
+        // Revocations count from the next decision, not the next refresh.
+        if let Some(identity) = gate.identity() {
+            for id in &moved.revoked {
+                identity.revoke(id);
+            }
+        }
+        ok(json!({
+            "from": moved.from,
+            "to": moved.to,
+            "agent": Agents::summary(&moved.agent, now),
+            "revoked": moved.revoked.iter().map(|r| r.to_string()).collect::<Vec<_>>(),
+        }))
+    })
+    .await
 }
 
 // ---- kill switch -------------------------------------------------------------

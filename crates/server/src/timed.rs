@@ -2,7 +2,7 @@
 //! store; appends are timed and counted for the metrics.
 
 use std::ops::Range;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use warden_audit::{Hash, LogVerifier, Record, Subtree};
@@ -16,11 +16,20 @@ use crate::metrics::Metrics;
 pub(crate) struct TimedStore {
     inner: Arc<SqliteStore>,
     metrics: Metrics,
+    /// The error of the latest append, if it failed: a probe can succeed
+    /// where records do not fit (a full disk reuses the log's free pages
+    /// for a small probe), so readiness also asks how the last real append
+    /// went.
+    last_failure: Mutex<Option<String>>,
 }
 
 impl TimedStore {
     pub(crate) fn new(inner: Arc<SqliteStore>, metrics: Metrics) -> TimedStore {
-        TimedStore { inner, metrics }
+        TimedStore {
+            inner,
+            metrics,
+            last_failure: Mutex::new(None),
+        }
     }
 
     fn timed(
@@ -36,6 +45,8 @@ impl TimedStore {
         let result = append(record);
         self.metrics
             .observe_append(started.elapsed(), result.as_ref().ok(), transition);
+        let failure = result.as_ref().err().map(|e| e.to_string());
+        *self.last_failure.lock().unwrap_or_else(|e| e.into_inner()) = failure;
         result
     }
 }
@@ -77,8 +88,22 @@ impl Store for TimedStore {
         self.inner.states(space)
     }
 
+    /// The writer's probe, and then whether the latest append succeeded.
     fn check_writable(&self) -> Result<(), StoreError> {
-        self.inner.check_writable()
+        self.inner.check_writable()?;
+        match self
+            .last_failure
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+        {
+            None => Ok(()),
+            Some(message) => Err(StoreError::Database {
+                doing: "the latest audit append".into(),
+                message,
+                hint: "ready again once an append succeeds; check disk space and permissions of the data directory",
+            }),
+        }
     }
 
     fn entries(&self, from_seq: u64, limit: usize) -> Result<Vec<StoredEntry>, StoreError> {

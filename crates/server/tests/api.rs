@@ -679,3 +679,112 @@ async fn roles_guard_the_routes() {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["decided_by"], "dba@example.com");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn agents_are_registered_and_moved_along_their_lifecycle() {
+    let server = TestServer::start(POLICY).await;
+    // A DID from the W3C did:key test vectors (the agent holds the key).
+    let did = "did:key:z6MkhaXgBZDvotDkL5257faiztiGiC2QtKLGpbnnEGta2doK";
+    let (status, body) = server
+        .post(
+            "/v1/agents",
+            &json!({"did": did, "name": "support-bot", "sponsor": "alice@example.com"}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(
+        (body["status"].as_str(), body["ring"].as_u64()),
+        (Some("active"), Some(3))
+    );
+    let (status, body) = server
+        .post(
+            "/v1/agents",
+            &json!({"did": did, "name": "again", "sponsor": "alice@example.com"}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (409, Some("agent_exists"))
+    );
+    for (request, code) in [
+        (
+            json!({"did": "did:key:nope", "name": "x", "sponsor": "a@b.c"}),
+            "invalid_did",
+        ),
+        (
+            json!({"did": did, "name": "x", "sponsor": "not an email"}),
+            "invalid_sponsor",
+        ),
+        (json!({"did": did, "name": "x"}), "invalid_request"),
+    ] {
+        let (status, body) = server.post("/v1/agents", &request).await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (400, Some(code)),
+            "{request}"
+        );
+    }
+    let (_, list) = server.get("/v1/agents").await;
+    assert_eq!(list["agents"].as_array().unwrap().len(), 1);
+    assert_eq!(list["agents"][0]["did"], did);
+
+    let (status, moved) = server
+        .post(
+            &format!("/v1/agents/{did}/suspend"),
+            &json!({"reason": "investigating"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{moved}");
+    assert_eq!(
+        (moved["from"].as_str(), moved["to"].as_str()),
+        (Some("active"), Some("suspended"))
+    );
+    let (status, body) = server
+        .post(&format!("/v1/agents/{did}/activate"), &json!({}))
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (409, Some("invalid_transition"))
+    );
+    let (status, _) = server
+        .post(&format!("/v1/agents/{did}/resume"), &json!({}))
+        .await;
+    assert_eq!(status, 200);
+    let (status, moved) = server
+        .post(&format!("/v1/agents/{did}/decommission"), &json!({}))
+        .await;
+    assert_eq!(status, 200, "{moved}");
+    assert_eq!(moved["agent"]["status"], "decommissioned");
+    let (status, body) = server
+        .post(&format!("/v1/agents/{did}/fly"), &json!({}))
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (404, Some("not_found"))
+    );
+    let other = "did:key:z6MkjchhfUsD6mmvni8mCdXHw216Xrm9bQe2mBH1P5RDjVJG";
+    let (status, body) = server.get(&format!("/v1/agents/{other}")).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (404, Some("agent_not_found"))
+    );
+
+    let (_, page) = server.get("/v1/audit/entries?limit=1000").await;
+    let events: Vec<(String, String)> = page["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "event")
+        .map(|e| {
+            (
+                e["action"].as_str().unwrap().to_string(),
+                e["actor"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(events.len(), 5, "{events:?}");
+    assert!(
+        events.iter().all(|(_, actor)| actor == "api:local"),
+        "{events:?}"
+    );
+}

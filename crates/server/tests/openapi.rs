@@ -39,7 +39,14 @@ async fn the_openapi_document_matches_the_real_routes() {
     // Each documented route exists on the router: the fallback would
     // answer no_route / method_not_allowed.
     for (method, path) in &routes {
-        let concrete = path.replace("{id}", "apr_0").replace("{seq}", "0");
+        let concrete = path
+            .replace("{id}", "apr_0")
+            .replace("{seq}", "0")
+            .replace(
+                "{did}",
+                "did:key:z6MkhaXgBZDvotDkL5257faiztiGiC2QtKLGpbnnEGta2doK",
+            )
+            .replace("{transition}", "suspend");
         let url = format!("{}{concrete}", server.url);
         let request = match method.as_str() {
             "GET" => server.client.get(url),

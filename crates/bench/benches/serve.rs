@@ -1,0 +1,312 @@
+//! Load generator for `warden serve`: decisions per second over HTTP with
+//! the durable audit log, p50 / p99 latency at 64 keep-alive connections,
+//! and the server's resident memory with a 1,000-rule policy.
+//!
+//! `cargo bench -p warden-bench --bench serve` (options after `--`:
+//! `--seconds N`, `--connections N`). The server runs in a child process
+//! (this binary, re-executed with `WARDEN_BENCH_SERVE=<dir>`) exactly as
+//! `warden serve` runs it: the same `warden_server::Server`, a multi-thread
+//! runtime, SQLite with `synchronous=FULL` in a temporary directory. The
+//! client is one thread of raw HTTP/1.1 over keep-alive connections, so the
+//! figure is the server's, not a client library's.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const SERVE_ENV: &str = "WARDEN_BENCH_SERVE";
+
+fn main() {
+    if let Ok(dir) = std::env::var(SERVE_ENV) {
+        serve(Path::new(&dir));
+        return;
+    }
+    let args: Vec<String> = std::env::args().collect();
+    let opt = |name: &str, default: u64| {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let seconds = opt("--seconds", 10);
+    let connections = opt("--connections", 64) as usize;
+
+    println!(
+        "warden serve load test: {connections} connections, {seconds} s measured after 2 s warm-up"
+    );
+    println!(
+        "{:<44} {:>10} {:>9} {:>9}",
+        "policy / actions", "decisions/s", "p50", "p99"
+    );
+    for (label, policy, actions) in [
+        (
+            "bundled example policy, mixed actions",
+            Policy::Bundled,
+            mixed_actions(),
+        ),
+        (
+            "1,000 rules (catalog), one rule family",
+            Policy::Thousand,
+            thousand_actions(),
+        ),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut server = Server::start(dir.path(), policy);
+        let rss_idle = rss_kib(server.child.id());
+        let result = load(
+            &server.addr,
+            &actions,
+            connections,
+            Duration::from_secs(seconds),
+        );
+        let rss_loaded = rss_kib(server.child.id());
+        println!(
+            "{label:<44} {:>10.0} {:>7.2}ms {:>7.2}ms",
+            result.per_sec,
+            result.p50_us as f64 / 1000.0,
+            result.p99_us as f64 / 1000.0
+        );
+        println!(
+            "{:<44} idle after start {:.1} MB, after the run {:.1} MB resident; {} errors",
+            "",
+            rss_idle as f64 / 1024.0,
+            rss_loaded as f64 / 1024.0,
+            result.errors
+        );
+        server.stop();
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Policy {
+    Bundled,
+    Thousand,
+}
+
+struct Server {
+    child: Child,
+    addr: String,
+}
+
+impl Server {
+    fn start(dir: &Path, policy: Policy) -> Server {
+        let policy_path: Option<PathBuf> = match policy {
+            Policy::Bundled => None,
+            Policy::Thousand => {
+                let p = dir.join("policy.yaml");
+                std::fs::write(&p, warden_bench::warden_policy_with_catalog()).unwrap();
+                Some(p)
+            }
+        };
+        let mut cmd = Command::new(std::env::current_exe().unwrap());
+        cmd.env(SERVE_ENV, dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        if let Some(p) = &policy_path {
+            cmd.env("WARDEN_BENCH_POLICY", p);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        let addr = line.trim().to_string();
+        assert!(!addr.is_empty(), "the server did not start");
+        // Idle after start, as a deployment would be before traffic.
+        std::thread::sleep(Duration::from_millis(1000));
+        Server { child, addr }
+    }
+
+    /// SIGTERM: the graceful shutdown.
+    fn stop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+}
+
+/// The child: `warden serve` on a loopback port, printing its address.
+fn serve(dir: &Path) {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .max_blocking_threads(256)
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let config = warden_server::Config {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            data_dir: dir.join("data"),
+            policy: std::env::var_os("WARDEN_BENCH_POLICY").map(PathBuf::from),
+            watch: false,
+            ..warden_server::Config::default()
+        };
+        let server = warden_server::Server::bind(config).await.unwrap();
+        println!("{}", server.local_addr());
+        server.run(warden_server::shutdown_signal()).await.unwrap();
+    });
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|v| v.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+fn mixed_actions() -> Vec<String> {
+    [
+        r#"{"point":"pre_tool_call","tool":"db.query","session":"s1","args":{"sql":"SELECT name, email FROM customers WHERE id = 42"}}"#,
+        r#"{"point":"pre_tool_call","tool":"db.execute","session":"s2","args":{"sql":"DROP TABLE customers"}}"#,
+        r#"{"point":"pre_tool_call","tool":"ticket.create","session":"s3","args":{"title":"refund","body":"customer asks for a refund"}}"#,
+        r#"{"point":"pre_tool_call","tool":"email.send","session":"s4","args":{"to":"ops@example.com","subject":"daily","body":"all good"}}"#,
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+fn thousand_actions() -> Vec<String> {
+    (0..10)
+        .map(|k| {
+            format!(
+                r#"{{"point":"pre_tool_call","tool":"svc7.op{k}","args":{{"mode":"read","dest":"internal","sql":"SELECT 1"}}}}"#
+            )
+        })
+        .collect()
+}
+
+struct LoadResult {
+    per_sec: f64,
+    p50_us: u64,
+    p99_us: u64,
+    errors: u64,
+}
+
+fn load(addr: &str, actions: &[String], connections: usize, measure: Duration) -> LoadResult {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let warmup = Duration::from_secs(2);
+        let start = Instant::now();
+        let measure_from = start + warmup;
+        let end = measure_from + measure;
+        let mut tasks = Vec::new();
+        for c in 0..connections {
+            let addr = addr.to_string();
+            let actions = actions.to_vec();
+            tasks.push(tokio::spawn(async move {
+                connection(&addr, &actions, c, measure_from, end).await
+            }));
+        }
+        let mut samples: Vec<u64> = Vec::new();
+        let mut errors = 0;
+        for t in tasks {
+            let (s, e) = t.await.unwrap();
+            samples.extend(s);
+            errors += e;
+        }
+        samples.sort_unstable();
+        let at = |q: f64| {
+            samples
+                .get(((samples.len() as f64 - 1.0) * q).round() as usize)
+                .copied()
+                .unwrap_or(0)
+        };
+        LoadResult {
+            per_sec: samples.len() as f64 / measure.as_secs_f64(),
+            p50_us: at(0.50),
+            p99_us: at(0.99),
+            errors,
+        }
+    })
+}
+
+/// One keep-alive connection sending decisions back to back; latencies
+/// (µs) of the requests that started inside the measured window.
+async fn connection(
+    addr: &str,
+    actions: &[String],
+    c: usize,
+    measure_from: Instant,
+    end: Instant,
+) -> (Vec<u64>, u64) {
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream.set_nodelay(true).unwrap();
+    let mut samples = Vec::with_capacity(64 * 1024);
+    let mut errors = 0;
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut i = c;
+    loop {
+        let now = Instant::now();
+        if now >= end {
+            break;
+        }
+        let body = &actions[i % actions.len()];
+        i += 1;
+        let request = format!(
+            "POST /v1/decide HTTP/1.1\r\nhost: bench\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        stream.write_all(request.as_bytes()).await.unwrap();
+        let status = read_response(&mut stream, &mut buf).await;
+        if status != Some(200) {
+            errors += 1;
+            if status.is_none() {
+                break;
+            }
+        }
+        if now >= measure_from {
+            samples.push(now.elapsed().as_micros() as u64);
+        }
+    }
+    (samples, errors)
+}
+
+/// Reads one HTTP/1.1 response with a content-length; its status.
+async fn read_response(stream: &mut TcpStream, buf: &mut [u8]) -> Option<u16> {
+    let mut filled = 0;
+    loop {
+        let n = stream.read(&mut buf[filled..]).await.ok()?;
+        if n == 0 {
+            return None;
+        }
+        filled += n;
+        let head = &buf[..filled];
+        let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n") else {
+            continue;
+        };
+        let headers = std::str::from_utf8(&head[..end]).ok()?;
+        let status: u16 = headers.get(9..12)?.parse().ok()?;
+        let length: usize = headers
+            .lines()
+            .find_map(|l| {
+                let (k, v) = l.split_once(':')?;
+                k.eq_ignore_ascii_case("content-length")
+                    .then(|| v.trim().parse().ok())?
+            })
+            .unwrap_or(0);
+        let total = end + 4 + length;
+        while filled < total {
+            let n = stream.read(&mut buf[filled..]).await.ok()?;
+            if n == 0 {
+                return None;
+            }
+            filled += n;
+        }
+        return Some(status);
+    }
+}

@@ -1,0 +1,107 @@
+//! Fail closed, nothing lost: when the store cannot take a record, every
+//! decision denies with `error:audit_unavailable` and `/readyz` says 503;
+//! what was acknowledged stays, and the log resumes once there is room.
+
+mod support;
+
+use serde_json::json;
+use support::{POLICY, TestServer};
+use warden_store::{SqliteStore, Store};
+
+fn select(i: usize) -> serde_json::Value {
+    // Long arguments fill the small quota quickly.
+    json!({"point": "pre_tool_call", "tool": "db.query", "args": {"sql": format!("SELECT {i} /* {} */", "x".repeat(1500))}})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_denies_everything_and_the_log_resumes_with_room() {
+    let server = TestServer::start_with(POLICY, |c| c.store.max_page_count = Some(80)).await;
+    let mut acknowledged = Vec::new();
+    let mut i = 0;
+    let refused = loop {
+        assert!(i < 5000, "the quota never filled");
+        let d = server.decide(select(i)).await;
+        i += 1;
+        match d["verdict"].as_str() {
+            Some("allow") => acknowledged.push((
+                d["seq"].as_u64().unwrap(),
+                d["action_hash"].as_str().unwrap().to_string(),
+            )),
+            _ => break d,
+        }
+    };
+    assert_eq!(refused["reason"], "error:audit_unavailable", "{refused}");
+    assert!(refused.get("seq").is_none());
+    assert!(acknowledged.len() > 5);
+    // Every decision now denies, whatever the policy says, and readiness fails.
+    let d = server
+        .decide(json!({"point": "pre_tool_call", "tool": "db.query", "args": {"sql": "SELECT 1"}}))
+        .await;
+    assert_eq!(
+        (d["verdict"].as_str(), d["reason"].as_str()),
+        (Some("deny"), Some("error:audit_unavailable"))
+    );
+    let (status, ready) = server.get("/readyz").await;
+    assert_eq!(status, 503, "{ready}");
+    assert_eq!(ready["store"]["writable"], false);
+
+    // Room again (a restart without the quota): the log continues.
+    let dir = server.stop_unclean().await;
+    let config = warden_server::Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: dir.path().join("data"),
+        policy: Some(dir.path().join("policy/policy.yaml")),
+        watch: false,
+        ..warden_server::Config::default()
+    };
+    let server = TestServer::start_config(dir, config).await;
+    let d = server.decide(select(0)).await;
+    assert_eq!(d["verdict"], "allow");
+    assert_eq!(
+        d["seq"].as_u64().unwrap(),
+        acknowledged.last().unwrap().0 + 1,
+        "no gap, nothing lost"
+    );
+    assert_eq!(server.get("/readyz").await.0, 200);
+    let dir = server.stop().await;
+
+    let store = SqliteStore::open_read_only(dir.path().join("data")).unwrap();
+    for (seq, hash) in &acknowledged {
+        let e = store.entries(*seq, 1).unwrap().remove(0).entry().unwrap();
+        let warden_audit::Record::Decision(r) = e.record else {
+            panic!("entry {seq} is not a decision")
+        };
+        assert_eq!(&r.action_hash, hash);
+    }
+    let report = warden_store::verify(&store, &store.verifier(), None).unwrap();
+    assert_eq!(report.problem, None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_data_directory_denies_everything() {
+    let server = TestServer::start(POLICY).await;
+    assert_eq!(server.decide(select(0)).await["verdict"], "allow");
+    std::fs::remove_dir_all(server.data_dir()).unwrap();
+    for i in 1..4 {
+        let d = server.decide(select(i)).await;
+        assert_eq!(
+            (d["verdict"].as_str(), d["reason"].as_str()),
+            (Some("deny"), Some("error:audit_unavailable")),
+            "{d}"
+        );
+    }
+    let (status, ready) = server.get("/readyz").await;
+    assert_eq!(status, 503, "{ready}");
+    assert!(
+        ready["store"]["error"]
+            .as_str()
+            .unwrap()
+            .contains("removed or replaced"),
+        "{ready}"
+    );
+    assert_eq!(
+        server.get("/healthz").await.0,
+        200,
+        "the process itself is up"
+    );
+}
