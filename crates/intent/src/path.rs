@@ -30,7 +30,7 @@ pub(crate) fn canonical_cow(raw: &str) -> Cow<'_, str> {
 /// its leading empty one). Over-strict is fine: the slow path is exact.
 fn is_canonical(raw: &str) -> bool {
     let b = raw.as_bytes();
-    if b.is_empty() || b.contains(&b'%') || b.contains(&b'\\') {
+    if b.is_empty() || b.iter().any(|&c| c == b'%' || c == b'\\') {
         return false;
     }
     if matches!(b[0], b'$' | b'~') || raw.starts_with("/root") || raw.starts_with("/home/") {

@@ -4761,7 +4761,7 @@ fn unquote_single(raw: &str) -> Option<Cow<'_, str>> {
     }
     // One quoted run (`'TODO'`): its inside, borrowed.
     if let Some(inner) = raw.strip_prefix('\'').and_then(|r| r.strip_suffix('\''))
-        && !inner.contains('\'')
+        && !inner.as_bytes().contains(&b'\'')
     {
         return Some(Cow::Borrowed(inner));
     }

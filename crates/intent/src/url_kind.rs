@@ -36,9 +36,10 @@ pub(crate) fn looks_like_url(t: &str) -> bool {
     if white {
         return false;
     }
-    let Some((scheme, rest)) = t.split_once(':') else {
+    let Some(colon) = t.bytes().position(|b| b == b':') else {
         return false;
     };
+    let (scheme, rest) = (&t[..colon], &t[colon + 1..]);
     let scheme_ok = !scheme.is_empty()
         && scheme.as_bytes()[0].is_ascii_alphabetic()
         && scheme
@@ -117,9 +118,10 @@ pub(crate) fn plain_http_host(text: &str) -> Option<&str> {
     {
         return None;
     }
-    let mut labels = host.split('.');
-    let last = labels.next_back()?;
-    if !last.as_bytes().first()?.is_ascii_lowercase() || labels.any(str::is_empty) {
+    // Non-empty labels, the last starting with a letter.
+    let h = host.as_bytes();
+    let last = h.iter().rposition(|&c| c == b'.').map_or(0, |i| i + 1);
+    if !h.get(last)?.is_ascii_lowercase() || h[0] == b'.' || h.windows(2).any(|w| w == b"..") {
         return None;
     }
     Some(host)
