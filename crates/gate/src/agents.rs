@@ -349,6 +349,7 @@ impl Agents<'_> {
         details_extra: Map<String, Value>,
     ) -> Result<Agent, AgentsError> {
         let agent = Agent::new(did, name, sponsor, now, &TrustConfig::default())?;
+        let one_writer = record_writes();
         if let Some(existing) = self.get(agent.did())? {
             return Err(AgentsError::exists(&existing));
         }
@@ -363,6 +364,7 @@ impl Agents<'_> {
             d.extend(details_extra);
         }
         self.put(&agent, "agent.created", &details, now)?;
+        drop(one_writer);
         if provisioned {
             return Ok(agent);
         }
@@ -388,6 +390,7 @@ impl Agents<'_> {
         now: SystemTime,
     ) -> Result<TransitionResult, AgentsError> {
         let reason = check_reason(Some(reason))?;
+        let _one_writer = record_writes();
         let mut agent = self.get(did)?.ok_or_else(|| AgentsError::NotFound {
             did: did.to_string(),
         })?;
@@ -622,4 +625,16 @@ mod tests {
         assert_eq!(Transition::Resume.requires(), Some(Status::Suspended));
         assert_eq!(Transition::Decommission.requires(), None);
     }
+}
+
+/// Serialises read-modify-write of agent records in this process: a
+/// lifecycle move and a trust change (the gate's decay and violations)
+/// each read the record, change it and store it whole, so without this a
+/// trust change racing a suspension could store the agent active again.
+/// (Only one process writes a store.)
+static RECORD_WRITES: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Holds the agent-record write lock (see [`RECORD_WRITES`]).
+pub(crate) fn record_writes() -> std::sync::MutexGuard<'static, ()> {
+    RECORD_WRITES.lock().unwrap_or_else(|e| e.into_inner())
 }

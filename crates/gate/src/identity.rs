@@ -243,6 +243,9 @@ impl IdentityContext {
         let Ok(did) = Did::parse(did) else {
             return Ok(());
         };
+        // Read the record under the write lock, so the change applies to
+        // what is stored now (not to a copy a lifecycle move replaced).
+        let _one_writer = crate::agents::record_writes();
         let Ok(stored) = self.agent(&did) else {
             return Ok(());
         };
@@ -454,13 +457,21 @@ pub(crate) fn check(
     if mode == Mode::Decide
         && let Some(change) = decayed.demotion()
     {
-        let mut demoted = (*agent).clone();
-        let update = demoted.trust_at(now, &config);
-        let mut details = serde_json::Map::new();
-        details.insert("cause".into(), "decay".into());
-        details.insert("ring_earned".into(), change.to.get().into());
-        // Best effort: this decision uses the lower ring either way.
-        let _ = ctx.store_trust(&demoted, "trust.demoted", &update, details, now);
+        // Re-read under the write lock: store the demotion over the record
+        // as it is now, and only if it still needs one.
+        let _one_writer = crate::agents::record_writes();
+        if let Ok(current) = ctx.agent(holder)
+            && current.status() == Status::Active
+            && current.trust().decay(now, &config).demotion().is_some()
+        {
+            let mut demoted = (*current).clone();
+            let update = demoted.trust_at(now, &config);
+            let mut details = serde_json::Map::new();
+            details.insert("cause".into(), "decay".into());
+            details.insert("ring_earned".into(), change.to.get().into());
+            // Best effort: this decision uses the lower ring either way.
+            let _ = ctx.store_trust(&demoted, "trust.demoted", &update, details, now);
+        }
     }
     let record_ring = ring_of(agent.ring(), &decayed.state, policy.rings());
     let mut ring = record_ring.get();

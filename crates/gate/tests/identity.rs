@@ -802,3 +802,67 @@ fn decay_below_a_threshold_demotes_at_the_next_decision_and_is_recorded() {
     let after = stored_agent(&w.store, key.did().as_str());
     assert_eq!((after.ring(), after.trust_score()), (Ring::R3, 585));
 }
+
+#[test]
+fn concurrent_violations_and_a_suspension_lose_no_update() {
+    let w = World::new();
+    let key = IdentityKey::generate(&mut rng());
+    w.put_agent(&key, Status::Active, 900, Ring::R2, false);
+    let gate = Arc::new(w.gate(REQUIRED).with_audit(w.store.clone()));
+    let t = token(&w.org, &key, &["db.*"]);
+    let did = key.did().clone();
+    let mut threads = Vec::new();
+    let done = Arc::new(AtomicU64::new(0));
+    for _ in 0..8 {
+        let (gate, t, done) = (gate.clone(), t.clone(), done.clone());
+        threads.push(std::thread::spawn(move || {
+            for _ in 0..4 {
+                let d = gate.decide(&call("db.drop", Some(&t), json!({})));
+                // Denied by the rule, or refused once the suspension landed.
+                assert!(
+                    d.rule.as_deref() == Some("no-drop") || d.reason == reason::AGENT_SUSPENDED,
+                    "{d:?}"
+                );
+                done.fetch_add(1, Ordering::SeqCst);
+            }
+        }));
+    }
+    let store = w.store.clone();
+    let suspend = std::thread::spawn(move || {
+        // In the middle of the violations.
+        while done.load(Ordering::SeqCst) < 8 {
+            std::thread::yield_now();
+        }
+        warden_gate::agents::Agents::new(store.as_ref(), "test")
+            .transition(
+                &did,
+                warden_gate::agents::Transition::Suspend,
+                "race",
+                SystemTime::now(),
+            )
+            .unwrap();
+    });
+    for t in threads {
+        t.join().unwrap();
+    }
+    suspend.join().unwrap();
+    let after = stored_agent(&w.store, key.did().as_str());
+    assert_eq!(
+        after.status(),
+        Status::Suspended,
+        "a trust change must not undo the suspension"
+    );
+    // Every violation that was recorded moved the score it says it moved:
+    // each event starts where the previous one ended.
+    let events = trust_events(&w.store, key.did().as_str());
+    let violations: Vec<&Value> = events
+        .iter()
+        .filter(|(a, _)| a == "trust.violation")
+        .map(|(_, d)| d)
+        .collect();
+    assert!(!violations.is_empty());
+    for pair in violations.windows(2) {
+        assert_eq!(pair[0]["score_to"], pair[1]["score_from"], "{violations:?}");
+    }
+    assert_eq!(violations.last().unwrap()["score_to"], after.trust_score());
+}
