@@ -103,7 +103,13 @@ impl PolicySource {
         let identity = match IdentityContext::new(&policy, audit, self.issuers.iter().cloned()) {
             Ok(ctx) => Some(Arc::new(ctx)),
             Err(e) => {
-                tracing::warn!(error = %e, "identities cannot be checked; actions that need one are denied");
+                // Without trusted issuers nothing can be verified: only a
+                // policy that asks for identity makes that worth a warning.
+                if policy.uses_identity() {
+                    tracing::warn!(error = %e, "identities cannot be checked; actions that need one are denied");
+                } else {
+                    tracing::info!(error = %e, "capability tokens are not checked (the policy does not use identity)");
+                }
                 None
             }
         };
