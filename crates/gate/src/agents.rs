@@ -590,6 +590,18 @@ fn unix_nanos(t: SystemTime) -> u64 {
         .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
 
+/// Serialises read-modify-write of agent records in this process: a
+/// lifecycle move and a trust change (the gate's decay and violations)
+/// each read the record, change it and store it whole, so without this a
+/// trust change racing a suspension could store the agent active again.
+/// (Only one process writes a store.)
+static RECORD_WRITES: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Holds the agent-record write lock (see [`RECORD_WRITES`]).
+pub(crate) fn record_writes() -> std::sync::MutexGuard<'static, ()> {
+    RECORD_WRITES.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -625,16 +637,4 @@ mod tests {
         assert_eq!(Transition::Resume.requires(), Some(Status::Suspended));
         assert_eq!(Transition::Decommission.requires(), None);
     }
-}
-
-/// Serialises read-modify-write of agent records in this process: a
-/// lifecycle move and a trust change (the gate's decay and violations)
-/// each read the record, change it and store it whole, so without this a
-/// trust change racing a suspension could store the agent active again.
-/// (Only one process writes a store.)
-static RECORD_WRITES: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-/// Holds the agent-record write lock (see [`RECORD_WRITES`]).
-pub(crate) fn record_writes() -> std::sync::MutexGuard<'static, ()> {
-    RECORD_WRITES.lock().unwrap_or_else(|e| e.into_inner())
 }
