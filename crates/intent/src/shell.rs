@@ -4765,17 +4765,19 @@ fn unquote_single(raw: &str) -> Option<Cow<'_, str>> {
     {
         return Some(Cow::Borrowed(inner));
     }
-    let mut out = String::with_capacity(raw.len());
+    // Checked before anything is copied (most words that get here are
+    // not plain); the special characters are ASCII, so bytes will do.
     let mut quoted = false;
-    for c in raw.chars() {
+    for c in raw.bytes() {
         match c {
-            '\'' => quoted = !quoted,
-            c if quoted => out.push(c),
-            '"' | '$' | '`' | '\\' | '{' | '}' => return None,
-            c => out.push(c),
+            b'\'' => quoted = !quoted,
+            _ if quoted => {}
+            b'"' | b'$' | b'`' | b'\\' | b'{' | b'}' => return None,
+            _ => {}
         }
     }
-    (!quoted).then_some(Cow::Owned(out))
+    // Every character but the quotes is kept, inside quotes or out.
+    (!quoted).then(|| Cow::Owned(raw.replace('\'', "")))
 }
 
 fn brace_expand(word: &str) -> Vec<String> {
