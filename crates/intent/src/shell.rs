@@ -607,6 +607,23 @@ fn run(ctx: &mut Ctx<'_>, text: &str, origin: Origin, vars: &HashMap<String, Var
 #[derive(Clone, Copy)]
 struct Snippet<'t>(&'t str);
 
+impl Snippet<'_> {
+    /// The label's parts, `": "` and the snippet (what
+    /// `format!("{label}: {self}")` gives), allocated once at its final size.
+    fn labelled(self, label: &[&str]) -> String {
+        use std::fmt::Write as _;
+        let len: usize = label.iter().map(|p| p.len()).sum();
+        let mut s = String::with_capacity(len + 2 + self.0.len() + '…'.len_utf8());
+        for p in label {
+            s.push_str(p);
+        }
+        s.push_str(": ");
+        // Writing to a `String` cannot fail.
+        let _ = write!(s, "{self}");
+        s
+    }
+}
+
 impl std::fmt::Display for Snippet<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         const MAX: usize = 80;
@@ -1691,7 +1708,7 @@ impl<'c, 'a, 't> Walker<'c, 'a, 't> {
         match name {
             // ---- privilege wrappers
             "sudo" | "doas" | "pkexec" | "run0" => {
-                self.add(Intent::PrivilegeEscalation, at, format!("{name}: {ev}"));
+                self.add(Intent::PrivilegeEscalation, at, ev.labelled(&[name]));
                 let rest = skip_options(
                     args,
                     &[
@@ -1722,7 +1739,7 @@ impl<'c, 'a, 't> Walker<'c, 'a, 't> {
                 return self.exec(rest, stdin, at);
             }
             "su" | "runuser" => {
-                self.add(Intent::PrivilegeEscalation, at, format!("{name}: {ev}"));
+                self.add(Intent::PrivilegeEscalation, at, ev.labelled(&[name]));
                 if let Some(cmd) = option_value(args, &["-c", "--command", "--session-command"]) {
                     return self.run_code(&cmd, at);
                 }
@@ -2829,7 +2846,7 @@ impl<'c, 'a, 't> Walker<'c, 'a, 't> {
                 }
             }
             "shred" | "wipe" | "srm" | "wipefs" | "mkswap" | "sfdisk" | "sgdisk" | "blkdiscard" => {
-                self.add(Intent::Destructive, at, format!("{name}: {ev}"))
+                self.add(Intent::Destructive, at, ev.labelled(&[name]))
             }
             n if n.starts_with("mkfs") || n == "mke2fs" => self.add(
                 Intent::Destructive,
@@ -2839,7 +2856,7 @@ impl<'c, 'a, 't> Walker<'c, 'a, 't> {
             "fdisk" | "parted" => {
                 if has(&["-l", "--list"]) {
                 } else {
-                    self.add(Intent::Destructive, at, format!("{name}: {ev}"))
+                    self.add(Intent::Destructive, at, ev.labelled(&[name]))
                 }
             }
             "dd" => {
@@ -2867,7 +2884,7 @@ impl<'c, 'a, 't> Walker<'c, 'a, 't> {
             }
             "truncate" => self.add(Intent::Destructive, at, format!("truncates files: {ev}")),
             "shutdown" | "reboot" | "halt" | "poweroff" => {
-                self.add(Intent::Destructive, at, format!("{name}: {ev}"))
+                self.add(Intent::Destructive, at, ev.labelled(&[name]))
             }
             "init" | "telinit" if matches!(sub, "0" | "6") => {
                 self.add(Intent::Destructive, at, format!("{name} {sub}: {ev}"))
@@ -2883,7 +2900,7 @@ impl<'c, 'a, 't> Walker<'c, 'a, 't> {
                         format!("kills every process: {ev}"),
                     );
                 } else {
-                    self.add(Intent::Write, at, format!("{name}: {ev}"));
+                    self.add(Intent::Write, at, ev.labelled(&[name]));
                 }
             }
             "git" => self.git(args, at),
@@ -3004,7 +3021,7 @@ impl<'c, 'a, 't> Walker<'c, 'a, 't> {
                     )
                 }) {
                 } else {
-                    self.add(Intent::Write, at, format!("{name}: {ev}"));
+                    self.add(Intent::Write, at, ev.labelled(&[name]));
                 }
             }
             "docker" | "podman" => {
@@ -3110,11 +3127,11 @@ impl<'c, 'a, 't> Walker<'c, 'a, 't> {
                         format!("{name} on a system path: {ev}"),
                     );
                 } else {
-                    self.add(Intent::Write, at, format!("{name}: {ev}"));
+                    self.add(Intent::Write, at, ev.labelled(&[name]));
                 }
             }
             "setcap" | "visudo" | "insmod" | "modprobe" | "rmmod" | "chpasswd" | "passwd"
-            | "newgrp" | "sg" => self.add(Intent::PrivilegeEscalation, at, format!("{name}: {ev}")),
+            | "newgrp" | "sg" => self.add(Intent::PrivilegeEscalation, at, ev.labelled(&[name])),
             "usermod" | "useradd" | "adduser" | "gpasswd" | "groupmod" => {
                 let joined: Vec<&str> = args.iter().map(|a| a.value.as_ref()).collect();
                 let admin_group = joined.iter().any(|w| {
@@ -3144,7 +3161,7 @@ impl<'c, 'a, 't> Walker<'c, 'a, 't> {
                         format!("grants administrative membership: {ev}"),
                     );
                 } else {
-                    self.add(Intent::Write, at, format!("{name}: {ev}"));
+                    self.add(Intent::Write, at, ev.labelled(&[name]));
                 }
             }
             "crontab" => {
@@ -3241,7 +3258,7 @@ impl<'c, 'a, 't> Walker<'c, 'a, 't> {
                 if stdin.is_some() || has(&["-a", "-A", "--attach"]) {
                     self.add(Intent::Exfiltration, at, format!("mails data out: {ev}"));
                 } else {
-                    self.add(Intent::Write, at, format!("{name}: {ev}"));
+                    self.add(Intent::Write, at, ev.labelled(&[name]));
                 }
             }
             "dig" | "nslookup" | "host" | "drill" | "ping" | "ping6" | "traceroute" => {
@@ -3272,7 +3289,7 @@ impl<'c, 'a, 't> Walker<'c, 'a, 't> {
                         || has(&["--create", "--extract", "--append", "--delete"]))
                 {
                 } else {
-                    self.add(Intent::Write, at, format!("{name}: {ev}"));
+                    self.add(Intent::Write, at, ev.labelled(&[name]));
                 }
             }
             "printenv" => {
@@ -3310,7 +3327,7 @@ impl<'c, 'a, 't> Walker<'c, 'a, 't> {
             "history" => {}
             "mount" | "umount" => {
                 if !args.is_empty() {
-                    self.add(Intent::PrivilegeEscalation, at, format!("{name}: {ev}"));
+                    self.add(Intent::PrivilegeEscalation, at, ev.labelled(&[name]));
                 }
             }
             "env" | "export" | "declare" | "local" | "readonly" | "typeset" | "set" | "unset" => {
@@ -3476,10 +3493,10 @@ impl<'c, 'a, 't> Walker<'c, 'a, 't> {
                                 && !a.is("-v")
                         })
                 {
-                    self.add(Intent::Write, at, format!("git {}: {ev}", sub.value));
+                    self.add(Intent::Write, at, ev.labelled(&["git ", &sub.value]));
                 }
             }
-            other => self.add(Intent::Write, at, format!("git {other}: {ev}")),
+            other => self.add(Intent::Write, at, ev.labelled(&["git ", other])),
         }
     }
 
@@ -3640,7 +3657,7 @@ impl<'c, 'a, 't> Walker<'c, 'a, 't> {
             if name == "rsync" && args.iter().any(|a| a.is("--delete")) {
                 self.add(Intent::Destructive, at, format!("rsync --delete: {ev}"));
             }
-            self.add(Intent::Write, at, format!("{name}: {ev}"));
+            self.add(Intent::Write, at, ev.labelled(&[name]));
             if let Some(dest) = operands.last().filter(|d| !remote(d)) {
                 self.write_path(dest, (dest.start, dest.end));
             }
@@ -3672,7 +3689,7 @@ impl<'c, 'a, 't> Walker<'c, 'a, 't> {
             }
             self.write_path(dest, (dest.start, dest.end));
         } else {
-            self.add(Intent::Write, at, format!("{name}: {ev}"));
+            self.add(Intent::Write, at, ev.labelled(&[name]));
         }
     }
 
