@@ -596,7 +596,7 @@ fn lint_passes_the_example_policy() {
     assert_eq!(out.status.code(), Some(0), "{}", stdout_of(&out));
     assert!(out.stdout.is_empty(), "stdout: {}", stdout_of(&out));
     assert!(
-        stderr_of(&out).contains("ok (10 rules"),
+        stderr_of(&out).contains("ok (13 rules"),
         "{}",
         stderr_of(&out)
     );
