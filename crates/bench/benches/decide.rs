@@ -155,7 +155,16 @@ fn identity_gate(acts: &[Action]) -> (Gate, Vec<Action>, tempfile::TempDir) {
         sponsor.clone(),
         0,
         Status::Active,
-        warden_identity::trust::TrustState::restore(700, Ring::R2, false, 0),
+        // Decayed until now: the bench measures a cached token, not a
+        // decay demotion (which the gate would store on the first call).
+        warden_identity::trust::TrustState::restore(
+            700,
+            Ring::R2,
+            false,
+            now.duration_since(std::time::UNIX_EPOCH)
+                .expect("after 1970")
+                .as_secs(),
+        ),
     )
     .expect("agent");
     store
@@ -323,7 +332,7 @@ fn main() {
         assert_eq!(
             (with.verdict, &with.rule),
             (without.verdict, &without.rule),
-            "the token grants every bench tool"
+            "the token grants every bench tool: {with:?}"
         );
     }
     let wid = measure(|i| {
