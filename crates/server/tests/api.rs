@@ -387,15 +387,7 @@ async fn labels_from_tool_results_steer_later_actions_in_the_session() {
     assert_eq!(d["verdict"], "require_approval", "{d}");
 
     // The labels are durable: a restarted server still knows them.
-    let dir = server.stop().await;
-    let config = warden_server::Config {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        data_dir: dir.path().join("data"),
-        policy: Some(dir.path().join("policy/policy.yaml")),
-        watch: false,
-        ..warden_server::Config::default()
-    };
-    let server = TestServer::start_config(dir, config).await;
+    let server = server.restart().await;
     let d = server.decide(post("s-pii")).await;
     assert_eq!(d["rule"], "no-exfiltration-after-pii", "{d}");
 }
@@ -506,15 +498,7 @@ async fn the_kill_switch_stops_the_next_decision_and_is_audited() {
 
     // The switch survives a restart.
     server.post("/v1/kill", &json!({"reason": "stop"})).await;
-    let dir = server.stop().await;
-    let config = warden_server::Config {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        data_dir: dir.path().join("data"),
-        policy: Some(dir.path().join("policy/policy.yaml")),
-        watch: false,
-        ..warden_server::Config::default()
-    };
-    let server = TestServer::start_config(dir, config).await;
+    let server = server.restart().await;
     assert_eq!(server.decide(q("b")).await["reason"], "lifecycle:killed");
 }
 

@@ -46,15 +46,7 @@ async fn a_full_disk_denies_everything_and_the_log_resumes_with_room() {
     assert_eq!(ready["store"]["writable"], false);
 
     // Room again (a restart without the quota): the log continues.
-    let dir = server.stop_unclean().await;
-    let config = warden_server::Config {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        data_dir: dir.path().join("data"),
-        policy: Some(dir.path().join("policy/policy.yaml")),
-        watch: false,
-        ..warden_server::Config::default()
-    };
-    let server = TestServer::start_config(dir, config).await;
+    let server = server.restart_unclean().await;
     let d = server.decide(select(0)).await;
     assert_eq!(d["verdict"], "allow");
     assert_eq!(

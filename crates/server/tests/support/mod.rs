@@ -128,6 +128,28 @@ impl TestServer {
         std::mem::replace(&mut self.dir, tempfile::tempdir().unwrap())
     }
 
+    /// Stops the server (cleanly) and starts a new one on the same data
+    /// directory and policy.
+    pub async fn restart(self) -> TestServer {
+        TestServer::start_again(self.stop().await).await
+    }
+
+    /// [`TestServer::restart`] after a store failure.
+    pub async fn restart_unclean(self) -> TestServer {
+        TestServer::start_again(self.stop_unclean().await).await
+    }
+
+    async fn start_again(dir: TempDir) -> TestServer {
+        let config = Config {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            data_dir: dir.path().join("data"),
+            policy: Some(dir.path().join("policy/policy.yaml")),
+            watch: false,
+            ..Config::default()
+        };
+        TestServer::start_config(dir, config).await
+    }
+
     pub async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
         self.send(self.client.post(format!("{}{path}", self.url)).json(body))
             .await
