@@ -169,6 +169,15 @@ fn parse<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     })
 }
 
+/// [`parse`], or `T::default()` for a body that is empty or blank.
+fn parse_or_default<T: serde::de::DeserializeOwned + Default>(bytes: &[u8]) -> Result<T, ApiError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        Ok(T::default())
+    } else {
+        parse(bytes)
+    }
+}
+
 fn action_error(e: ActionError) -> ApiError {
     match e {
         ActionError::TooLarge(_) => ApiError::new(
@@ -462,11 +471,7 @@ async fn answer(
     approve: bool,
 ) -> ApiResult {
     let bytes = body(raw)?;
-    let a: Answer = if bytes.iter().all(u8::is_ascii_whitespace) {
-        Answer::default()
-    } else {
-        parse(&bytes)?
-    };
+    let a: Answer = parse_or_default(&bytes)?;
     for (field, value) in [("comment", &a.comment), ("signature", &a.signature)] {
         if value.as_ref().is_some_and(|v| v.len() > 16 * 1024) {
             return Err(ApiError::bad_request(
@@ -617,11 +622,7 @@ async fn move_agent(
     };
     let did = did(&text)?;
     let bytes = body(raw)?;
-    let b: Body = if bytes.iter().all(u8::is_ascii_whitespace) {
-        Body::default()
-    } else {
-        parse(&bytes)?
-    };
+    let b: Body = parse_or_default(&bytes)?;
     let reason =
         check_reason(b.reason.as_deref()).map_err(|e| agents_error(AgentsError::Reason(e)))?;
     let audit = state.audit.clone();

@@ -431,18 +431,7 @@ async fn limits_deny_with_rate_limited_and_retry_after() {
         "allow"
     );
 
-    let (_, metrics) = (
-        200,
-        server
-            .client
-            .get(format!("{}/metrics", server.url))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap(),
-    );
+    let metrics = server.text("/metrics").await;
     assert!(metrics.contains("warden_rate_limited_total 2"), "{metrics}");
 }
 

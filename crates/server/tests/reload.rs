@@ -83,15 +83,7 @@ async fn a_changed_policy_file_is_swapped_in_and_a_broken_one_is_refused() {
             .contains("policy.yaml"),
         "{body}"
     );
-    let metrics = server
-        .client
-        .get(format!("{}/metrics", server.url))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = server.text("/metrics").await;
     assert!(!metrics.contains("warden_policy_reload_errors_total 0"));
 
     // Fixed again; a forced reload reports it.

@@ -150,6 +150,19 @@ impl TestServer {
         TestServer::start_config(dir, config).await
     }
 
+    /// The body of `GET path` as text (for `/metrics`).
+    pub async fn text(&self, path: &str) -> String {
+        let url = format!("{}{path}", self.url);
+        self.client
+            .get(url)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+    }
+
     pub async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
         self.send(self.client.post(format!("{}{path}", self.url)).json(body))
             .await
