@@ -11,6 +11,9 @@ mod did_cmd;
 mod input;
 mod intent_cmd;
 mod keys;
+mod mcp_cmd;
+mod mcp_proxy_cmd;
+mod mcp_scan_cmd;
 mod policy_cmd;
 mod registry;
 mod serve_cmd;
@@ -70,6 +73,9 @@ enum Command {
     /// Show the DID document of a did:key.
     #[command(subcommand)]
     Did(did_cmd::Command),
+    /// Govern MCP servers: a proxy that puts every tool call through the gate, and an offline scanner.
+    #[command(subcommand)]
+    Mcp(mcp_cmd::Command),
 }
 
 fn main() -> ExitCode {
@@ -90,6 +96,7 @@ fn main() -> ExitCode {
         Command::Token(cmd) => (token_cmd::run(cmd), EXIT_FAILURE),
         Command::Trust(cmd) => (trust_cmd::run(cmd), EXIT_FAILURE),
         Command::Did(cmd) => (did_cmd::run(cmd), EXIT_FAILURE),
+        Command::Mcp(cmd) => (mcp_cmd::run(cmd), EXIT_USAGE),
     };
     match result {
         Ok(code) => ExitCode::from(code),

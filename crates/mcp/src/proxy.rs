@@ -1,0 +1,1 @@
+//! The governed MCP proxy: raw JSON-RPC between client and upstream servers.

@@ -1,0 +1,1 @@
+//! Offline scanning of MCP tool definitions and client configurations.
