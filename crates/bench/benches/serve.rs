@@ -2,8 +2,14 @@
 //! the durable audit log, p50 / p99 latency at 64 keep-alive connections,
 //! and the server's resident memory with a 1,000-rule policy.
 //!
+//! Two loads per policy: as fast as the connections go (each sends its next
+//! request when the answer arrives: the server's capacity, and the latency
+//! at saturation), and a fixed offered rate (`--rate`, default 20,000/s
+//! over all connections: the latency at the target load, counted from when
+//! each request was due, so a stall is not hidden by the requests it held up).
+//!
 //! `cargo bench -p warden-bench --bench serve` (options after `--`:
-//! `--seconds N`, `--connections N`). The server runs in a child process
+//! `--seconds N`, `--connections N`, `--rate N`). The server runs in a child process
 //! (this binary, re-executed with `WARDEN_BENCH_SERVE=<dir>`) exactly as
 //! `warden serve` runs it: the same `warden_server::Server`, a multi-thread
 //! runtime, SQLite with `synchronous=FULL` in a temporary directory. The
@@ -34,6 +40,7 @@ fn main() {
     };
     let seconds = opt("--seconds", 10);
     let connections = opt("--connections", 64) as usize;
+    let rate = opt("--rate", 20_000);
 
     println!(
         "warden serve load test: {connections} connections, {seconds} s measured after 2 s warm-up"
@@ -64,18 +71,29 @@ fn main() {
             Duration::from_secs(seconds),
         );
         let rss_loaded = rss_kib(server.child.id());
-        println!(
-            "{label:<44} {:>10.0} {:>7.2}ms {:>7.2}ms",
-            result.per_sec,
-            result.p50_us as f64 / 1000.0,
-            result.p99_us as f64 / 1000.0
+        let row = |label: &str, r: &LoadResult| {
+            println!(
+                "{label:<44} {:>10.0} {:>7.2}ms {:>7.2}ms",
+                r.per_sec,
+                r.p50_us as f64 / 1000.0,
+                r.p99_us as f64 / 1000.0
+            );
+        };
+        row(label, &result);
+        let paced = load_at_rate(
+            &server.addr,
+            &actions,
+            connections,
+            rate,
+            Duration::from_secs(seconds),
         );
+        row(&format!("  same, offered at {rate}/s"), &paced);
         println!(
             "{:<44} idle after start {:.1} MB, after the run {:.1} MB resident; {} errors",
             "",
             rss_idle as f64 / 1024.0,
             rss_loaded as f64 / 1024.0,
-            result.errors
+            result.errors + paced.errors
         );
         server.stop();
     }
@@ -219,20 +237,109 @@ fn load(addr: &str, actions: &[String], connections: usize, measure: Duration) -
             samples.extend(s);
             errors += e;
         }
-        samples.sort_unstable();
-        let at = |q: f64| {
-            samples
-                .get(((samples.len() as f64 - 1.0) * q).round() as usize)
-                .copied()
-                .unwrap_or(0)
-        };
+        summarize(samples, measure, errors)
+    })
+}
+
+/// The load offered at a fixed `rate` (decisions/s over all connections),
+/// each connection sending on its own schedule. A request that could not
+/// be sent on time because the previous answer came late counts from when
+/// it was due (no coordinated omission); one the client's timer sent a
+/// little late counts from when it was sent.
+fn load_at_rate(
+    addr: &str,
+    actions: &[String],
+    connections: usize,
+    rate: u64,
+    measure: Duration,
+) -> LoadResult {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        let warmup = Duration::from_secs(2);
+        let start = Instant::now();
+        let measure_from = start + warmup;
+        let end = measure_from + measure;
+        let period = Duration::from_secs_f64(connections as f64 / rate.max(1) as f64);
+        let mut tasks = Vec::new();
+        for c in 0..connections {
+            let addr = addr.to_string();
+            let actions = actions.to_vec();
+            // Spread the connections' schedules over one period.
+            let first = start + period.mul_f64(c as f64 / connections as f64);
+            tasks.push(tokio::spawn(async move {
+                let mut stream = TcpStream::connect(&addr).await.unwrap();
+                stream.set_nodelay(true).unwrap();
+                let mut buf = vec![0u8; 64 * 1024];
+                let (mut samples, mut errors) = (Vec::with_capacity(16 * 1024), 0u64);
+                let mut last_answer = start;
+                let mut answered_in_window = 0u64;
+                for k in 0u32.. {
+                    let due = first + period * k;
+                    if due >= end {
+                        break;
+                    }
+                    tokio::time::sleep_until(due.into()).await;
+                    let sent = Instant::now();
+                    let body = &actions[(c + k as usize) % actions.len()];
+                    let request = format!(
+                        "POST /v1/decide HTTP/1.1\r\nhost: bench\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+                        body.len()
+                    );
+                    stream.write_all(request.as_bytes()).await.unwrap();
+                    let status = read_response(&mut stream, &mut buf).await;
+                    let answered = Instant::now();
+                    if (measure_from..end).contains(&answered) {
+                        answered_in_window += 1;
+                    }
+                    if status != Some(200) {
+                        errors += 1;
+                        if status.is_none() {
+                            break;
+                        }
+                    }
+                    let from = if last_answer > due { due } else { sent };
+                    last_answer = answered;
+                    if due >= measure_from {
+                        samples.push((answered - from).as_micros() as u64);
+                    }
+                }
+                (samples, errors, answered_in_window)
+            }));
+        }
+        let mut samples: Vec<u64> = Vec::new();
+        let (mut errors, mut answered) = (0, 0);
+        for t in tasks {
+            let (s, e, a) = t.await.unwrap();
+            samples.extend(s);
+            errors += e;
+            answered += a;
+        }
+        // Throughput is what was answered inside the window, not what was due.
         LoadResult {
-            per_sec: samples.len() as f64 / measure.as_secs_f64(),
-            p50_us: at(0.50),
-            p99_us: at(0.99),
-            errors,
+            per_sec: answered as f64 / measure.as_secs_f64(),
+            ..summarize(samples, measure, errors)
         }
     })
+}
+
+/// Throughput and percentiles of latency `samples` (µs) over `measure`.
+fn summarize(mut samples: Vec<u64>, measure: Duration, errors: u64) -> LoadResult {
+    samples.sort_unstable();
+    let at = |q: f64| {
+        samples
+            .get(((samples.len() as f64 - 1.0) * q).round() as usize)
+            .copied()
+            .unwrap_or(0)
+    };
+    LoadResult {
+        per_sec: samples.len() as f64 / measure.as_secs_f64(),
+        p50_us: at(0.50),
+        p99_us: at(0.99),
+        errors,
+    }
 }
 
 /// One keep-alive connection sending decisions back to back; latencies

@@ -5,7 +5,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use warden_audit::{Arguments, DecisionRecord, Record};
 use warden_policy::{AuditArguments, CompiledPolicy};
-use warden_store::{StateChange, Store};
+use warden_store::{Appended, StateChange, Store, StoreError};
 
 use crate::{Action, Decision, MAX_NAME_BYTES, reason};
 
@@ -23,7 +23,7 @@ pub(crate) fn record(
     store: &dyn Store,
     policy: Option<&CompiledPolicy>,
     action: &Action,
-    mut decision: Decision,
+    decision: Decision,
     changes: Vec<StateChange>,
 ) -> Decision {
     let record = Record::Decision(decision_record(policy, action, &decision));
@@ -32,6 +32,12 @@ pub(crate) fn record(
     } else {
         store.append_with_all(record, changes)
     };
+    settle(decision, appended)
+}
+
+/// `decision` once its append is done: with its sequence number, or, if the
+/// log could not take it, a `deny` that says so.
+pub(crate) fn settle(mut decision: Decision, appended: Result<Appended, StoreError>) -> Decision {
     match appended {
         Ok(appended) => {
             decision.seq = Some(appended.seq);

@@ -64,6 +64,38 @@ use warden_intent::{Classification, classify_arguments};
 use warden_policy::{CompiledPolicy, Explanation, Input, Verdict, transform};
 use warden_store::Store;
 
+/// A decision evaluated by [`Gate::begin`] and not yet recorded.
+#[derive(Debug)]
+pub struct Evaluated {
+    decision: Decision,
+    /// Labels the deciding rule adds to the session.
+    add_labels: Vec<String>,
+}
+
+impl Evaluated {
+    /// The decision as evaluated (no sequence number yet; the audit step
+    /// may still turn it into a `deny`).
+    pub fn decision(&self) -> &Decision {
+        &self.decision
+    }
+}
+
+fn staging_panicked(action_hash: String) -> Decision {
+    Decision::error(
+        reason::PANIC,
+        "updating approvals or session labels panicked, so the action is denied".to_string(),
+        action_hash,
+    )
+}
+
+fn recording_panicked(action_hash: String) -> Decision {
+    Decision::error(
+        reason::AUDIT_UNAVAILABLE,
+        "recording the decision in the audit log panicked, so the action is denied".to_string(),
+        action_hash,
+    )
+}
+
 /// The decision point. Cheap to clone and share between threads.
 #[derive(Clone)]
 pub struct Gate {
@@ -158,8 +190,47 @@ impl Gate {
     /// With an audit log, the decision is returned only after its record is
     /// durable, and carries its sequence number in [`Decision::seq`].
     pub fn decide(&self, action: &Action) -> Decision {
+        self.finish(action, self.begin(action))
+    }
+
+    /// The first half of [`Gate::decide`]: the decision about `action`,
+    /// evaluated but not yet recorded. Finish it with [`Gate::finish`] or
+    /// [`Gate::finish_async`]; until then it is not a verdict.
+    ///
+    /// With an identity context and an action that carries a token, this
+    /// may read and write the store (agent records, revocations, a
+    /// demotion), so async callers run it on a blocking thread then.
+    pub fn begin(&self, action: &Action) -> Evaluated {
         let mut add_labels = Vec::new();
-        let mut decision = self.decide_unrecorded(action, identity::Mode::Decide, &mut add_labels);
+        let decision = self.decide_unrecorded(action, identity::Mode::Decide, &mut add_labels);
+        Evaluated {
+            decision,
+            add_labels,
+        }
+    }
+
+    /// Whether finishing `evaluated` blocks on more than its own audit
+    /// append: a `require_approval` decision holds the approval book from
+    /// before its append until after it (so an approval is used at most
+    /// once), and a proven agent's rule violation stores its trust
+    /// afterwards. [`Gate::finish_async`] finishes these on the calling
+    /// thread, blocking it, so async callers finish them with
+    /// [`Gate::finish`] on a blocking thread instead.
+    pub fn finishes_blocking(&self, evaluated: &Evaluated) -> bool {
+        let d = &evaluated.decision;
+        self.audit.is_some()
+            && ((self.runtime.is_some() && d.verdict == Verdict::RequireApproval)
+                || self.penalises(d))
+    }
+
+    /// The second half of [`Gate::decide`]: records `evaluated` (the result
+    /// of [`Gate::begin`] for this `action`) and returns the decision once
+    /// its record is durable. Blocks the calling thread on the append.
+    pub fn finish(&self, action: &Action, evaluated: Evaluated) -> Decision {
+        let Evaluated {
+            mut decision,
+            add_labels,
+        } = evaluated;
         let Some(store) = &self.audit else {
             return decision;
         };
@@ -172,12 +243,7 @@ impl Gate {
             .ok()
         });
         if runtime.is_some() && staged.is_none() {
-            return Decision::error(
-                reason::PANIC,
-                "updating approvals or session labels panicked, so the action is denied"
-                    .to_string(),
-                action_hash,
-            );
+            return staging_panicked(action_hash);
         }
         let changes = staged
             .as_mut()
@@ -186,19 +252,78 @@ impl Gate {
         let decision = catch_unwind(AssertUnwindSafe(|| {
             audit::record(store.as_ref(), self.policy(), action, decision, changes)
         }))
-        .unwrap_or_else(|_| {
-            Decision::error(
-                reason::AUDIT_UNAVAILABLE,
-                "recording the decision in the audit log panicked, so the action is denied"
-                    .to_string(),
-                action_hash,
-            )
-        });
+        .unwrap_or_else(|_| recording_panicked(action_hash));
         if let (Some(rt), Some(staged), Some(seq)) = (runtime, staged, decision.seq) {
             rt.commit(staged, seq);
         }
         self.note_violation(&decision);
         decision
+    }
+
+    /// [`Gate::finish`] for async callers: the append is handed to the
+    /// store's writer and awaited, so no thread waits for the sync. The
+    /// session labels the decision adds are committed by the writer as soon
+    /// as the record is durable, so dropping this future part-way loses
+    /// nothing. A decision for which [`Gate::finishes_blocking`] holds is
+    /// finished with [`Gate::finish`] on the calling thread.
+    pub async fn finish_async(&self, action: &Action, evaluated: Evaluated) -> Decision {
+        if self.finishes_blocking(&evaluated) {
+            return self.finish(action, evaluated);
+        }
+        let Evaluated {
+            mut decision,
+            add_labels,
+        } = evaluated;
+        let Some(store) = &self.audit else {
+            return decision;
+        };
+        let action_hash = decision.action_hash.clone();
+        let runtime = self.runtime.clone();
+        let staged = match &runtime {
+            Some(rt) => match catch_unwind(AssertUnwindSafe(|| {
+                rt.stage_labels(self.policy(), action, &mut decision, add_labels)
+            })) {
+                Ok(staged) => staged,
+                Err(_) => return staging_panicked(action_hash),
+            },
+            None => runtime::StagedLabels::default(),
+        };
+        let Ok(record) = catch_unwind(AssertUnwindSafe(|| {
+            warden_audit::Record::Decision(audit::decision_record(self.policy(), action, &decision))
+        })) else {
+            return recording_panicked(action_hash);
+        };
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        let fresh = staged.fresh;
+        let done: warden_store::AppendDone = Box::new(move |appended| {
+            if let (Ok(_), Some(rt)) = (&appended, runtime) {
+                rt.commit_labels(fresh);
+            }
+            // The caller may have gone; the record and the labels stand.
+            let _ = sender.send(appended);
+        });
+        if catch_unwind(AssertUnwindSafe(|| {
+            store.append_then(record, staged.changes, done)
+        }))
+        .is_err()
+        {
+            return recording_panicked(action_hash);
+        }
+        let appended = receiver
+            .await
+            .unwrap_or(Err(warden_store::StoreError::Closed));
+        audit::settle(decision, appended)
+    }
+
+    /// Whether `decision` lowers a proven agent's trust once recorded: a
+    /// rule denied the action of an agent the identity check established.
+    fn penalises(&self, decision: &Decision) -> bool {
+        self.identity.is_some()
+            && self.policy.is_some()
+            && decision.agent.is_some()
+            && decision.identity.is_some()
+            && decision.verdict == Verdict::Deny
+            && decision.rule.is_some()
     }
 
     /// A rule denied a proven agent's action: its trust pays for it. Only
@@ -213,7 +338,7 @@ impl Gate {
         ) else {
             return;
         };
-        if decision.verdict != Verdict::Deny || decision.rule.is_none() {
+        if !self.penalises(decision) {
             return;
         }
         let _ = catch_unwind(AssertUnwindSafe(|| {

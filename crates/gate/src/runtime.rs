@@ -311,6 +311,16 @@ impl Staged<'_> {
     }
 }
 
+/// The session labels a decision adds: the state changes that store them
+/// with its record, and what [`Runtime::commit_labels`] adds in memory once
+/// the record is durable. Unlike [`Staged`] it holds no lock, so it can
+/// wait for an asynchronous append.
+#[derive(Default)]
+pub(crate) struct StagedLabels {
+    pub(crate) changes: Vec<StateChange>,
+    pub(crate) fresh: Option<(String, Vec<String>)>,
+}
+
 fn unix_ms(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
@@ -701,40 +711,58 @@ impl Runtime {
             staged.changes.push(change);
             staged.approval = Some((book, approval));
         }
-        // Labels enter the session when something came back: a tool
-        // result the gate let through, or a rule that adds labels.
-        if let (Some(session), Some(policy)) = (action.session.as_deref(), policy) {
-            let mut labels: BTreeSet<String> = BTreeSet::new();
-            let passed = matches!(
-                decision.verdict,
-                Verdict::Allow | Verdict::Warn | Verdict::Transform
-            );
-            if passed {
-                if action.point == Point::PostToolCall
-                    && let Some(spec) = action.tool.as_deref().and_then(|t| policy.tools().get(t))
-                {
-                    labels.extend(spec.labels.iter().cloned());
-                }
-                labels.extend(add_labels);
-            }
-            if !labels.is_empty() {
-                let known = self.session_labels(session).unwrap_or_default();
-                let fresh: Vec<String> =
-                    labels.into_iter().filter(|l| !known.contains(l)).collect();
-                if !fresh.is_empty() {
-                    let space = label_space(session);
-                    for l in &fresh {
-                        staged.changes.push(StateChange::PutState {
-                            space: space.clone(),
-                            key: l.clone(),
-                            value: String::new(),
-                        });
-                    }
-                    decision.labels_added = fresh.clone();
-                    staged.labels = Some((session.to_string(), fresh));
-                }
-            }
+        let labels = self.stage_labels(policy, action, decision, add_labels);
+        staged.changes.extend(labels.changes);
+        staged.labels = labels.fresh;
+        staged
+    }
+
+    /// The labels `decision` adds to its session. They enter when something
+    /// came back: a tool result the gate let through, or a rule that adds
+    /// labels. Sets [`Decision::labels_added`].
+    pub(crate) fn stage_labels(
+        &self,
+        policy: Option<&CompiledPolicy>,
+        action: &Action,
+        decision: &mut Decision,
+        add_labels: Vec<String>,
+    ) -> StagedLabels {
+        let mut staged = StagedLabels::default();
+        let (Some(session), Some(policy)) = (action.session.as_deref(), policy) else {
+            return staged;
+        };
+        let passed = matches!(
+            decision.verdict,
+            Verdict::Allow | Verdict::Warn | Verdict::Transform
+        );
+        if !passed {
+            return staged;
         }
+        let mut labels: BTreeSet<String> = BTreeSet::new();
+        if action.point == Point::PostToolCall
+            && let Some(spec) = action.tool.as_deref().and_then(|t| policy.tools().get(t))
+        {
+            labels.extend(spec.labels.iter().cloned());
+        }
+        labels.extend(add_labels);
+        if labels.is_empty() {
+            return staged;
+        }
+        let known = self.session_labels(session).unwrap_or_default();
+        let fresh: Vec<String> = labels.into_iter().filter(|l| !known.contains(l)).collect();
+        if fresh.is_empty() {
+            return staged;
+        }
+        let space = label_space(session);
+        for l in &fresh {
+            staged.changes.push(StateChange::PutState {
+                space: space.clone(),
+                key: l.clone(),
+                value: String::new(),
+            });
+        }
+        decision.labels_added = fresh.clone();
+        staged.fresh = Some((session.to_string(), fresh));
         staged
     }
 
@@ -867,7 +895,12 @@ impl Runtime {
             }
             book.insert(approval);
         }
-        if let Some((session, fresh)) = staged.labels {
+        self.commit_labels(staged.labels);
+    }
+
+    /// Adds staged labels to the session in memory (their record is durable).
+    pub(crate) fn commit_labels(&self, labels: Option<(String, Vec<String>)>) {
+        if let Some((session, fresh)) = labels {
             let mut sessions = lock(&self.sessions);
             sessions.tick += 1;
             let tick = sessions.tick;

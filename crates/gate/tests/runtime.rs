@@ -147,3 +147,50 @@ fn explain_does_not_use_up_limits() {
     let out: Action = serde_json::from_value(json!({"point": "output", "agent": "x"})).unwrap();
     assert_eq!(gate.decide(&out).verdict, Verdict::Allow);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn finish_async_records_like_decide_and_its_labels_enter_even_if_the_caller_goes() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let (gate, runtime) = gate(store.clone());
+    let action = |v: serde_json::Value| -> Action { serde_json::from_value(v).unwrap() };
+    let tag = action(json!({"point": "pre_tool_call", "tool": "tag.me", "session": "a"}));
+    let evaluated = gate.begin(&tag);
+    assert!(!gate.finishes_blocking(&evaluated));
+    let d = gate.finish_async(&tag, evaluated).await;
+    assert_eq!((d.verdict, d.seq), (Verdict::Allow, Some(0)));
+    assert_eq!(d.labels_added, ["secret"]);
+    assert_eq!(*runtime.session_labels("a").unwrap(), ["secret"]);
+    // An approval holds the book across its append: that one blocks.
+    let evaluated = gate.begin(&mail("b"));
+    assert_eq!(evaluated.decision().verdict, Verdict::RequireApproval);
+    assert!(gate.finishes_blocking(&evaluated));
+
+    // The caller gives up after the record was handed to the writer: the
+    // record is written and its labels enter the session all the same.
+    let result = action(json!({"point": "post_tool_call", "tool": "db.query", "session": "c"}));
+    let evaluated = gate.begin(&result);
+    let mut pending = Box::pin(gate.finish_async(&result, evaluated));
+    let _ = tokio::time::timeout(std::time::Duration::ZERO, &mut pending).await;
+    drop(pending);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while runtime.session_labels("c").unwrap().is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the labels never entered"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+    assert_eq!(*runtime.session_labels("c").unwrap(), ["pii"]);
+    assert_eq!(store.log_size().unwrap(), 2);
+
+    // A log that cannot record: denied, and the session is unchanged.
+    store.close().unwrap();
+    let tag = action(json!({"point": "pre_tool_call", "tool": "tag.me", "session": "d"}));
+    let d = gate.finish_async(&tag, gate.begin(&tag)).await;
+    assert_eq!(
+        (d.verdict, d.reason.as_str()),
+        (Verdict::Deny, reason::AUDIT_UNAVAILABLE)
+    );
+    assert!(runtime.session_labels("d").unwrap().is_empty());
+}

@@ -7,8 +7,8 @@ use std::time::Instant;
 
 use warden_audit::{Hash, LogVerifier, Record, Subtree};
 use warden_store::{
-    Appended, ConsistencyProof, InclusionProof, Revocation, SqliteStore, StateChange, Store,
-    StoreError, StoredAgent, StoredCheckpoint, StoredEntry, StoredState, StoredSubtree,
+    AppendDone, Appended, ConsistencyProof, InclusionProof, Revocation, SqliteStore, StateChange,
+    Store, StoreError, StoredAgent, StoredCheckpoint, StoredEntry, StoredState, StoredSubtree,
 };
 
 use crate::metrics::Metrics;
@@ -20,7 +20,7 @@ pub(crate) struct TimedStore {
     /// where records do not fit (a full disk reuses the log's free pages
     /// for a small probe), so readiness also asks how the last real append
     /// went.
-    last_failure: Mutex<Option<String>>,
+    last_failure: Arc<Mutex<Option<String>>>,
 }
 
 impl TimedStore {
@@ -28,7 +28,7 @@ impl TimedStore {
         TimedStore {
             inner,
             metrics,
-            last_failure: Mutex::new(None),
+            last_failure: Arc::default(),
         }
     }
 
@@ -37,17 +37,27 @@ impl TimedStore {
         record: Record,
         append: impl FnOnce(Record) -> Result<Appended, StoreError>,
     ) -> Result<Appended, StoreError> {
-        let transition = match &record {
+        let observe = self.observer(&record);
+        let result = append(record);
+        observe(&result);
+        result
+    }
+
+    /// What to call with the result of an append of `record` that starts
+    /// now: times it and remembers whether it failed.
+    fn observer(&self, record: &Record) -> impl FnOnce(&Result<Appended, StoreError>) + use<> {
+        let transition = match record {
             Record::Event(e) => e.details.contains("\"ring_to\""),
             _ => false,
         };
         let started = Instant::now();
-        let result = append(record);
-        self.metrics
-            .observe_append(started.elapsed(), result.as_ref().ok(), transition);
-        let failure = result.as_ref().err().map(|e| e.to_string());
-        *self.last_failure.lock().unwrap_or_else(|e| e.into_inner()) = failure;
-        result
+        let metrics = self.metrics.clone();
+        let last_failure = self.last_failure.clone();
+        move |result| {
+            metrics.observe_append(started.elapsed(), result.as_ref().ok(), transition);
+            let failure = result.as_ref().err().map(|e| e.to_string());
+            *last_failure.lock().unwrap_or_else(|e| e.into_inner()) = failure;
+        }
     }
 }
 
@@ -66,6 +76,18 @@ impl Store for TimedStore {
         changes: Vec<StateChange>,
     ) -> Result<Appended, StoreError> {
         self.timed(record, |r| self.inner.append_with_all(r, changes))
+    }
+
+    fn append_then(&self, record: Record, changes: Vec<StateChange>, done: AppendDone) {
+        let observe = self.observer(&record);
+        self.inner.append_then(
+            record,
+            changes,
+            Box::new(move |result| {
+                observe(&result);
+                done(result);
+            }),
+        );
     }
 
     fn agent(&self, did: &str) -> Result<Option<StoredAgent>, StoreError> {

@@ -126,6 +126,9 @@ pub struct StoredCheckpoint {
     pub created_unix_nanos: u64,
 }
 
+/// What [`Store::append_then`] calls with the result of the append.
+pub type AppendDone = Box<dyn FnOnce(Result<Appended, StoreError>) + Send>;
+
 /// Everything stateful warden keeps. One implementation per backend.
 ///
 /// All methods may be called from many threads at once.
@@ -153,6 +156,16 @@ pub trait Store: Send + Sync {
         record: Record,
         changes: Vec<StateChange>,
     ) -> Result<Appended, StoreError>;
+
+    /// [`Store::append_with_all`] without waiting: returns at once, and
+    /// `done` receives the result once the record and the changes are
+    /// durable (or failed). It is called exactly once, possibly on another
+    /// thread (the store's writer), so it must be quick and must not call
+    /// the store. For async callers, which must not block a thread on the
+    /// sync. This default appends synchronously and then calls `done`.
+    fn append_then(&self, record: Record, changes: Vec<StateChange>, done: AppendDone) {
+        done(self.append_with_all(record, changes));
+    }
 
     /// Check that an append could be committed now: for a `/readyz` probe.
     /// [`SqliteStore`] commits a small write through its writer thread and

@@ -18,8 +18,8 @@ use warden_audit::{
 };
 
 use crate::{
-    Appended, Revocation, StateChange, Store, StoreError, StoredAgent, StoredCheckpoint,
-    StoredEntry, StoredState, StoredSubtree, check_state_key, keyfile,
+    AppendDone, Appended, Revocation, StateChange, Store, StoreError, StoredAgent,
+    StoredCheckpoint, StoredEntry, StoredState, StoredSubtree, check_state_key, keyfile,
     verify::derive_subtree_hashes,
 };
 
@@ -133,26 +133,45 @@ impl Default for StoreConfig {
     }
 }
 
-/// The one answer to a caller waiting on the writer. Dropped unanswered
-/// while the writer panics, it answers [`StoreError::WriterPanicked`]: a
-/// panic must never read as success, nor as an orderly close.
-struct Reply<T>(Option<SyncSender<Result<T, StoreError>>>);
+/// The one answer to a caller of the writer: a thread blocked on the
+/// reply, or a callback ([`Store::append_then`]). Dropped unanswered while
+/// the writer panics, it answers [`StoreError::WriterPanicked`]: a panic
+/// must never read as success, nor as an orderly close. A callback dropped
+/// unanswered otherwise (the writer stopped with the request queued) is
+/// answered [`StoreError::Closed`], so that it is always called once.
+struct Reply<T>(Option<ReplyTo<T>>);
+
+enum ReplyTo<T> {
+    Wait(SyncSender<Result<T, StoreError>>),
+    Call(Box<dyn FnOnce(Result<T, StoreError>) + Send>),
+}
 
 impl<T> Reply<T> {
     fn send(mut self, result: Result<T, StoreError>) {
-        if let Some(sender) = self.0.take() {
+        match self.0.take() {
             // The caller may have given up waiting; nothing to do then.
-            let _ = sender.send(result);
+            Some(ReplyTo::Wait(sender)) => {
+                let _ = sender.send(result);
+            }
+            Some(ReplyTo::Call(done)) => done(result),
+            None => {}
         }
     }
 }
 
 impl<T> Drop for Reply<T> {
     fn drop(&mut self) {
-        if let Some(sender) = self.0.take()
-            && std::thread::panicking()
-        {
-            let _ = sender.send(Err(StoreError::WriterPanicked));
+        let error = if std::thread::panicking() {
+            StoreError::WriterPanicked
+        } else {
+            StoreError::Closed
+        };
+        match self.0.take() {
+            Some(ReplyTo::Wait(sender)) if std::thread::panicking() => {
+                let _ = sender.send(Err(error));
+            }
+            Some(ReplyTo::Call(done)) => done(Err(error)),
+            _ => {}
         }
     }
 }
@@ -647,8 +666,12 @@ impl SqliteStore {
         let thread = std::thread::Builder::new()
             .name("warden-store-writer".into())
             .spawn(move || {
+                // Dropped in reverse order: a panic sets the flag before the
+                // channel closes, so a caller that finds it closed also
+                // finds the flag.
+                let receiver = receiver;
                 let _flag = flag;
-                worker.run(receiver);
+                worker.run(&receiver);
             })
             .map_err(|e| StoreError::io(&dir, e, "the system is out of threads"))?;
         Ok(Self {
@@ -721,22 +744,26 @@ impl SqliteStore {
 
     fn send<T>(&self, make: impl FnOnce(Reply<T>) -> Command) -> Result<T, StoreError> {
         let writer = self.writer.as_ref().ok_or(StoreError::ReadOnly)?;
-        let stopped = || {
-            if writer.panicked.load(Ordering::SeqCst) {
-                StoreError::WriterPanicked
-            } else {
-                StoreError::Closed
-            }
-        };
         let (reply, answer) = mpsc::sync_channel(1);
         {
             let sender = writer.sender.lock().unwrap_or_else(|p| p.into_inner());
-            let sender = sender.as_ref().ok_or_else(stopped)?;
+            let sender = sender.as_ref().ok_or_else(|| writer.stopped())?;
             sender
-                .send(make(Reply(Some(reply))))
-                .map_err(|_| stopped())?;
+                .send(make(Reply(Some(ReplyTo::Wait(reply)))))
+                .map_err(|_| writer.stopped())?;
         }
-        answer.recv().map_err(|_| stopped())?
+        answer.recv().map_err(|_| writer.stopped())?
+    }
+}
+
+impl Writer {
+    /// Why the writer no longer takes requests.
+    fn stopped(&self) -> StoreError {
+        if self.panicked.load(Ordering::SeqCst) {
+            StoreError::WriterPanicked
+        } else {
+            StoreError::Closed
+        }
     }
 }
 
@@ -783,6 +810,26 @@ impl Store for SqliteStore {
             change.check_limits()?;
         }
         self.send(|reply| Command::Append(record, changes, reply))
+    }
+
+    fn append_then(&self, record: Record, changes: Vec<StateChange>, done: AppendDone) {
+        if let Some(e) = changes.iter().find_map(|c| c.check_limits().err()) {
+            return done(Err(e));
+        }
+        let Some(writer) = self.writer.as_ref() else {
+            return done(Err(StoreError::ReadOnly));
+        };
+        let sender = writer.sender.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(sender) = sender.as_ref() else {
+            return done(Err(writer.stopped()));
+        };
+        let reply = Reply(Some(ReplyTo::Call(done)));
+        if let Err(mpsc::SendError(Command::Append(_, _, mut reply))) =
+            sender.send(Command::Append(record, changes, reply))
+            && let Some(ReplyTo::Call(done)) = reply.0.take()
+        {
+            done(Err(writer.stopped()));
+        }
     }
 
     fn agent(&self, did: &str) -> Result<Option<StoredAgent>, StoreError> {
@@ -1215,7 +1262,7 @@ struct Log {
 }
 
 impl WriterThread {
-    fn run(&mut self, receiver: Receiver<Command>) {
+    fn run(&mut self, receiver: &Receiver<Command>) {
         let mut batch = Vec::with_capacity(64);
         loop {
             let first = match self.log.time_to_checkpoint() {

@@ -2,6 +2,7 @@
 //! audit entry that records them.
 
 use std::path::Path;
+use std::sync::mpsc;
 
 use rusqlite::Connection;
 use warden_audit::{EventRecord, Record};
@@ -439,4 +440,66 @@ fn a_version_3_database_has_no_state_until_opened_for_writing() {
     store.close().unwrap();
     let report = warden_store::verify(&store, &store.verifier(), None).unwrap();
     assert_eq!((report.problem, report.entries), (None, 2));
+}
+
+/// Waits for what `append_then` hands its callback.
+fn appended_then(
+    store: &SqliteStore,
+    record: Record,
+    changes: Vec<StateChange>,
+) -> mpsc::Receiver<Result<u64, StoreError>> {
+    let (tx, rx) = mpsc::channel();
+    store.append_then(
+        record,
+        changes,
+        Box::new(move |r| tx.send(r.map(|a| a.seq)).expect("the test waits")),
+    );
+    rx
+}
+
+#[test]
+fn append_then_answers_each_callback_once_its_record_and_changes_are_durable() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path(), config()).unwrap();
+    // Many at once: they share commits, and each gets its own sequence number.
+    let waits: Vec<_> = (0..200)
+        .map(|i| {
+            appended_then(
+                &store,
+                event("label.added", &format!("s{i}"), "{}"),
+                vec![put_state("labels/test", &format!("k{i}"), "")],
+            )
+        })
+        .collect();
+    let mut seqs: Vec<u64> = waits
+        .iter()
+        .map(|rx| rx.recv().expect("answered").expect("appended"))
+        .collect();
+    seqs.sort_unstable();
+    assert_eq!(seqs, (0..200).collect::<Vec<u64>>());
+    // A change over the limits fails that call alone, and nothing is written.
+    let big = "x".repeat(MAX_STATE_VALUE_BYTES + 1);
+    let refused = appended_then(
+        &store,
+        event("x", "y", "{}"),
+        vec![put_state("s", "k", &big)],
+    );
+    assert!(matches!(
+        refused.recv().unwrap(),
+        Err(StoreError::TooLarge { .. })
+    ));
+    store.close().unwrap();
+    drop(store);
+
+    let store = SqliteStore::open(dir.path(), config()).unwrap();
+    assert_eq!(store.log_size().unwrap(), 200);
+    assert_eq!(store.states("labels/test").unwrap().len(), 200);
+    // After close, and on a read-only store, the callback hears why.
+    store.close().unwrap();
+    let closed = appended_then(&store, event("x", "y", "{}"), Vec::new());
+    assert_eq!(closed.recv().unwrap(), Err(StoreError::Closed));
+    drop(store);
+    let read_only = SqliteStore::open_read_only(dir.path()).unwrap();
+    let refused = appended_then(&read_only, event("x", "y", "{}"), Vec::new());
+    assert_eq!(refused.recv().unwrap(), Err(StoreError::ReadOnly));
 }
