@@ -137,7 +137,7 @@ pub fn check_reason(reason: Option<&str>) -> Result<String> {
 }
 
 /// Who is acting, for the audit log: `cli:<$USER>` (or the uid).
-fn actor() -> String {
+pub(crate) fn actor() -> String {
     let user = std::env::var("USER")
         .or_else(|_| std::env::var("LOGNAME"))
         .unwrap_or_default();
