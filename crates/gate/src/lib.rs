@@ -49,6 +49,7 @@ pub mod canonical;
 mod decision;
 pub mod files;
 pub mod identity;
+pub mod outcome;
 pub mod runtime;
 
 pub use action::{Action, ActionError, DEFAULT_RING, MAX_ACTION_BYTES, MAX_NAME_BYTES, MAX_TAGS};

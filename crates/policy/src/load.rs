@@ -861,8 +861,12 @@ impl Loader<'_> {
             let what = format!("tool '{name}'");
             let mut spec = ToolSpec::default();
             if v.value != Value::Null {
-                let Some(f) = self.mapping(file, v, &what, &["description", "labels", "args"])
-                else {
+                let Some(f) = self.mapping(
+                    file,
+                    v,
+                    &what,
+                    &["description", "labels", "args", "findings"],
+                ) else {
                     continue;
                 };
                 if let Some(d) = f.get("description") {
@@ -877,6 +881,19 @@ impl Loader<'_> {
                 }
                 if let Some(a) = f.get("args") {
                     spec.args = self.arg_kinds(file, a, &what);
+                }
+                if let Some(n) = f.get("findings") {
+                    match self.string(file, n, "'findings'").as_deref() {
+                        Some("allow") => spec.findings_allowed = true,
+                        Some("hide") | None => {}
+                        Some(other) => self.err(
+                            file,
+                            n.pos,
+                            format!(
+                                "invalid findings '{other}' in {what} (expected 'allow' or 'hide')"
+                            ),
+                        ),
+                    }
                 }
             }
             if let Some(prev) = self.policy.tools.get(&name) {

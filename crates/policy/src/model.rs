@@ -262,6 +262,10 @@ pub struct ToolSpec {
     pub labels: Vec<String>,
     /// Argument name to kind (`sql`, `shell`, `url`, `path`, `text`, `auto`).
     pub args: BTreeMap<String, String>,
+    /// `findings: allow` — the MCP proxy lists this tool even when the
+    /// scanner finds something of high severity in its definition
+    /// (`findings: hide`, the default, keeps such a tool from the agent).
+    pub findings_allowed: bool,
 }
 
 /// What the audit log keeps of a decision (`audit:` in a policy).

@@ -692,3 +692,20 @@ fn included_files_must_agree_on_rings() {
         "p.yaml:5:8: conflicting rings: ring2 650, ring1 900 here, but ring2 600, ring1 900 in a.yaml"
     );
 }
+
+#[test]
+fn catalog_findings_is_allow_or_hide() {
+    let text = |v: &str| {
+        format!(
+            "{HEAD}tools:\n  t: {{findings: {v}}}\n  u: {{}}\nrules:\n  - {{id: r, verdict: allow}}\n"
+        )
+    };
+    let p = parse("p.yaml", &text("allow")).unwrap();
+    assert!(p.tools["t"].findings_allowed);
+    assert!(!p.tools["u"].findings_allowed);
+    assert!(!parse("p.yaml", &text("hide")).unwrap().tools["t"].findings_allowed);
+    assert_eq!(
+        errors(&text("maybe")),
+        ["p.yaml:5:17: invalid findings 'maybe' in tool 't' (expected 'allow' or 'hide')"]
+    );
+}

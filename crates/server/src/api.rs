@@ -16,8 +16,9 @@ use axum::routing::{get, post};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use std::time::SystemTime;
-use warden_audit::{Outcome, OutcomeRecord, Record};
+use warden_audit::Outcome;
 use warden_gate::agents::{Agents, AgentsError, Transition, check_reason};
+use warden_gate::outcome::{self, OutcomeError};
 use warden_gate::runtime::{ApprovalError, ApprovalState, KILL_ALL};
 use warden_gate::{Action, ActionError, Decision};
 use warden_identity::{Did, Sponsor};
@@ -350,57 +351,36 @@ async fn outcome(
             Some(bytes)
         }
     };
-    if b.error.as_ref().is_some_and(|e| e.len() > 16 * 1024) {
-        return Err(ApiError::bad_request(
-            "invalid_request",
-            "error is longer than 16 KiB",
-        ));
-    }
     let audit = state.audit.clone();
+    let decision_seq = b.decision_seq;
+    let report = outcome::Report {
+        decision_seq,
+        outcome: b.outcome,
+        result_hash,
+        error: b.error,
+    };
     let seq = blocking(move || {
-        let entry = audit
-            .entries(b.decision_seq, 1)
-            .map_err(|e| ApiError::unavailable(e.to_string()))?
-            .into_iter()
-            .next()
-            .filter(|e| e.seq == b.decision_seq)
-            .ok_or_else(|| {
-                ApiError::not_found(format!("there is no audit entry {}", b.decision_seq))
-            })?;
-        let decoded = entry
-            .entry()
-            .map_err(|e| ApiError::internal(format!("entry {} does not decode: {e}", entry.seq)))?;
-        let Record::Decision(d) = decoded.record else {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "not_a_decision",
-                format!("audit entry {} is not a decision", b.decision_seq),
-            ));
-        };
-        if !matches!(d.verdict.as_str(), "allow" | "warn" | "transform") {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "not_allowed",
-                format!(
-                    "decision {} was '{}': only an action that was let through has an outcome",
-                    b.decision_seq, d.verdict
-                ),
-            ));
-        }
-        let record = Record::Outcome(OutcomeRecord {
-            time_unix_nanos: now_nanos(),
-            decision_seq: b.decision_seq,
-            outcome: b.outcome,
-            result_hash,
-            error: b.error,
-        });
-        audit
-            .append(record)
+        outcome::record(audit.as_ref(), report, now_nanos())
             .map(|a| a.seq)
-            .map_err(|e| ApiError::unavailable(format!("the outcome could not be recorded: {e}")))
+            .map_err(|e| match e {
+                OutcomeError::NoEntry(_) => ApiError::not_found(e.to_string()),
+                OutcomeError::NotADecision(_) => {
+                    ApiError::new(StatusCode::CONFLICT, "not_a_decision", e.to_string())
+                }
+                OutcomeError::NotLetThrough { .. } | OutcomeError::Unrecorded => {
+                    ApiError::new(StatusCode::CONFLICT, "not_allowed", e.to_string())
+                }
+                OutcomeError::ErrorTooLong(_) => {
+                    ApiError::bad_request("invalid_request", e.to_string())
+                }
+                OutcomeError::Undecodable { .. } => ApiError::internal(e.to_string()),
+                OutcomeError::Read(_) | OutcomeError::Append(_) => {
+                    ApiError::unavailable(e.to_string())
+                }
+            })
     })
     .await?;
-    ok(json!({"seq": seq, "decision_seq": b.decision_seq}))
+    ok(json!({"seq": seq, "decision_seq": decision_seq}))
 }
 
 fn now_nanos() -> u64 {
