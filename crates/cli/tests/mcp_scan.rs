@@ -147,6 +147,22 @@ fn scan_without_arguments_reads_the_default_locations() {
     assert_eq!(names, ["desk", "cursor-global", "proj", "code"]);
     assert_eq!(report["configs"].as_array().unwrap().len(), 4);
 
+    // The same server in two files is one server, with both sources.
+    write(
+        &d.join(".cursor/mcp.json"),
+        config(json!({"proj": {"command": "c"}})),
+    );
+    let (stdout, _) = expect(&run(d, &["mcp", "scan", "--json"]), 0);
+    let report: Value = serde_json::from_str(&stdout).unwrap();
+    let proj: Vec<&Value> = report["servers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["name"] == "proj")
+        .collect();
+    assert_eq!(proj.len(), 1, "{report:#}");
+    assert_eq!(proj[0]["sources"], json!([".mcp.json", ".cursor/mcp.json"]));
+
     // Nothing configured anywhere: said so, not an error.
     let empty = TempDir::new().unwrap();
     let (stdout, _) = expect(&run(empty.path(), &["mcp", "scan"]), 0);

@@ -33,6 +33,8 @@ pub const MAX_TOOLS: usize = 10_000;
 pub const STDERR_TAIL_BYTES: usize = 2048;
 /// How long a server gets to exit after its stdin is closed before it is killed.
 const EXIT_GRACE: Duration = Duration::from_millis(500);
+/// How long the rest of a failed server's stderr is waited for.
+const STDERR_DRAIN: Duration = Duration::from_millis(500);
 
 /// Why a server's tools could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -157,11 +159,22 @@ pub fn list_tools(server: &ServerConfig, timeout: Duration) -> Result<ServerRepo
     })?;
     let mut session = Session::new(&mut child, name, Instant::now() + timeout, timeout);
     let result = session.run();
-    let stdin = session.stdin.take();
-    let stderr = session.stderr.clone();
-    drop(stdin);
+    drop(session.stdin.take());
     stop(&mut child);
-    result.map_err(|e| e.with_stderr(&stderr))
+    if result.is_err() {
+        // The group is dead, so its stderr reaches end of file soon; a
+        // process that left the group could hold it open, hence the bound.
+        let until = Instant::now() + STDERR_DRAIN;
+        while session
+            .stderr_reader
+            .as_ref()
+            .is_some_and(|r| !r.is_finished())
+            && Instant::now() < until
+        {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    result.map_err(|e| e.with_stderr(&session.stderr))
 }
 
 /// Gives the child [`EXIT_GRACE`] to exit (its stdin is closed by now),
@@ -203,6 +216,7 @@ struct Session {
     stdin: Option<ChildStdin>,
     lines: Receiver<Line>,
     stderr: Arc<Mutex<VecDeque<u8>>>,
+    stderr_reader: Option<std::thread::JoinHandle<()>>,
     deadline: Instant,
     timeout: Duration,
     next_id: u64,
@@ -274,7 +288,7 @@ impl Session {
             });
         }
         let stderr = Arc::new(Mutex::new(VecDeque::new()));
-        if let Some(mut pipe) = child.stderr.take() {
+        let stderr_reader = child.stderr.take().map(|mut pipe| {
             let tail = stderr.clone();
             std::thread::spawn(move || {
                 let mut buf = [0u8; 4096];
@@ -285,13 +299,14 @@ impl Session {
                         tail.drain(..excess);
                     }
                 }
-            });
-        }
+            })
+        });
         Session {
             server,
             stdin: child.stdin.take(),
             lines,
             stderr,
+            stderr_reader,
             deadline,
             timeout,
             next_id: 1,
@@ -437,5 +452,156 @@ impl Session {
             server: self.server.clone(),
             message: message.to_string(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    /// A Python stdio server: answers `initialize` with `capabilities`,
+    /// then runs `on_list` (Python statements, with `mid` and `send`) for
+    /// every `tools/list`.
+    fn server(capabilities: &str, on_list: &str) -> (tempfile::TempDir, ServerConfig) {
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("server.py");
+        let source = format!(
+            r#"
+import json, sys
+def send(m):
+    sys.stdout.write(json.dumps(m) + "\n")
+    sys.stdout.flush()
+for line in sys.stdin:
+    msg = json.loads(line)
+    method, mid = msg.get("method"), msg.get("id")
+    if method == "initialize":
+        send({{"jsonrpc": "2.0", "id": mid, "result": {{"protocolVersion": "2025-06-18", "capabilities": {capabilities}, "serverInfo": {{"name": "t", "version": "1"}}}}}})
+    elif method == "tools/list":
+{on_list}
+"#
+        );
+        std::fs::write(&script, source).unwrap();
+        let config = ServerConfig {
+            name: "t".into(),
+            command: Some("python3".into()),
+            args: vec![script.display().to_string()],
+            env: Default::default(),
+            url: None,
+            source: PathBuf::from("test.json"),
+        };
+        (dir, config)
+    }
+
+    const TIMEOUT: Duration = Duration::from_secs(20);
+
+    #[test]
+    fn reads_every_page_and_the_server_info() {
+        let (_dir, config) = server(
+            r#"{"tools": {}}"#,
+            r#"        c = int((msg.get("params") or {}).get("cursor") or 0)
+        page = {"tools": [{"name": "t%d" % c}]}
+        if c < 2: page["nextCursor"] = str(c + 1)
+        send({"jsonrpc": "2.0", "id": mid, "result": page})"#,
+        );
+        let report = list_tools(&config, TIMEOUT).unwrap();
+        let names: Vec<&str> = report
+            .tools
+            .iter()
+            .filter_map(|t| t["name"].as_str())
+            .collect();
+        assert_eq!(names, ["t0", "t1", "t2"]);
+        assert_eq!(report.server_info["name"], "t");
+        assert_eq!(report.protocol_version.as_deref(), Some(PROTOCOL_VERSION));
+    }
+
+    #[test]
+    fn a_server_without_tools_is_not_asked_for_them() {
+        let (_dir, config) = server("{}", "        sys.exit(3)");
+        assert!(list_tools(&config, TIMEOUT).unwrap().tools.is_empty());
+    }
+
+    #[test]
+    fn endless_pages_stop_at_the_limit() {
+        let (_dir, config) = server(
+            r#"{"tools": {}}"#,
+            r#"        c = int((msg.get("params") or {}).get("cursor") or 0)
+        send({"jsonrpc": "2.0", "id": mid, "result": {"tools": [], "nextCursor": str(c + 1)}})"#,
+        );
+        let err = list_tools(&config, TIMEOUT).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains(&format!("more than {MAX_PAGES} pages")),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_message_over_the_size_limit_is_refused() {
+        let (_dir, config) = server(
+            r#"{"tools": {}}"#,
+            &format!(
+                r#"        send({{"jsonrpc": "2.0", "id": mid, "result": {{"tools": [], "pad": "x" * {}}}}})"#,
+                MAX_MESSAGE_BYTES
+            ),
+        );
+        let err = list_tools(&config, TIMEOUT).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains(&format!("longer than {MAX_MESSAGE_BYTES} bytes")),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_line_that_is_not_json_is_a_protocol_error() {
+        let (_dir, config) = server(
+            r#"{"tools": {}}"#,
+            r#"        sys.stdout.write("hello from the server\n"); sys.stdout.flush()"#,
+        );
+        let err = list_tools(&config, TIMEOUT).unwrap_err();
+        assert!(matches!(err, ConnectError::Protocol { .. }), "{err}");
+        assert!(err.to_string().contains("not JSON"), "{err}");
+    }
+
+    #[test]
+    fn an_error_answer_and_an_early_exit_are_reported_with_stderr() {
+        let (_dir, config) = server(
+            r#"{"tools": {}}"#,
+            r#"        send({"jsonrpc": "2.0", "id": mid, "error": {"code": -32603, "message": "boom"}})"#,
+        );
+        let err = list_tools(&config, TIMEOUT).unwrap_err();
+        assert!(
+            err.to_string().contains("tools/list failed") && err.to_string().contains("boom"),
+            "{err}"
+        );
+
+        let (_dir, config) = server(
+            r#"{"tools": {}}"#,
+            r#"        sys.stderr.write("fatal: no config\n"); sys.exit(1)"#,
+        );
+        let err = list_tools(&config, TIMEOUT).unwrap_err();
+        assert!(matches!(err, ConnectError::Closed { .. }), "{err}");
+        assert!(
+            err.to_string()
+                .contains("its stderr ends: fatal: no config"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn an_http_entry_is_not_started() {
+        let config = ServerConfig {
+            name: "web".into(),
+            command: None,
+            args: Vec::new(),
+            env: Default::default(),
+            url: Some("http://127.0.0.1:9/mcp".into()),
+            source: PathBuf::from("x.json"),
+        };
+        assert!(matches!(
+            list_tools(&config, TIMEOUT),
+            Err(ConnectError::NotStdio { .. })
+        ));
     }
 }
