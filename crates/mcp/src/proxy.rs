@@ -1,1 +1,0 @@
-//! The governed MCP proxy: raw JSON-RPC between client and upstream servers.

@@ -1,0 +1,747 @@
+//! The governed MCP proxy: raw JSON-RPC between an MCP client and an
+//! upstream server, with every `tools/call` decided by the gate.
+//!
+//! The core is transport-independent: a [`Session`] takes each message
+//! (a `serde_json::Value`, never a typed model, so no field is dropped) as
+//! it arrives from either side and says where it goes ([`Routed`]).
+//! [`stdio`] is the transport of `warden mcp wrap`; a streamable-HTTP
+//! transport drives the same `Session` per MCP session.
+//!
+//! What a session does, by message:
+//!
+//! | from | message | what happens |
+//! |---|---|---|
+//! | client | `tools/call` | an [`Action`] at `pre_tool_call` goes through [`Gate::decide`]: `deny` and `require_approval` are answered here with a tool result `isError: true` whose text says why (and the approval id); `transform` forwards the rewritten arguments; `allow` and `warn` forward the call unchanged. A tool the policy hides, or that [`vet`] blocked, is answered as the server answers an unknown tool |
+//! | upstream | its response | decided at `post_tool_call` over the result (a `transform` rewrites it, a refusal withholds it), and an outcome linked to the decision is appended: `succeeded`, `failed` (`isError`, or a JSON-RPC error) |
+//! | upstream | `tools/list` response | tools with `visibility: hidden` are removed; the rest are pinned and scanned ([`vet`]): a changed definition, or a high-severity finding the policy does not allow, removes the tool too |
+//! | either | anything else | forwarded unchanged, ids and unknown fields as they are |
+//!
+//! Requests are matched to responses by id, per direction: a response from
+//! the upstream answers a request of the client. When the upstream goes
+//! away, every request still waiting is answered with a JSON-RPC error and
+//! every call still running gets the outcome `unknown` ([`Session::close`]).
+//!
+//! Fail closed: a gate that cannot decide or record denies (the gate's own
+//! rule); a pin that cannot be checked blocks its tool; a `tools/call`
+//! warden cannot read is refused, not forwarded.
+
+mod jsonrpc;
+pub mod stdio;
+pub mod vet;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+use warden_audit::Outcome;
+use warden_gate::{Action, Decision, Gate, outcome};
+use warden_policy::{Point, Verdict};
+
+use jsonrpc::Kind;
+use vet::{Block, Vetting};
+
+/// Most client requests waiting for the upstream at once, per session;
+/// beyond it a request is answered with an error instead of forwarded.
+pub const MAX_PENDING: usize = 4096;
+/// Most messages in one JSON-RPC batch.
+pub const MAX_BATCH: usize = 1024;
+/// Longest error text kept in an outcome record; longer texts are cut.
+pub const MAX_OUTCOME_ERROR: usize = 4096;
+
+/// What the proxy knows about one upstream server, shared by every session
+/// to it: the gate, who the agent is, and the server's tools as vetted.
+pub struct Governor {
+    gate: Arc<Gate>,
+    agent: Option<String>,
+    vetting: Vetting,
+    /// Tools of the latest listing that are kept from the client.
+    blocked: Mutex<HashMap<String, Block>>,
+}
+
+impl std::fmt::Debug for Governor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Governor")
+            .field("server", &self.vetting.server())
+            .field("agent", &self.agent)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Governor {
+    /// Governs the server named `server` (the name pins and findings are
+    /// kept under, and that `warden mcp approve-tool SERVER TOOL` takes)
+    /// with `gate`, acting for `agent` (a DID). The gate must keep an audit
+    /// log ([`Gate::with_runtime`] or [`Gate::with_audit`]): pins, findings
+    /// and outcomes are written to it.
+    pub fn new(
+        gate: Arc<Gate>,
+        server: impl Into<String>,
+        agent: Option<String>,
+        store: Arc<dyn warden_store::Store>,
+    ) -> Governor {
+        Governor {
+            gate,
+            agent,
+            vetting: Vetting::new(server.into(), store.clone()),
+            blocked: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The server's name.
+    pub fn server(&self) -> &str {
+        self.vetting.server()
+    }
+
+    /// Why `tool` is kept from the client, if it is: the policy hides it
+    /// ([`None`] in the block: it is answered as unknown), or the latest
+    /// listing blocked it.
+    fn refusal(&self, tool: &str) -> Option<Option<Block>> {
+        if self.gate.policy().is_some_and(|p| p.is_hidden(tool)) {
+            return Some(None);
+        }
+        lock(&self.blocked).get(tool).cloned().map(Some)
+    }
+
+    async fn decide(&self, action: Action) -> Result<Decision, String> {
+        let gate = self.gate.clone();
+        tokio::task::spawn_blocking(move || gate.decide(&action))
+            .await
+            .map_err(|e| format!("the decision panicked: {e}"))
+    }
+
+    fn action(&self, session: &str, point: Point, tool: &str, args: Value) -> Action {
+        Action {
+            agent: self.agent.clone(),
+            session: Some(session.to_string()),
+            point,
+            tool: Some(tool.to_string()),
+            args: Some(args),
+            context: Map::new(),
+        }
+    }
+
+    /// Removes hidden and blocked tools from a `tools/list` result.
+    async fn filter_listing(self: &Arc<Self>, mut msg: Value) -> Value {
+        let Some(tools) = msg
+            .get_mut("result")
+            .and_then(|r| r.get_mut("tools"))
+            .and_then(Value::as_array_mut)
+        else {
+            return msg;
+        };
+        let policy_hidden = |t: &Value| {
+            let name = t.get("name").and_then(Value::as_str);
+            match (name, self.gate.policy()) {
+                // A tool without a name cannot be governed or called.
+                (None, _) => true,
+                (Some(n), Some(p)) => p.is_hidden(n),
+                (Some(_), None) => false,
+            }
+        };
+        let listed: Vec<Value> = std::mem::take(tools)
+            .into_iter()
+            .filter(|t| !policy_hidden(t))
+            .collect();
+        let this = self.clone();
+        let vetted = tokio::task::spawn_blocking(move || {
+            let blocks = this.vetting.vet(this.gate.policy(), &listed);
+            (listed, blocks)
+        })
+        .await;
+        let (listed, blocks) = match vetted {
+            Ok(v) => v,
+            Err(e) => {
+                // Fail closed: nothing vetted, nothing listed.
+                tracing::error!(error = %e, "vetting the tool list panicked; no tool is listed");
+                (Vec::new(), HashMap::new())
+            }
+        };
+        let mut kept = Vec::with_capacity(listed.len());
+        {
+            let mut blocked = lock(&self.blocked);
+            for tool in listed {
+                let name = tool.get("name").and_then(Value::as_str).unwrap_or_default();
+                match blocks.get(name) {
+                    Some(block) => {
+                        log_block(self.server(), name, block);
+                        blocked.insert(name.to_string(), block.clone());
+                    }
+                    None => {
+                        blocked.remove(name);
+                        kept.push(tool);
+                    }
+                }
+            }
+        }
+        if let Some(tools) = msg
+            .get_mut("result")
+            .and_then(|r| r.get_mut("tools"))
+            .and_then(Value::as_array_mut)
+        {
+            *tools = kept;
+        }
+        msg
+    }
+}
+
+fn log_block(server: &str, tool: &str, block: &Block) {
+    match block {
+        Block::Changed { pinned, seen } => tracing::warn!(
+            server, tool, %pinned, %seen,
+            "the tool's definition changed since it was pinned; it is blocked until 'warden mcp approve-tool {server} {tool}'"
+        ),
+        Block::Flagged { kinds } => tracing::warn!(
+            server, tool, kinds = ?kinds,
+            "the tool is hidden: high-severity scanner findings (the policy's catalog can allow them with 'findings: allow')"
+        ),
+        Block::Unchecked(e) => tracing::error!(
+            server, tool, error = %e,
+            "the tool's pin could not be checked; it is blocked"
+        ),
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Where a message goes.
+#[derive(Debug, Default, PartialEq)]
+pub struct Routed {
+    /// Onwards: to the upstream server (for a client's message) or to the
+    /// client (for the upstream's).
+    pub forward: Option<Value>,
+    /// Back to the side it came from: warden answered it itself.
+    pub answer: Option<Value>,
+    /// Whether `forward` differs from the message as it came. When it does
+    /// not, a transport may send the original bytes instead.
+    pub rewritten: bool,
+}
+
+impl Routed {
+    fn pass(msg: Value) -> Routed {
+        Routed {
+            forward: Some(msg),
+            answer: None,
+            rewritten: false,
+        }
+    }
+
+    fn rewritten(msg: Value) -> Routed {
+        Routed {
+            forward: Some(msg),
+            answer: None,
+            rewritten: true,
+        }
+    }
+
+    fn answer(msg: Value) -> Routed {
+        Routed {
+            forward: None,
+            answer: Some(msg),
+            rewritten: true,
+        }
+    }
+
+    /// The routes of a batch's messages, as one batch each way.
+    fn batch(parts: Vec<Routed>) -> Routed {
+        let rewritten = parts.iter().any(|r| r.rewritten);
+        let mut forward = Vec::new();
+        let mut answer = Vec::new();
+        for r in parts {
+            forward.extend(r.forward);
+            answer.extend(r.answer);
+        }
+        Routed {
+            forward: (!forward.is_empty()).then_some(Value::Array(forward)),
+            answer: (!answer.is_empty()).then_some(Value::Array(answer)),
+            rewritten,
+        }
+    }
+}
+
+/// A client request waiting for the upstream's response.
+#[derive(Debug)]
+enum Pending {
+    /// Being decided; the id is taken.
+    Deciding,
+    ToolsList {
+        id: Value,
+    },
+    ToolsCall(Box<Call>),
+    Other {
+        id: Value,
+    },
+}
+
+impl Pending {
+    fn id(&self) -> Option<&Value> {
+        match self {
+            Pending::Deciding => None,
+            Pending::ToolsList { id } | Pending::Other { id } => Some(id),
+            Pending::ToolsCall(c) => Some(&c.id),
+        }
+    }
+}
+
+/// A forwarded `tools/call`.
+#[derive(Debug)]
+struct Call {
+    id: Value,
+    tool: String,
+    /// The decision that let it through (its outcome refers to it).
+    decision: Decision,
+}
+
+/// One connection between an MCP client and the upstream: the session the
+/// gate sees (labels, limits, approvals) and the requests in flight.
+pub struct Session {
+    governor: Arc<Governor>,
+    id: String,
+    pending: Mutex<HashMap<String, Pending>>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session")
+            .field("id", &self.id)
+            .field("pending", &lock(&self.pending).len())
+            .finish()
+    }
+}
+
+/// How the text a refused call shows the model begins.
+const REFUSED: &str = "warden refused this tool call";
+
+impl Session {
+    /// A session `id` (the gate's `session`: labels and per-session limits
+    /// are kept under it) over `governor`.
+    pub fn new(governor: Arc<Governor>, id: impl Into<String>) -> Session {
+        Session {
+            governor,
+            id: id.into(),
+            pending: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The session id.
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// How many client requests wait for the upstream.
+    pub fn pending(&self) -> usize {
+        lock(&self.pending).len()
+    }
+
+    /// A message from the client: forwarded to the upstream (possibly
+    /// rewritten), or answered here.
+    pub async fn from_client(self: &Arc<Self>, msg: Value) -> Routed {
+        let Value::Array(items) = msg else {
+            return self.client_one(msg).await;
+        };
+        if items.is_empty() || items.len() > MAX_BATCH {
+            return Routed::answer(jsonrpc::error(
+                &Value::Null,
+                jsonrpc::INVALID_REQUEST,
+                format!("a batch holds 1 to {MAX_BATCH} messages"),
+            ));
+        }
+        let mut parts = Vec::with_capacity(items.len());
+        for item in items {
+            parts.push(self.client_one(item).await);
+        }
+        Routed::batch(parts)
+    }
+
+    /// A message from the upstream: forwarded to the client (possibly
+    /// rewritten). Nothing is answered to the upstream here.
+    pub async fn from_upstream(self: &Arc<Self>, msg: Value) -> Routed {
+        let Value::Array(items) = msg else {
+            return self.upstream_one(msg).await;
+        };
+        let mut parts = Vec::with_capacity(items.len());
+        for item in items {
+            parts.push(self.upstream_one(item).await);
+        }
+        Routed::batch(parts)
+    }
+
+    /// A line from the client that is not JSON: the answer (a JSON-RPC
+    /// parse error). Nothing warden cannot read is forwarded.
+    pub fn unreadable(&self, error: &str) -> Value {
+        jsonrpc::error(
+            &Value::Null,
+            jsonrpc::PARSE_ERROR,
+            format!("Parse error: {error}"),
+        )
+    }
+
+    /// The upstream is gone (`why`): an error response for every request
+    /// still waiting, to send to the client, and the outcome `unknown` for
+    /// every call still running. Also what to call when the client goes
+    /// away (the answers are then dropped).
+    pub async fn close(self: &Arc<Self>, why: &str) -> Vec<Value> {
+        let drained: Vec<Pending> = lock(&self.pending).drain().map(|(_, p)| p).collect();
+        let mut answers = Vec::new();
+        let mut outcomes = Vec::new();
+        for p in drained {
+            if let Some(id) = p.id() {
+                answers.push(jsonrpc::error(id, jsonrpc::INTERNAL_ERROR, why.to_string()));
+            }
+            if let Pending::ToolsCall(call) = p {
+                outcomes.push(self.record_outcome(&call, Outcome::Unknown, None, Some(why.into())));
+            }
+        }
+        for o in outcomes {
+            o.await;
+        }
+        answers
+    }
+
+    async fn client_one(self: &Arc<Self>, msg: Value) -> Routed {
+        let (key, id, method) = match jsonrpc::kind(&msg) {
+            Kind::Request { id, method } => (jsonrpc::id_key(id), id.clone(), method.to_string()),
+            _ => return Routed::pass(msg),
+        };
+        {
+            let mut pending = lock(&self.pending);
+            if pending.contains_key(&key) {
+                return Routed::answer(jsonrpc::error(
+                    &id,
+                    jsonrpc::INVALID_REQUEST,
+                    "a request with this id is still waiting for its response",
+                ));
+            }
+            if pending.len() >= MAX_PENDING {
+                return Routed::answer(jsonrpc::error(
+                    &id,
+                    jsonrpc::INTERNAL_ERROR,
+                    format!("more than {MAX_PENDING} requests are waiting for the server"),
+                ));
+            }
+            let entry = match method.as_str() {
+                "tools/list" => Pending::ToolsList { id: id.clone() },
+                "tools/call" => Pending::Deciding,
+                _ => Pending::Other { id: id.clone() },
+            };
+            pending.insert(key.clone(), entry);
+        }
+        if method != "tools/call" {
+            return Routed::pass(msg);
+        }
+        let routed = self.call(msg, &id, &key).await;
+        if routed.forward.is_none() {
+            lock(&self.pending).remove(&key);
+        }
+        routed
+    }
+
+    /// A `tools/call` from the client: decided, then forwarded or answered.
+    /// The pending entry for `key` is filled in when it is forwarded.
+    async fn call(self: &Arc<Self>, mut msg: Value, id: &Value, key: &str) -> Routed {
+        let params = msg.get("params").and_then(Value::as_object);
+        let Some(tool) = params
+            .and_then(|p| p.get("name"))
+            .and_then(Value::as_str)
+            .map(str::to_string)
+        else {
+            return Routed::answer(jsonrpc::error(
+                id,
+                jsonrpc::INVALID_PARAMS,
+                "Invalid params: tools/call needs 'params.name', a string",
+            ));
+        };
+        let args = match params.and_then(|p| p.get("arguments")) {
+            None | Some(Value::Null) => Value::Object(Map::new()),
+            Some(a @ Value::Object(_)) => a.clone(),
+            Some(_) => {
+                return Routed::answer(jsonrpc::error(
+                    id,
+                    jsonrpc::INVALID_PARAMS,
+                    "Invalid params: tools/call 'params.arguments' must be an object",
+                ));
+            }
+        };
+        let g = &self.governor;
+        match g.refusal(&tool) {
+            None => {}
+            Some(None | Some(Block::Flagged { .. })) => {
+                return Routed::answer(jsonrpc::result(id, unknown_tool(&tool)));
+            }
+            Some(Some(Block::Changed { .. })) => {
+                let text = format!(
+                    "{REFUSED}: the definition of tool '{tool}' changed since it was approved, so it is blocked. An administrator must review it and run 'warden mcp approve-tool {} {tool}'.",
+                    g.server()
+                );
+                return Routed::answer(jsonrpc::result(id, jsonrpc::tool_error(text)));
+            }
+            Some(Some(Block::Unchecked(e))) => {
+                let text = format!(
+                    "{REFUSED}: tool '{tool}' could not be checked against its pinned definition ({e})"
+                );
+                return Routed::answer(jsonrpc::result(id, jsonrpc::tool_error(text)));
+            }
+        }
+        let action = g.action(&self.id, Point::PreToolCall, &tool, args);
+        let decision = match g.decide(action).await {
+            Ok(d) => d,
+            Err(e) => {
+                return Routed::answer(jsonrpc::result(
+                    id,
+                    jsonrpc::tool_error(format!("{REFUSED}: {e}")),
+                ));
+            }
+        };
+        let mut rewritten = false;
+        match decision.verdict {
+            Verdict::Deny => {
+                return Routed::answer(jsonrpc::result(
+                    id,
+                    jsonrpc::tool_error(refusal_text(&decision)),
+                ));
+            }
+            Verdict::RequireApproval => {
+                return Routed::answer(jsonrpc::result(
+                    id,
+                    jsonrpc::tool_error(approval_text(&decision)),
+                ));
+            }
+            Verdict::Transform => match (&decision.args, msg.get_mut("params")) {
+                (Some(args), Some(Value::Object(params))) => {
+                    params.insert("arguments".into(), args.clone());
+                    rewritten = true;
+                }
+                _ => {
+                    return Routed::answer(jsonrpc::result(
+                        id,
+                        jsonrpc::tool_error(format!(
+                            "{REFUSED}: the policy rewrote the arguments but the rewrite is missing"
+                        )),
+                    ));
+                }
+            },
+            Verdict::Allow | Verdict::Warn => {}
+        }
+        if decision.seq.is_none() {
+            // Unrecorded: the gate keeps no log, so nothing can be let through.
+            return Routed::answer(jsonrpc::result(
+                id,
+                jsonrpc::tool_error(format!("{REFUSED}: the decision was not recorded")),
+            ));
+        }
+        lock(&self.pending).insert(
+            key.to_string(),
+            Pending::ToolsCall(Box::new(Call {
+                id: id.clone(),
+                tool,
+                decision,
+            })),
+        );
+        if rewritten {
+            Routed::rewritten(msg)
+        } else {
+            Routed::pass(msg)
+        }
+    }
+
+    async fn upstream_one(self: &Arc<Self>, msg: Value) -> Routed {
+        let Kind::Response { id } = jsonrpc::kind(&msg) else {
+            return Routed::pass(msg);
+        };
+        let key = jsonrpc::id_key(id);
+        let pending = {
+            let mut pending = lock(&self.pending);
+            match pending.get(&key) {
+                // Not forwarded yet, so this cannot be its answer.
+                Some(Pending::Deciding) | None => None,
+                Some(_) => pending.remove(&key),
+            }
+        };
+        match pending {
+            Some(Pending::ToolsList { .. }) => {
+                Routed::rewritten(self.governor.filter_listing(msg).await)
+            }
+            Some(Pending::ToolsCall(call)) => self.call_result(*call, msg).await,
+            _ => Routed::pass(msg),
+        }
+    }
+
+    /// The upstream's answer to a forwarded `tools/call`: decided at
+    /// `post_tool_call`, with its outcome appended alongside.
+    async fn call_result(self: &Arc<Self>, call: Call, mut msg: Value) -> Routed {
+        let Some(result) = msg.get("result").filter(|r| r.is_object()).cloned() else {
+            let error = msg
+                .get("error")
+                .map(|e| {
+                    e.get("message")
+                        .and_then(Value::as_str)
+                        .map_or_else(|| e.to_string(), str::to_string)
+                })
+                .unwrap_or_else(|| "the response has no result".to_string());
+            self.record_outcome(&call, Outcome::Failed, None, Some(error))
+                .await;
+            return Routed::pass(msg);
+        };
+        let failed = result.get("isError").and_then(Value::as_bool) == Some(true);
+        let (outcome, error) = if failed {
+            (Outcome::Failed, Some(error_text(&result)))
+        } else {
+            (Outcome::Succeeded, None)
+        };
+        let hash: [u8; 32] =
+            Sha256::digest(warden_gate::canonical::to_string(&result).as_bytes()).into();
+        // Queued first, so the outcome and the post_tool_call decision
+        // usually share one commit of the writer.
+        let recorded = self.record_outcome(&call, outcome, Some(hash), error);
+        let g = &self.governor;
+        let action = g.action(&self.id, Point::PostToolCall, &call.tool, result);
+        let decided = g.decide(action).await;
+        recorded.await;
+        let replacement = match decided {
+            Ok(d) => match d.verdict {
+                Verdict::Allow | Verdict::Warn => None,
+                Verdict::Transform => Some(d.args.filter(Value::is_object).unwrap_or_else(|| {
+                    jsonrpc::tool_error(
+                        "warden withheld the tool's result: the policy's rewrite of it is missing",
+                    )
+                })),
+                Verdict::Deny | Verdict::RequireApproval => Some(jsonrpc::tool_error(format!(
+                    "warden withheld the tool's result: {}",
+                    reason_of(&d)
+                ))),
+            },
+            Err(e) => Some(jsonrpc::tool_error(format!(
+                "warden withheld the tool's result: {e}"
+            ))),
+        };
+        match (replacement, msg.as_object_mut()) {
+            (Some(r), Some(obj)) => {
+                obj.insert("result".into(), r);
+                Routed::rewritten(msg)
+            }
+            _ => Routed::pass(msg),
+        }
+    }
+
+    /// Queues the outcome of `call` (nothing waits for the sync but the
+    /// returned future). A failure is logged: the result still goes to
+    /// the client, and the decision's record stands.
+    fn record_outcome(
+        &self,
+        call: &Call,
+        outcome: Outcome,
+        result_hash: Option<[u8; 32]>,
+        error: Option<String>,
+    ) -> impl Future<Output = ()> + use<> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let error = error.map(|e| cut(e, MAX_OUTCOME_ERROR));
+        let store = self.governor.vetting.store();
+        let queued = outcome::record_then(
+            store.as_ref(),
+            &call.decision,
+            outcome,
+            result_hash,
+            error,
+            unix_nanos(),
+            Box::new(move |r| {
+                let _ = tx.send(r);
+            }),
+        );
+        let tool = call.tool.clone();
+        let seq = call.decision.seq;
+        async move {
+            let result = match queued {
+                Err(e) => Err(e.to_string()),
+                Ok(()) => match rx.await {
+                    Ok(Ok(_)) => Ok(()),
+                    Ok(Err(e)) => Err(e.to_string()),
+                    Err(_) => Err("the store went away".to_string()),
+                },
+            };
+            if let Err(e) = result {
+                tracing::error!(tool = %tool, decision_seq = ?seq, error = %e, "the outcome could not be recorded");
+            }
+        }
+    }
+}
+
+/// What `server-filesystem` (the TypeScript SDK) answers for a tool it
+/// does not have; a hidden tool looks the same.
+fn unknown_tool(tool: &str) -> Value {
+    jsonrpc::tool_error(format!("MCP error -32602: Tool {tool} not found"))
+}
+
+/// Why the gate decided as it did, for the model: the decision's message
+/// (it names the rule and its reason), else the reason and the rule.
+fn reason_of(d: &Decision) -> String {
+    if !d.message.is_empty() {
+        return d.message.clone();
+    }
+    match &d.rule {
+        Some(rule) => format!("{} (rule '{rule}')", d.reason),
+        None => d.reason.clone(),
+    }
+}
+
+fn refusal_text(d: &Decision) -> String {
+    let mut s = format!("{REFUSED}: {}", reason_of(d));
+    if let Some(retry) = d.retry_after {
+        s.push_str(&format!(" Try again in {retry} s."));
+    }
+    s
+}
+
+fn approval_text(d: &Decision) -> String {
+    let mut s = format!(
+        "{REFUSED} for now: it needs a person's approval: {}",
+        reason_of(d)
+    );
+    if let Some(a) = &d.approval {
+        s.push_str(&format!(
+            ". Approval {} is {}; once an approver approves it ('warden approvals approve {}'), call the tool again with the same arguments.",
+            a.id,
+            a.state.as_str(),
+            a.id
+        ));
+    }
+    s
+}
+
+/// The text of a failed tool result, for its outcome.
+fn error_text(result: &Value) -> String {
+    let texts: Vec<&str> = result
+        .get("content")
+        .and_then(Value::as_array)
+        .map(|c| {
+            c.iter()
+                .filter_map(|i| i.get("text").and_then(Value::as_str))
+                .collect()
+        })
+        .unwrap_or_default();
+    if texts.is_empty() {
+        "the tool reported an error".into()
+    } else {
+        texts.join("\n")
+    }
+}
+
+fn cut(mut s: String, max: usize) -> String {
+    if s.len() > max {
+        let mut end = max;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+        s.push('…');
+    }
+    s
+}
+
+fn unix_nanos() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+}

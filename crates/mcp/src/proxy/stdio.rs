@@ -1,0 +1,423 @@
+//! The stdio transport (`warden mcp wrap`): the upstream is a child process
+//! speaking newline-delimited JSON-RPC on its stdin and stdout, as MCP's
+//! stdio transport does; its stderr is ours.
+//!
+//! Each direction reads messages in order, governs them concurrently (a
+//! call's decision waits for the audit log's sync, and concurrent calls
+//! share one) and writes them out in the order they came. A message warden
+//! does not change is written as the bytes it arrived as.
+//!
+//! It ends when the client closes its input (the child's stdin is closed,
+//! and the child gets [`SHUTDOWN_GRACE`] to exit before it is killed) or
+//! when the child closes its output (every request still waiting is
+//! answered with an error first). Either way every call still running gets
+//! the outcome `unknown`.
+
+use std::io;
+use std::process::{ExitStatus, Stdio};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::{Routed, Session};
+
+/// Longest message accepted on either side, in bytes (32 MiB).
+pub const MAX_MESSAGE_BYTES: usize = 32 << 20;
+/// How long the child may take to exit once its stdin is closed.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+/// Messages governed at once per direction (later ones wait to be read).
+const IN_FLIGHT: usize = 256;
+
+/// Why the wrapped server could not be run.
+#[derive(Debug, thiserror::Error)]
+pub enum WrapError {
+    /// No command was given.
+    #[error("no MCP server command given (warden mcp wrap -- CMD ARGS…)")]
+    NoCommand,
+    /// The command could not be started.
+    #[error("cannot start the MCP server '{command}': {source}")]
+    Spawn {
+        /// The program.
+        command: String,
+        /// Why.
+        source: io::Error,
+    },
+    /// Waiting for the child failed.
+    #[error("cannot wait for the MCP server: {0}")]
+    Wait(io::Error),
+}
+
+/// How a wrapped session ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ended {
+    /// The client closed its input and the server then exited (or was
+    /// killed after [`SHUTDOWN_GRACE`]) with this status.
+    ClientClosed(ExitStatus),
+    /// The server went away while the client was still connected.
+    ServerExited(ExitStatus),
+    /// warden was asked to stop (SIGINT or SIGTERM); the server was stopped.
+    Stopped(ExitStatus),
+}
+
+/// Starts `command` and proxies between the client (`client_in`,
+/// `client_out`) and it until either side is done.
+pub async fn run<R, W>(
+    session: Arc<Session>,
+    command: &[String],
+    client_in: R,
+    client_out: W,
+) -> Result<Ended, WrapError>
+where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let (program, args) = command.split_first().ok_or(WrapError::NoCommand)?;
+    let mut child = Command::new(program)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|source| WrapError::Spawn {
+            command: program.clone(),
+            source,
+        })?;
+    let (Some(child_in), Some(child_out)) = (child.stdin.take(), child.stdout.take()) else {
+        let _ = child.start_kill();
+        return Err(WrapError::Spawn {
+            command: program.clone(),
+            source: io::Error::other("the child's stdin or stdout is not a pipe"),
+        });
+    };
+
+    let (to_client, client_rx) = mpsc::channel::<Out>(IN_FLIGHT);
+    let writer = tokio::spawn(write_client(client_out, client_rx));
+    let mut client_side = tokio::spawn(client_pump(
+        session.clone(),
+        client_in,
+        child_in,
+        to_client.clone(),
+    ));
+    let mut upstream_side =
+        tokio::spawn(upstream_pump(session.clone(), child_out, to_client.clone()));
+
+    enum First {
+        Client,
+        Upstream,
+        Signal,
+    }
+    let first = tokio::select! {
+        _ = &mut upstream_side => First::Upstream,
+        _ = &mut client_side => First::Client,
+        _ = stop_signal() => First::Signal,
+    };
+    if !matches!(first, First::Upstream) {
+        if matches!(first, First::Signal) {
+            let _ = child.start_kill();
+        }
+        // The child's stdin is closed: give it time to answer and exit.
+        if tokio::time::timeout(SHUTDOWN_GRACE, &mut upstream_side)
+            .await
+            .is_err()
+        {
+            tracing::warn!("the MCP server did not exit after its input was closed; killing it");
+            let _ = child.start_kill();
+            let _ = upstream_side.await;
+        }
+    }
+    if !matches!(first, First::Client) {
+        client_side.abort();
+    }
+    let status = wait(&mut child).await?;
+    let why = match first {
+        First::Upstream => format!("the MCP server exited ({status}) before it answered"),
+        First::Client => "the client closed the connection before the MCP server answered".into(),
+        First::Signal => "warden was stopped before the MCP server answered".into(),
+    };
+    for answer in session.close(&why).await {
+        let _ = to_client.send(Out::Value(answer)).await;
+    }
+    drop(to_client);
+    // The client may have stopped reading: do not wait for it forever.
+    let _ = tokio::time::timeout(SHUTDOWN_GRACE, writer).await;
+    Ok(match first {
+        First::Client => Ended::ClientClosed(status),
+        First::Upstream => Ended::ServerExited(status),
+        First::Signal => Ended::Stopped(status),
+    })
+}
+
+/// The child's status once it exits, killing it after [`SHUTDOWN_GRACE`].
+async fn wait(child: &mut Child) -> Result<ExitStatus, WrapError> {
+    match tokio::time::timeout(SHUTDOWN_GRACE, child.wait()).await {
+        Ok(status) => status.map_err(WrapError::Wait),
+        Err(_) => {
+            let _ = child.start_kill();
+            child.wait().await.map_err(WrapError::Wait)
+        }
+    }
+}
+
+async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            (Ok(mut term), Ok(mut int)) => {
+                tokio::select! {
+                    _ = term.recv() => {},
+                    _ = int.recv() => {},
+                }
+            }
+            _ => std::future::pending::<()>().await,
+        }
+    }
+    #[cfg(not(unix))]
+    std::future::pending::<()>().await
+}
+
+/// A message to write: as it came, or as warden wrote it.
+enum Out {
+    Raw(Vec<u8>),
+    Value(Value),
+}
+
+impl Out {
+    fn of(routed: Option<Value>, rewritten: bool, raw: &mut Option<Vec<u8>>) -> Option<Out> {
+        let v = routed?;
+        Some(match (rewritten, raw.take()) {
+            (false, Some(bytes)) => Out::Raw(bytes),
+            _ => Out::Value(v),
+        })
+    }
+}
+
+async fn write_line<W: AsyncWrite + Unpin>(w: &mut W, out: Out) -> io::Result<()> {
+    let mut bytes = match out {
+        Out::Raw(b) => b,
+        Out::Value(v) => serde_json::to_vec(&v).map_err(io::Error::other)?,
+    };
+    bytes.push(b'\n');
+    w.write_all(&bytes).await?;
+    w.flush().await
+}
+
+async fn write_client<W: AsyncWrite + Unpin>(mut out: W, mut rx: mpsc::Receiver<Out>) {
+    while let Some(msg) = rx.recv().await {
+        if let Err(e) = write_line(&mut out, msg).await {
+            tracing::info!(error = %e, "the client stopped reading");
+            // Keep draining so the senders never block on a dead client.
+            while rx.recv().await.is_some() {}
+            return;
+        }
+    }
+}
+
+/// One line: its bytes without the newline, or why it is refused.
+enum Line {
+    Bytes(Vec<u8>),
+    TooLong,
+}
+
+/// The next line of `r`, at most `max` bytes (the rest of a longer line is
+/// skipped); `None` at the end of input.
+async fn next_line<R: AsyncBufRead + Unpin>(r: &mut R, max: usize) -> io::Result<Option<Line>> {
+    let mut buf = Vec::new();
+    let mut too_long = false;
+    let mut any = false;
+    loop {
+        let chunk = r.fill_buf().await?;
+        if chunk.is_empty() {
+            return Ok(any.then_some(if too_long {
+                Line::TooLong
+            } else {
+                Line::Bytes(buf)
+            }));
+        }
+        any = true;
+        let (used, done) = match chunk.iter().position(|&b| b == b'\n') {
+            Some(i) => (i + 1, true),
+            None => (chunk.len(), false),
+        };
+        let body = if done { &chunk[..used - 1] } else { chunk };
+        if !too_long {
+            if buf.len() + body.len() > max {
+                too_long = true;
+                buf = Vec::new();
+            } else {
+                buf.extend_from_slice(body);
+            }
+        }
+        r.consume(used);
+        if done {
+            return Ok(Some(if too_long {
+                Line::TooLong
+            } else {
+                Line::Bytes(buf)
+            }));
+        }
+    }
+}
+
+fn is_blank(bytes: &[u8]) -> bool {
+    bytes.iter().all(u8::is_ascii_whitespace)
+}
+
+/// A governed message on its way out, with the bytes it came as.
+type Work = JoinHandle<(Routed, Option<Vec<u8>>)>;
+
+async fn client_pump<R, W>(
+    session: Arc<Session>,
+    client_in: R,
+    mut child_in: W,
+    to_client: mpsc::Sender<Out>,
+) where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin + Send + 'static,
+{
+    let (queue, mut work) = mpsc::channel::<Work>(IN_FLIGHT);
+    let out = tokio::spawn(async move {
+        let mut upstream_open = true;
+        while let Some(job) = work.recv().await {
+            let Ok((routed, mut raw)) = job.await else {
+                tracing::error!("governing a client message panicked; it was dropped");
+                continue;
+            };
+            if let Some(answer) = routed.answer {
+                let _ = to_client.send(Out::Value(answer)).await;
+            }
+            if let Some(out) = Out::of(routed.forward, routed.rewritten, &mut raw)
+                && upstream_open
+                && let Err(e) = write_line(&mut child_in, out).await
+            {
+                // The upstream's side notices it is gone and answers
+                // whatever waits.
+                tracing::warn!(error = %e, "cannot write to the MCP server");
+                upstream_open = false;
+            }
+        }
+        // Closing the child's stdin asks it to exit.
+        let _ = child_in.shutdown().await;
+    });
+    let mut reader = BufReader::with_capacity(64 * 1024, client_in);
+    loop {
+        let line = match next_line(&mut reader, MAX_MESSAGE_BYTES).await {
+            Ok(Some(line)) => line,
+            Ok(None) => break,
+            Err(e) => {
+                tracing::info!(error = %e, "cannot read from the client");
+                break;
+            }
+        };
+        let session = session.clone();
+        let job: Work = match line {
+            Line::TooLong => tokio::spawn(async move {
+                let e = format!("the message is longer than {MAX_MESSAGE_BYTES} bytes");
+                (Routed::answer(session.unreadable(&e)), None)
+            }),
+            Line::Bytes(b) if is_blank(&b) => continue,
+            Line::Bytes(bytes) => tokio::spawn(async move {
+                match serde_json::from_slice::<Value>(&bytes) {
+                    Ok(msg) => (session.from_client(msg).await, Some(bytes)),
+                    Err(e) => (Routed::answer(session.unreadable(&e.to_string())), None),
+                }
+            }),
+        };
+        if queue.send(job).await.is_err() {
+            break;
+        }
+    }
+    drop(queue);
+    let _ = out.await;
+}
+
+async fn upstream_pump<R>(session: Arc<Session>, child_out: R, to_client: mpsc::Sender<Out>)
+where
+    R: AsyncRead + Unpin + Send + 'static,
+{
+    let (queue, mut work) = mpsc::channel::<Work>(IN_FLIGHT);
+    let out = tokio::spawn(async move {
+        while let Some(job) = work.recv().await {
+            let Ok((routed, mut raw)) = job.await else {
+                tracing::error!("governing a server message panicked; it was dropped");
+                continue;
+            };
+            if let Some(out) = Out::of(routed.forward, routed.rewritten, &mut raw) {
+                let _ = to_client.send(out).await;
+            }
+        }
+    });
+    let mut reader = BufReader::with_capacity(64 * 1024, child_out);
+    loop {
+        let bytes = match next_line(&mut reader, MAX_MESSAGE_BYTES).await {
+            Ok(Some(Line::Bytes(b))) if is_blank(&b) => continue,
+            Ok(Some(Line::Bytes(b))) => b,
+            Ok(Some(Line::TooLong)) => {
+                tracing::warn!(
+                    "the MCP server sent a message longer than {MAX_MESSAGE_BYTES} bytes; dropped"
+                );
+                continue;
+            }
+            Ok(None) => break,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read from the MCP server");
+                break;
+            }
+        };
+        let msg = match serde_json::from_slice::<Value>(&bytes) {
+            Ok(msg) => msg,
+            Err(e) => {
+                tracing::warn!(error = %e, "the MCP server wrote a line that is not JSON; dropped");
+                continue;
+            }
+        };
+        let session = session.clone();
+        let job: Work =
+            tokio::spawn(async move { (session.from_upstream(msg).await, Some(bytes)) });
+        if queue.send(job).await.is_err() {
+            break;
+        }
+    }
+    drop(queue);
+    let _ = out.await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn lines(input: &[u8], max: usize) -> Vec<Option<Vec<u8>>> {
+        let mut r = BufReader::with_capacity(4, input);
+        let mut out = Vec::new();
+        while let Some(line) = next_line(&mut r, max).await.unwrap() {
+            out.push(match line {
+                Line::Bytes(b) => Some(b),
+                Line::TooLong => None,
+            });
+        }
+        out
+    }
+
+    #[tokio::test]
+    async fn lines_longer_than_the_limit_are_refused_and_skipped() {
+        let got = lines(b"{\"a\":1}\n0123456789abc\nok\nlast", 8).await;
+        assert_eq!(
+            got,
+            [
+                Some(b"{\"a\":1}".to_vec()),
+                None,
+                Some(b"ok".to_vec()),
+                Some(b"last".to_vec())
+            ]
+        );
+    }
+}
