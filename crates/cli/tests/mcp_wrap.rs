@@ -90,9 +90,16 @@ fn wrap_args(data: &Path, server: &[String]) -> Vec<String> {
 
 /// Runs the Python client's `steps` against `warden mcp wrap … -- server`.
 fn client(dir: &Path, data: &Path, server: &[String], steps: Value) -> Value {
+    let mut command = vec![env!("CARGO_BIN_EXE_warden").to_string()];
+    command.extend(wrap_args(data, server));
+    run_client(dir, &command, steps)
+}
+
+/// Runs the Python client's `steps` against the stdio server `command`.
+fn run_client(dir: &Path, command: &[String], steps: Value) -> Value {
     let plan = json!({
-        "command": env!("CARGO_BIN_EXE_warden"),
-        "args": wrap_args(data, server),
+        "command": command[0],
+        "args": command[1..],
         "steps": steps,
     });
     let plan_file = dir.join("plan.json");
@@ -114,7 +121,11 @@ fn audit(data: &Path) -> Vec<Value> {
         .arg(data)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout)
         .unwrap()
         .lines()
@@ -179,8 +190,12 @@ fn filesystem_reads_pass_writes_are_refused_and_hidden_tools_are_unknown() {
             {"op": "call", "name": "list_directory", "arguments": {"path": dir}},
             {"op": "call", "name": "write_file", "arguments": {"path": written, "content": "x"}},
             {"op": "call", "name": "directory_tree", "arguments": {"path": dir}},
-            {"op": "call", "name": "no_such_tool", "arguments": {}},
         ]),
+    );
+    let direct = run_client(
+        tmp.path(),
+        &server,
+        json!([{"op": "call", "name": "no_such_tool", "arguments": {}}]),
     );
     assert_eq!(out["server_info"]["name"], "secure-filesystem-server");
     let r = out["results"].as_array().unwrap();
@@ -188,7 +203,10 @@ fn filesystem_reads_pass_writes_are_refused_and_hidden_tools_are_unknown() {
     let listed = tools(&r[0]);
     assert!(listed.contains(&"list_directory"), "{listed:?}");
     assert!(listed.contains(&"write_file"), "{listed:?}");
-    assert!(!listed.contains(&"directory_tree"), "hidden but listed: {listed:?}");
+    assert!(
+        !listed.contains(&"directory_tree"),
+        "hidden but listed: {listed:?}"
+    );
 
     assert_eq!(r[1]["is_error"], false, "{}", r[1]);
     assert!(r[1]["text"].as_str().unwrap().contains("a.txt"), "{}", r[1]);
@@ -201,12 +219,14 @@ fn filesystem_reads_pass_writes_are_refused_and_hidden_tools_are_unknown() {
     );
     assert!(!written.exists(), "a denied write_file wrote the file");
 
-    // A hidden tool is unknown exactly as the server says for a tool it
-    // does not have (that call went through to the server).
+    // A hidden tool is unknown exactly as the server itself answers, with
+    // no warden in between, for a tool it does not have.
+    let unknown = &direct["results"][0];
+    assert_eq!(unknown["is_error"], true, "{unknown}");
     assert_eq!(r[3]["is_error"], true, "{}", r[3]);
     assert_eq!(
         r[3]["text"].as_str().unwrap(),
-        r[4]["text"]
+        unknown["text"]
             .as_str()
             .unwrap()
             .replace("no_such_tool", "directory_tree")
@@ -227,7 +247,8 @@ fn filesystem_reads_pass_writes_are_refused_and_hidden_tools_are_unknown() {
     assert_eq!(write["rule"], "no-writes");
     assert!(outcome_of(&log, write).is_none(), "a refused call ran?");
     assert!(
-        log.iter().any(|e| e["kind"] == "event" && e["action"] == "mcp.tool.pinned"),
+        log.iter()
+            .any(|e| e["kind"] == "event" && e["action"] == "mcp.tool.pinned"),
         "tools are pinned on first sight"
     );
     verify(&data);
@@ -301,7 +322,11 @@ fn a_changed_tool_definition_blocks_the_tool_until_approved() {
     let r = out["results"].as_array().unwrap();
     assert!(tools(&r[0]).contains(&"echo"), "{}", r[0]);
     assert_eq!(r[1], json!({"is_error": false, "text": "hi"}));
-    assert!(!tools(&r[2]).contains(&"echo"), "a changed tool is listed: {}", r[2]);
+    assert!(
+        !tools(&r[2]).contains(&"echo"),
+        "a changed tool is listed: {}",
+        r[2]
+    );
     assert!(tools(&r[2]).contains(&"crash"), "{}", r[2]);
     assert_eq!(r[3]["is_error"], true, "{}", r[3]);
     let text = r[3]["text"].as_str().unwrap();
@@ -352,9 +377,11 @@ fn an_upstream_crash_answers_the_pending_call_and_records_unknown() {
     let mut stdin = child.stdin.take().unwrap();
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     let mut send = |msg: Value| writeln!(stdin, "{msg}").unwrap();
-    send(json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+    send(
+        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
         "protocolVersion": "2025-06-18", "capabilities": {},
-        "clientInfo": {"name": "test", "version": "1"}}}));
+        "clientInfo": {"name": "test", "version": "1"}}}),
+    );
     assert_eq!(
         response(&mut lines, 1)["result"]["serverInfo"]["name"],
         "test-server"
@@ -365,7 +392,9 @@ fn an_upstream_crash_answers_the_pending_call_and_records_unknown() {
     send(json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
         "params": {"name": "crash", "arguments": {}}}));
     let answer = response(&mut lines, 3);
-    let message = answer["error"]["message"].as_str().unwrap_or_else(|| panic!("{answer}"));
+    let message = answer["error"]["message"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{answer}"));
     assert!(message.contains("exited"), "{message}");
     let started = Instant::now();
     let status = loop {
@@ -375,7 +404,10 @@ fn an_upstream_crash_answers_the_pending_call_and_records_unknown() {
         assert!(started.elapsed() < PEER_TIMEOUT, "warden did not exit");
         std::thread::sleep(Duration::from_millis(20));
     };
-    assert!(!status.success(), "warden exited 0 after its server crashed");
+    assert!(
+        !status.success(),
+        "warden exited 0 after its server crashed"
+    );
     let log = audit(&data);
     let crash = decision(&log, "pre_tool_call", "crash");
     assert_eq!(crash["verdict"], "allow");
