@@ -745,3 +745,88 @@ fn unix_nanos() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+    use warden_store::{SqliteStore, Store, StoreConfig};
+
+    const POLICY: &str = "version: warden/v1\nname: t\ndefault: deny\nrules:\n  - id: reads\n    match: {tool: read}\n    verdict: allow\n  - id: results\n    on: [post_tool_call]\n    verdict: allow\n";
+
+    fn session(dir: &std::path::Path) -> (Arc<Session>, Arc<SqliteStore>) {
+        let store = Arc::new(SqliteStore::open(dir, StoreConfig::default()).unwrap());
+        let policy =
+            warden_policy::compile(warden_policy::parse("p.yaml", POLICY).unwrap()).unwrap();
+        let gate = Arc::new(Gate::new(policy).with_audit(store.clone()));
+        let governor = Arc::new(Governor::new(gate, "srv", None, store.clone()));
+        (Arc::new(Session::new(governor, "s-1")), store)
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn calls_are_matched_to_their_responses_by_id_and_the_rest_passes() {
+        let dir = tempfile::tempdir().unwrap();
+        let (s, store) = session(dir.path());
+        let ping = json!({"jsonrpc": "2.0", "id": "p", "method": "ping", "x-extra": [1]});
+        assert_eq!(s.from_client(ping.clone()).await, Routed::pass(ping));
+
+        let call = json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call",
+            "params": {"name": "read", "arguments": {"path": "a"}}});
+        assert_eq!(
+            s.from_client(call.clone()).await,
+            Routed::pass(call.clone())
+        );
+        // The same id again while the first waits is refused.
+        let again = s.from_client(call).await;
+        assert_eq!(
+            again.answer.unwrap()["error"]["code"],
+            jsonrpc::INVALID_REQUEST
+        );
+
+        // A response matches by value (7.0 is 7) and is decided at post_tool_call.
+        let answer = json!({"jsonrpc": "2.0", "id": 7.0, "result": {"content": []}});
+        let routed = s.from_upstream(answer.clone()).await;
+        assert_eq!(routed, Routed::pass(answer));
+        assert_eq!(s.pending(), 1, "only the ping waits");
+
+        let denied = json!({"jsonrpc": "2.0", "id": 8, "method": "tools/call",
+            "params": {"name": "write", "arguments": {}}});
+        let routed = s.from_client(denied).await;
+        assert!(routed.forward.is_none());
+        let result = &routed.answer.unwrap()["result"];
+        assert_eq!(result["isError"], true);
+        assert!(
+            result["content"][0]["text"]
+                .as_str()
+                .unwrap()
+                .starts_with(REFUSED)
+        );
+
+        // A batch: the allowed call is forwarded, the refused one answered.
+        let batch = json!([
+            {"jsonrpc": "2.0", "id": 9, "method": "tools/call", "params": {"name": "read"}},
+            {"jsonrpc": "2.0", "id": 10, "method": "tools/call", "params": {"name": "write"}},
+        ]);
+        let routed = s.from_client(batch).await;
+        assert_eq!(routed.forward.unwrap().as_array().unwrap().len(), 1);
+        assert_eq!(routed.answer.unwrap()[0]["id"], 10);
+
+        // The upstream goes away: the ping and call 9 get errors.
+        let mut ids: Vec<Value> = s
+            .close("gone")
+            .await
+            .into_iter()
+            .map(|m| m["id"].clone())
+            .collect();
+        ids.sort_by_key(|v| v.to_string());
+        assert_eq!(ids, [json!("p"), json!(9)]);
+        let outcomes: Vec<String> = warden_store::entries_from(store.as_ref(), 0)
+            .filter_map(|e| match e.unwrap().entry().unwrap().record {
+                warden_audit::Record::Outcome(o) => Some(format!("{:?}", o.outcome)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(outcomes, ["Succeeded", "Unknown"]);
+        store.close().unwrap();
+    }
+}
