@@ -5,6 +5,7 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 mod agent_cmd;
+mod approvals_cmd;
 mod audit_cmd;
 mod check;
 mod did_cmd;
@@ -12,6 +13,7 @@ mod input;
 mod intent_cmd;
 mod keys;
 mod mcp_cmd;
+mod mcp_http_cmd;
 mod mcp_proxy_cmd;
 mod mcp_scan_cmd;
 mod policy_cmd;
@@ -76,6 +78,10 @@ enum Command {
     /// Govern MCP servers: a proxy that puts every tool call through the gate, and an offline scanner.
     #[command(subcommand)]
     Mcp(mcp_cmd::Command),
+    /// List, approve and deny approvals on a running server (warden serve, warden mcp proxy).
+    ///
+    /// Exit code: 0 done, 1 failed (unknown id, not pending, 401/403, unreachable…), 2 usage.
+    Approvals(approvals_cmd::Args),
 }
 
 fn main() -> ExitCode {
@@ -97,6 +103,7 @@ fn main() -> ExitCode {
         Command::Trust(cmd) => (trust_cmd::run(cmd), EXIT_FAILURE),
         Command::Did(cmd) => (did_cmd::run(cmd), EXIT_FAILURE),
         Command::Mcp(cmd) => (mcp_cmd::run(cmd), EXIT_USAGE),
+        Command::Approvals(args) => (approvals_cmd::run(args), EXIT_FAILURE),
     };
     match result {
         Ok(code) => ExitCode::from(code),

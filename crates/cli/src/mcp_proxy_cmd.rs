@@ -131,9 +131,7 @@ pub(crate) fn governed(
         Runtime::open(audit.clone(), RuntimeConfig::default())
             .context("cannot read the kill switch and approvals from the store")?,
     );
-    let issuers = keys::existing_issuer(&data.data_dir)?
-        .into_iter()
-        .collect();
+    let issuers = keys::existing_issuer(&data.data_dir)?.into_iter().collect();
     let source = PolicySource::new(policy, issuers);
     let gate = Arc::new(source.build(runtime.clone(), audit.clone())?);
     Ok(Governed {

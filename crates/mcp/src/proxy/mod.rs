@@ -25,6 +25,7 @@
 //! rule); a pin that cannot be checked blocks its tool; a `tools/call`
 //! warden cannot read is refused, not forwarded.
 
+pub mod http;
 mod jsonrpc;
 pub mod stdio;
 pub mod vet;

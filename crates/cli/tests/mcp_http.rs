@@ -1,0 +1,835 @@
+//! `warden mcp proxy` (streamable HTTP) with real peers: the reference
+//! server `@modelcontextprotocol/server-everything` (streamableHttp) behind
+//! the proxy, driven by the official Python MCP client and by the MCP
+//! conformance suite; approvals through `warden approvals`.
+//!
+//! The peers come from `WARDEN_PEERS` (scripts/test exports it), else
+//! `<repo>/peers/node_modules/.bin`. A missing peer fails the test.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+fn peers() -> PathBuf {
+    let dir = std::env::var_os("WARDEN_PEERS").map_or_else(
+        || Path::new(env!("CARGO_MANIFEST_DIR")).join("../../peers/node_modules/.bin"),
+        PathBuf::from,
+    );
+    for bin in ["node", "mcp-server-everything", "conformance"] {
+        assert!(
+            dir.join(bin).exists(),
+            "the MCP test peer '{bin}' is missing from {} (run scripts/test, which installs the npm peers, or set WARDEN_PEERS)",
+            dir.display()
+        );
+    }
+    dir
+}
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/mcp_http")
+}
+
+fn warden() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_warden"))
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+fn wait_for_port(port: u16, child: &mut Child, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while Instant::now() < deadline {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("{what} exited ({status}) before it listened on port {port}");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("{what} did not listen on port {port} within 60 s");
+}
+
+/// Collects a child's stderr in the background, for failure messages.
+fn drain(r: impl Read + Send + 'static) -> Arc<Mutex<String>> {
+    let log = Arc::new(Mutex::new(String::new()));
+    let sink = log.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(r).lines().map_while(Result::ok) {
+            let mut s = sink.lock().unwrap();
+            s.push_str(&line);
+            s.push('\n');
+        }
+    });
+    log
+}
+
+/// `mcp-server-everything streamableHttp` on a free port.
+struct Everything {
+    child: Child,
+    url: String,
+}
+
+impl Everything {
+    fn start() -> Everything {
+        let peers = peers();
+        let port = free_port();
+        let mut child = Command::new("nice")
+            .args(["-n", "19"])
+            .arg(peers.join("node"))
+            .arg(peers.join("mcp-server-everything"))
+            .arg("streamableHttp")
+            .env("PORT", port.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start mcp-server-everything");
+        wait_for_port(port, &mut child, "mcp-server-everything");
+        Everything {
+            child,
+            url: format!("http://127.0.0.1:{port}/mcp"),
+        }
+    }
+}
+
+impl Drop for Everything {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `warden mcp proxy` in front of an upstream.
+struct Proxy {
+    child: Option<Child>,
+    addr: SocketAddr,
+    log: Arc<Mutex<String>>,
+}
+
+impl Proxy {
+    fn start(upstream: &str, policy: &Path, data: &Path, auth: Option<&Path>) -> Proxy {
+        let mut cmd = Command::new(warden());
+        cmd.args([
+            "mcp",
+            "proxy",
+            "--listen",
+            "127.0.0.1:0",
+            "--upstream",
+            upstream,
+        ])
+        .arg("--policy")
+        .arg(policy)
+        .arg("--data-dir")
+        .arg(data)
+        .env("RUST_LOG", "info")
+        .env_remove("WARDEN_AUTH")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+        if let Some(a) = auth {
+            cmd.arg("--auth").arg(a);
+        }
+        let mut child = cmd.spawn().expect("start warden mcp proxy");
+        let mut stderr = BufReader::new(child.stderr.take().expect("stderr is piped"));
+        let mut seen = String::new();
+        let addr = loop {
+            let mut line = String::new();
+            if stderr.read_line(&mut line).unwrap_or(0) == 0 {
+                let status = child.wait().expect("wait for warden");
+                panic!("warden mcp proxy exited ({status}) before it listened:\n{seen}");
+            }
+            seen.push_str(&line);
+            if let Some(rest) = line.split("serving MCP on http://").nth(1) {
+                let addr = rest.split('/').next().unwrap_or_default();
+                break addr.parse().expect("the address warden prints");
+            }
+        };
+        let log = drain(stderr.into_inner());
+        log.lock().unwrap().insert_str(0, &seen);
+        Proxy {
+            child: Some(child),
+            addr,
+            log,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}/mcp", self.addr)
+    }
+
+    fn base(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// SIGTERM, and waits: the audit log's final checkpoint is written.
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // SAFETY: signalling a child process this test started.
+            unsafe {
+                libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+            }
+            let deadline = Instant::now() + Duration::from_secs(20);
+            loop {
+                match child.try_wait() {
+                    Ok(Some(status)) => {
+                        assert!(status.success(), "warden exited {status}:\n{}", self.log());
+                        return;
+                    }
+                    _ if Instant::now() > deadline => {
+                        let _ = child.kill();
+                        panic!(
+                            "warden did not stop within 20 s of SIGTERM:\n{}",
+                            self.log()
+                        );
+                    }
+                    _ => std::thread::sleep(Duration::from_millis(50)),
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// The Python MCP client (tests/mcp_http/client.py) running a plan: one
+/// JSON line on stdout per step.
+struct Client {
+    child: Child,
+    lines: std::io::Lines<BufReader<std::process::ChildStdout>>,
+    _plan: tempfile::TempDir,
+}
+
+impl Client {
+    fn start(plan: Value) -> Client {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("plan.json");
+        std::fs::write(&path, plan.to_string()).unwrap();
+        let mut child = Command::new("nice")
+            .args(["-n", "19", "python3"])
+            .arg(fixtures().join("client.py"))
+            .arg(&path)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("run python3 (the Python MCP client is a test peer: pip install 'mcp>=2,<3')");
+        let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        Client {
+            child,
+            lines,
+            _plan: dir,
+        }
+    }
+
+    /// The next line the client printed; its stderr if it printed none.
+    fn next(&mut self) -> Value {
+        match self.lines.next() {
+            Some(Ok(line)) => serde_json::from_str(&line)
+                .unwrap_or_else(|e| panic!("the client printed no JSON ({e}): {line}")),
+            _ => {
+                let mut err = String::new();
+                if let Some(mut e) = self.child.stderr.take() {
+                    let _ = e.read_to_string(&mut err);
+                }
+                let status = self.child.wait().unwrap();
+                panic!("the Python MCP client ended ({status}) early:\n{err}");
+            }
+        }
+    }
+
+    /// Lets a paused client go on.
+    fn resume(&mut self) {
+        let stdin = self.child.stdin.as_mut().unwrap();
+        stdin.write_all(b"go\n").unwrap();
+        stdin.flush().unwrap();
+    }
+
+    fn finish(mut self) {
+        let status = self.child.wait().unwrap();
+        let mut err = String::new();
+        if let Some(mut e) = self.child.stderr.take() {
+            let _ = e.read_to_string(&mut err);
+        }
+        assert!(
+            status.success(),
+            "the Python MCP client failed ({status}):\n{err}"
+        );
+    }
+}
+
+/// Runs a plan to its end: `{"server_info", "results": [...]}`.
+fn client(plan: Value) -> Value {
+    let steps = plan["steps"].as_array().map_or(0, Vec::len);
+    let mut c = Client::start(plan);
+    let info = c.next();
+    let results: Vec<Value> = (0..steps).map(|_| c.next()).collect();
+    c.finish();
+    json!({"server_info": info["server_info"], "results": results})
+}
+
+fn audit_records(data: &Path) -> Vec<Value> {
+    let out = Command::new(warden())
+        .args(["audit", "export", "--data-dir"])
+        .arg(data)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn audit_verifies(data: &Path) {
+    let out = Command::new(warden())
+        .args(["audit", "verify", "--data-dir"])
+        .arg(data)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "warden audit verify failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn tool_names(v: &Value) -> Vec<String> {
+    v["tools"]
+        .as_array()
+        .unwrap_or_else(|| panic!("not a tool listing: {v}"))
+        .iter()
+        .map(|t| t.as_str().unwrap().to_string())
+        .collect()
+}
+
+#[test]
+fn server_everything_works_through_the_proxy_under_its_policy() {
+    let everything = Everything::start();
+    let data = tempfile::tempdir().unwrap();
+    let mut proxy = Proxy::start(
+        &everything.url,
+        &fixtures().join("policy.yaml"),
+        data.path(),
+        None,
+    );
+    let seen = client(json!({
+        "url": proxy.url(),
+        "steps": [
+            {"op": "tools"},
+            {"op": "call", "name": "echo", "arguments": {"message": "hello through warden"}},
+            {"op": "resources"},
+            {"op": "read", "uri": "demo://resource/static/document/architecture.md"},
+            {"op": "prompts"},
+            {"op": "prompt", "name": "args-prompt", "arguments": {"city": "Lisbon", "state": "PT"}},
+            {"op": "call", "name": "gzip-file-as-resource", "arguments": {"name": "x.gz", "data": "https://example.com/"}},
+            {"op": "call", "name": "get-env", "arguments": {}},
+        ]
+    }));
+    let log = proxy.log();
+    assert_eq!(
+        seen["server_info"]["name"], "mcp-servers/everything",
+        "{seen}\n{log}"
+    );
+    let r = &seen["results"];
+    let tools = tool_names(&r[0]);
+    assert!(tools.contains(&"echo".to_string()), "{tools:?}");
+    assert!(tools.contains(&"get-sum".to_string()), "{tools:?}");
+    assert!(
+        !tools.contains(&"get-env".to_string()),
+        "a hidden tool is listed: {tools:?}"
+    );
+    assert_eq!(r[1]["is_error"], false, "{}", r[1]);
+    assert_eq!(r[1]["text"], "Echo: hello through warden");
+    let uris = r[2]["resources"].as_array().expect("resources listed");
+    assert!(
+        uris.iter()
+            .any(|u| u == "demo://resource/static/document/architecture.md"),
+        "{uris:?}"
+    );
+    let contents = r[3]["contents"].as_array().expect("a resource read");
+    assert!(
+        contents[0].as_str().is_some_and(|t| !t.is_empty()),
+        "{}",
+        r[3]
+    );
+    let prompts = r[4]["prompts"].as_array().expect("prompts listed");
+    assert!(prompts.iter().any(|p| p == "args-prompt"), "{prompts:?}");
+    let messages = r[5]["messages"].as_array().expect("a prompt");
+    assert!(
+        messages[0].as_str().is_some_and(|t| t.contains("Lisbon")),
+        "{}",
+        r[5]
+    );
+    assert_eq!(r[6]["is_error"], true, "{}", r[6]);
+    let denied = r[6]["text"].as_str().unwrap();
+    assert!(
+        denied.contains("this agent may not make the server fetch URLs"),
+        "{denied}"
+    );
+    assert_eq!(r[7]["is_error"], true, "{}", r[7]);
+    assert!(
+        r[7]["text"]
+            .as_str()
+            .unwrap()
+            .contains("Tool get-env not found"),
+        "a hidden tool answers as an unknown one: {}",
+        r[7]
+    );
+    proxy.stop();
+    let records = audit_records(data.path());
+    let outcome = records
+        .iter()
+        .find(|e| e.to_string().contains("succeeded"))
+        .unwrap_or_else(|| panic!("no outcome record in the audit log: {records:#?}"));
+    assert!(outcome.to_string().contains("outcome"), "{outcome}");
+    let echo_allowed = records
+        .iter()
+        .any(|e| e.to_string().contains("\"echo\"") && e.to_string().contains("allow"));
+    assert!(echo_allowed, "the echo decision is in the log");
+    audit_verifies(data.path());
+}
+
+/// What the conformance suite's server scenarios found at one URL.
+struct Conformance {
+    /// Each scenario, and whether all its checks passed.
+    scenarios: BTreeMap<String, bool>,
+    /// Every check: scenario, check id, status.
+    checks: BTreeSet<(String, String, String)>,
+    /// The suite's output.
+    text: String,
+}
+
+impl Conformance {
+    fn passing(&self) -> Vec<&str> {
+        self.scenarios
+            .iter()
+            .filter(|(n, ok)| **ok && !PROXY_OWNED.contains(&n.as_str()))
+            .map(|(n, _)| n.as_str())
+            .collect()
+    }
+
+    fn checks(&self) -> Vec<&(String, String, String)> {
+        self.checks
+            .iter()
+            .filter(|(scenario, _, _)| !PROXY_OWNED.contains(&scenario.as_str()))
+            .collect()
+    }
+}
+
+/// Runs the suite's server scenarios against `url`; the results are read
+/// from the `checks.json` it writes per scenario.
+fn conformance(url: &str) -> Conformance {
+    let peers = peers();
+    let out_dir = tempfile::tempdir().unwrap();
+    let out = Command::new("nice")
+        .args(["-n", "19"])
+        .arg(peers.join("node"))
+        .arg(peers.join("conformance"))
+        .args(["server", "--url", url, "-o"])
+        .arg(out_dir.path())
+        .output()
+        .expect("run the conformance suite");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    let mut scenarios = BTreeMap::new();
+    let mut checks = BTreeSet::new();
+    for dir in std::fs::read_dir(out_dir.path()).unwrap() {
+        let dir = dir.unwrap().path();
+        let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+        // server-<scenario>-<ISO time with dashes>
+        let Some(scenario) = name
+            .strip_prefix("server-")
+            .and_then(|n| n.get(..n.len().saturating_sub("-2026-12-01T16-32-57-909Z".len())))
+        else {
+            continue;
+        };
+        let listed: Vec<Value> = serde_json::from_slice(
+            &std::fs::read(dir.join("checks.json"))
+                .unwrap_or_else(|e| panic!("{}: {e}\n{text}", dir.display())),
+        )
+        .unwrap();
+        let mut all = true;
+        for c in listed {
+            let status = c["status"].as_str().unwrap_or("?").to_string();
+            all &= status == "SUCCESS";
+            checks.insert((
+                scenario.to_string(),
+                c["id"].as_str().unwrap_or("?").to_string(),
+                status,
+            ));
+        }
+        scenarios.insert(scenario.to_string(), all);
+    }
+    assert!(
+        scenarios.len() >= 10,
+        "the conformance suite ran too few scenarios against {url}:\n{text}"
+    );
+    Conformance {
+        scenarios,
+        checks,
+        text,
+    }
+}
+
+/// Scenarios about the endpoint's own protection, which warden's listener
+/// provides whatever the upstream does: the proxy refuses a Host or Origin
+/// other than localhost on a loopback address.
+const PROXY_OWNED: &[&str] = &["dns-rebinding-protection"];
+
+#[test]
+fn the_conformance_suite_passes_the_same_scenarios_through_the_proxy() {
+    let everything = Everything::start();
+    let data = tempfile::tempdir().unwrap();
+    let proxy = Proxy::start(
+        &everything.url,
+        &fixtures().join("permissive.yaml"),
+        data.path(),
+        None,
+    );
+    let direct = conformance(&everything.url);
+    let proxied = conformance(&proxy.url());
+    let report = || {
+        format!(
+            "passing directly: {:?}\npassing through the proxy: {:?}\n--- direct ---\n{}\n--- proxied ---\n{}\n--- warden ---\n{}",
+            direct.passing(),
+            proxied.passing(),
+            direct.text,
+            proxied.text,
+            proxy.log()
+        )
+    };
+    assert_eq!(direct.passing(), proxied.passing(), "{}", report());
+    assert_eq!(
+        direct.scenarios.keys().collect::<Vec<_>>(),
+        proxied.scenarios.keys().collect::<Vec<_>>(),
+        "the same scenarios ran: {}",
+        report()
+    );
+    assert_eq!(
+        direct.checks(),
+        proxied.checks(),
+        "every check has the same status: {}",
+        report()
+    );
+    for owned in PROXY_OWNED {
+        assert_eq!(
+            proxied.scenarios.get(*owned),
+            Some(&true),
+            "the proxy protects its loopback endpoint: {}",
+            report()
+        );
+    }
+    eprintln!(
+        "conformance scenarios passing directly: {:?}\nthrough the proxy: {:?}",
+        direct.passing(),
+        proxied.passing()
+    );
+}
+
+const AGENT_TOKEN: &str = "agent-token-0123456789abcdef";
+const ONCALL_TOKEN: &str = "oncall-token-0123456789abcdef";
+const INTERN_TOKEN: &str = "intern-token-0123456789abcdef";
+
+fn approvals(proxy: &Proxy, args: &[&str], token: &str) -> std::process::Output {
+    Command::new(warden())
+        .arg("approvals")
+        .args(args)
+        .args(["--server", &proxy.base(), "--token", token])
+        .env_remove("WARDEN_TOKEN")
+        .env_remove("WARDEN_SERVER")
+        .output()
+        .unwrap()
+}
+
+fn approval_id(text: &str) -> String {
+    let at = text
+        .find("apr_")
+        .unwrap_or_else(|| panic!("no approval id in {text:?}"));
+    text[at..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+        .collect()
+}
+
+#[test]
+fn a_call_that_needs_approval_goes_through_once_after_warden_approvals_approve() {
+    let everything = Everything::start();
+    let data = tempfile::tempdir().unwrap();
+    let auth = fixtures().join("auth.yaml");
+    let mut proxy = Proxy::start(
+        &everything.url,
+        &fixtures().join("policy.yaml"),
+        data.path(),
+        Some(&auth),
+    );
+    let sum =
+        |a: i64, b: i64| json!({"op": "call", "name": "get-sum", "arguments": {"a": a, "b": b}});
+    // One client session throughout: the approval is for this session's
+    // exact action.
+    let mut c = Client::start(json!({
+        "url": proxy.url(),
+        "token": AGENT_TOKEN,
+        "steps": [sum(2, 3), {"op": "pause"}, sum(2, 3), sum(2, 3), sum(2, 4)],
+    }));
+    assert_eq!(c.next()["server_info"]["name"], "mcp-servers/everything");
+    let asked = c.next();
+    assert_eq!(asked["is_error"], true, "{asked}\n{}", proxy.log());
+    let text = asked["text"].as_str().unwrap();
+    assert!(text.contains("needs a person's approval"), "{text}");
+    let id = approval_id(text);
+    assert_eq!(c.next()["paused"], true);
+
+    let listed = approvals(&proxy, &["list", "--json"], ONCALL_TOKEN);
+    assert!(listed.status.success(), "{listed:?}");
+    let listed = String::from_utf8_lossy(&listed.stdout).into_owned();
+    assert!(
+        listed.contains(&id) && listed.contains("get-sum"),
+        "{listed}"
+    );
+
+    // An approver the rule does not name, the agent's token (not an
+    // approver) and an unknown id all fail with 1; no id is a usage error.
+    let wrong = approvals(&proxy, &["approve", &id], INTERN_TOKEN);
+    assert_eq!(wrong.status.code(), Some(1), "{wrong:?}");
+    let agent = approvals(&proxy, &["approve", &id], AGENT_TOKEN);
+    assert_eq!(agent.status.code(), Some(1), "{agent:?}");
+    assert!(
+        String::from_utf8_lossy(&agent.stderr).contains("403"),
+        "{agent:?}"
+    );
+    let unknown = approvals(
+        &proxy,
+        &["approve", "apr_00000000000000000000000000000000"],
+        ONCALL_TOKEN,
+    );
+    assert_eq!(unknown.status.code(), Some(1), "{unknown:?}");
+    let usage = approvals(&proxy, &["approve"], ONCALL_TOKEN);
+    assert_eq!(usage.status.code(), Some(2), "{usage:?}");
+
+    let approved = approvals(&proxy, &["approve", &id, "--comment", "fine"], ONCALL_TOKEN);
+    assert!(approved.status.success(), "{approved:?}");
+    assert!(
+        String::from_utf8_lossy(&approved.stdout).contains("approved"),
+        "{approved:?}"
+    );
+    c.resume();
+
+    let once = c.next();
+    assert_eq!(
+        once["is_error"],
+        false,
+        "the approved call goes through: {once}\n{}",
+        proxy.log()
+    );
+    assert!(once["text"].as_str().unwrap().contains('5'), "{once}");
+    let again = c.next();
+    assert_eq!(again["is_error"], true, "an approval is used once: {again}");
+    assert!(
+        again["text"].as_str().unwrap().contains("approval"),
+        "{again}"
+    );
+    let changed = c.next();
+    assert_eq!(changed["is_error"], true, "{changed}");
+    let other = approval_id(changed["text"].as_str().unwrap());
+    assert_ne!(other, id, "a changed argument needs a new approval");
+    c.finish();
+
+    proxy.stop();
+    audit_verifies(data.path());
+}
+
+/// One HTTP/1.1 exchange over a fresh connection: status, headers
+/// (lower-case names), body. `body_sent` is how much of `body` to send
+/// before reading the answer (a refusal may come before the rest).
+fn http(
+    addr: SocketAddr,
+    method: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    body_sent: usize,
+) -> (u16, Vec<(String, String)>, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    let mut req = format!(
+        "{method} /mcp HTTP/1.1\r\nconnection: close\r\ncontent-length: {}\r\n",
+        body.len()
+    );
+    if !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("host")) {
+        req.push_str(&format!("host: {addr}\r\n"));
+    }
+    for (n, v) in headers {
+        req.push_str(&format!("{n}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    let _ = s.write_all(&body[..body_sent.min(body.len())]);
+    let mut raw = Vec::new();
+    let _ = s.read_to_end(&mut raw);
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, rest) = text
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("no HTTP response: {text:?}"));
+    let mut lines = head.lines();
+    let status: u16 = lines
+        .next()
+        .and_then(|l| l.split(' ').nth(1))
+        .and_then(|c| c.parse().ok())
+        .unwrap_or_else(|| panic!("no status line: {head}"));
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(n, v)| (n.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    let chunked = headers
+        .iter()
+        .any(|(n, v)| n == "transfer-encoding" && v.contains("chunked"));
+    let body = if chunked {
+        dechunk(rest)
+    } else {
+        rest.to_string()
+    };
+    (status, headers, body)
+}
+
+fn dechunk(mut s: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = s.split_once("\r\n") {
+        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
+            break;
+        };
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        s = rest[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+fn rpc_error_code(body: &str) -> i64 {
+    let v: Value = serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"));
+    assert_eq!(v["jsonrpc"], "2.0", "{v}");
+    v["error"]["code"]
+        .as_i64()
+        .unwrap_or_else(|| panic!("not a JSON-RPC error: {v}"))
+}
+
+const JSON: (&str, &str) = ("content-type", "application/json");
+const ACCEPT: (&str, &str) = ("accept", "application/json, text/event-stream");
+
+#[test]
+fn bad_input_on_the_endpoint_gets_clear_errors_and_the_proxy_keeps_serving() {
+    let everything = Everything::start();
+    let data = tempfile::tempdir().unwrap();
+    let mut proxy = Proxy::start(
+        &everything.url,
+        &fixtures().join("policy.yaml"),
+        data.path(),
+        None,
+    );
+    let addr = proxy.addr;
+
+    let (status, _, body) = http(
+        addr,
+        "POST",
+        &[JSON, ACCEPT],
+        b"{\"jsonrpc\": \"2.0\", ",
+        999,
+    );
+    assert_eq!(status, 400, "malformed JSON: {body}");
+    assert_eq!(rpc_error_code(&body), -32700, "{body}");
+
+    let big = vec![b' '; 5 << 20];
+    let (status, _, body) = http(addr, "POST", &[JSON, ACCEPT], &big, 1024);
+    assert_eq!(status, 413, "an oversized body: {body}");
+    assert!(body.contains("larger than"), "{body}");
+
+    let (status, _, body) = http(
+        addr,
+        "POST",
+        &[("content-type", "text/plain"), ACCEPT],
+        b"{}",
+        2,
+    );
+    assert_eq!(status, 415, "{body}");
+
+    let list = br#"{"jsonrpc":"2.0","id":1,"method":"tools/list"}"#;
+    let unknown = ("mcp-session-id", "0123456789abcdef0123456789abcdef");
+    let (status, _, body) = http(addr, "POST", &[JSON, ACCEPT, unknown], list, 999);
+    assert_eq!(status, 404, "an unknown session: {body}");
+    assert_eq!(rpc_error_code(&body), -32001, "{body}");
+    let (status, _, body) = http(addr, "GET", &[ACCEPT, unknown], b"", 0);
+    assert_eq!(status, 404, "{body}");
+    let (status, _, body) = http(addr, "DELETE", &[], b"", 0);
+    assert_eq!(status, 400, "DELETE needs a session: {body}");
+
+    // No session id on a request that needs one: the upstream (stateful)
+    // refuses it, and the client sees its refusal.
+    let (status, _, body) = http(addr, "POST", &[JSON, ACCEPT], list, 999);
+    assert_eq!(status, 400, "a missing session id: {body}");
+    assert!(rpc_error_code(&body) < 0, "{body}");
+
+    let (status, _, body) = http(addr, "POST", &[JSON, ACCEPT], b"[]", 999);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(rpc_error_code(&body), -32600, "an empty batch: {body}");
+
+    let evil = ("host", "evil.example.com");
+    let (status, _, body) = http(addr, "POST", &[JSON, ACCEPT, evil], list, 999);
+    assert_eq!(status, 403, "DNS rebinding: {body}");
+
+    // Still serving: a session begins, and its id works.
+    let init = br#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}"#;
+    let (status, headers, body) = http(addr, "POST", &[JSON, ACCEPT], init, 9999);
+    assert_eq!(status, 200, "{body}\n{}", proxy.log());
+    assert!(body.contains("mcp-servers/everything"), "{body}");
+    let session = headers
+        .iter()
+        .find(|(n, _)| n == "mcp-session-id")
+        .map(|(_, v)| v.clone())
+        .unwrap_or_else(|| panic!("no session id issued: {headers:?}"));
+    assert_eq!(session.len(), 32, "{session}");
+    let with = ("mcp-session-id", session.as_str());
+    let version = ("mcp-protocol-version", "2025-06-18");
+    let note = br#"{"jsonrpc":"2.0","method":"notifications/initialized"}"#;
+    let (status, _, body) = http(addr, "POST", &[JSON, ACCEPT, with, version], note, 999);
+    assert_eq!(status, 202, "{body}");
+    let (status, _, body) = http(addr, "POST", &[JSON, ACCEPT, with, version], list, 999);
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        body.contains("\"echo\"") && !body.contains("get-env"),
+        "{body}"
+    );
+    let (status, _, _) = http(addr, "DELETE", &[with, version], b"", 0);
+    assert_eq!(status, 200);
+    let (status, _, _) = http(addr, "POST", &[JSON, ACCEPT, with, version], list, 999);
+    assert_eq!(status, 404, "an ended session is gone");
+
+    proxy.stop();
+    audit_verifies(data.path());
+}
