@@ -17,6 +17,7 @@ use axum::response::{IntoResponse, Response};
 use clap::Args;
 use warden_mcp::proxy::Governor;
 use warden_mcp::proxy::http::{self, HttpProxy, HttpUpstream};
+use warden_mcp::proxy::mux::{MuxProxy, Transport, Upstream, check_name};
 use warden_server::auth::{Auth, Role};
 use warden_server::{ApiError, AppState};
 use warden_store::Store;
@@ -31,8 +32,18 @@ pub struct ProxyArgs {
     #[arg(long, default_value = "127.0.0.1:7879")]
     pub listen: SocketAddr,
     /// The upstream MCP server's streamable-HTTP endpoint, e.g. http://127.0.0.1:3001/mcp.
-    #[arg(long, value_name = "URL")]
-    pub upstream: String,
+    #[arg(
+        long,
+        value_name = "URL",
+        required_unless_present = "config",
+        conflicts_with = "config"
+    )]
+    pub upstream: Option<String>,
+    /// Several upstreams, stdio or HTTP, in an MCP client configuration
+    /// file ({"mcpServers": {NAME: {"command", "args", "env"} | {"url"}}}):
+    /// their tools and prompts are named NAME__TOOL.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
     /// Policy file (default: the bundled example policy).
     #[arg(long, short, env = "WARDEN_POLICY")]
     pub policy: Option<PathBuf>,
@@ -70,7 +81,14 @@ pub fn proxy(args: ProxyArgs) -> Result<u8> {
             args.listen
         );
     }
-    let upstream = HttpUpstream::new(&args.upstream)?;
+    let upstreams = match (&args.upstream, &args.config) {
+        (Some(url), _) => vec![Declared::Http {
+            name: args.server.clone().unwrap_or_else(|| server_name(url)),
+            upstream: HttpUpstream::new(url)?,
+        }],
+        (None, Some(path)) => declared(path)?,
+        (None, None) => bail!("give --upstream URL or --config FILE"),
+    };
     let Governed {
         store,
         audit,
@@ -78,19 +96,41 @@ pub fn proxy(args: ProxyArgs) -> Result<u8> {
         gate,
         source,
     } = governed(args.policy.clone(), args.agent.as_deref(), &args.data)?;
-    let server = args
-        .server
-        .clone()
-        .unwrap_or_else(|| server_name(&args.upstream));
     let metrics = warden_server::metrics::Metrics::new();
     metrics.set_policy(gate.policy());
     let registry = Arc::new(metrics.registry(runtime.clone(), audit.clone()));
-    let governor = Arc::new(Governor::new(
-        gate.clone(),
-        server.clone(),
-        args.agent.clone(),
-        audit.clone(),
-    ));
+    let governor = |name: &str| {
+        Arc::new(Governor::new(
+            gate.clone(),
+            name,
+            args.agent.clone(),
+            audit.clone(),
+        ))
+    };
+    let names: Vec<String> = upstreams.iter().map(|u| u.name().to_string()).collect();
+    let endpoint = match upstreams.as_slice() {
+        // One HTTP upstream: passed through as it is.
+        [Declared::Http { name, upstream }] => {
+            Endpoint::One(HttpProxy::new(governor(name), upstream.clone()))
+        }
+        _ => Endpoint::Many(MuxProxy::new(
+            upstreams
+                .into_iter()
+                .map(|u| {
+                    let name = u.name().to_string();
+                    let transport = match u {
+                        Declared::Http { upstream, .. } => Transport::Http(upstream),
+                        Declared::Stdio { command, .. } => Transport::Stdio { command },
+                    };
+                    Upstream {
+                        governor: governor(&name),
+                        name,
+                        transport,
+                    }
+                })
+                .collect(),
+        )),
+    };
     let state = Arc::new(AppState {
         gate: ArcSwap::new(gate),
         runtime,
@@ -102,8 +142,10 @@ pub fn proxy(args: ProxyArgs) -> Result<u8> {
         policy: source,
         max_body_bytes: warden_server::DEFAULT_MAX_BODY_BYTES,
     });
-    let proxy = HttpProxy::new(governor, upstream);
-    let mut mcp = proxy.router();
+    let mut mcp = match &endpoint {
+        Endpoint::One(p) => p.router(),
+        Endpoint::Many(p) => p.router(),
+    };
     if auth.enabled() {
         mcp = mcp.route_layer(from_fn_with_state(
             (state.clone(), Role::Agent),
@@ -130,8 +172,7 @@ pub fn proxy(args: ProxyArgs) -> Result<u8> {
             .context("the listener has no address")?;
         tracing::info!(
             listen = %addr,
-            upstream = %args.upstream,
-            server = %server,
+            upstreams = ?names,
             policy = %state.policy.describe(),
             auth = auth.enabled(),
             "governing the MCP server over streamable HTTP"
@@ -141,7 +182,10 @@ pub fn proxy(args: ProxyArgs) -> Result<u8> {
             .with_graceful_shutdown(warden_server::shutdown_signal())
             .await
             .context("the HTTP server failed");
-        proxy.close().await;
+        match &endpoint {
+            Endpoint::One(p) => p.close().await,
+            Endpoint::Many(p) => p.close().await,
+        }
         served
     });
     rt.shutdown_timeout(std::time::Duration::from_millis(200));
@@ -149,6 +193,80 @@ pub fn proxy(args: ProxyArgs) -> Result<u8> {
     served?;
     closed.context("closing the audit log (final checkpoint)")?;
     Ok(0)
+}
+
+enum Endpoint {
+    One(Arc<HttpProxy>),
+    Many(Arc<MuxProxy>),
+}
+
+/// An upstream as the command line or the configuration declares it.
+enum Declared {
+    Http {
+        name: String,
+        upstream: HttpUpstream,
+    },
+    Stdio {
+        name: String,
+        command: Vec<String>,
+    },
+}
+
+impl Declared {
+    fn name(&self) -> &str {
+        match self {
+            Declared::Http { name, .. } | Declared::Stdio { name, .. } => name,
+        }
+    }
+}
+
+/// The upstreams of an MCP client configuration file.
+fn declared(path: &std::path::Path) -> Result<Vec<Declared>> {
+    let servers = warden_mcp::config::read_client_config(path)?;
+    if servers.is_empty() {
+        bail!(
+            "'{}' declares no MCP server: give {{\"mcpServers\": {{NAME: {{\"command\": …}} | {{\"url\": …}}}}}}",
+            path.display()
+        );
+    }
+    let mut out: Vec<Declared> = Vec::with_capacity(servers.len());
+    for s in servers {
+        check_name(&s.name).with_context(|| format!("'{}'", path.display()))?;
+        if out.iter().any(|d| d.name() == s.name) {
+            bail!(
+                "'{}': the server '{}' is declared twice",
+                path.display(),
+                s.name
+            );
+        }
+        out.push(match (s.command, s.url) {
+            (Some(command), _) => {
+                // The variables go through env(1), which stdio::run starts.
+                let mut full = Vec::new();
+                if !s.env.is_empty() {
+                    full.push("env".to_string());
+                    full.extend(s.env.iter().map(|(k, v)| format!("{k}={v}")));
+                }
+                full.push(command);
+                full.extend(s.args);
+                Declared::Stdio {
+                    name: s.name,
+                    command: full,
+                }
+            }
+            (None, Some(url)) => Declared::Http {
+                upstream: HttpUpstream::new(&url)
+                    .with_context(|| format!("'{}': server '{}'", path.display(), s.name))?,
+                name: s.name,
+            },
+            (None, None) => bail!(
+                "'{}': server '{}' has neither \"command\" nor \"url\"",
+                path.display(),
+                s.name
+            ),
+        });
+    }
+    Ok(out)
 }
 
 /// The proxy's gate is built once: a reload through the API would change

@@ -127,16 +127,22 @@ impl Proxy {
             "127.0.0.1:0",
             "--upstream",
             upstream,
-        ])
-        .arg("--policy")
-        .arg(policy)
-        .arg("--data-dir")
-        .arg(data)
-        .env("RUST_LOG", "info")
-        .env_remove("WARDEN_AUTH")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped());
+        ]);
+        Proxy::spawn(cmd, policy, data, auth)
+    }
+
+    /// Runs `cmd` (`warden mcp proxy` and its upstreams) with the policy,
+    /// data directory and auth file.
+    fn spawn(mut cmd: Command, policy: &Path, data: &Path, auth: Option<&Path>) -> Proxy {
+        cmd.arg("--policy")
+            .arg(policy)
+            .arg("--data-dir")
+            .arg(data)
+            .env("RUST_LOG", "info")
+            .env_remove("WARDEN_AUTH")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
         if let Some(a) = auth {
             cmd.arg("--auth").arg(a);
         }
@@ -831,5 +837,132 @@ fn bad_input_on_the_endpoint_gets_clear_errors_and_the_proxy_keeps_serving() {
     assert_eq!(status, 404, "an ended session is gone");
 
     proxy.stop();
+    audit_verifies(data.path());
+}
+
+#[test]
+fn several_upstreams_answer_as_one_server_with_prefixed_names() {
+    let everything = Everything::start();
+    let peers = peers();
+    let files = tempfile::tempdir().unwrap();
+    std::fs::write(files.path().join("a.txt"), "hello file").unwrap();
+    let root = files.path().canonicalize().unwrap();
+    let config = files.path().join("mcp.json");
+    std::fs::write(
+        &config,
+        json!({"mcpServers": {
+            "every": {"url": everything.url},
+            "fs": {
+                "command": peers.join("node"),
+                "args": [peers.join("mcp-server-filesystem"), root],
+            },
+        }})
+        .to_string(),
+    )
+    .unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(warden());
+    cmd.args(["mcp", "proxy", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&config);
+    let mut proxy = Proxy::spawn(cmd, &fixtures().join("policy.yaml"), data.path(), None);
+    let list = root.to_string_lossy().into_owned();
+    let seen = client(json!({
+        "url": proxy.url(),
+        "steps": [
+            {"op": "tools"},
+            {"op": "call", "name": "every__echo", "arguments": {"message": "two servers"}},
+            {"op": "call", "name": "fs__list_directory", "arguments": {"path": list}},
+            {"op": "call", "name": "fs__write_file", "arguments": {"path": format!("{list}/b.txt"), "content": "x"}},
+            {"op": "call", "name": "every__get-env", "arguments": {}},
+            {"op": "call", "name": "nobody__echo", "arguments": {}},
+            {"op": "resources"},
+            {"op": "read", "uri": "demo://resource/static/document/architecture.md"},
+            {"op": "prompts"},
+            {"op": "prompt", "name": "every__args-prompt", "arguments": {"city": "Porto"}},
+        ]
+    }));
+    let log = proxy.log();
+    assert_eq!(seen["server_info"]["name"], "warden", "{seen}\n{log}");
+    let r = &seen["results"];
+    let tools = tool_names(&r[0]);
+    for want in [
+        "every__echo",
+        "every__get-sum",
+        "fs__list_directory",
+        "fs__write_file",
+    ] {
+        assert!(tools.iter().any(|t| t == want), "{want} missing: {tools:?}");
+    }
+    assert!(
+        !tools.iter().any(|t| t.ends_with("get-env")),
+        "a hidden tool is listed: {tools:?}"
+    );
+    assert!(
+        tools
+            .iter()
+            .all(|t| t.starts_with("every__") || t.starts_with("fs__")),
+        "{tools:?}"
+    );
+    assert_eq!(r[1]["text"], "Echo: two servers", "{}", r[1]);
+    assert_eq!(r[2]["is_error"], false, "{}\n{log}", r[2]);
+    assert!(r[2]["text"].as_str().unwrap().contains("a.txt"), "{}", r[2]);
+    assert_eq!(r[3]["is_error"], true, "{}", r[3]);
+    assert!(
+        r[3]["text"].as_str().unwrap().contains("never change them"),
+        "{}",
+        r[3]
+    );
+    assert!(!root.join("b.txt").exists(), "a denied write happened");
+    assert!(
+        r[4]["text"].as_str().unwrap().contains("not found"),
+        "{}",
+        r[4]
+    );
+    assert!(
+        r[5]["text"].as_str().unwrap().contains("not found"),
+        "{}",
+        r[5]
+    );
+    assert!(
+        r[6]["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|u| u == "demo://resource/static/document/architecture.md"),
+        "{}",
+        r[6]
+    );
+    assert!(
+        r[7]["contents"][0].as_str().is_some_and(|t| !t.is_empty()),
+        "{}",
+        r[7]
+    );
+    assert!(
+        r[8]["prompts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p == "every__args-prompt"),
+        "{}",
+        r[8]
+    );
+    assert!(
+        r[9]["messages"][0]
+            .as_str()
+            .is_some_and(|t| t.contains("Porto")),
+        "{}",
+        r[9]
+    );
+    proxy.stop();
+    let records = audit_records(data.path());
+    let text = records
+        .iter()
+        .map(Value::to_string)
+        .collect::<Vec<_>>()
+        .join("\n");
+    assert!(
+        text.contains("list_directory") && text.contains("succeeded"),
+        "the stdio upstream's call and its outcome are in the log"
+    );
     audit_verifies(data.path());
 }

@@ -73,13 +73,13 @@ pub const SESSION_IDLE: Duration = Duration::from_secs(60 * 60);
 /// How long connecting to the upstream may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Events buffered for a slow client, per stream.
-const STREAM_BUFFER: usize = 64;
+pub(super) const STREAM_BUFFER: usize = 64;
 
 /// The session header.
 pub const SESSION_HEADER: &str = "mcp-session-id";
 const LAST_EVENT_ID: &str = "last-event-id";
 /// What the TypeScript SDK answers for a session it does not know.
-const SESSION_NOT_FOUND: i64 = -32001;
+pub(super) const SESSION_NOT_FOUND: i64 = -32001;
 
 /// Why the upstream cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -102,8 +102,8 @@ pub enum HttpError {
 /// An upstream MCP server reached over streamable HTTP.
 #[derive(Debug, Clone)]
 pub struct HttpUpstream {
-    url: reqwest::Url,
-    client: reqwest::Client,
+    pub(super) url: reqwest::Url,
+    pub(super) client: reqwest::Client,
 }
 
 impl HttpUpstream {
@@ -311,7 +311,7 @@ impl HttpProxy {
 /// `Last-Event-ID` and MCP's own (`MCP-Protocol-Version`, and those of
 /// later revisions such as `Mcp-Method`), but not `Mcp-Session-Id`, which
 /// warden maps.
-fn passed_on(name: &HeaderName) -> bool {
+pub(super) fn passed_on(name: &HeaderName) -> bool {
     let n = name.as_str();
     n == header::ACCEPT.as_str()
         || n == LAST_EVENT_ID
@@ -745,7 +745,7 @@ async fn govern_event(client: &Arc<Client>, ev: SseEvent) -> Option<Bytes> {
     Some(Bytes::from(out))
 }
 
-fn event_bytes(event: Option<&str>, id: Option<&str>, msg: &Value) -> Bytes {
+pub(super) fn event_bytes(event: Option<&str>, id: Option<&str>, msg: &Value) -> Bytes {
     let mut out = String::new();
     out.push_str(&format!("event: {}\n", event.unwrap_or("message")));
     if let Some(id) = id {
@@ -756,7 +756,7 @@ fn event_bytes(event: Option<&str>, id: Option<&str>, msg: &Value) -> Bytes {
 }
 
 /// A response body fed by a channel.
-struct Events(mpsc::Receiver<Bytes>);
+pub(super) struct Events(pub(super) mpsc::Receiver<Bytes>);
 
 impl futures_core::Stream for Events {
     type Item = Result<Bytes, Infallible>;
@@ -770,16 +770,16 @@ impl futures_core::Stream for Events {
 
 /// One event of a `text/event-stream`.
 #[derive(Debug, Default, Clone, PartialEq)]
-struct SseEvent {
-    event: Option<String>,
-    id: Option<String>,
-    retry: Option<String>,
-    data: String,
+pub(super) struct SseEvent {
+    pub(super) event: Option<String>,
+    pub(super) id: Option<String>,
+    pub(super) retry: Option<String>,
+    pub(super) data: String,
 }
 
 impl SseEvent {
     /// The event written out again (the data's lines as they came).
-    fn raw(&self) -> Bytes {
+    pub(super) fn raw(&self) -> Bytes {
         let mut out = String::new();
         if let Some(t) = &self.event {
             out.push_str(&format!("event: {t}\n"));
@@ -808,7 +808,7 @@ impl SseEvent {
 }
 
 #[derive(Debug, PartialEq)]
-enum SseItem {
+pub(super) enum SseItem {
     Event(SseEvent),
     /// An event longer than [`MAX_UPSTREAM_MESSAGE_BYTES`] (skipped).
     TooLong,
@@ -818,7 +818,7 @@ enum SseItem {
 /// WHATWG rules: lines end in LF, CRLF or CR; a blank line ends an event;
 /// `:` starts a comment).
 #[derive(Debug, Default)]
-struct SseParser {
+pub(super) struct SseParser {
     line: Vec<u8>,
     /// The last byte was a CR (so a following LF ends nothing).
     after_cr: bool,
@@ -830,7 +830,7 @@ struct SseParser {
 }
 
 impl SseParser {
-    fn push(&mut self, chunk: &[u8]) -> Vec<SseItem> {
+    pub(super) fn push(&mut self, chunk: &[u8]) -> Vec<SseItem> {
         let mut out = Vec::new();
         for &b in chunk {
             if self.after_cr {
@@ -902,7 +902,7 @@ impl SseParser {
 // ---- helpers -----------------------------------------------------------------
 
 /// The body, at most [`MAX_BODY_BYTES`].
-fn too_large() -> Response {
+pub(super) fn too_large() -> Response {
     rpc_error_response(
         StatusCode::PAYLOAD_TOO_LARGE,
         jsonrpc::INVALID_REQUEST,
@@ -910,7 +910,7 @@ fn too_large() -> Response {
     )
 }
 
-async fn read_body(body: Body) -> Result<Bytes, Box<Response>> {
+pub(super) async fn read_body(body: Body) -> Result<Bytes, Box<Response>> {
     match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
         Ok(b) => Ok(b),
         Err(e) => Err(Box::new({
@@ -931,7 +931,7 @@ async fn read_body(body: Body) -> Result<Bytes, Box<Response>> {
 }
 
 /// An upstream body, at most [`MAX_UPSTREAM_MESSAGE_BYTES`].
-async fn read_upstream(mut resp: reqwest::Response) -> Result<Bytes, String> {
+pub(super) async fn read_upstream(mut resp: reqwest::Response) -> Result<Bytes, String> {
     let mut buf = Vec::new();
     loop {
         match resp.chunk().await {
@@ -966,7 +966,7 @@ fn request_ids(msg: &Value) -> Vec<Value> {
     }
 }
 
-fn into_list(v: Value) -> Vec<Value> {
+pub(super) fn into_list(v: Value) -> Vec<Value> {
     match v {
         Value::Array(items) => items,
         v => vec![v],
@@ -975,7 +975,11 @@ fn into_list(v: Value) -> Vec<Value> {
 
 /// `answers` (warden's) and `forward` (the upstream's) as one JSON body:
 /// a single message as itself, more as a batch.
-fn json_messages(status: StatusCode, mut answers: Vec<Value>, forward: Option<Value>) -> Response {
+pub(super) fn json_messages(
+    status: StatusCode,
+    mut answers: Vec<Value>,
+    forward: Option<Value>,
+) -> Response {
     if let Some(f) = forward {
         answers.extend(into_list(f));
     }
@@ -987,7 +991,7 @@ fn json_messages(status: StatusCode, mut answers: Vec<Value>, forward: Option<Va
     json_bytes(status, Bytes::from(body.to_string()))
 }
 
-fn json_bytes(status: StatusCode, bytes: Bytes) -> Response {
+pub(super) fn json_bytes(status: StatusCode, bytes: Bytes) -> Response {
     let mut out = (status, bytes).into_response();
     out.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -997,14 +1001,18 @@ fn json_bytes(status: StatusCode, bytes: Bytes) -> Response {
 }
 
 /// A JSON-RPC error (id `null`) with an HTTP status.
-fn rpc_error_response(status: StatusCode, code: i64, message: impl Into<String>) -> Response {
+pub(super) fn rpc_error_response(
+    status: StatusCode,
+    code: i64,
+    message: impl Into<String>,
+) -> Response {
     json_bytes(
         status,
         Bytes::from(jsonrpc::error(&Value::Null, code, message).to_string()),
     )
 }
 
-fn error_chain(e: &dyn std::error::Error) -> String {
+pub(super) fn error_chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
     let mut source = e.source();
     while let Some(inner) = source {
@@ -1016,7 +1024,7 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 }
 
 /// 128 random bits, hex.
-fn random_hex() -> String {
+pub(super) fn random_hex() -> String {
     let bytes: [u8; 16] = rand::random();
     hex::encode(bytes)
 }

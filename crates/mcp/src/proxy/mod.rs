@@ -27,6 +27,7 @@
 
 pub mod http;
 mod jsonrpc;
+pub mod mux;
 pub mod stdio;
 pub mod vet;
 
