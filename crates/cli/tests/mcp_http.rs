@@ -966,3 +966,83 @@ fn several_upstreams_answer_as_one_server_with_prefixed_names() {
     );
     audit_verifies(data.path());
 }
+
+/// The Python SDK's MCP server in stateless mode (tests/mcp_http/stateless_server.py).
+struct Stateless {
+    child: Child,
+    url: String,
+}
+
+impl Stateless {
+    fn start() -> Stateless {
+        let port = free_port();
+        let mut child = Command::new("nice")
+            .args(["-n", "19", "python3"])
+            .arg(fixtures().join("stateless_server.py"))
+            .arg(port.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("run python3 (the Python MCP SDK is a test peer: pip install 'mcp>=2,<3')");
+        wait_for_port(port, &mut child, "the stateless Python MCP server");
+        Stateless {
+            child,
+            url: format!("http://127.0.0.1:{port}/mcp"),
+        }
+    }
+}
+
+impl Drop for Stateless {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn a_stateless_upstream_is_served_statelessly_and_still_governed() {
+    let upstream = Stateless::start();
+    let data = tempfile::tempdir().unwrap();
+    let mut proxy = Proxy::start(
+        &upstream.url,
+        &fixtures().join("policy.yaml"),
+        data.path(),
+        None,
+    );
+    let init = br#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}"#;
+    let (status, headers, body) = http(proxy.addr, "POST", &[JSON, ACCEPT], init, 9999);
+    assert_eq!(status, 200, "{body}\n{}", proxy.log());
+    assert!(body.contains("stateless-test"), "{body}");
+    assert!(
+        !headers.iter().any(|(n, _)| n == "mcp-session-id"),
+        "no session id is issued for a stateless upstream: {headers:?}"
+    );
+    let seen = client(json!({
+        "url": proxy.url(),
+        "steps": [
+            {"op": "tools"},
+            {"op": "call", "name": "echo", "arguments": {"message": "no session"}},
+            {"op": "call", "name": "write_file", "arguments": {"path": "/etc/x", "content": "y"}},
+        ]
+    }));
+    let r = &seen["results"];
+    assert_eq!(seen["server_info"]["name"], "stateless-test", "{seen}");
+    let tools = tool_names(&r[0]);
+    assert!(tools.contains(&"echo".to_string()), "{tools:?}");
+    assert_eq!(
+        r[1]["text"],
+        "Echo: no session",
+        "{}\n{}",
+        r[1],
+        proxy.log()
+    );
+    assert_eq!(r[2]["is_error"], true, "{}", r[2]);
+    assert!(
+        r[2]["text"].as_str().unwrap().contains("never change them"),
+        "{}",
+        r[2]
+    );
+    proxy.stop();
+    audit_verifies(data.path());
+}

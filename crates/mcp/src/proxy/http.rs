@@ -91,7 +91,7 @@ pub enum HttpError {
     BadUrl(String),
     /// `https://` needs TLS, which this build does not have.
     #[error(
-        "'{0}': this build of warden speaks plain HTTP to upstreams only; put the server on a loopback or private address, or use http://"
+        "'{0}': warden reaches upstreams over plain http:// only (no TLS in this build); give an http:// URL, e.g. of a TLS-terminating proxy on this machine"
     )]
     NoTls(String),
     /// The HTTP client could not be built.
