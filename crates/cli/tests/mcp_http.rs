@@ -1046,3 +1046,40 @@ fn a_stateless_upstream_is_served_statelessly_and_still_governed() {
     proxy.stop();
     audit_verifies(data.path());
 }
+
+#[test]
+fn a_call_cut_off_by_the_upstream_dying_gets_an_error_and_the_outcome_unknown() {
+    let mut everything = Everything::start();
+    let data = tempfile::tempdir().unwrap();
+    let mut proxy = Proxy::start(
+        &everything.url,
+        &fixtures().join("policy.yaml"),
+        data.path(),
+        None,
+    );
+    let mut c = Client::start(json!({
+        "url": proxy.url(),
+        "steps": [{"op": "call", "name": "trigger-long-running-operation", "arguments": {"duration": 60, "steps": 60}}],
+    }));
+    assert_eq!(c.next()["server_info"]["name"], "mcp-servers/everything");
+    // The call is running (it reports progress every second): the server dies.
+    std::thread::sleep(Duration::from_secs(3));
+    let _ = everything.child.kill();
+    let _ = everything.child.wait();
+    let cut = c.next();
+    assert!(
+        cut.get("exception").is_some() || cut["is_error"] == true,
+        "the client hears that the call failed: {cut}\n{}",
+        proxy.log()
+    );
+    c.finish();
+    proxy.stop();
+    let records = audit_records(data.path());
+    let unknown = records
+        .iter()
+        .map(Value::to_string)
+        .find(|r| r.contains("\"unknown\""))
+        .unwrap_or_else(|| panic!("no outcome 'unknown' in the log: {records:#?}"));
+    assert!(unknown.contains("broke off"), "{unknown}");
+    audit_verifies(data.path());
+}

@@ -590,7 +590,7 @@ async fn relay(
         .map(|s| s.to_ascii_lowercase())
         .unwrap_or_default();
     if status.is_success() && content_type.starts_with("text/event-stream") {
-        return stream_events(client.clone(), resp, answers);
+        return stream_events(client.clone(), resp, waiting, answers);
     }
     let upstream_type = resp.headers().get(header::CONTENT_TYPE).cloned();
     let bytes = match read_upstream(resp).await {
@@ -631,7 +631,8 @@ async fn relay(
 }
 
 /// Answers `waiting` (the requests forwarded) with errors, after `answers`:
-/// the upstream will not answer them.
+/// the exchange broke, so the upstream will not answer them, and calls
+/// among them get the outcome `unknown`.
 async fn lost(
     client: &Arc<Client>,
     waiting: Vec<Value>,
@@ -639,7 +640,7 @@ async fn lost(
     why: &str,
 ) -> Response {
     let had_requests = !waiting.is_empty();
-    answers.extend(settle(client, waiting, why).await);
+    answers.extend(client.session.abandon(&waiting, why).await);
     if answers.is_empty() && !had_requests {
         return rpc_error_response(StatusCode::BAD_GATEWAY, jsonrpc::INTERNAL_ERROR, why);
     }
@@ -647,7 +648,8 @@ async fn lost(
 }
 
 /// The error responses to `waiting`, passed through the session as the
-/// upstream's, so it stops waiting for them and records their outcomes.
+/// upstream's answers, so it stops waiting for them: the upstream refused
+/// the requests, so calls among them get the outcome `failed`.
 async fn settle(client: &Arc<Client>, waiting: Vec<Value>, why: &str) -> Vec<Value> {
     let mut out = Vec::new();
     for id in waiting {
@@ -659,7 +661,16 @@ async fn settle(client: &Arc<Client>, waiting: Vec<Value>, why: &str) -> Vec<Val
 }
 
 /// An upstream event stream, governed event by event, in order.
-fn stream_events(client: Arc<Client>, resp: reqwest::Response, answers: Vec<Value>) -> Response {
+/// If the stream breaks off before the requests of `waiting` are answered,
+/// they are abandoned (answered with errors, calls among them `unknown`);
+/// a stream that ends cleanly leaves them waiting, since a resumable
+/// server may answer on a later stream.
+fn stream_events(
+    client: Arc<Client>,
+    resp: reqwest::Response,
+    mut waiting: Vec<Value>,
+    answers: Vec<Value>,
+) -> Response {
     let (tx, rx) = mpsc::channel::<Bytes>(STREAM_BUFFER);
     tokio::spawn(async move {
         let mut open = true;
@@ -673,7 +684,14 @@ fn stream_events(client: Arc<Client>, resp: reqwest::Response, answers: Vec<Valu
                 Ok(Some(c)) => c,
                 Ok(None) => break,
                 Err(e) => {
-                    tracing::info!(error = %error_chain(&e), "the MCP server's event stream broke off");
+                    let why = format!(
+                        "the MCP server's event stream broke off: {}",
+                        error_chain(&e)
+                    );
+                    tracing::info!(error = %why, "an upstream stream ended early");
+                    for a in client.session.abandon(&waiting, &why).await {
+                        open = send(&tx, open, event_bytes(None, None, &a)).await;
+                    }
                     break;
                 }
             };
@@ -685,7 +703,7 @@ fn stream_events(client: Arc<Client>, resp: reqwest::Response, answers: Vec<Valu
                         );
                         continue;
                     }
-                    SseItem::Event(ev) => govern_event(&client, ev).await,
+                    SseItem::Event(ev) => govern_event(&client, ev, &mut waiting).await,
                 };
                 if let Some(b) = bytes {
                     open = send(&tx, open, b).await;
@@ -714,7 +732,11 @@ async fn send(tx: &mpsc::Sender<Bytes>, open: bool, bytes: Bytes) -> bool {
 
 /// One upstream event as the client gets it: its message governed, its
 /// id, type and `retry` kept.
-async fn govern_event(client: &Arc<Client>, ev: SseEvent) -> Option<Bytes> {
+async fn govern_event(
+    client: &Arc<Client>,
+    ev: SseEvent,
+    waiting: &mut Vec<Value>,
+) -> Option<Bytes> {
     let is_message = matches!(ev.event.as_deref(), None | Some("message"));
     if !is_message || ev.data.is_empty() {
         return Some(ev.raw());
@@ -726,6 +748,15 @@ async fn govern_event(client: &Arc<Client>, ev: SseEvent) -> Option<Bytes> {
             return None;
         }
     };
+    let answered = |m: &Value| match jsonrpc::kind(m) {
+        Kind::Response { id } => Some(jsonrpc::id_key(id)),
+        _ => None,
+    };
+    let keys: Vec<String> = match &msg {
+        Value::Array(items) => items.iter().filter_map(answered).collect(),
+        m => answered(m).into_iter().collect(),
+    };
+    waiting.retain(|id| !keys.contains(&jsonrpc::id_key(id)));
     let routed = client.session.from_upstream(msg).await;
     let forward = routed.forward?;
     if !routed.rewritten {

@@ -387,6 +387,24 @@ impl Session {
     /// away (the answers are then dropped).
     pub async fn close(self: &Arc<Self>, why: &str) -> Vec<Value> {
         let drained: Vec<Pending> = lock(&self.pending).drain().map(|(_, p)| p).collect();
+        self.give_up(drained, why).await
+    }
+
+    /// What [`Session::close`] does, for the requests `ids` alone: the
+    /// connection that carried them broke (an HTTP transport's request
+    /// failed), so the upstream will not answer them, and a call among
+    /// them may or may not have run (`unknown`).
+    pub async fn abandon(self: &Arc<Self>, ids: &[Value], why: &str) -> Vec<Value> {
+        let drained: Vec<Pending> = {
+            let mut pending = lock(&self.pending);
+            ids.iter()
+                .filter_map(|id| pending.remove(&jsonrpc::id_key(id)))
+                .collect()
+        };
+        self.give_up(drained, why).await
+    }
+
+    async fn give_up(self: &Arc<Self>, drained: Vec<Pending>, why: &str) -> Vec<Value> {
         let mut answers = Vec::new();
         let mut outcomes = Vec::new();
         for p in drained {

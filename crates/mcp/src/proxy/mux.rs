@@ -339,16 +339,13 @@ impl Leg {
                     .await;
                 match (found, result) {
                     (Some(m), _) => Ok(m),
-                    (None, Err(e)) => {
-                        // Settle the request in the session: it stops waiting.
-                        let error = jsonrpc::error(&id, jsonrpc::INTERNAL_ERROR, e.clone());
-                        session.from_upstream(error).await;
-                        Err(e)
-                    }
-                    (None, Ok(())) => {
-                        let why = format!("the MCP server '{}' did not answer", self.name);
-                        let error = jsonrpc::error(&id, jsonrpc::INTERNAL_ERROR, why.clone());
-                        session.from_upstream(error).await;
+                    (None, result) => {
+                        // The session stops waiting; a call's outcome is
+                        // unknown (it may have run).
+                        let why = result.err().unwrap_or_else(|| {
+                            format!("the MCP server '{}' did not answer", self.name)
+                        });
+                        session.abandon(std::slice::from_ref(&id), &why).await;
                         Err(why)
                     }
                 }
