@@ -595,6 +595,20 @@ fn a_call_that_needs_approval_goes_through_once_after_warden_approvals_approve()
         data.path(),
         Some(&auth),
     );
+    // With --auth, /mcp takes agent tokens only.
+    let init = br#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}"#;
+    let (status, _, body) = http(proxy.addr, "POST", &[JSON, ACCEPT], init, 9999);
+    assert_eq!(status, 401, "no token: {body}");
+    let approver = format!("Bearer {ONCALL_TOKEN}");
+    let (status, _, body) = http(
+        proxy.addr,
+        "POST",
+        &[JSON, ACCEPT, ("authorization", approver.as_str())],
+        init,
+        9999,
+    );
+    assert_eq!(status, 403, "an approver's token: {body}");
+
     let sum =
         |a: i64, b: i64| json!({"op": "call", "name": "get-sum", "arguments": {"a": a, "b": b}});
     // One client session throughout: the approval is for this session's

@@ -661,7 +661,8 @@ async fn settle(client: &Arc<Client>, waiting: Vec<Value>, why: &str) -> Vec<Val
 }
 
 /// An upstream event stream, governed event by event, in order.
-/// If the stream breaks off before the requests of `waiting` are answered,
+/// Once the client is gone, the stream is read on only until `waiting` is
+/// answered. If it breaks off before the requests of `waiting` are answered,
 /// they are abandoned (answered with errors, calls among them `unknown`);
 /// a stream that ends cleanly leaves them waiting, since a resumable
 /// server may answer on a later stream.
@@ -708,6 +709,12 @@ fn stream_events(
                 if let Some(b) = bytes {
                     open = send(&tx, open, b).await;
                 }
+            }
+            // The client went away: read on only while calls of its own
+            // are in flight, so they get their outcomes (a GET stream has
+            // none and would never end).
+            if !open && waiting.is_empty() {
+                break;
             }
         }
     });
