@@ -178,10 +178,24 @@ pub fn proxy(args: ProxyArgs) -> Result<u8> {
             "governing the MCP server over streamable HTTP"
         );
         eprintln!("warden: serving MCP on http://{addr}/mcp (decision API on http://{addr}/v1)");
+        let sweeper = {
+            let endpoint = endpoint.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(http::IDLE_SWEEP);
+                loop {
+                    tick.tick().await;
+                    match &endpoint {
+                        Endpoint::One(p) => p.drop_idle().await,
+                        Endpoint::Many(p) => p.drop_idle().await,
+                    }
+                }
+            })
+        };
         let served = axum::serve(listener, app)
             .with_graceful_shutdown(warden_server::shutdown_signal())
             .await
             .context("the HTTP server failed");
+        sweeper.abort();
         match &endpoint {
             Endpoint::One(p) => p.close().await,
             Endpoint::Many(p) => p.close().await,
@@ -195,6 +209,7 @@ pub fn proxy(args: ProxyArgs) -> Result<u8> {
     Ok(0)
 }
 
+#[derive(Clone)]
 enum Endpoint {
     One(Arc<HttpProxy>),
     Many(Arc<MuxProxy>),

@@ -1097,3 +1097,52 @@ fn a_call_cut_off_by_the_upstream_dying_gets_an_error_and_the_outcome_unknown() 
     assert!(unknown.contains("broke off"), "{unknown}");
     audit_verifies(data.path());
 }
+
+#[test]
+fn proxy_settings_that_cannot_work_are_refused_before_it_listens() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        let out = Command::new(warden())
+            .args(["mcp", "proxy"])
+            .args(args)
+            .arg("--data-dir")
+            .arg(dir.path().join("data"))
+            .env_remove("WARDEN_AUTH")
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let bad = dir.path().join("bad.json");
+    std::fs::write(
+        &bad,
+        r#"{"mcpServers": {"a__b": {"url": "http://127.0.0.1:9/mcp"}}}"#,
+    )
+    .unwrap();
+    let (code, err) = run(&["--config", bad.to_str().unwrap()]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("cannot prefix tool names"), "{err}");
+
+    let (code, err) = run(&["--upstream", "https://tools.example/mcp"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("plain http://"), "{err}");
+
+    let (code, err) = run(&[
+        "--listen",
+        "0.0.0.0:0",
+        "--upstream",
+        "http://127.0.0.1:9/mcp",
+    ]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("without authentication"), "{err}");
+
+    let (code, err) = run(&[
+        "--upstream",
+        "http://127.0.0.1:9/mcp",
+        "--config",
+        bad.to_str().unwrap(),
+    ]);
+    assert_eq!(code, Some(2), "--upstream and --config together: {err}");
+}

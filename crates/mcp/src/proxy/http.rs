@@ -70,6 +70,8 @@ pub const MAX_UPSTREAM_MESSAGE_BYTES: usize = super::stdio::MAX_MESSAGE_BYTES;
 pub const MAX_SESSIONS: usize = 1024;
 /// A session nobody used for this long may be dropped for a new one.
 pub const SESSION_IDLE: Duration = Duration::from_secs(60 * 60);
+/// How often idle sessions are looked for.
+pub const IDLE_SWEEP: Duration = Duration::from_secs(60);
 /// How long connecting to the upstream may take.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Events buffered for a slow client, per stream.
@@ -204,6 +206,25 @@ impl HttpProxy {
         for (_, client) in all {
             self.end_upstream(&client).await;
             client.session.close("warden stopped").await;
+        }
+    }
+
+    /// Ends the sessions nobody used for [`SESSION_IDLE`] (call it now and
+    /// then; [`IDLE_SWEEP`] is a good period).
+    pub async fn drop_idle(&self) {
+        let idle: Vec<Arc<Client>> = {
+            let mut sessions = super::lock(&self.sessions);
+            let ids: Vec<String> = sessions
+                .iter()
+                .filter(|(_, c)| c.idle() >= SESSION_IDLE)
+                .map(|(k, _)| k.clone())
+                .collect();
+            ids.iter().filter_map(|k| sessions.remove(k)).collect()
+        };
+        for c in idle {
+            tracing::info!(session = %c.session.id(), "an idle MCP session was ended");
+            self.end_upstream(&c).await;
+            c.session.close("the session was idle for too long").await;
         }
     }
 

@@ -12,8 +12,8 @@
 //! | method | routed |
 //! |---|---|
 //! | `initialize` | to every upstream; capabilities merged, the server named `warden` |
-//! | `tools/list`, `prompts/list` | to every upstream; names prefixed, lists merged (first page of each) |
-//! | `resources/list`, `resources/templates/list` | to every upstream; lists merged, each URI remembered with its upstream |
+//! | `tools/list`, `prompts/list` | to every upstream; names prefixed, every page merged into one answer |
+//! | `resources/list`, `resources/templates/list` | to every upstream; every page merged, each URI remembered with its upstream |
 //! | `tools/call`, `prompts/get`, `completion/complete` (prompt refs) | by prefix |
 //! | `resources/read`, `…/subscribe`, `…/unsubscribe`, `completion/complete` (resource refs) | to the upstream that listed the URI, else each in turn until one answers without an error |
 //! | `ping` | answered by warden |
@@ -55,6 +55,8 @@ use super::{Governor, Session, lock, stdio};
 pub const SEPARATOR: &str = "__";
 /// Longest upstream name.
 pub const MAX_NAME: usize = 64;
+/// Most pages of one upstream's listing merged into one answer.
+pub const MAX_PAGES: usize = 100;
 /// JSON-RPC's "Method not found".
 const METHOD_NOT_FOUND: i64 = -32601;
 
@@ -178,6 +180,24 @@ impl MuxProxy {
     pub async fn close(&self) {
         let all: Vec<Arc<MuxSession>> = lock(&self.sessions).drain().map(|(_, s)| s).collect();
         for s in all {
+            end(&s).await;
+        }
+    }
+
+    /// Ends the sessions nobody used for [`SESSION_IDLE`] (their stdio
+    /// servers stop); call it now and then.
+    pub async fn drop_idle(&self) {
+        let idle: Vec<Arc<MuxSession>> = {
+            let mut sessions = lock(&self.sessions);
+            let ids: Vec<String> = sessions
+                .iter()
+                .filter(|(_, s)| lock(&s.last_used).elapsed() >= SESSION_IDLE)
+                .map(|(k, _)| k.clone())
+                .collect();
+            ids.iter().filter_map(|k| sessions.remove(k)).collect()
+        };
+        for s in idle {
+            tracing::info!("an idle MCP session was ended");
             end(&s).await;
         }
     }
@@ -779,18 +799,11 @@ async fn route(
             };
             let mut merged = Vec::new();
             for leg in &mux.legs {
-                if let Ok(r) = leg.request(mux, strip_cursor(&msg), headers).await
-                    && let Some(items) = r
-                        .pointer(&format!("/result/{key}"))
-                        .and_then(Value::as_array)
-                {
-                    for item in items {
-                        let mut item = item.clone();
-                        if let Some(n) = item.get("name").and_then(Value::as_str) {
-                            item["name"] = Value::String(format!("{}{SEPARATOR}{n}", leg.name));
-                        }
-                        merged.push(item);
+                for mut item in list_all(leg, mux, &msg, key, headers).await {
+                    if let Some(n) = item.get("name").and_then(Value::as_str) {
+                        item["name"] = Value::String(format!("{}{SEPARATOR}{n}", leg.name));
                     }
+                    merged.push(item);
                 }
             }
             jsonrpc::result(id, json!({ key: merged }))
@@ -803,18 +816,13 @@ async fn route(
             };
             let mut merged = Vec::new();
             for (i, leg) in mux.legs.iter().enumerate() {
-                if let Ok(r) = leg.request(mux, strip_cursor(&msg), headers).await
-                    && let Some(items) = r
-                        .pointer(&format!("/result/{key}"))
-                        .and_then(Value::as_array)
-                {
-                    let mut uris = lock(&mux.uris);
-                    for item in items {
-                        if let Some(u) = item.get("uri").and_then(Value::as_str) {
-                            uris.insert(u.to_string(), i);
-                        }
-                        merged.push(item.clone());
+                let items = list_all(leg, mux, &msg, key, headers).await;
+                let mut uris = lock(&mux.uris);
+                for item in items {
+                    if let Some(u) = item.get("uri").and_then(Value::as_str) {
+                        uris.insert(u.to_string(), i);
                     }
+                    merged.push(item);
                 }
             }
             jsonrpc::result(id, json!({ key: merged }))
@@ -877,12 +885,42 @@ async fn route(
     }
 }
 
-fn strip_cursor(msg: &Value) -> Value {
-    let mut m = msg.clone();
-    if let Some(params) = m.get_mut("params").and_then(Value::as_object_mut) {
+/// Every page of a leg's listing (`key`: `tools`, `prompts`, …), at most
+/// [`MAX_PAGES`]; a leg that fails lists nothing (logged).
+async fn list_all(
+    leg: &Leg,
+    mux: &MuxSession,
+    msg: &Value,
+    key: &str,
+    headers: &HeaderMap,
+) -> Vec<Value> {
+    let mut req = msg.clone();
+    if let Some(params) = req.get_mut("params").and_then(Value::as_object_mut) {
         params.remove("cursor");
     }
-    m
+    let mut out = Vec::new();
+    for _ in 0..MAX_PAGES {
+        let r = match leg.request(mux, req.clone(), headers).await {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!(upstream = %leg.name, error = %e, "a listing failed; its items are left out");
+                break;
+            }
+        };
+        if let Some(items) = r
+            .pointer(&format!("/result/{key}"))
+            .and_then(Value::as_array)
+        {
+            out.extend(items.iter().cloned());
+        }
+        match r.pointer("/result/nextCursor").and_then(Value::as_str) {
+            Some(cursor) if !cursor.is_empty() => {
+                req["params"]["cursor"] = Value::String(cursor.to_string());
+            }
+            _ => break,
+        }
+    }
+    out
 }
 
 /// The leg a prefixed name belongs to, and the name without its prefix.
