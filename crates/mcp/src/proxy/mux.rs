@@ -21,8 +21,9 @@
 //! | anything else | to the first upstream |
 //!
 //! Responses are JSON (no event stream per request); what upstreams send
-//! besides the response (progress, log messages, list changes) goes to the
-//! client's `GET /mcp` stream if one is open. Requests of an upstream to
+//! besides the response (progress, log messages, list changes), and what
+//! their own server-to-client streams carry, goes to the client's
+//! `GET /mcp` stream if one is open. Requests of an upstream to
 //! the client (sampling, elicitation, roots) are answered with "method not
 //! found": with several servers behind one session, warden cannot tell the
 //! client whose they are. With one upstream, names are not prefixed and
@@ -432,7 +433,6 @@ impl Leg {
                 error_chain(&e)
             )
         })?;
-        let status = resp.status();
         if sid.is_none()
             && let Some(v) = resp
                 .headers()
@@ -441,6 +441,55 @@ impl Leg {
         {
             *lock(upstream_id) = Some(v.to_string());
         }
+        self.consume(upstream, upstream_id, resp, &mut each, session)
+            .await
+    }
+
+    /// Opens the upstream's server-to-client stream (`GET`) and passes its
+    /// messages, governed, to the client's stream until either ends.
+    async fn relay_stream(&self, mux: &MuxSession) {
+        let Link::Http {
+            upstream,
+            session,
+            id,
+        } = &self.link
+        else {
+            return;
+        };
+        let sid = lock(id).clone();
+        let mut req = upstream
+            .client
+            .get(upstream.url.clone())
+            .header(header::ACCEPT, "text/event-stream");
+        if let Some(s) = sid {
+            req = req.header(SESSION_HEADER, s);
+        }
+        let Ok(resp) = req.send().await else {
+            return;
+        };
+        if !resp.status().is_success() {
+            // 405: the server offers no such stream.
+            return;
+        }
+        let done = self
+            .consume(upstream, id, resp, &mut |m| mux.push_event(&m), session)
+            .await;
+        if let Err(e) = done {
+            tracing::debug!(upstream = %self.name, error = %e, "an upstream's stream ended");
+        }
+    }
+
+    /// Every message of an upstream's answer (JSON or an event stream),
+    /// governed, to `each` in order; requests of the server are refused.
+    async fn consume(
+        &self,
+        upstream: &HttpUpstream,
+        upstream_id: &Mutex<Option<String>>,
+        resp: reqwest::Response,
+        each: &mut impl FnMut(Value),
+        session: &Arc<Session>,
+    ) -> Result<(), String> {
+        let status = resp.status();
         let is_stream = resp
             .headers()
             .get(header::CONTENT_TYPE)
@@ -969,7 +1018,18 @@ async fn handle_get(State(p): State<Arc<MuxProxy>>, headers: HeaderMap) -> Respo
         Err(r) => return *r,
     };
     let (tx, rx) = mpsc::channel::<Bytes>(STREAM_BUFFER);
-    *lock(&mux.events) = Some(tx);
+    *lock(&mux.events) = Some(tx.clone());
+    for i in 0..mux.legs.len() {
+        let (mux, tx) = (mux.clone(), tx.clone());
+        tokio::spawn(async move {
+            // Ends with the upstream's stream or the client's, whichever first.
+            tokio::select! {
+                _ = mux.legs[i].relay_stream(&mux) => {}
+                _ = tx.closed() => {}
+            }
+        });
+    }
+    drop(tx);
     let mut out = Response::new(Body::from_stream(Events(rx)));
     out.headers_mut().insert(
         header::CONTENT_TYPE,
