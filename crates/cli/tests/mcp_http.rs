@@ -1146,3 +1146,47 @@ fn proxy_settings_that_cannot_work_are_refused_before_it_listens() {
     ]);
     assert_eq!(code, Some(2), "--upstream and --config together: {err}");
 }
+
+#[test]
+fn one_stdio_server_in_a_config_is_served_over_http_with_its_own_names() {
+    let peers = peers();
+    let files = tempfile::tempdir().unwrap();
+    std::fs::write(files.path().join("notes.txt"), "one server").unwrap();
+    let root = files.path().canonicalize().unwrap();
+    let config = files.path().join("mcp.json");
+    std::fs::write(
+        &config,
+        json!({"mcpServers": {"fs": {
+            "command": peers.join("node"),
+            "args": [peers.join("mcp-server-filesystem"), root],
+        }}})
+        .to_string(),
+    )
+    .unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(warden());
+    cmd.args(["mcp", "proxy", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&config);
+    let mut proxy = Proxy::spawn(cmd, &fixtures().join("policy.yaml"), data.path(), None);
+    let path = root.join("notes.txt").to_string_lossy().into_owned();
+    let seen = client(json!({
+        "url": proxy.url(),
+        "steps": [
+            {"op": "tools"},
+            {"op": "call", "name": "read_text_file", "arguments": {"path": path}},
+        ]
+    }));
+    let r = &seen["results"];
+    assert_eq!(
+        seen["server_info"]["name"],
+        "secure-filesystem-server",
+        "{seen}\n{}",
+        proxy.log()
+    );
+    let tools = tool_names(&r[0]);
+    assert!(tools.iter().any(|t| t == "read_text_file"), "{tools:?}");
+    assert!(!tools.iter().any(|t| t.contains("__")), "{tools:?}");
+    assert_eq!(r[1]["text"], "one server", "{}", r[1]);
+    proxy.stop();
+    audit_verifies(data.path());
+}
