@@ -89,6 +89,15 @@ fn staging_panicked(action_hash: String) -> Decision {
     )
 }
 
+fn blocking_panicked(action_hash: String) -> Decision {
+    Decision::error(
+        reason::PANIC,
+        "the decision's blocking work panicked or was cancelled, so the action is denied"
+            .to_string(),
+        action_hash,
+    )
+}
+
 fn recording_panicked(action_hash: String) -> Decision {
     Decision::error(
         reason::AUDIT_UNAVAILABLE,
@@ -325,6 +334,35 @@ impl Gate {
             && decision.identity.is_some()
             && decision.verdict == Verdict::Deny
             && decision.rule.is_some()
+    }
+
+    /// [`Gate::decide`] for callers on a tokio runtime: the decision is
+    /// evaluated on the calling task and awaits its audit append
+    /// ([`Gate::finish_async`]), so no thread waits for the sync. What may
+    /// block on the store for longer runs on tokio's blocking pool: an
+    /// action with a token (the identity check reads, and may write, agent
+    /// records) and the decisions [`Gate::finishes_blocking`] names.
+    /// Outside a tokio runtime it is [`Gate::decide`].
+    pub async fn decide_async(self: Arc<Self>, action: Action) -> Decision {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return self.decide(&action);
+        };
+        if action.context.contains_key("token") {
+            let hash = action.hash();
+            return runtime
+                .spawn_blocking(move || self.decide(&action))
+                .await
+                .unwrap_or_else(|_| blocking_panicked(hash));
+        }
+        let evaluated = self.begin(&action);
+        if self.finishes_blocking(&evaluated) {
+            let hash = evaluated.decision.action_hash.clone();
+            return runtime
+                .spawn_blocking(move || self.finish(&action, evaluated))
+                .await
+                .unwrap_or_else(|_| blocking_panicked(hash));
+        }
+        self.finish_async(&action, evaluated).await
     }
 
     /// A rule denied a proven agent's action: its trust pays for it. Only

@@ -246,19 +246,7 @@ async fn decide_one(state: &Arc<AppState>, action: Action) -> Result<Decision, A
     let gate = state.gate.load_full();
     let point = action.point;
     let started = Instant::now();
-    // Only the audit append is awaited on the async threads; what may block
-    // on the store for longer (a token's identity check, an approval, a
-    // trust penalty) runs on a blocking thread.
-    let decision = if action.context.contains_key("token") {
-        blocking(move || Ok(gate.decide(&action))).await?
-    } else {
-        let evaluated = gate.begin(&action);
-        if gate.finishes_blocking(&evaluated) {
-            blocking(move || Ok(gate.finish(&action, evaluated))).await?
-        } else {
-            gate.finish_async(&action, evaluated).await
-        }
-    };
+    let decision = gate.decide_async(action).await;
     state
         .metrics
         .observe_decision(point, &decision, started.elapsed());

@@ -107,10 +107,7 @@ impl Governor {
     }
 
     async fn decide(&self, action: Action) -> Result<Decision, String> {
-        let gate = self.gate.clone();
-        tokio::task::spawn_blocking(move || gate.decide(&action))
-            .await
-            .map_err(|e| format!("the decision panicked: {e}"))
+        Ok(self.gate.clone().decide_async(action).await)
     }
 
     fn action(&self, session: &str, point: Point, tool: &str, args: Value) -> Action {
@@ -613,13 +610,15 @@ impl Session {
         };
         let hash: [u8; 32] =
             Sha256::digest(warden_gate::canonical::to_string(&result).as_bytes()).into();
-        // Queued first, so the outcome and the post_tool_call decision
-        // usually share one commit of the writer.
-        let recorded = self.record_outcome(&call, outcome, Some(hash), error);
         let g = &self.governor;
         let action = g.action(&self.id, Point::PostToolCall, &call.tool, result);
         let decided = g.decide(action).await;
-        recorded.await;
+        // The outcome is queued once the decision is durable and not waited
+        // for: it is a report about the call, not a verdict, so the result
+        // goes back while it is written (the store's close waits for it).
+        // Queued before the decision, it would often take a commit of its
+        // own that the decision then waits behind.
+        tokio::spawn(self.record_outcome(&call, outcome, Some(hash), error));
         let replacement = match decided {
             Ok(d) => match d.verdict {
                 Verdict::Allow | Verdict::Warn => None,

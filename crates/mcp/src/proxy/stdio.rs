@@ -391,6 +391,69 @@ where
     let _ = out.await;
 }
 
+/// The client side of `warden mcp wrap`: this process's stdin and stdout.
+pub type ClientIo = (
+    Box<dyn AsyncRead + Unpin + Send>,
+    Box<dyn AsyncWrite + Unpin + Send>,
+);
+
+/// This process's stdin and stdout as async streams. A pipe or a socket
+/// (what MCP clients launch servers with) is read and written directly, in
+/// non-blocking mode, so no thread hands each line over; anything else (a
+/// terminal, a file) goes through tokio's stdio, which uses a blocking
+/// thread.
+pub fn process_stdio() -> ClientIo {
+    let input = direct_stdin().unwrap_or_else(|| Box::new(tokio::io::stdin()));
+    let output = direct_stdout().unwrap_or_else(|| Box::new(tokio::io::stdout()));
+    (input, output)
+}
+
+#[cfg(unix)]
+fn dup_kind(fd: std::os::fd::BorrowedFd<'_>) -> Option<(std::os::fd::OwnedFd, bool)> {
+    use std::os::unix::fs::FileTypeExt;
+    let owned = fd.try_clone_to_owned().ok()?;
+    let file = std::fs::File::from(owned);
+    let kind = file.metadata().ok()?.file_type();
+    let fifo = kind.is_fifo();
+    (fifo || kind.is_socket()).then(|| (file.into(), fifo))
+}
+
+#[cfg(unix)]
+fn direct_stdin() -> Option<Box<dyn AsyncRead + Unpin + Send>> {
+    use std::os::fd::AsFd;
+    let (fd, fifo) = dup_kind(io::stdin().as_fd())?;
+    if fifo {
+        let pipe = tokio::net::unix::pipe::Receiver::from_owned_fd(fd).ok()?;
+        return Some(Box::new(pipe));
+    }
+    let socket = std::os::unix::net::UnixStream::from(fd);
+    socket.set_nonblocking(true).ok()?;
+    Some(Box::new(tokio::net::UnixStream::from_std(socket).ok()?))
+}
+
+#[cfg(unix)]
+fn direct_stdout() -> Option<Box<dyn AsyncWrite + Unpin + Send>> {
+    use std::os::fd::AsFd;
+    let (fd, fifo) = dup_kind(io::stdout().as_fd())?;
+    if fifo {
+        let pipe = tokio::net::unix::pipe::Sender::from_owned_fd(fd).ok()?;
+        return Some(Box::new(pipe));
+    }
+    let socket = std::os::unix::net::UnixStream::from(fd);
+    socket.set_nonblocking(true).ok()?;
+    Some(Box::new(tokio::net::UnixStream::from_std(socket).ok()?))
+}
+
+#[cfg(not(unix))]
+fn direct_stdin() -> Option<Box<dyn AsyncRead + Unpin + Send>> {
+    None
+}
+
+#[cfg(not(unix))]
+fn direct_stdout() -> Option<Box<dyn AsyncWrite + Unpin + Send>> {
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
