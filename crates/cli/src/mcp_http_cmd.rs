@@ -51,7 +51,8 @@ pub struct ProxyArgs {
     #[arg(long, value_name = "DID")]
     pub agent: Option<String>,
     /// The server's name for tool pins and findings (what 'warden mcp
-    /// approve-tool SERVER TOOL' takes); default: the upstream's host:port.
+    /// approve-tool SERVER TOOL' takes) for --upstream; default: its
+    /// host:port. With --config, each server's name is its key there.
     #[arg(long, value_name = "NAME")]
     pub server: Option<String>,
     /// Bearer tokens per role (agent, approver, admin), YAML, as for 'warden
