@@ -17,39 +17,6 @@ use warden_gate::{Action, Gate, IdentityContext};
 const CALLS: usize = 200_000;
 const ROUNDS: usize = 5;
 
-/// The 1,000 bench actions; `sql` adds that string as an `sql` argument.
-fn actions(sql: Option<&str>) -> Vec<Action> {
-    let modes = ["bulk", "single", "stream"];
-    (0..1000)
-        .map(|i| {
-            let f = (i * 37) % FAMILIES;
-            let k = (i * 7) % TOOLS_PER_FAMILY;
-            let labels: Vec<&str> = match i % 4 {
-                0 => vec!["pii"],
-                1 => vec!["internal"],
-                _ => vec![],
-            };
-            let mut args = serde_json::json!({
-                "limit": (i * 13) % 1500,
-                "mode": modes[i % 3],
-                "dest": if i % 5 == 0 { "acme.external" } else { "acme.internal" },
-            });
-            if let Some(sql) = sql {
-                args["sql"] = serde_json::Value::String(sql.to_string());
-            }
-            let v = serde_json::json!({
-                "agent": if i % 10 == 0 { "did:key:zAdminAgent" } else { "did:key:z6MkAgent" },
-                "session": format!("s-{}", i % 50),
-                "point": "pre_tool_call",
-                "tool": format!("svc{f}.op{k}"),
-                "args": args,
-                "context": {"labels": labels, "ring": 2},
-            });
-            Action::from_json(v.to_string().as_bytes()).expect("bench action is valid")
-        })
-        .collect()
-}
-
 /// Runs `f` over `CALLS` calls per round; returns the median round's stats.
 fn measure(mut f: impl FnMut(usize)) -> Stats {
     for i in 0..CALLS / 10 {
@@ -246,7 +213,7 @@ fn main() {
         compile_ms[ROUNDS / 2]
     );
 
-    let acts = actions(None);
+    let acts = bench_actions(None);
     let mut verdicts = std::collections::BTreeMap::new();
     for a in &acts {
         let d = catalog_gate.decide(a);
@@ -312,7 +279,7 @@ fn main() {
     }
 
     let batch = sql_batch_1kb();
-    let acts_1k = actions(Some(&batch));
+    let acts_1k = bench_actions(Some(&batch));
     let w1k = measure(|i| {
         black_box(catalog_gate.decide(&acts_1k[i % acts_1k.len()]));
     });

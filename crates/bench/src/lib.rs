@@ -1,5 +1,7 @@
 //! Benchmark support for warden: the generator of the large policy used by
-//! `benches/decide.rs`, and latency statistics. Not published.
+//! `benches/decide.rs`, its actions, and latency statistics. Not published.
+
+use warden_gate::Action;
 
 /// Latency samples in nanoseconds, summarised.
 pub struct Stats {
@@ -20,6 +22,40 @@ pub fn stats(mut samples: Vec<u64>, total_ns: u64) -> Stats {
         p99: at(0.99),
         per_sec: samples.len() as f64 / (total_ns as f64 / 1e9),
     }
+}
+
+/// The 1,000 bench actions (every tool of every family, labels, rings,
+/// two agents, 50 sessions); `sql` adds that string as an `sql` argument.
+pub fn bench_actions(sql: Option<&str>) -> Vec<Action> {
+    let modes = ["bulk", "single", "stream"];
+    (0..1000)
+        .map(|i| {
+            let f = (i * 37) % FAMILIES;
+            let k = (i * 7) % TOOLS_PER_FAMILY;
+            let labels: Vec<&str> = match i % 4 {
+                0 => vec!["pii"],
+                1 => vec!["internal"],
+                _ => vec![],
+            };
+            let mut args = serde_json::json!({
+                "limit": (i * 13) % 1500,
+                "mode": modes[i % 3],
+                "dest": if i % 5 == 0 { "acme.external" } else { "acme.internal" },
+            });
+            if let Some(sql) = sql {
+                args["sql"] = serde_json::Value::String(sql.to_string());
+            }
+            let v = serde_json::json!({
+                "agent": if i % 10 == 0 { "did:key:zAdminAgent" } else { "did:key:z6MkAgent" },
+                "session": format!("s-{}", i % 50),
+                "point": "pre_tool_call",
+                "tool": format!("svc{f}.op{k}"),
+                "args": args,
+                "context": {"labels": labels, "ring": 2},
+            });
+            Action::from_json(v.to_string().as_bytes()).expect("bench action is valid")
+        })
+        .collect()
 }
 
 /// Families of tools in the generated policy; each has [`TOOLS_PER_FAMILY`] tools.
