@@ -90,6 +90,10 @@ fn check_name(field: &'static str, value: &str) -> Result<(), ActionError> {
             format!("is longer than {MAX_NAME_BYTES} bytes"),
         ));
     }
+    // Printable ASCII is never invisible; only other names need the char walk.
+    if value.bytes().all(|b| b.is_ascii_graphic()) {
+        return Ok(());
+    }
     if let Some(c) = value.chars().find(|c| is_invisible(*c)) {
         return Err(invalid(
             field,
@@ -112,8 +116,8 @@ pub(crate) struct Facts {
 /// The ring of an agent that did not say otherwise: the least privileged.
 pub const DEFAULT_RING: u8 = 3;
 
-fn tags(context: &Map<String, Value>, key: &'static str) -> Result<Vec<String>, ActionError> {
-    let Some(v) = context.get(key) else {
+fn tags(v: Option<&Value>, key: &'static str) -> Result<Vec<String>, ActionError> {
+    let Some(v) = v else {
         return Ok(Vec::new());
     };
     let Value::Array(items) = v else {
@@ -162,14 +166,25 @@ impl Action {
         if let Some(s) = &self.session {
             check_name("session", s)?;
         }
-        let labels = tags(&self.context, "labels")?;
-        if self.context.contains_key("intents") {
+        // One pass over the context for the keys the gate reads (cheaper
+        // than hashing each key into it); checked in the order below.
+        let (mut labels, mut intents, mut ring) = (None, false, None);
+        for (k, v) in &self.context {
+            match k.as_str() {
+                "labels" => labels = Some(v),
+                "intents" => intents = true,
+                "ring" => ring = Some(v),
+                _ => {}
+            }
+        }
+        let labels = tags(labels, "labels")?;
+        if intents {
             return Err(invalid(
                 "context.intents",
                 "intents are read from the arguments by the gate and cannot be declared by the caller; remove 'intents' from 'context'",
             ));
         }
-        let ring = match self.context.get("ring") {
+        let ring = match ring {
             None => DEFAULT_RING,
             Some(v) => match v.as_u64() {
                 Some(r @ 0..=3) => r as u8,

@@ -66,12 +66,13 @@ pub fn action_hash(action: &Action) -> String {
 }
 
 fn digest(text: &str) -> String {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
     let digest = Sha256::digest(text.as_bytes());
     let mut s = String::with_capacity(7 + 64);
     s.push_str("sha256:");
     for b in digest {
-        // Writing to a String cannot fail.
-        let _ = write!(s, "{b:02x}");
+        s.push(char::from(HEX[usize::from(b >> 4)]));
+        s.push(char::from(HEX[usize::from(b & 0xf)]));
     }
     s
 }
@@ -90,11 +91,31 @@ fn write_value(value: &Value, out: &mut String) {
             out.push(']');
         }
         Value::String(s) => write_str(s, out),
-        Value::Number(n) => {
-            let _ = write!(out, "{n}");
-        }
+        Value::Number(n) => match n.as_u64() {
+            // The commonest number; printed as serde_json prints it, without `fmt`.
+            Some(u) => write_u64(u, out),
+            None => {
+                let _ = write!(out, "{n}");
+            }
+        },
         Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
         Value::Null => out.push_str("null"),
+    }
+}
+
+fn write_u64(mut n: u64, out: &mut String) {
+    let mut digits = [0u8; 20];
+    let mut at = digits.len();
+    loop {
+        at -= 1;
+        digits[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for &d in &digits[at..] {
+        out.push(char::from(d));
     }
 }
 
@@ -126,30 +147,57 @@ fn entry(i: usize, k: &str, v: &Value, out: &mut String) {
 
 /// JSON string escaping, byte-for-byte as serde_json does it.
 fn write_str(s: &str, out: &mut String) {
+    out.reserve(s.len() + 2);
     out.push('"');
+    let bytes = s.as_bytes();
     let mut start = 0;
-    for (i, b) in s.bytes().enumerate() {
-        let esc: &str = match b {
-            b'"' => "\\\"",
-            b'\\' => "\\\\",
-            b'\n' => "\\n",
-            b'\r' => "\\r",
-            b'\t' => "\\t",
-            0x08 => "\\b",
-            0x0c => "\\f",
-            0..=0x1f => "",
-            _ => continue,
-        };
+    while let Some(i) = next_escape(bytes, start) {
         out.push_str(&s[start..i]);
-        if esc.is_empty() {
-            let _ = write!(out, "\\u{b:04x}");
-        } else {
-            out.push_str(esc);
+        match bytes[i] {
+            b'"' => out.push_str("\\\""),
+            b'\\' => out.push_str("\\\\"),
+            b'\n' => out.push_str("\\n"),
+            b'\r' => out.push_str("\\r"),
+            b'\t' => out.push_str("\\t"),
+            0x08 => out.push_str("\\b"),
+            0x0c => out.push_str("\\f"),
+            b => {
+                let _ = write!(out, "\\u{b:04x}");
+            }
         }
         start = i + 1;
     }
     out.push_str(&s[start..]);
     out.push('"');
+}
+
+/// Where the first byte at or after `from` that JSON escapes is (a control
+/// character, `"` or `\`). Eight bytes at a time: the strings hashed on
+/// every decision are mostly plain.
+fn next_escape(bytes: &[u8], from: usize) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    // High bit set in each byte of `w` that is zero, and maybe in bytes
+    // after it; the lowest set bit is always exact.
+    let zero = |w: u64| w.wrapping_sub(ONES) & !w & HIGH;
+    let mut at = from;
+    let mut words = bytes[from..].chunks_exact(8);
+    for chunk in &mut words {
+        let mut word = [0u8; 8];
+        word.copy_from_slice(chunk);
+        let w = u64::from_le_bytes(word);
+        let below_space = w.wrapping_sub(ONES * 0x20) & !w & HIGH;
+        let hits =
+            below_space | zero(w ^ (ONES * u64::from(b'"'))) | zero(w ^ (ONES * u64::from(b'\\')));
+        if hits != 0 {
+            return Some(at + (hits.trailing_zeros() / 8) as usize);
+        }
+        at += 8;
+    }
+    let rest = words.remainder();
+    rest.iter()
+        .position(|&b| b < 0x20 || b == b'"' || b == b'\\')
+        .map(|i| at + i)
 }
 
 #[cfg(test)]
@@ -202,6 +250,24 @@ mod tests {
             to_string(&v),
             r#"{"a":{"c":null,"z":[1,{"x":"é\n\u0001","y":2}]},"b":1}"#
         );
+    }
+
+    #[test]
+    fn every_byte_is_escaped_as_serde_json_escapes_it_at_every_position() {
+        for b in 0u8..0x80 {
+            for at in 0..20 {
+                let mut chars: Vec<char> = "abcdefghé\u{2028}ijklmnop".chars().collect();
+                chars.insert(at.min(chars.len()), char::from(b));
+                let text: String = chars.into_iter().collect();
+                let mut out = String::new();
+                write_str(&text, &mut out);
+                assert_eq!(
+                    out,
+                    serde_json::to_string(&text).unwrap(),
+                    "byte {b:#x} at {at}"
+                );
+            }
+        }
     }
 
     #[test]
