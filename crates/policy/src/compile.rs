@@ -7,6 +7,7 @@ use crate::limits::{MAX_GLOBS, MAX_RULES};
 use crate::model::*;
 use crate::native;
 use crate::rate_limit::Limits;
+use crate::tool_index::{GlobIndex, NameMap, prefix_star};
 use globset::{Glob, GlobMatcher, GlobSet, GlobSetBuilder};
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
@@ -22,7 +23,7 @@ pub struct CompiledPolicy {
     pub(crate) index: Vec<PointIndex>,
     pub(crate) tools: BTreeMap<String, ToolSpec>,
     /// Per catalog tool, how its arguments are classified.
-    pub(crate) tool_args: HashMap<String, ToolArgs>,
+    pub(crate) tool_args: NameMap<ToolArgs>,
     pub(crate) intent_config: warden_intent::Config,
     pub(crate) audit: AuditSettings,
     pub(crate) identity: IdentitySettings,
@@ -64,6 +65,8 @@ pub(crate) struct CompiledRule {
 
 pub(crate) enum AgentMatcher {
     Exact(String),
+    /// A `prefix*` glob.
+    Prefix(String),
     Glob(GlobMatcher),
 }
 
@@ -71,6 +74,7 @@ impl AgentMatcher {
     pub fn is_match(&self, agent: &str) -> bool {
         match self {
             AgentMatcher::Exact(s) => s == agent,
+            AgentMatcher::Prefix(p) => agent.starts_with(p.as_str()),
             AgentMatcher::Glob(g) => g.is_match(agent),
         }
     }
@@ -83,8 +87,8 @@ pub(crate) struct Condition {
 
 #[derive(Default)]
 pub(crate) struct PointIndex {
-    pub exact: HashMap<String, Vec<u32>>,
-    pub globs: Option<GlobSet>,
+    pub exact: NameMap<Vec<u32>>,
+    pub globs: GlobIndex,
     /// For each glob in `globs`, the rules that wrote it.
     pub glob_rules: Vec<Vec<u32>>,
     /// Rules with no tool matcher: candidates for every action at this point.
@@ -150,10 +154,8 @@ pub fn compile(policy: Policy) -> Result<CompiledPolicy, PolicyError> {
     }
 
     let mut index: Vec<PointIndex> = Point::ALL.iter().map(|_| PointIndex::default()).collect();
-    let mut glob_builders: Vec<(GlobSetBuilder, HashMap<String, usize>)> = Point::ALL
-        .iter()
-        .map(|_| (GlobSetBuilder::new(), HashMap::new()))
-        .collect();
+    let mut glob_slots: Vec<HashMap<String, usize>> =
+        Point::ALL.iter().map(|_| HashMap::new()).collect();
     let mut hidden = Vec::new();
     for (i, r) in rules.iter().enumerate() {
         let i = i as u32;
@@ -173,14 +175,14 @@ pub fn compile(policy: Policy) -> Result<CompiledPolicy, PolicyError> {
                     list.push(i);
                 }
             }
-            let (builder, seen) = &mut glob_builders[p];
+            let seen = &mut glob_slots[p];
             for pat in r.rule.matcher.tools.iter().filter(|t| is_glob(t)) {
                 let slot = match seen.get(pat) {
                     Some(&slot) => slot,
                     None => {
                         // Validated at load time; a failure here is a bug, reported not panicked.
                         let g = glob(pat).map_err(|e| internal(&r.rule, e))?;
-                        builder.add(g);
+                        idx.globs.add(pat, g.compile_matcher());
                         idx.glob_rules.push(Vec::new());
                         seen.insert(pat.clone(), idx.glob_rules.len() - 1);
                         idx.glob_rules.len() - 1
@@ -193,18 +195,6 @@ pub fn compile(policy: Policy) -> Result<CompiledPolicy, PolicyError> {
             }
         }
     }
-    for (idx, (builder, seen)) in index.iter_mut().zip(glob_builders) {
-        if !seen.is_empty() {
-            idx.globs = Some(builder.build().map_err(|e| {
-                PolicyError::one(Diagnostic::new(
-                    &root,
-                    Pos::default(),
-                    format!("cannot build the tool index: {e}"),
-                ))
-            })?);
-        }
-    }
-
     let mut hasher = Sha256::new();
     for (file, text) in &policy.sources {
         hasher.update((file.len() as u64).to_be_bytes());
@@ -218,7 +208,7 @@ pub fn compile(policy: Policy) -> Result<CompiledPolicy, PolicyError> {
     let config_error = |e: warden_intent::IntentError| {
         PolicyError::one(Diagnostic::new(&root, Pos::default(), e.to_string()))
     };
-    let mut tool_args = HashMap::new();
+    let mut tool_args = NameMap::default();
     for (name, spec) in &policy.tools {
         if !spec.args.is_empty() {
             tool_args.insert(name.clone(), tool_args_of(spec).map_err(config_error)?);
@@ -288,11 +278,14 @@ fn compile_rule(env: &cel::Env, rule: Rule) -> Result<CompiledRule, Vec<Diagnost
     let agent = match &rule.matcher.agent {
         None => None,
         Some(a) if !is_glob(a) => Some(AgentMatcher::Exact(a.clone())),
-        Some(a) => Some(AgentMatcher::Glob(
-            glob(a)
-                .map_err(|e| internal(&rule, e).diagnostics)?
-                .compile_matcher(),
-        )),
+        Some(a) => match prefix_star(a) {
+            Some(prefix) => Some(AgentMatcher::Prefix(prefix.to_string())),
+            None => Some(AgentMatcher::Glob(
+                glob(a)
+                    .map_err(|e| internal(&rule, e).diagnostics)?
+                    .compile_matcher(),
+            )),
+        },
     };
     let cond = match &rule.when {
         None => None,

@@ -301,11 +301,8 @@ impl CompiledPolicy {
             if let Some(rules) = idx.exact.get(tool) {
                 out.extend_from_slice(rules);
             }
-            if let Some(globs) = &idx.globs {
-                for slot in globs.matches(tool) {
-                    out.extend_from_slice(&idx.glob_rules[slot]);
-                }
-            }
+            idx.globs
+                .for_each_match(tool, |slot| out.extend_from_slice(&idx.glob_rules[slot]));
         }
         out.sort_unstable();
         out.dedup();

@@ -40,6 +40,7 @@ mod load;
 mod model;
 mod native;
 mod rate_limit;
+mod tool_index;
 pub mod transform;
 mod yaml;
 

@@ -171,8 +171,8 @@ fn eval<'a>(e: &'a Expr, input: &Input<'a>) -> Option<V<'a>> {
         Expr::Double(d) => V::Double(*d),
         Expr::Str(s) => V::Str(s),
         Expr::Path(var, path) => lookup(*var, path, input)?,
-        Expr::Has(var, path, field) => match lookup(*var, path, input)? {
-            V::Json(Json::Object(map)) => V::Bool(map.contains_key(field)),
+        Expr::Has(var, path, name) => match lookup(*var, path, input)? {
+            V::Json(Json::Object(map)) => V::Bool(field(map, name).is_some()),
             _ => return None,
         },
         Expr::List(items) => V::List(
@@ -259,7 +259,7 @@ fn lookup<'a>(var: Var, path: &[String], input: &Input<'a>) -> Option<V<'a>> {
     let (root, path) = match var {
         Var::Args => (input.args, path),
         // The context map itself is rare in conditions: leave it to CEL.
-        Var::Context => (input.context.get(path.first()?)?, &path[1..]),
+        Var::Context => (field(input.context, path.first()?)?, &path[1..]),
         other => {
             if !path.is_empty() {
                 return None;
@@ -277,7 +277,7 @@ fn lookup<'a>(var: Var, path: &[String], input: &Input<'a>) -> Option<V<'a>> {
     };
     let mut at = root;
     for key in path {
-        at = at.as_object()?.get(key)?;
+        at = field(at.as_object()?, key)?;
     }
     Some(match at {
         Json::Null => V::Null,
@@ -294,6 +294,17 @@ fn lookup<'a>(var: Var, path: &[String], input: &Input<'a>) -> Option<V<'a>> {
         Json::String(s) => V::Str(s),
         Json::Array(_) | Json::Object(_) => V::Json(at),
     })
+}
+
+/// `map[key]`. Objects of a few keys (the usual arguments) are scanned:
+/// comparing short keys costs less than hashing one.
+fn field<'a>(map: &'a serde_json::Map<String, Json>, key: &str) -> Option<&'a Json> {
+    const SCAN_UP_TO: usize = 8;
+    if map.len() <= SCAN_UP_TO {
+        map.iter().find_map(|(k, v)| (k == key).then_some(v))
+    } else {
+        map.get(key)
+    }
 }
 
 /// Orders two values of the same kind; `None` when CEL's answer could differ.

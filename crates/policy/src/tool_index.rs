@@ -1,0 +1,199 @@
+//! Finding a tool's rules fast: maps keyed by tool name with a cheap hash,
+//! and tool globs looked up by their literal prefix before any pattern runs.
+//!
+//! A decision looks a tool up here once or twice, so these lookups are on
+//! the hot path. The keys are the policy's own names (callers only look
+//! up), so a keyed hash buys nothing against flooding and costs a SipHash
+//! per lookup.
+
+use globset::GlobMatcher;
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+
+/// FNV-1a, for maps whose keys come from the policy.
+#[derive(Default, Clone, Copy)]
+pub(crate) struct NameHasher(u64);
+
+impl Hasher for NameHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = if self.0 == 0 {
+            0xcbf2_9ce4_8422_2325
+        } else {
+            self.0
+        };
+        for &b in bytes {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        self.0 = h;
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// A map from the policy's names (tools) to `V`.
+pub(crate) type NameMap<V> = HashMap<String, V, BuildHasherDefault<NameHasher>>;
+
+/// How a glob is matched once its literal prefix is known to match.
+enum Rest {
+    /// The glob is `prefix*`: every name with the prefix matches.
+    Anything,
+    /// Anything else: the whole glob runs on the whole name.
+    Glob(GlobMatcher),
+}
+
+/// The tool globs of one intervention point, by slot (the order they were
+/// added). [`GlobIndex::for_each_match`] finds the same slots as a `GlobSet`
+/// of the same globs.
+#[derive(Default)]
+pub(crate) struct GlobIndex {
+    /// Per slot: how the rest is matched.
+    globs: Vec<Rest>,
+    /// Literal prefix to the slots that have it.
+    by_prefix: NameMap<Vec<usize>>,
+    /// The distinct prefix lengths, ascending.
+    lengths: Vec<usize>,
+}
+
+/// Bytes that start glob syntax (`literal_separator(false)`, `backslash_escape(true)`).
+fn is_meta(b: u8) -> bool {
+    matches!(b, b'*' | b'?' | b'[' | b']' | b'{' | b'}' | b'\\')
+}
+
+/// The literal prefix of `pattern`: its bytes before any glob syntax.
+fn literal_prefix(pattern: &str) -> &str {
+    &pattern[..pattern.bytes().position(is_meta).unwrap_or(pattern.len())]
+}
+
+/// `Some(prefix)` when `pattern` is `prefix*` with a literal prefix: it
+/// matches exactly the names that start with `prefix` (`*` matches any
+/// bytes, `/` included, with `literal_separator(false)`).
+pub(crate) fn prefix_star(pattern: &str) -> Option<&str> {
+    let prefix = literal_prefix(pattern);
+    (&pattern[prefix.len()..] == "*").then_some(prefix)
+}
+
+impl GlobIndex {
+    /// Adds `pattern` (compiled as `matcher`) as the next slot.
+    pub fn add(&mut self, pattern: &str, matcher: GlobMatcher) {
+        let prefix = literal_prefix(pattern);
+        let len = prefix.len();
+        let rest = if prefix_star(pattern).is_some() {
+            Rest::Anything
+        } else {
+            Rest::Glob(matcher)
+        };
+        let slot = self.globs.len();
+        self.globs.push(rest);
+        self.by_prefix
+            .entry(prefix.to_string())
+            .or_default()
+            .push(slot);
+        if let Err(at) = self.lengths.binary_search(&len) {
+            self.lengths.insert(at, len);
+        }
+    }
+
+    /// Calls `f` with the slot of every glob that matches `tool`, once each
+    /// (in no particular order).
+    pub fn for_each_match(&self, tool: &str, mut f: impl FnMut(usize)) {
+        for &len in &self.lengths {
+            if len > tool.len() {
+                break;
+            }
+            let Some(slots) = tool.get(..len).and_then(|p| self.by_prefix.get(p)) else {
+                continue;
+            };
+            for &slot in slots {
+                let matched = match &self.globs[slot] {
+                    Rest::Anything => true,
+                    Rest::Glob(g) => g.is_match(tool),
+                };
+                if matched {
+                    f(slot);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn both(patterns: &[String]) -> (GlobIndex, globset::GlobSet) {
+        let mut index = GlobIndex::default();
+        let mut set = globset::GlobSetBuilder::new();
+        for p in patterns {
+            let g = crate::compile::glob(p).unwrap();
+            index.add(p, g.compile_matcher());
+            set.add(g);
+        }
+        (index, set.build().unwrap())
+    }
+
+    fn matches(index: &GlobIndex, tool: &str) -> Vec<usize> {
+        let mut out = Vec::new();
+        index.for_each_match(tool, |slot| out.push(slot));
+        out.sort_unstable();
+        out
+    }
+
+    #[test]
+    fn prefix_star_globs_match_by_prefix_and_others_by_pattern() {
+        let patterns: Vec<String> = [
+            "svc1.*",
+            "svc1.op?",
+            "svc1.op[0-9]",
+            "*",
+            "db.{a,b}",
+            "x\\*",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let (index, _) = both(&patterns);
+        assert_eq!(matches(&index, "svc1.op7"), vec![0, 1, 2, 3]);
+        assert_eq!(
+            matches(&index, "svc1.opé"),
+            vec![0, 3],
+            "? is one byte, as in globset"
+        );
+        assert_eq!(matches(&index, "db.b"), vec![3, 4]);
+        assert_eq!(matches(&index, "x*"), vec![3, 5]);
+        assert_eq!(matches(&index, ""), vec![3]);
+    }
+
+    fn pattern() -> impl Strategy<Value = String> {
+        prop::collection::vec(
+            prop::sample::select(vec![
+                "a", "b", "ab", ".", "/", "é", "*", "**", "?", "[ab]", "[!a]", "{a,b}", "\\*",
+                "\\?", "[é]",
+            ]),
+            0..5,
+        )
+        .prop_map(|parts| parts.concat())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// The index finds exactly the slots a GlobSet of the same globs finds.
+        #[test]
+        fn agrees_with_globset(
+            patterns in prop::collection::vec(pattern(), 1..8),
+            tool in "[ab./é*?]{0,6}",
+        ) {
+            let patterns: Vec<String> = patterns
+                .into_iter()
+                .filter(|p| crate::compile::glob(p).is_ok())
+                .collect();
+            prop_assume!(!patterns.is_empty());
+            let (index, set) = both(&patterns);
+            prop_assert_eq!(matches(&index, &tool), set.matches(&tool));
+        }
+    }
+}
