@@ -3,6 +3,7 @@
 //! above all) on the same listener, since the proxy holds the data
 //! directory.
 
+use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -24,6 +25,9 @@ use warden_store::Store;
 
 use crate::mcp_proxy_cmd::{Governed, governed};
 use crate::state;
+
+/// How long open connections may keep warden from stopping.
+const SHUTDOWN_GRACE: std::time::Duration = std::time::Duration::from_secs(5);
 
 #[derive(Args)]
 pub struct ProxyArgs {
@@ -185,22 +189,37 @@ pub fn proxy(args: ProxyArgs) -> Result<u8> {
                 let mut tick = tokio::time::interval(http::IDLE_SWEEP);
                 loop {
                     tick.tick().await;
-                    match &endpoint {
-                        Endpoint::One(p) => p.drop_idle().await,
-                        Endpoint::Many(p) => p.drop_idle().await,
-                    }
+                    endpoint.drop_idle().await;
                 }
             })
         };
-        let served = axum::serve(listener, app)
-            .with_graceful_shutdown(warden_server::shutdown_signal())
-            .await
-            .context("the HTTP server failed");
+        let (stopping, stop) = tokio::sync::oneshot::channel::<()>();
+        let serve = axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                warden_server::shutdown_signal().await;
+                let _ = stopping.send(());
+            })
+            .into_future();
+        tokio::pin!(serve);
+        // Event streams stay open as long as clients keep them: once asked
+        // to stop, warden ends the sessions and waits SHUTDOWN_GRACE for
+        // the connections, then stops anyway.
+        let served = tokio::select! {
+            served = &mut serve => served.context("the HTTP server failed"),
+            _ = async {
+                if stop.await.is_ok() {
+                    endpoint.close().await;
+                    tokio::time::sleep(SHUTDOWN_GRACE).await;
+                } else {
+                    std::future::pending::<()>().await;
+                }
+            } => {
+                tracing::warn!("clients kept connections open {SHUTDOWN_GRACE:?} after the stop; stopping anyway");
+                Ok(())
+            }
+        };
         sweeper.abort();
-        match &endpoint {
-            Endpoint::One(p) => p.close().await,
-            Endpoint::Many(p) => p.close().await,
-        }
+        endpoint.close().await;
         served
     });
     rt.shutdown_timeout(std::time::Duration::from_millis(200));
@@ -226,6 +245,22 @@ enum Declared {
         name: String,
         command: Vec<String>,
     },
+}
+
+impl Endpoint {
+    async fn close(&self) {
+        match self {
+            Endpoint::One(p) => p.close().await,
+            Endpoint::Many(p) => p.close().await,
+        }
+    }
+
+    async fn drop_idle(&self) {
+        match self {
+            Endpoint::One(p) => p.drop_idle().await,
+            Endpoint::Many(p) => p.drop_idle().await,
+        }
+    }
 }
 
 impl Declared {

@@ -850,6 +850,24 @@ fn bad_input_on_the_endpoint_gets_clear_errors_and_the_proxy_keeps_serving() {
     let (status, _, _) = http(addr, "POST", &[JSON, ACCEPT, with, version], list, 999);
     assert_eq!(status, 404, "an ended session is gone");
 
+    // A client holding the server's event stream open does not keep warden
+    // from stopping (stop() waits at most 20 s).
+    let (_, headers, _) = http(addr, "POST", &[JSON, ACCEPT], init, 9999);
+    let session = headers
+        .iter()
+        .find(|(n, _)| n == "mcp-session-id")
+        .map(|(_, v)| v.clone())
+        .unwrap();
+    let mut held = TcpStream::connect(addr).unwrap();
+    write!(
+        held,
+        "GET /mcp HTTP/1.1\r\nhost: {addr}\r\naccept: text/event-stream\r\nmcp-session-id: {session}\r\nmcp-protocol-version: 2025-06-18\r\n\r\n"
+    )
+    .unwrap();
+    let mut first = [0u8; 12];
+    held.read_exact(&mut first).unwrap();
+    assert_eq!(&first, b"HTTP/1.1 200", "the stream is open");
+
     proxy.stop();
     audit_verifies(data.path());
 }
