@@ -681,6 +681,24 @@ fn a_call_that_needs_approval_goes_through_once_after_warden_approvals_approve()
     assert_ne!(other, id, "a changed argument needs a new approval");
     c.finish();
 
+    let denied = approvals(&proxy, &["deny", &other, "--comment", "no"], ONCALL_TOKEN);
+    assert!(denied.status.success(), "{denied:?}");
+    assert!(
+        String::from_utf8_lossy(&denied.stdout).contains("denied"),
+        "{denied:?}"
+    );
+    let again = approvals(&proxy, &["deny", &other], ONCALL_TOKEN);
+    assert_eq!(
+        again.status.code(),
+        Some(1),
+        "not pending any more: {again:?}"
+    );
+    let listed = approvals(&proxy, &["list", "--state", "denied"], ONCALL_TOKEN);
+    assert!(
+        String::from_utf8_lossy(&listed.stdout).contains(&other),
+        "{listed:?}"
+    );
+
     proxy.stop();
     audit_verifies(data.path());
 }
