@@ -367,39 +367,9 @@ fn named_session(p: &HttpProxy, headers: &HeaderMap) -> Result<Option<Arc<Client
 async fn handle_post(State(p): State<Arc<HttpProxy>>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     let headers = parts.headers;
-    if let Some(ct) = headers.get(header::CONTENT_TYPE)
-        && !ct.to_str().is_ok_and(|s| {
-            s.trim_start()
-                .to_ascii_lowercase()
-                .starts_with("application/json")
-        })
-    {
-        return rpc_error_response(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            jsonrpc::INVALID_REQUEST,
-            "Unsupported Media Type: POST a JSON-RPC message as Content-Type: application/json",
-        );
-    }
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok());
-    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
-        return too_large();
-    }
-    let bytes = match read_body(body).await {
-        Ok(b) => b,
+    let (bytes, msg) = match posted_message(&headers, body).await {
+        Ok(posted) => posted,
         Err(r) => return *r,
-    };
-    let msg: Value = match serde_json::from_slice(&bytes) {
-        Ok(v) => v,
-        Err(e) => {
-            return rpc_error_response(
-                StatusCode::BAD_REQUEST,
-                jsonrpc::PARSE_ERROR,
-                format!("Parse error: {e}"),
-            );
-        }
     };
     let named = match named_session(&p, &headers) {
         Ok(n) => n,
@@ -960,7 +930,44 @@ impl SseParser {
 
 // ---- helpers -----------------------------------------------------------------
 
-/// The body, at most [`MAX_BODY_BYTES`].
+/// The JSON-RPC message of a POST, and the bytes it came as: refused unless
+/// it is declared as JSON (415), fits [`MAX_BODY_BYTES`] (413) and parses
+/// (400, a parse error).
+pub(super) async fn posted_message(
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<(Bytes, Value), Box<Response>> {
+    if let Some(ct) = headers.get(header::CONTENT_TYPE)
+        && !ct.to_str().is_ok_and(|s| {
+            s.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("application/json")
+        })
+    {
+        return Err(Box::new(rpc_error_response(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            jsonrpc::INVALID_REQUEST,
+            "Unsupported Media Type: POST a JSON-RPC message as Content-Type: application/json",
+        )));
+    }
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+        return Err(Box::new(too_large()));
+    }
+    let bytes = read_body(body).await?;
+    match serde_json::from_slice::<Value>(&bytes) {
+        Ok(msg) => Ok((bytes, msg)),
+        Err(e) => Err(Box::new(rpc_error_response(
+            StatusCode::BAD_REQUEST,
+            jsonrpc::PARSE_ERROR,
+            format!("Parse error: {e}"),
+        ))),
+    }
+}
+
 pub(super) fn too_large() -> Response {
     rpc_error_response(
         StatusCode::PAYLOAD_TOO_LARGE,
@@ -969,6 +976,7 @@ pub(super) fn too_large() -> Response {
     )
 }
 
+/// The body, at most [`MAX_BODY_BYTES`].
 pub(super) async fn read_body(body: Body) -> Result<Bytes, Box<Response>> {
     match axum::body::to_bytes(body, MAX_BODY_BYTES).await {
         Ok(b) => Ok(b),

@@ -45,9 +45,9 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::{mpsc, oneshot};
 
 use super::http::{
-    Events, HttpUpstream, MAX_BODY_BYTES, MAX_SESSIONS, SESSION_HEADER, SESSION_IDLE,
-    SESSION_NOT_FOUND, STREAM_BUFFER, SseItem, SseParser, error_chain, event_bytes, json_bytes,
-    random_hex, read_body, read_upstream, rpc_error_response, too_large,
+    Events, HttpUpstream, MAX_SESSIONS, SESSION_HEADER, SESSION_IDLE, SESSION_NOT_FOUND,
+    STREAM_BUFFER, SseItem, SseParser, error_chain, event_bytes, json_bytes, posted_message,
+    random_hex, read_upstream, rpc_error_response,
 };
 use super::jsonrpc::{self, Kind};
 use super::{Governor, Session, lock, stdio};
@@ -626,40 +626,9 @@ fn find(
 async fn handle_post(State(p): State<Arc<MuxProxy>>, request: Request) -> Response {
     let (parts, body) = request.into_parts();
     let headers = parts.headers;
-    if let Some(ct) = headers.get(header::CONTENT_TYPE)
-        && !ct.to_str().is_ok_and(|s| {
-            s.trim_start()
-                .to_ascii_lowercase()
-                .starts_with("application/json")
-        })
-    {
-        return rpc_error_response(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            jsonrpc::INVALID_REQUEST,
-            "Unsupported Media Type: POST a JSON-RPC message as Content-Type: application/json",
-        );
-    }
-    if headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .is_some_and(|n| n > MAX_BODY_BYTES as u64)
-    {
-        return too_large();
-    }
-    let bytes = match read_body(body).await {
-        Ok(b) => b,
+    let msg = match posted_message(&headers, body).await {
+        Ok((_, msg)) => msg,
         Err(r) => return *r,
-    };
-    let msg: Value = match serde_json::from_slice(&bytes) {
-        Ok(v) => v,
-        Err(e) => {
-            return rpc_error_response(
-                StatusCode::BAD_REQUEST,
-                jsonrpc::PARSE_ERROR,
-                format!("Parse error: {e}"),
-            );
-        }
     };
     if msg.is_array() {
         return rpc_error_response(
