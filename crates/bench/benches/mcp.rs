@@ -13,8 +13,8 @@
 //! SQLite store (fsync before every verdict), the runtime, the gate from
 //! a policy file, `Governor`, `Session` and the stdio transport, with the
 //! echo server as its child. Each call through it is decided at
-//! `pre_tool_call` and at `post_tool_call` and gets an outcome record, all
-//! durable before the result reaches the client.
+//! `pre_tool_call` and at `post_tool_call`, each durable before it takes
+//! effect, and gets an outcome record (committed with the second decision).
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;

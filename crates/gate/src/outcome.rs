@@ -4,8 +4,9 @@
 //! Every entry point records outcomes through here: the HTTP API's
 //! `POST /v1/outcomes` with [`record`] (the caller names a sequence number,
 //! so the entry is read and checked first), and the MCP proxy with
-//! [`record_then`] (it holds the decision it acted on, and does not wait a
-//! sync of its own: the append joins the writer's next batch).
+//! [`record_held`] (it holds the decision it acted on; the outcome is a
+//! report nobody waits on, so it takes no sync of its own but is committed
+//! with the next append, see [`Store::append_held`]).
 
 use warden_audit::{Hash, Outcome, OutcomeRecord, Record};
 use warden_policy::Verdict;
@@ -16,7 +17,7 @@ use crate::Decision;
 /// Longest error text an outcome may carry, in bytes (16 KiB).
 pub const MAX_OUTCOME_ERROR_BYTES: usize = 16 * 1024;
 
-/// What became of an action, for [`record`] and [`record_then`].
+/// What became of an action, for [`record`] and [`record_held`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Report {
     /// The sequence number of the decision that let the action through.
@@ -127,12 +128,12 @@ pub fn record(
         .map_err(OutcomeError::Append)
 }
 
-/// Appends the outcome of the action `decision` let through without waiting:
-/// `done` receives the result once it is durable (see
-/// [`Store::append_then`]). The report's `decision_seq` is the decision's.
+/// Appends the outcome of the action `decision` let through without waiting,
+/// held for the store's next append (see [`Store::append_held`]): `done`
+/// receives the result once it is durable. The report's `decision_seq` is the decision's.
 /// Refused at once (and `done` not called) when the decision was not
 /// recorded, did not let its action through, or the error is too long.
-pub fn record_then(
+pub fn record_held(
     store: &dyn Store,
     decision: &Decision,
     outcome: Outcome,
@@ -158,7 +159,7 @@ pub fn record_then(
         error,
     };
     report.check_error()?;
-    store.append_then(report.into_record(time_unix_nanos), Vec::new(), done);
+    store.append_held(report.into_record(time_unix_nanos), Vec::new(), done);
     Ok(())
 }
 
@@ -214,7 +215,7 @@ mod tests {
             Err(OutcomeError::NoEntry(999))
         ));
         let (tx, rx) = std::sync::mpsc::channel();
-        record_then(
+        record_held(
             store.as_ref(),
             &allowed,
             Outcome::Failed,
@@ -226,7 +227,7 @@ mod tests {
         .unwrap();
         assert_eq!(rx.recv().unwrap().unwrap(), ok.seq + 1);
         assert!(matches!(
-            record_then(
+            record_held(
                 store.as_ref(),
                 &denied,
                 Outcome::Failed,

@@ -167,6 +167,19 @@ pub trait Store: Send + Sync {
         done(self.append_with_all(record, changes));
     }
 
+    /// [`Store::append_then`] for a record that nobody waits on before
+    /// acting, such as the outcome of a tool call: it is held back and
+    /// committed in the same transaction as the next append (or checkpoint,
+    /// probe or close), so it costs no sync of its own; if nothing else comes
+    /// within [`StoreConfig::hold_at_most`](crate::StoreConfig::hold_at_most)
+    /// it is committed alone. `done` is called once it is durable, as for
+    /// [`Store::append_then`]. Never use it for a decision: a decision must
+    /// be durable before its verdict is returned. This default is
+    /// [`Store::append_then`].
+    fn append_held(&self, record: Record, changes: Vec<StateChange>, done: AppendDone) {
+        self.append_then(record, changes, done);
+    }
+
     /// Check that an append could be committed now: for a `/readyz` probe.
     /// [`SqliteStore`] commits a small write through its writer thread and
     /// checks that its database file is still the one it opened; a

@@ -109,6 +109,9 @@ pub struct StoreConfig {
     /// It cannot be lowered below the database's current size. `None`:
     /// SQLite's default (no practical limit).
     pub max_page_count: Option<u32>,
+    /// Longest a record queued with [`Store::append_held`] waits for another
+    /// append to share its transaction before it is committed alone.
+    pub hold_at_most: Duration,
 }
 
 impl StoreConfig {
@@ -129,6 +132,7 @@ impl Default for StoreConfig {
             checkpoint_every_entries: 1000,
             checkpoint_interval: Some(Duration::from_secs(10)),
             max_page_count: None,
+            hold_at_most: Duration::from_millis(10),
         }
     }
 }
@@ -182,6 +186,8 @@ enum Command {
     /// The changes commit with the record; a plain append carries an empty
     /// (unallocated) Vec.
     Append(Record, Vec<StateChange>, Reply<Appended>),
+    /// [`Store::append_held`]: an append that waits for the next command.
+    Held(Record, Vec<StateChange>, Reply<Appended>),
     Checkpoint(Reply<Option<StoredCheckpoint>>),
     /// [`Store::check_writable`]: commit a small write.
     Probe(Reply<()>),
@@ -218,6 +224,11 @@ enum Command {
 /// While it syncs, new requests queue up and form the next batch, so one
 /// sync is shared by many appends. If the commit fails, every caller in the
 /// batch gets the error and the in-memory tree state is rolled back.
+///
+/// A record queued with [`Store::append_held`] (an outcome, which nobody
+/// waits on) does not start a commit: the writer holds it until another
+/// command comes and commits it first in that one's transaction, or commits
+/// it alone after [`StoreConfig::hold_at_most`].
 ///
 /// # A removed or replaced database file
 ///
@@ -660,6 +671,8 @@ impl SqliteStore {
                 state,
                 last_checkpoint_at: Instant::now(),
             },
+            held: Vec::new(),
+            held_since: None,
             #[cfg(test)]
             panic_on_next_commit: false,
         };
@@ -754,6 +767,33 @@ impl SqliteStore {
         }
         answer.recv().map_err(|_| writer.stopped())?
     }
+
+    /// Hand an append to the writer without waiting; `done` gets its result.
+    fn queue(&self, record: Record, changes: Vec<StateChange>, done: AppendDone, held: bool) {
+        if let Some(e) = changes.iter().find_map(|c| c.check_limits().err()) {
+            return done(Err(e));
+        }
+        let Some(writer) = self.writer.as_ref() else {
+            return done(Err(StoreError::ReadOnly));
+        };
+        let sender = writer.sender.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(sender) = sender.as_ref() else {
+            return done(Err(writer.stopped()));
+        };
+        let reply = Reply(Some(ReplyTo::Call(done)));
+        let command = if held {
+            Command::Held(record, changes, reply)
+        } else {
+            Command::Append(record, changes, reply)
+        };
+        if let Err(mpsc::SendError(
+            Command::Append(_, _, mut reply) | Command::Held(_, _, mut reply),
+        )) = sender.send(command)
+            && let Some(ReplyTo::Call(done)) = reply.0.take()
+        {
+            done(Err(writer.stopped()));
+        }
+    }
 }
 
 impl Writer {
@@ -813,23 +853,11 @@ impl Store for SqliteStore {
     }
 
     fn append_then(&self, record: Record, changes: Vec<StateChange>, done: AppendDone) {
-        if let Some(e) = changes.iter().find_map(|c| c.check_limits().err()) {
-            return done(Err(e));
-        }
-        let Some(writer) = self.writer.as_ref() else {
-            return done(Err(StoreError::ReadOnly));
-        };
-        let sender = writer.sender.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(sender) = sender.as_ref() else {
-            return done(Err(writer.stopped()));
-        };
-        let reply = Reply(Some(ReplyTo::Call(done)));
-        if let Err(mpsc::SendError(Command::Append(_, _, mut reply))) =
-            sender.send(Command::Append(record, changes, reply))
-            && let Some(ReplyTo::Call(done)) = reply.0.take()
-        {
-            done(Err(writer.stopped()));
-        }
+        self.queue(record, changes, done, false);
+    }
+
+    fn append_held(&self, record: Record, changes: Vec<StateChange>, done: AppendDone) {
+        self.queue(record, changes, done, true);
     }
 
     fn agent(&self, did: &str) -> Result<Option<StoredAgent>, StoreError> {
@@ -1212,6 +1240,10 @@ struct WriterThread {
     conn: Connection,
     db: DbFile,
     log: Log,
+    /// Appends from [`Store::append_held`] waiting for the next command,
+    /// in the order they came, and when the first of them came.
+    held: Vec<(Record, Vec<StateChange>, Reply<Appended>)>,
+    held_since: Option<Instant>,
     #[cfg(test)]
     panic_on_next_commit: bool,
 }
@@ -1265,13 +1297,22 @@ impl WriterThread {
     fn run(&mut self, receiver: &Receiver<Command>) {
         let mut batch = Vec::with_capacity(64);
         loop {
-            let first = match self.log.time_to_checkpoint() {
+            let wait = match (self.log.time_to_checkpoint(), self.time_to_release()) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
+            let first = match wait {
                 Some(wait) => match receiver.recv_timeout(wait) {
                     Ok(cmd) => cmd,
                     Err(RecvTimeoutError::Timeout) => {
+                        if self.time_to_release() == Some(Duration::ZERO) {
+                            self.release_held();
+                        }
                         // Nobody is waiting on it; a failure is retried on the
                         // next tick and shows in `verify` as an unsigned tail.
-                        let _ = self.checkpoint_in_own_transaction();
+                        if self.log.time_to_checkpoint() == Some(Duration::ZERO) {
+                            let _ = self.checkpoint_in_own_transaction();
+                        }
                         continue;
                     }
                     Err(RecvTimeoutError::Disconnected) => break,
@@ -1292,17 +1333,49 @@ impl WriterThread {
                 return;
             }
         }
-        // All handles dropped without close(): still sign the tail.
+        // All handles dropped without close(): still commit what is held
+        // and sign the tail.
+        self.release_held();
         let _ = self.checkpoint_in_own_transaction();
+    }
+
+    /// How long the oldest held append may still wait, if one is held.
+    fn time_to_release(&self) -> Option<Duration> {
+        let since = self.held_since?;
+        Some(self.log.config.hold_at_most.saturating_sub(since.elapsed()))
+    }
+
+    /// Commit the held appends on their own.
+    fn release_held(&mut self) {
+        self.held_since = None;
+        let held = std::mem::take(&mut self.held);
+        if !held.is_empty() {
+            self.commit_appends(held);
+        }
     }
 
     /// Handle one batch; returns true when asked to shut down.
     fn process(&mut self, batch: &mut Vec<Command>) -> bool {
-        let mut appends = Vec::with_capacity(batch.len());
+        // Held appends wait for anything else; once it comes, they commit
+        // first, in the order they came, in its transaction.
+        if batch.iter().all(|cmd| matches!(cmd, Command::Held(..))) {
+            for cmd in batch.drain(..) {
+                if let Command::Held(record, changes, reply) = cmd {
+                    self.held.push((record, changes, reply));
+                }
+            }
+            self.held_since.get_or_insert_with(Instant::now);
+            return false;
+        }
+        self.held_since = None;
+        let mut appends = std::mem::take(&mut self.held);
+        appends.reserve(batch.len());
         let mut others = Vec::new();
         for cmd in batch.drain(..) {
             match cmd {
-                Command::Append(record, change, reply) => appends.push((record, change, reply)),
+                Command::Append(record, change, reply) | Command::Held(record, change, reply) => {
+                    appends.push((record, change, reply))
+                }
                 other => others.push(other),
             }
         }
@@ -1325,7 +1398,7 @@ impl WriterThread {
                     reply.send(self.checkpoint_in_own_transaction().map(|_| ()));
                     shutdown = true;
                 }
-                Command::Append(..) => {}
+                Command::Append(..) | Command::Held(..) => {}
                 #[cfg(test)]
                 Command::PanicOnNextCommit => self.panic_on_next_commit = true,
             }

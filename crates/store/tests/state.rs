@@ -3,6 +3,7 @@
 
 use std::path::Path;
 use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 use rusqlite::Connection;
 use warden_audit::{EventRecord, Record};
@@ -502,4 +503,66 @@ fn append_then_answers_each_callback_once_its_record_and_changes_are_durable() {
     let read_only = SqliteStore::open_read_only(dir.path()).unwrap();
     let refused = appended_then(&read_only, event("x", "y", "{}"), Vec::new());
     assert_eq!(refused.recv().unwrap(), Err(StoreError::ReadOnly));
+}
+
+/// Waits for what `append_held` hands its callback.
+fn appended_held(store: &SqliteStore, record: Record) -> mpsc::Receiver<Result<u64, StoreError>> {
+    let (tx, rx) = mpsc::channel();
+    store.append_held(
+        record,
+        Vec::new(),
+        Box::new(move |r| tx.send(r.map(|a| a.seq)).expect("the test waits")),
+    );
+    rx
+}
+
+#[test]
+fn a_held_append_commits_with_the_next_command_or_alone_once_it_has_waited_its_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let patient = StoreConfig {
+        hold_at_most: Duration::from_secs(600),
+        ..config()
+    };
+    let store = SqliteStore::open(dir.path(), patient.clone()).unwrap();
+    let held = appended_held(&store, event("tool.outcome", "a", "{}"));
+    assert!(
+        held.recv_timeout(Duration::from_millis(300)).is_err(),
+        "a held append waits for the next command"
+    );
+    assert_eq!(
+        store.log_size().unwrap(),
+        0,
+        "and is not committed meanwhile"
+    );
+    // The next append commits it first, in its transaction: its callback
+    // has run by the time the append returns.
+    let seq = store.append(event("decision", "b", "{}")).unwrap().seq;
+    assert_eq!((held.try_recv(), seq), (Ok(Ok(0)), 1));
+    // A checkpoint and a close take it along too.
+    let held = appended_held(&store, event("tool.outcome", "c", "{}"));
+    let checkpoint = store.checkpoint_now().unwrap().expect("a checkpoint");
+    assert_eq!((held.try_recv(), checkpoint.size), (Ok(Ok(2)), 3));
+    let held = appended_held(&store, event("tool.outcome", "d", "{}"));
+    store.close().unwrap();
+    assert_eq!(held.try_recv(), Ok(Ok(3)));
+    drop(store);
+
+    // With nothing else coming, it commits alone after `hold_at_most`.
+    let brief = StoreConfig {
+        hold_at_most: Duration::from_millis(50),
+        ..patient
+    };
+    let store = SqliteStore::open(dir.path(), brief).unwrap();
+    let started = Instant::now();
+    let held = appended_held(&store, event("tool.outcome", "e", "{}"));
+    let answer = held.recv_timeout(Duration::from_secs(10));
+    assert_eq!(answer, Ok(Ok(4)));
+    assert!(started.elapsed() >= Duration::from_millis(50));
+    assert_eq!(store.log_size().unwrap(), 5);
+    // After close, it fails at once like any append.
+    store.close().unwrap();
+    let closed = appended_held(&store, event("x", "y", "{}"));
+    assert_eq!(closed.recv().unwrap(), Err(StoreError::Closed));
+    let report = warden_store::verify(&store, &store.verifier(), None).unwrap();
+    assert_eq!((report.problem, report.entries), (None, 5));
 }

@@ -598,8 +598,7 @@ impl Session {
                         .map_or_else(|| e.to_string(), str::to_string)
                 })
                 .unwrap_or_else(|| "the response has no result".to_string());
-            self.record_outcome(&call, Outcome::Failed, None, Some(error))
-                .await;
+            tokio::spawn(self.record_outcome(&call, Outcome::Failed, None, Some(error)));
             return Routed::pass(msg);
         };
         let failed = result.get("isError").and_then(Value::as_bool) == Some(true);
@@ -612,13 +611,13 @@ impl Session {
             Sha256::digest(warden_gate::canonical::to_string(&result).as_bytes()).into();
         let g = &self.governor;
         let action = g.action(&self.id, Point::PostToolCall, &call.tool, result);
+        // The outcome is a report about the call, not a verdict: it is held
+        // by the store and committed in the decision's transaction, so it
+        // costs no sync of its own, and nothing waits for it but a task
+        // that logs a failure (the store's close commits it too).
+        let written = self.record_outcome(&call, outcome, Some(hash), error);
         let decided = g.decide(action).await;
-        // The outcome is queued once the decision is durable and not waited
-        // for: it is a report about the call, not a verdict, so the result
-        // goes back while it is written (the store's close waits for it).
-        // Queued before the decision, it would often take a commit of its
-        // own that the decision then waits behind.
-        tokio::spawn(self.record_outcome(&call, outcome, Some(hash), error));
+        tokio::spawn(written);
         let replacement = match decided {
             Ok(d) => match d.verdict {
                 Verdict::Allow | Verdict::Warn => None,
@@ -645,8 +644,8 @@ impl Session {
         }
     }
 
-    /// Queues the outcome of `call` (nothing waits for the sync but the
-    /// returned future). A failure is logged: the result still goes to
+    /// Queues the outcome of `call`, held for the store's next append
+    /// (nothing waits for the sync but the returned future). A failure is logged: the result still goes to
     /// the client, and the decision's record stands.
     fn record_outcome(
         &self,
@@ -658,7 +657,7 @@ impl Session {
         let (tx, rx) = tokio::sync::oneshot::channel();
         let error = error.map(|e| cut(e, MAX_OUTCOME_ERROR));
         let store = self.governor.vetting.store();
-        let queued = outcome::record_then(
+        let queued = outcome::record_held(
             store.as_ref(),
             &call.decision,
             outcome,
