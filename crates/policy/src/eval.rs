@@ -220,13 +220,17 @@ fn build_context(
     Ok(ctx)
 }
 
+/// The rule numbers a decision checks. A tool usually has a few dozen
+/// candidate rules at most, so they live on the stack.
+type Candidates = smallvec::SmallVec<[u32; 64]>;
+
 impl CompiledPolicy {
     /// Evaluates the policy against `input`: deny-overrides over every matching rule.
     pub fn evaluate<'p>(&'p self, input: &Input<'_>) -> Evaluation<'p> {
-        let mut candidates = Vec::with_capacity(16);
+        let mut candidates = Candidates::new();
         self.candidates(input, &mut candidates);
         let mut scope = CelScope { input, ctx: None };
-        let mut matched = Vec::new();
+        let mut matched = Vec::with_capacity(candidates.len());
         let mut best: Option<&Rule> = None;
         for &i in &candidates {
             let cr = &self.rules[i as usize];
@@ -266,7 +270,7 @@ impl CompiledPolicy {
 
     /// Evaluates every rule and records why each matched or not.
     pub fn explain<'p>(&'p self, input: &Input<'_>) -> Explanation<'p> {
-        let mut candidates = Vec::new();
+        let mut candidates = Candidates::new();
         self.candidates(input, &mut candidates);
         let mut scope = CelScope { input, ctx: None };
         let traces = self
@@ -294,7 +298,7 @@ impl CompiledPolicy {
     }
 
     /// Rules that can match this point and tool, in rule order.
-    fn candidates(&self, input: &Input<'_>, out: &mut Vec<u32>) {
+    fn candidates(&self, input: &Input<'_>, out: &mut Candidates) {
         let idx = &self.index[input.point as usize];
         out.extend_from_slice(&idx.any_tool);
         if let Some(tool) = input.tool {

@@ -40,8 +40,99 @@ pub(crate) type NameMap<V> = HashMap<String, V, BuildHasherDefault<NameHasher>>;
 enum Rest {
     /// The glob is `prefix*`: every name with the prefix matches.
     Anything,
+    /// The rest of the glob is one byte of the name per item (literals, `?`,
+    /// classes of ASCII letters and digits): the name's remaining bytes are
+    /// checked against these sets, without running the glob.
+    Bytes(Vec<ByteSet>),
     /// Anything else: the whole glob runs on the whole name.
     Glob(GlobMatcher),
+}
+
+/// A set of bytes.
+#[derive(Clone, Copy)]
+struct ByteSet([u64; 4]);
+
+impl ByteSet {
+    const NONE: ByteSet = ByteSet([0; 4]);
+    const ALL: ByteSet = ByteSet([u64::MAX; 4]);
+
+    fn of(b: u8) -> ByteSet {
+        let mut set = ByteSet::NONE;
+        set.add(b);
+        set
+    }
+
+    fn add(&mut self, b: u8) {
+        self.0[usize::from(b >> 6)] |= 1 << (b & 63);
+    }
+
+    fn contains(self, b: u8) -> bool {
+        self.0[usize::from(b >> 6)] & (1 << (b & 63)) != 0
+    }
+
+    fn complement(self) -> ByteSet {
+        ByteSet(self.0.map(|w| !w))
+    }
+}
+
+/// The byte sets `rest` (a glob's text from its first meta byte on)
+/// matches, one per byte of the name, when it is only literals, `?` (any
+/// one byte: globset matches bytes, `.` matching a newline too), `\`
+/// escapes of ASCII and classes like `[0-9]`, `[!ab]` of ASCII letters and
+/// digits; `None` for anything else (stars, alternates, other classes),
+/// which keeps the glob.
+fn byte_sets(rest: &str) -> Option<Vec<ByteSet>> {
+    let b = rest.as_bytes();
+    let mut sets = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let set = match b[i] {
+            b'?' => ByteSet::ALL,
+            b'\\' => {
+                i += 1;
+                let c = *b.get(i).filter(|c| c.is_ascii())?;
+                ByteSet::of(c)
+            }
+            b'[' => {
+                i += 1;
+                let negated = matches!(b.get(i), Some(b'!' | b'^'));
+                if negated {
+                    i += 1;
+                }
+                let mut set = ByteSet::NONE;
+                let mut empty = true;
+                loop {
+                    let lo = *b.get(i)?;
+                    if lo == b']' && !empty {
+                        break;
+                    }
+                    if !lo.is_ascii_alphanumeric() {
+                        return None;
+                    }
+                    let hi = match (b.get(i + 1), b.get(i + 2)) {
+                        (Some(b'-'), Some(&hi)) if hi.is_ascii_alphanumeric() && hi >= lo => {
+                            i += 2;
+                            hi
+                        }
+                        (Some(b'-'), _) => return None,
+                        _ => lo,
+                    };
+                    for c in lo..=hi {
+                        set.add(c);
+                    }
+                    empty = false;
+                    i += 1;
+                }
+                if negated { set.complement() } else { set }
+            }
+            b'*' | b']' | b'{' | b'}' | b',' => return None,
+            // Any other byte, of ASCII or of a UTF-8 sequence, is itself.
+            c => ByteSet::of(c),
+        };
+        sets.push(set);
+        i += 1;
+    }
+    Some(sets)
 }
 
 /// The tool globs of one intervention point, by slot (the order they were
@@ -82,6 +173,8 @@ impl GlobIndex {
         let len = prefix.len();
         let rest = if prefix_star(pattern).is_some() {
             Rest::Anything
+        } else if let Some(sets) = byte_sets(&pattern[len..]) {
+            Rest::Bytes(sets)
         } else {
             Rest::Glob(matcher)
         };
@@ -99,6 +192,7 @@ impl GlobIndex {
     /// Calls `f` with the slot of every glob that matches `tool`, once each
     /// (in no particular order).
     pub fn for_each_match(&self, tool: &str, mut f: impl FnMut(usize)) {
+        let mut candidate = None;
         for &len in &self.lengths {
             if len > tool.len() {
                 break;
@@ -109,7 +203,14 @@ impl GlobIndex {
             for &slot in slots {
                 let matched = match &self.globs[slot] {
                     Rest::Anything => true,
-                    Rest::Glob(g) => g.is_match(tool),
+                    Rest::Bytes(sets) => {
+                        let rest = &tool.as_bytes()[len..];
+                        rest.len() == sets.len()
+                            && rest.iter().zip(sets).all(|(&b, set)| set.contains(b))
+                    }
+                    Rest::Glob(g) => g.is_match_candidate(
+                        candidate.get_or_insert_with(|| globset::Candidate::new(tool)),
+                    ),
                 };
                 if matched {
                     f(slot);
@@ -171,7 +272,7 @@ mod tests {
         prop::collection::vec(
             prop::sample::select(vec![
                 "a", "b", "ab", ".", "/", "é", "*", "**", "?", "[ab]", "[!a]", "{a,b}", "\\*",
-                "\\?", "[é]",
+                "\\?", "[é]", "[a-b]", "[^b]", "[b-]", "[]a]", ",", "\\a", "\\é",
             ]),
             0..5,
         )
@@ -185,7 +286,7 @@ mod tests {
         #[test]
         fn agrees_with_globset(
             patterns in prop::collection::vec(pattern(), 1..8),
-            tool in "[ab./é*?]{0,6}",
+            tool in "[ab./é*?,\n-]{0,6}",
         ) {
             let patterns: Vec<String> = patterns
                 .into_iter()
