@@ -393,10 +393,11 @@ impl Gate {
         add_labels: &mut Vec<String>,
     ) -> Decision {
         let action_hash = action.hash();
-        match catch_unwind(AssertUnwindSafe(|| {
-            self.evaluate(action, &action_hash, mode, add_labels)
-        })) {
-            Ok(decision) => decision,
+        match catch_unwind(AssertUnwindSafe(|| self.evaluate(action, mode, add_labels))) {
+            Ok(decision) => Decision {
+                action_hash,
+                ..decision
+            },
             Err(panic) => {
                 let detail = panic
                     .downcast_ref::<&str>()
@@ -440,10 +441,11 @@ impl Gate {
         (decision, trace)
     }
 
+    /// The decision about `action`, with an empty `action_hash` (the caller
+    /// owns the hash, so a panic here cannot lose it).
     fn evaluate(
         &self,
         action: &Action,
-        action_hash: &str,
         mode: identity::Mode,
         add_labels: &mut Vec<String>,
     ) -> Decision {
@@ -455,17 +457,13 @@ impl Gate {
             return Decision::error(
                 reason::NO_POLICY,
                 "no policy is loaded, so every action is denied".to_string(),
-                action_hash.to_string(),
+                String::new(),
             );
         };
         let mut facts = match action.facts() {
             Ok(f) => f,
             Err(e) => {
-                return Decision::error(
-                    reason::INVALID_ACTION,
-                    e.to_string(),
-                    action_hash.to_string(),
-                );
+                return Decision::error(reason::INVALID_ACTION, e.to_string(), String::new());
             }
         };
         let Classification { intents, findings } = classify(policy, action);
@@ -482,7 +480,7 @@ impl Gate {
                     policy: policy_ref.clone(),
                     agent,
                     sponsor,
-                    ..Decision::error(reason, message, action_hash.to_string())
+                    ..Decision::error(reason, message, String::new())
                 }
             };
         let verified = match identity::check(self.identity.as_deref(), policy, action, mode) {
@@ -594,7 +592,7 @@ impl Gate {
                 ..Decision::error(
                     err.kind.reason(),
                     format!("condition of rule '{}' failed: {}", err.rule.id, err.detail),
-                    action_hash.to_string(),
+                    String::new(),
                 )
             }
         } else if let Some(rule) = eval.rule
@@ -620,20 +618,17 @@ impl Gate {
             let mut decision = Decision {
                 verdict: eval.verdict,
                 rule: Some(rule.id.clone()),
-                reason: rule
-                    .reason
-                    .clone()
-                    .unwrap_or_else(|| format!("rule '{}'", rule.id)),
-                message: format!("{} by rule '{}'", verdict_past(eval.verdict), rule.id),
+                reason: match &rule.reason {
+                    Some(why) => why.clone(),
+                    None => ["rule '", &rule.id, "'"].concat(),
+                },
+                message: rule_message(eval.verdict, &rule.id, rule.reason.as_deref()),
                 matched,
                 intents,
                 findings,
                 policy: policy_ref,
-                ..Decision::base(eval.verdict, action_hash.to_string())
+                ..Decision::base(eval.verdict, String::new())
             };
-            if let Some(why) = &rule.reason {
-                decision.message = format!("{}: {why}", decision.message);
-            }
             // The winning verdict's obligations come from every matched rule with that verdict.
             let same = eval.matched.iter().filter(|r| r.verdict == eval.verdict);
             for r in same.clone() {
@@ -662,12 +657,16 @@ impl Gate {
             Decision {
                 verdict: eval.verdict,
                 reason: reason::DEFAULT.to_string(),
-                message: format!("no rule matched; the policy's default is {}", eval.verdict),
+                message: [
+                    "no rule matched; the policy's default is ",
+                    eval.verdict.as_str(),
+                ]
+                .concat(),
                 matched,
                 intents,
                 findings,
                 policy: policy_ref,
-                ..Decision::base(eval.verdict, action_hash.to_string())
+                ..Decision::base(eval.verdict, String::new())
             }
         };
         if let Some(v) = verified {
@@ -704,6 +703,16 @@ fn input<'a>(action: &'a Action, facts: &'a action::Facts, intents: &'a [String]
         labels: &facts.labels,
         intents,
         ring: facts.ring,
+    }
+}
+
+/// "{verdict} by rule '{id}'", then ": {why}" when the rule gives a reason.
+/// Built in one allocation: every allowing decision pays for it.
+fn rule_message(verdict: Verdict, id: &str, why: Option<&str>) -> String {
+    let past = verdict_past(verdict);
+    match why {
+        Some(why) => [past, " by rule '", id, "': ", why].concat(),
+        None => [past, " by rule '", id, "'"].concat(),
     }
 }
 
