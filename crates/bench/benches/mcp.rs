@@ -90,11 +90,22 @@ fn main() {
         peer.handshake();
         peer.measure(calls / 10); // warm-up
     }
+    // The floor of the proxy's durability on this disk: two sequential
+    // durable appends (a decision before and one after each call) to a
+    // store beside the proxy's, measured in the same rounds.
+    let floor = warden_store::SqliteStore::open(
+        dir.path().join("floor"),
+        warden_store::StoreConfig::new("bench.example/floor"),
+    )
+    .expect("open the floor store");
+    let mut floor_samples = Vec::new();
     for _ in 0..rounds {
         for (_, peer, samples) in &mut peers {
             samples.extend(peer.measure(calls));
         }
+        floor_samples.extend(two_appends(&floor, calls));
     }
+    floor.close().expect("close the floor store");
     let summaries: Vec<(&str, Summary)> = peers
         .into_iter()
         .map(|(name, peer, samples)| {
@@ -122,12 +133,38 @@ fn main() {
             s.p99 - direct.p99
         );
     }
+    let f = Summary::of(floor_samples);
+    println!(
+        "{:<34} {:>7.1}µs {:>7.1}µs {:>7.1}µs {:>7.1}µs   (the proxy's disk floor, not a path)",
+        "two durable appends, same disk", f.p50, f.p90, f.p99, f.max
+    );
     let log = warden_store::SqliteStore::open_read_only(dir.path().join("data"))
         .and_then(|s| s.log_size())
         .unwrap_or(0);
     println!(
         "audit log after the run: {log} entries (a decision before and after each call, and its outcome)"
     );
+}
+
+/// `calls` times two sequential durable appends; their latencies in µs.
+fn two_appends(store: &warden_store::SqliteStore, calls: usize) -> Vec<f64> {
+    let event = |i: usize| {
+        warden_audit::Record::Event(warden_audit::EventRecord {
+            time_unix_nanos: 1,
+            actor: "bench".into(),
+            action: "bench.floor".into(),
+            subject: format!("call {i}"),
+            details: "{}".into(),
+        })
+    };
+    (0..calls)
+        .map(|i| {
+            let started = Instant::now();
+            store.append(event(i)).expect("append");
+            store.append(event(i)).expect("append");
+            started.elapsed().as_secs_f64() * 1e6
+        })
+        .collect()
 }
 
 /// Latencies in microseconds.
