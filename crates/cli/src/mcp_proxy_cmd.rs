@@ -31,6 +31,11 @@ pub struct WrapArgs {
     /// the package or script a launcher (npx, uvx, node, python…) runs.
     #[arg(long, value_name = "NAME")]
     pub server: Option<String>,
+    /// Seconds a tool call may wait for the server's answer; then the client
+    /// gets a "Request timed out" error, the server a cancellation, and the
+    /// call's outcome is 'unknown'. 0: wait as long as it takes.
+    #[arg(long, value_name = "SECONDS", default_value_t = 300.0, value_parser = call_timeout)]
+    pub call_timeout: f64,
     #[command(flatten)]
     pub data: state::DataDir,
     /// The MCP server command and its arguments.
@@ -152,7 +157,8 @@ pub fn wrap(args: WrapArgs) -> Result<u8> {
     let session_id = args.session.clone().unwrap_or_else(fresh_session);
     tracing::info!(server = %server, session = %session_id, policy = %source.describe(), "governing the MCP server");
     let governor = Arc::new(Governor::new(gate, server, args.agent.clone(), audit));
-    let session = Arc::new(Session::new(governor, session_id));
+    let limit = (args.call_timeout > 0.0).then(|| Duration::from_secs_f64(args.call_timeout));
+    let session = Arc::new(Session::new(governor, session_id).with_call_timeout(limit));
     // One thread: a call's messages, decisions and answers hand over
     // between tasks there, not between threads (about a third less added
     // latency per call than a multi-thread runtime, `cargo bench --bench
@@ -177,6 +183,15 @@ pub fn wrap(args: WrapArgs) -> Result<u8> {
             status_code(status).max(1)
         }
     })
+}
+
+/// `--call-timeout`: a number of seconds, 0 or more, at most a year.
+fn call_timeout(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(s) if (0.0..=31_536_000.0).contains(&s) => Ok(s),
+        Ok(_) => Err("must be between 0 and 31536000 seconds".into()),
+        Err(_) => Err(format!("'{text}' is not a number of seconds")),
+    }
 }
 
 #[cfg(test)]

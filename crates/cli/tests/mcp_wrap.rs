@@ -255,9 +255,11 @@ fn filesystem_reads_pass_writes_are_refused_and_hidden_tools_are_unknown() {
 }
 
 /// A stdio MCP server in Python: `echo` (its description changes after the
-/// first listing), and `crash` (exits without answering).
+/// first listing), `crash` (exits without answering) and `slow` (answers
+/// after `seconds`). Notifications it gets are appended to `notes.log`
+/// beside it.
 const TEST_SERVER: &str = r#"
-import json, os, sys
+import json, os, sys, time
 
 listings = 0
 
@@ -271,6 +273,9 @@ for line in sys.stdin:
     msg = json.loads(line)
     mid = msg.get("id")
     method = msg.get("method")
+    if method is not None and mid is None:
+        with open(os.path.join(os.path.dirname(__file__), "notes.log"), "a") as notes:
+            notes.write(json.dumps(msg) + "\n")
     if method is None or mid is None:
         continue
     if method == "initialize":
@@ -284,11 +289,14 @@ for line in sys.stdin:
         schema = {"type": "object", "properties": {"text": {"type": "string"}}}
         send({"jsonrpc": "2.0", "id": mid, "result": {"tools": [
             {"name": "echo", "description": desc, "inputSchema": schema},
-            {"name": "crash", "description": "Exits without answering.", "inputSchema": {"type": "object"}}]}})
+            {"name": "crash", "description": "Exits without answering.", "inputSchema": {"type": "object"}},
+            {"name": "slow", "description": "Answers after a while.", "inputSchema": {"type": "object"}}]}})
     elif method == "tools/call":
         name = msg["params"]["name"]
         if name == "crash":
             os._exit(3)
+        if name == "slow":
+            time.sleep(msg["params"]["arguments"]["seconds"])
         text = msg["params"].get("arguments", {}).get("text", "")
         send({"jsonrpc": "2.0", "id": mid, "result": {"content": [{"type": "text", "text": text}]}})
     elif method == "ping":
@@ -414,4 +422,129 @@ fn an_upstream_crash_answers_the_pending_call_and_records_unknown() {
     let outcome = outcome_of(&log, crash).expect("the crashed call has an outcome");
     assert_eq!(outcome["outcome"], "unknown");
     verify(&data);
+}
+
+#[test]
+fn a_call_that_times_out_or_is_cancelled_is_answered_cancelled_and_unknown_and_its_late_answer_dropped()
+ {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let server = test_server(tmp.path());
+    let mut args = wrap_args(&data, &server);
+    let at = args.iter().position(|a| a == "--").unwrap();
+    args.splice(at..at, ["--call-timeout".to_string(), "1".to_string()]);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_warden"))
+        .args(&args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut send = |msg: Value| writeln!(stdin, "{msg}").unwrap();
+    send(
+        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+        "protocolVersion": "2025-06-18", "capabilities": {},
+        "clientInfo": {"name": "test", "version": "1"}}}),
+    );
+    response(&mut lines, 1);
+    send(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
+    send(json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}));
+    response(&mut lines, 2);
+
+    // Timed out: the client hears it after the limit, not the answer.
+    let started = Instant::now();
+    send(json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
+        "params": {"name": "slow", "arguments": {"seconds": 1.5}}}));
+    let answer = response(&mut lines, 3);
+    let waited = started.elapsed();
+    assert_eq!(answer["error"]["code"], -32001, "{answer}");
+    let message = answer["error"]["message"].as_str().unwrap();
+    assert!(message.contains("did not answer within 1 s"), "{message}");
+    assert!(
+        waited >= Duration::from_secs(1) && waited < Duration::from_millis(1450),
+        "answered after {waited:?}"
+    );
+    // Cancelled by the client once forwarded: passed on, and no answer is
+    // expected. (Cancelled while still being decided, it is not forwarded.)
+    send(json!({"jsonrpc": "2.0", "id": 4, "method": "tools/call",
+        "params": {"name": "slow", "arguments": {"seconds": 0.2}}}));
+    std::thread::sleep(Duration::from_millis(300));
+    send(
+        json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
+        "params": {"requestId": 4, "reason": "the user pressed stop"}}),
+    );
+    // The server answers 3 and 4 late (3 at 1.5 s, 4 at 1.7 s), then this,
+    // well within its limit; only this gets through.
+    send(json!({"jsonrpc": "2.0", "id": 5, "method": "tools/call",
+        "params": {"name": "echo", "arguments": {"text": "after"}}}));
+    let mut seen = Vec::new();
+    let echoed = loop {
+        let msg: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+        if msg["id"] == 5 {
+            break msg;
+        }
+        seen.push(msg);
+    };
+    assert_eq!(echoed["result"]["content"][0]["text"], "after", "{echoed}");
+    assert!(seen.is_empty(), "late answers reached the client: {seen:?}");
+    drop(stdin);
+    let started = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        assert!(started.elapsed() < PEER_TIMEOUT, "warden did not exit");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+
+    // The server was told that warden gave up on 3; the client's own
+    // cancellation of 4 reached it unchanged.
+    let notes = std::fs::read_to_string(tmp.path().join("notes.log")).unwrap();
+    let cancelled: Vec<Value> = notes
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|n| n["method"] == "notifications/cancelled")
+        .map(|n| n["params"]["requestId"].clone())
+        .collect();
+    assert_eq!(cancelled, [json!(3), json!(4)], "{notes}");
+    let log = audit(&data);
+    let slow: Vec<&Value> = log
+        .iter()
+        .filter(|e| e["kind"] == "decision" && e["tool"] == "slow")
+        .collect();
+    assert_eq!(
+        slow.len(),
+        2,
+        "only the two pre_tool_call decisions: {slow:#?}"
+    );
+    let outcomes: Vec<(&Value, &Value)> = slow
+        .iter()
+        .map(|d| {
+            let o = outcome_of(&log, d).expect("a call given up on has an outcome");
+            (&o["outcome"], &o["error"])
+        })
+        .collect();
+    assert_eq!(outcomes[0].0, "unknown");
+    assert!(outcomes[0].1.as_str().unwrap().contains("did not answer"));
+    assert_eq!(outcomes[1].0, "unknown");
+    assert_eq!(outcomes[1].1, "the client cancelled the call");
+    verify(&data);
+}
+
+#[test]
+fn a_call_timeout_that_is_not_a_number_of_seconds_is_a_usage_error() {
+    for bad in ["-1", "soon", "NaN", "1e12"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_warden"))
+            .args([
+                "mcp",
+                "wrap",
+                &format!("--call-timeout={bad}"),
+                "--",
+                "true",
+            ])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "--call-timeout {bad}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("--call-timeout"), "{err}");
+    }
 }

@@ -70,6 +70,9 @@ pub(crate) const INVALID_REQUEST: i64 = -32600;
 pub(crate) const INVALID_PARAMS: i64 = -32602;
 /// JSON-RPC's "Parse error".
 pub(crate) const PARSE_ERROR: i64 = -32700;
+/// "Request timed out", as MCP's SDKs answer a request nobody answered in
+/// time (in JSON-RPC's range for implementation-defined server errors).
+pub(crate) const REQUEST_TIMEOUT: i64 = -32001;
 /// JSON-RPC's "Internal error": warden could not get an answer from the
 /// MCP server (it exited, or warden could not govern the message).
 pub(crate) const INTERNAL_ERROR: i64 = -32603;

@@ -14,12 +14,15 @@
 //! | client | `tools/call` | an [`Action`] at `pre_tool_call` goes through [`Gate::decide`]: `deny` and `require_approval` are answered here with a tool result `isError: true` whose text says why (and the approval id); `transform` forwards the rewritten arguments; `allow` and `warn` forward the call unchanged. A tool the policy hides, or that [`vet`] blocked, is answered as the server answers an unknown tool |
 //! | upstream | its response | decided at `post_tool_call` over the result (a `transform` rewrites it, a refusal withholds it), and an outcome linked to the decision is appended: `succeeded`, `failed` (`isError`, or a JSON-RPC error) |
 //! | upstream | `tools/list` response | tools with `visibility: hidden` are removed; the rest are pinned and scanned ([`vet`]): a changed definition, or a high-severity finding the policy does not allow, removes the tool too |
+//! | client | `notifications/cancelled` of a forwarded call | forwarded; the call gets the outcome `unknown`, and a late answer is dropped (a call cancelled while it is being decided is not forwarded) |
 //! | either | anything else | forwarded unchanged, ids and unknown fields as they are |
 //!
 //! Requests are matched to responses by id, per direction: a response from
 //! the upstream answers a request of the client. When the upstream goes
 //! away, every request still waiting is answered with a JSON-RPC error and
-//! every call still running gets the outcome `unknown` ([`Session::close`]).
+//! every call still running gets the outcome `unknown` ([`Session::close`]);
+//! so does a call given up on ([`Session::expire`]), whose answer, if it
+//! comes, was never decided at `post_tool_call` and is dropped.
 //!
 //! Fail closed: a gate that cannot decide or record denies (the gate's own
 //! rule); a pin that cannot be checked blocks its tool; a `tools/call`
@@ -51,6 +54,9 @@ pub const MAX_PENDING: usize = 4096;
 pub const MAX_BATCH: usize = 1024;
 /// Longest error text kept in an outcome record; longer texts are cut.
 pub const MAX_OUTCOME_ERROR: usize = 4096;
+/// Most calls given up on (timed out, cancelled) whose late answers are
+/// still watched for, per session; beyond it the oldest are forgotten.
+const MAX_GIVEN_UP: usize = 4096;
 
 /// What the proxy knows about one upstream server, shared by every session
 /// to it: the gate, who the agent is, and the server's tools as vetted.
@@ -266,6 +272,8 @@ impl Routed {
 enum Pending {
     /// Being decided; the id is taken.
     Deciding,
+    /// Cancelled by the client while being decided: it is not forwarded.
+    Cancelled,
     ToolsList {
         id: Value,
     },
@@ -278,7 +286,7 @@ enum Pending {
 impl Pending {
     fn id(&self) -> Option<&Value> {
         match self {
-            Pending::Deciding => None,
+            Pending::Deciding | Pending::Cancelled => None,
             Pending::ToolsList { id } | Pending::Other { id } => Some(id),
             Pending::ToolsCall(c) => Some(&c.id),
         }
@@ -300,6 +308,13 @@ pub struct Session {
     governor: Arc<Governor>,
     id: String,
     pending: Mutex<HashMap<String, Pending>>,
+    /// Calls given up on while the upstream may still answer them (by id
+    /// key, in the order they were given up): a late answer was never
+    /// decided at `post_tool_call`, so it is dropped, not forwarded.
+    given_up: Mutex<std::collections::VecDeque<String>>,
+    /// How long a forwarded call may wait for its answer (see
+    /// [`Session::with_call_timeout`]).
+    call_timeout: Option<std::time::Duration>,
 }
 
 impl std::fmt::Debug for Session {
@@ -322,7 +337,21 @@ impl Session {
             governor,
             id: id.into(),
             pending: Mutex::new(HashMap::new()),
+            given_up: Mutex::default(),
+            call_timeout: None,
         }
+    }
+
+    /// Give up on a forwarded `tools/call` that has not been answered after
+    /// `limit` ([`Session::expire`]); the stdio transport keeps the time.
+    pub fn with_call_timeout(mut self, limit: Option<std::time::Duration>) -> Session {
+        self.call_timeout = limit;
+        self
+    }
+
+    /// How long a forwarded call may wait for its answer, if limited.
+    pub fn call_timeout(&self) -> Option<std::time::Duration> {
+        self.call_timeout
     }
 
     /// The session id.
@@ -401,6 +430,61 @@ impl Session {
         self.give_up(drained, why).await
     }
 
+    /// The call `id` took too long (`why`): when it is still waiting, it is
+    /// given up on, with the outcome `unknown`, and the answer for the
+    /// client is a JSON-RPC "Request timed out" error. A late answer from
+    /// the upstream is then dropped. `None` when it is no longer waiting.
+    pub fn expire(self: &Arc<Self>, id: &Value, why: &str) -> Option<Value> {
+        self.forget_call(id, why)?;
+        Some(jsonrpc::error(
+            id,
+            jsonrpc::REQUEST_TIMEOUT,
+            why.to_string(),
+        ))
+    }
+
+    /// Stops waiting for the call `id`, if it is one that waits: its outcome
+    /// is queued as `unknown`, and its late answer will be dropped.
+    fn forget_call(self: &Arc<Self>, id: &Value, why: &str) -> Option<()> {
+        let key = jsonrpc::id_key(id);
+        let call = {
+            let mut pending = lock(&self.pending);
+            match pending.remove(&key)? {
+                Pending::ToolsCall(call) => call,
+                Pending::Deciding => {
+                    pending.insert(key, Pending::Cancelled);
+                    return None;
+                }
+                other => {
+                    pending.insert(key, other);
+                    return None;
+                }
+            }
+        };
+        {
+            let mut given_up = lock(&self.given_up);
+            if given_up.len() >= MAX_GIVEN_UP {
+                given_up.pop_front();
+            }
+            given_up.push_back(key);
+        }
+        tokio::spawn(self.record_outcome(&call, Outcome::Unknown, None, Some(why.into())));
+        Some(())
+    }
+
+    /// Whether `key` is a call given up on; it is forgotten if so (its one
+    /// late answer has come).
+    fn was_given_up(&self, key: &str) -> bool {
+        let mut given_up = lock(&self.given_up);
+        match given_up.iter().position(|k| k == key) {
+            Some(i) => {
+                given_up.remove(i);
+                true
+            }
+            None => false,
+        }
+    }
+
     async fn give_up(self: &Arc<Self>, drained: Vec<Pending>, why: &str) -> Vec<Value> {
         let mut answers = Vec::new();
         let mut outcomes = Vec::new();
@@ -421,6 +505,17 @@ impl Session {
     async fn client_one(self: &Arc<Self>, msg: Value) -> Routed {
         let (key, id, method) = match jsonrpc::kind(&msg) {
             Kind::Request { id, method } => (jsonrpc::id_key(id), id.clone(), method.to_string()),
+            Kind::Notification {
+                method: "notifications/cancelled",
+            } => {
+                // The client stopped waiting for a call: it may or may not
+                // have run. The server is told too (the notification
+                // passes), and should not answer.
+                if let Some(id) = msg.pointer("/params/requestId") {
+                    self.forget_call(id, "the client cancelled the call");
+                }
+                return Routed::pass(msg);
+            }
             _ => return Routed::pass(msg),
         };
         {
@@ -549,14 +644,21 @@ impl Session {
                 jsonrpc::tool_error(format!("{REFUSED}: the decision was not recorded")),
             ));
         }
-        lock(&self.pending).insert(
-            key.to_string(),
-            Pending::ToolsCall(Box::new(Call {
-                id: id.clone(),
-                tool,
-                decision,
-            })),
-        );
+        {
+            let mut pending = lock(&self.pending);
+            if matches!(pending.get(key), Some(Pending::Cancelled)) {
+                tracing::info!(tool = %tool, "the client cancelled the call before it was forwarded");
+                return Routed::default();
+            }
+            pending.insert(
+                key.to_string(),
+                Pending::ToolsCall(Box::new(Call {
+                    id: id.clone(),
+                    tool,
+                    decision,
+                })),
+            );
+        }
         if rewritten {
             Routed::rewritten(msg)
         } else {
@@ -573,7 +675,15 @@ impl Session {
             let mut pending = lock(&self.pending);
             match pending.get(&key) {
                 // Not forwarded yet, so this cannot be its answer.
-                Some(Pending::Deciding) | None => None,
+                Some(Pending::Deciding | Pending::Cancelled) => None,
+                None => {
+                    drop(pending);
+                    if self.was_given_up(&key) {
+                        tracing::info!(id = %id, "dropped the late answer to a call given up on");
+                        return Routed::default();
+                    }
+                    None
+                }
                 Some(_) => pending.remove(&key),
             }
         };

@@ -12,6 +12,10 @@
 //! when the child closes its output (every request still waiting is
 //! answered with an error first). Either way every call still running gets
 //! the outcome `unknown`.
+//!
+//! With [`Session::with_call_timeout`], a forwarded `tools/call` that has no
+//! answer in time is given up on ([`Session::expire`]): the client gets a
+//! "Request timed out" error, the server `notifications/cancelled`.
 
 use std::io;
 use std::process::{ExitStatus, Stdio};
@@ -285,17 +289,39 @@ async fn client_pump<R, W>(
     W: AsyncWrite + Unpin + Send + 'static,
 {
     let (queue, mut work) = mpsc::channel::<Work>(IN_FLIGHT);
+    let timer_session = session.clone();
     let out = tokio::spawn(async move {
+        let session = timer_session;
+        // Cancellations of calls that timed out, for the server.
+        let (cancel, mut cancels) = mpsc::channel::<Value>(IN_FLIGHT);
         let mut upstream_open = true;
-        while let Some(job) = work.recv().await {
-            let Ok((routed, mut raw)) = job.await else {
-                tracing::error!("governing a client message panicked; it was dropped");
-                continue;
+        loop {
+            let out = tokio::select! {
+                job = work.recv() => {
+                    let Some(job) = job else { break };
+                    let Ok((routed, mut raw)) = job.await else {
+                        tracing::error!("governing a client message panicked; it was dropped");
+                        continue;
+                    };
+                    if let Some(answer) = routed.answer {
+                        let _ = to_client.send(Out::Value(answer)).await;
+                    }
+                    if let Some(limit) = session.call_timeout() {
+                        for id in routed.forward.iter().flat_map(tools_call_ids) {
+                            tokio::spawn(expire_after(
+                                session.clone(),
+                                id,
+                                limit,
+                                to_client.downgrade(),
+                                cancel.downgrade(),
+                            ));
+                        }
+                    }
+                    Out::of(routed.forward, routed.rewritten, &mut raw)
+                }
+                Some(note) = cancels.recv() => Some(Out::Value(note)),
             };
-            if let Some(answer) = routed.answer {
-                let _ = to_client.send(Out::Value(answer)).await;
-            }
-            if let Some(out) = Out::of(routed.forward, routed.rewritten, &mut raw)
+            if let Some(out) = out
                 && upstream_open
                 && let Err(e) = write_line(&mut child_in, out).await
             {
@@ -338,6 +364,53 @@ async fn client_pump<R, W>(
     }
     drop(queue);
     let _ = out.await;
+}
+
+/// The ids of the `tools/call` requests in a message forwarded to the
+/// server (one request, or a batch).
+fn tools_call_ids(msg: &Value) -> Vec<Value> {
+    let one = |m: &Value| {
+        (m.get("method").and_then(Value::as_str) == Some("tools/call"))
+            .then(|| m.get("id").cloned())
+            .flatten()
+    };
+    match msg {
+        Value::Array(items) => items.iter().filter_map(one).collect(),
+        m => one(m).into_iter().collect(),
+    }
+}
+
+/// Gives up on the call `id` once `limit` has passed, if it still waits: the
+/// client gets a "Request timed out" error, the server a cancellation, and
+/// the outcome is `unknown`. The senders are weak so that a timer never
+/// keeps the session's writers open.
+async fn expire_after(
+    session: Arc<Session>,
+    id: Value,
+    limit: Duration,
+    to_client: mpsc::WeakSender<Out>,
+    to_server: mpsc::WeakSender<Value>,
+) {
+    tokio::time::sleep(limit).await;
+    let why = format!(
+        "warden gave up on the tool call: the MCP server did not answer within {} s",
+        limit.as_secs_f64()
+    );
+    let Some(answer) = session.expire(&id, &why) else {
+        return;
+    };
+    tracing::warn!(id = %id, "{why}");
+    if let Some(to_server) = to_server.upgrade() {
+        let note = serde_json::json!({
+            "jsonrpc": "2.0",
+            "method": "notifications/cancelled",
+            "params": {"requestId": id, "reason": why},
+        });
+        let _ = to_server.send(note).await;
+    }
+    if let Some(to_client) = to_client.upgrade() {
+        let _ = to_client.send(Out::Value(answer)).await;
+    }
 }
 
 async fn upstream_pump<R>(session: Arc<Session>, child_out: R, to_client: mpsc::Sender<Out>)
