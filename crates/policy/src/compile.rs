@@ -93,6 +93,62 @@ pub(crate) struct PointIndex {
     pub glob_rules: Vec<Vec<u32>>,
     /// Rules with no tool matcher: candidates for every action at this point.
     pub any_tool: Vec<u32>,
+    /// For the tools the policy names (rules' exact tools, the catalog):
+    /// every candidate, found once at compile time.
+    pub resolved: NameMap<Vec<u32>>,
+}
+
+/// The rule numbers a decision checks. A tool usually has a few dozen
+/// candidate rules at most, so they live on the stack.
+pub(crate) type Candidates = smallvec::SmallVec<[u32; 64]>;
+
+/// Most rule numbers kept in [`PointIndex::resolved`], over every point
+/// (4 MiB). Tools past it are looked up rule list by rule list, glob by glob.
+const MAX_RESOLVED_CANDIDATES: usize = 1 << 20;
+
+impl PointIndex {
+    /// Rules that can match an action with `tool` at this point, in rule order.
+    pub fn candidates(&self, tool: Option<&str>, out: &mut Candidates) {
+        if let Some(all) = tool.and_then(|t| self.resolved.get(t)) {
+            out.extend_from_slice(all);
+            return;
+        }
+        self.find_candidates(tool, out);
+    }
+
+    /// [`PointIndex::candidates`] from the rule lists and globs.
+    fn find_candidates(&self, tool: Option<&str>, out: &mut Candidates) {
+        out.extend_from_slice(&self.any_tool);
+        if let Some(tool) = tool {
+            if let Some(rules) = self.exact.get(tool) {
+                out.extend_from_slice(rules);
+            }
+            self.globs
+                .for_each_match(tool, |slot| out.extend_from_slice(&self.glob_rules[slot]));
+        }
+        out.sort_unstable();
+        out.dedup();
+    }
+
+    /// Resolves the candidates of each of `tools` while `budget` (rule
+    /// numbers) lasts.
+    fn resolve<'t>(&mut self, tools: impl Iterator<Item = &'t String>, budget: &mut usize) {
+        if self.exact.is_empty() && self.glob_rules.is_empty() {
+            return; // `any_tool` alone: nothing to find.
+        }
+        for tool in tools {
+            if self.resolved.contains_key(tool) {
+                continue;
+            }
+            let mut found = Candidates::new();
+            self.find_candidates(Some(tool), &mut found);
+            let Some(left) = budget.checked_sub(found.len()) else {
+                return;
+            };
+            *budget = left;
+            self.resolved.insert(tool.clone(), found.to_vec());
+        }
+    }
 }
 
 fn is_glob(pattern: &str) -> bool {
@@ -194,6 +250,11 @@ pub fn compile(policy: Policy) -> Result<CompiledPolicy, PolicyError> {
                 }
             }
         }
+    }
+    let mut budget = MAX_RESOLVED_CANDIDATES;
+    for idx in &mut index {
+        let named = rules.iter().flat_map(|r| &r.exact_tools);
+        idx.resolve(named.chain(policy.tools.keys()), &mut budget);
     }
     let mut hasher = Sha256::new();
     for (file, text) in &policy.sources {
@@ -447,5 +508,77 @@ impl CompiledRule {
     pub(crate) fn matches_tool(&self, tool: &str) -> bool {
         self.exact_tools.iter().any(|t| t == tool)
             || self.tool_globs.as_ref().is_some_and(|g| g.is_match(tool))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const POLICY: &str = r#"version: warden/v1
+name: p
+default: deny
+tools:
+  db.query: {args: {sql: sql}}
+  fs.read: {}
+rules:
+  - {id: any, match: {}, verdict: allow}
+  - {id: db, match: {tool: [db.query, db.exec]}, verdict: allow}
+  - {id: db-glob, match: {tool: 'db.*'}, verdict: warn}
+  - {id: one, match: {tool: 'db.quer?'}, verdict: deny}
+  - {id: out, on: [post_tool_call], match: {tool: [db.query]}, verdict: allow}
+  - {id: fs, match: {tool: ['fs.[a-z]ead', fs.write]}, verdict: deny}
+"#;
+
+    fn policy() -> CompiledPolicy {
+        compile(crate::parse("p.yaml", POLICY).unwrap()).unwrap()
+    }
+
+    const TOOLS: &[&str] = &[
+        "db.query", "db.exec", "db.other", "fs.read", "fs.write", "x",
+    ];
+
+    fn found(idx: &PointIndex, tool: Option<&str>) -> Candidates {
+        let mut out = Candidates::new();
+        idx.find_candidates(tool, &mut out);
+        out
+    }
+
+    #[test]
+    fn resolved_candidates_are_the_ones_found_rule_list_by_rule_list() {
+        let p = policy();
+        let pre = &p.index[Point::PreToolCall as usize];
+        assert!(pre.resolved.contains_key("db.query") && pre.resolved.contains_key("fs.read"));
+        assert!(
+            !pre.resolved.contains_key("db.other"),
+            "not named by the policy"
+        );
+        for idx in &p.index {
+            for tool in TOOLS.iter().map(|t| Some(*t)).chain([None]) {
+                let mut got = Candidates::new();
+                idx.candidates(tool, &mut got);
+                assert_eq!(got, found(idx, tool), "{tool:?}");
+            }
+        }
+        let mut got = Candidates::new();
+        pre.candidates(Some("db.query"), &mut got);
+        assert_eq!(&got[..], &[0, 1, 2, 3]);
+    }
+
+    #[test]
+    fn tools_past_the_budget_are_found_when_asked() {
+        let mut p = policy();
+        let idx = &mut p.index[Point::PreToolCall as usize];
+        idx.resolved.clear();
+        let tools: Vec<String> = TOOLS.iter().map(|t| t.to_string()).collect();
+        let mut budget = 5; // db.query's 4, not db.exec's 3
+        idx.resolve(tools.iter(), &mut budget);
+        assert_eq!(budget, 1);
+        assert_eq!(idx.resolved.len(), 1);
+        for tool in TOOLS {
+            let mut got = Candidates::new();
+            idx.candidates(Some(tool), &mut got);
+            assert_eq!(got, found(idx, Some(tool)), "{tool}");
+        }
     }
 }

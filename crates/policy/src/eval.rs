@@ -4,7 +4,7 @@
 //! walks every rule and says why each did or did not match. Both use the same
 //! per-rule check, so they cannot disagree about what matched.
 
-use crate::compile::{CompiledPolicy, CompiledRule, Condition};
+use crate::compile::{Candidates, CompiledPolicy, CompiledRule, Condition};
 use crate::model::{Point, Rule, Verdict};
 use crate::native;
 use serde_json::Value as Json;
@@ -220,10 +220,6 @@ fn build_context(
     Ok(ctx)
 }
 
-/// The rule numbers a decision checks. A tool usually has a few dozen
-/// candidate rules at most, so they live on the stack.
-type Candidates = smallvec::SmallVec<[u32; 64]>;
-
 impl CompiledPolicy {
     /// Evaluates the policy against `input`: deny-overrides over every matching rule.
     pub fn evaluate<'p>(&'p self, input: &Input<'_>) -> Evaluation<'p> {
@@ -299,17 +295,7 @@ impl CompiledPolicy {
 
     /// Rules that can match this point and tool, in rule order.
     fn candidates(&self, input: &Input<'_>, out: &mut Candidates) {
-        let idx = &self.index[input.point as usize];
-        out.extend_from_slice(&idx.any_tool);
-        if let Some(tool) = input.tool {
-            if let Some(rules) = idx.exact.get(tool) {
-                out.extend_from_slice(rules);
-            }
-            idx.globs
-                .for_each_match(tool, |slot| out.extend_from_slice(&idx.glob_rules[slot]));
-        }
-        out.sort_unstable();
-        out.dedup();
+        self.index[input.point as usize].candidates(input.tool, out);
     }
 
     /// Checks one rule. `full` also checks point and tool (which the index
