@@ -10,6 +10,7 @@
 use crate::Action;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
+use smallvec::SmallVec;
 use std::fmt::Write;
 
 /// Writes `value` as canonical JSON.
@@ -28,37 +29,36 @@ pub fn hash(value: &Value) -> String {
 /// `hash(&serde_json::to_value(action))`, without building the value.
 pub fn action_hash(action: &Action) -> String {
     let mut out = String::with_capacity(256);
-    // Top-level keys in sorted order: agent, args, context, point, session, tool.
-    out.push('{');
-    let mut first = true;
-    let mut key = |out: &mut String, k: &str| {
-        if !first {
-            out.push(',');
-        }
-        first = false;
-        write_str(k, out);
-        out.push(':');
+    // Top-level keys in sorted order: agent, args, context, point, session,
+    // tool. Each is written with the comma before it, which the first drops.
+    let key = |out: &mut String, comma_key: &str| {
+        out.push_str(if out.len() == 1 {
+            &comma_key[1..]
+        } else {
+            comma_key
+        });
     };
+    out.push('{');
     if let Some(agent) = &action.agent {
-        key(&mut out, "agent");
+        key(&mut out, ",\"agent\":");
         write_str(agent, &mut out);
     }
     if let Some(args) = &action.args {
-        key(&mut out, "args");
+        key(&mut out, ",\"args\":");
         write_value(args, &mut out);
     }
     if !action.context.is_empty() {
-        key(&mut out, "context");
+        key(&mut out, ",\"context\":");
         write_object(&action.context, &mut out);
     }
-    key(&mut out, "point");
+    key(&mut out, ",\"point\":");
     write_str(action.point.as_str(), &mut out);
     if let Some(session) = &action.session {
-        key(&mut out, "session");
+        key(&mut out, ",\"session\":");
         write_str(session, &mut out);
     }
     if let Some(tool) = &action.tool {
-        key(&mut out, "tool");
+        key(&mut out, ",\"tool\":");
         write_str(tool, &mut out);
     }
     out.push('}');
@@ -127,7 +127,8 @@ fn write_object(map: &Map<String, Value>, out: &mut String) {
             entry(i, k, v, out);
         }
     } else {
-        let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+        // Most objects are small: their entries are sorted on the stack.
+        let mut entries: SmallVec<[(&String, &Value); 16]> = map.iter().collect();
         entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
         for (i, (k, v)) in entries.into_iter().enumerate() {
             entry(i, k, v, out);
@@ -293,8 +294,10 @@ mod tests {
         leaf.prop_recursive(4, 48, 6, |inner| {
             prop_oneof![
                 prop::collection::vec(inner.clone(), 0..6).prop_map(Value::from),
-                prop::collection::btree_map(any::<String>(), inner, 0..6)
-                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+                // Keys in any order (the map keeps insertion order when
+                // serde_json's `preserve_order` is on), repeats included.
+                prop::collection::vec((any::<String>(), inner), 0..6)
+                    .prop_map(|kv| Value::Object(kv.into_iter().collect())),
             ]
         })
     }
@@ -309,11 +312,12 @@ mod tests {
         fn action_hash_equals_hash_of_the_serialized_action(
             args in json_value(),
             agent in prop::option::of(any::<String>()),
+            session in prop::option::of(any::<String>()),
             tool in prop::option::of(any::<String>()),
-            ctx in prop::collection::btree_map(any::<String>(), json_value(), 0..3),
+            ctx in prop::collection::vec((any::<String>(), json_value()), 0..3),
         ) {
             let action = Action {
-                agent, session: None, point: warden_policy::Point::PreToolCall, tool,
+                agent, session, point: warden_policy::Point::PreToolCall, tool,
                 args: Some(args), context: ctx.into_iter().collect(),
             };
             let via_value = hash(&serde_json::to_value(&action).unwrap());

@@ -200,6 +200,10 @@ impl Gate {
     /// With an audit log, the decision is returned only after its record is
     /// durable, and carries its sequence number in [`Decision::seq`].
     pub fn decide(&self, action: &Action) -> Decision {
+        if self.audit.is_none() {
+            // Nothing to record: `finish` would return the decision as it is.
+            return self.decide_unrecorded(action, identity::Mode::Decide, &mut Vec::new());
+        }
         self.finish(action, self.begin(action))
     }
 
@@ -394,10 +398,10 @@ impl Gate {
     ) -> Decision {
         let action_hash = action.hash();
         match catch_unwind(AssertUnwindSafe(|| self.evaluate(action, mode, add_labels))) {
-            Ok(decision) => Decision {
-                action_hash,
-                ..decision
-            },
+            Ok(mut decision) => {
+                decision.action_hash = action_hash;
+                decision
+            }
             Err(panic) => {
                 let detail = panic
                     .downcast_ref::<&str>()
