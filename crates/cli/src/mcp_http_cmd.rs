@@ -104,15 +104,15 @@ pub fn proxy(args: ProxyArgs) -> Result<u8> {
     let metrics = warden_server::metrics::Metrics::new();
     metrics.set_policy(gate.policy());
     let registry = Arc::new(metrics.registry(runtime.clone(), audit.clone()));
-    let governor = |name: &str| {
-        Arc::new(Governor::new(
-            gate.clone(),
-            name,
-            args.agent.clone(),
-            audit.clone(),
-        ))
-    };
     let names: Vec<String> = upstreams.iter().map(|u| u.name().to_string()).collect();
+    // Each server's tools are checked against the others' as they list them.
+    let neighbours = warden_mcp::proxy::vet::Neighbours::new(names.clone());
+    let governor = |name: &str| {
+        Arc::new(
+            Governor::new(gate.clone(), name, args.agent.clone(), audit.clone())
+                .with_neighbours(neighbours.clone()),
+        )
+    };
     let endpoint = match upstreams.as_slice() {
         // One HTTP upstream: passed through as it is.
         [Declared::Http { name, upstream }] => {

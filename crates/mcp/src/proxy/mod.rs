@@ -97,6 +97,13 @@ impl Governor {
         }
     }
 
+    /// Checks this server's tools against the other servers of `neighbours`
+    /// too (typosquatting, shadowing between servers behind one endpoint).
+    pub fn with_neighbours(mut self, neighbours: Arc<vet::Neighbours>) -> Governor {
+        self.vetting.set_neighbours(neighbours);
+        self
+    }
+
     /// The server's name.
     pub fn server(&self) -> &str {
         self.vetting.server()
