@@ -585,54 +585,39 @@ impl Gate {
             input.agent = Some(&v.agent);
         }
         let eval = policy.evaluate(&input);
-        let matched: Vec<String> = eval.matched.iter().map(|r| r.id.clone()).collect();
-        let mut decision = if let Some(err) = eval.error {
-            Decision {
-                rule: Some(err.rule.id.clone()),
-                matched,
-                intents,
-                findings,
-                policy: policy_ref,
-                ..Decision::error(
-                    err.kind.reason(),
-                    format!("condition of rule '{}' failed: {}", err.rule.id, err.detail),
-                    String::new(),
-                )
-            }
+        // One decision, filled in place (it is large: moving it costs).
+        let mut decision = Decision {
+            matched: eval.matched.iter().map(|r| r.id.clone()).collect(),
+            intents,
+            findings,
+            policy: policy_ref,
+            ..Decision::base(eval.verdict, String::new())
+        };
+        if let Some(err) = eval.error {
+            decision.verdict = Verdict::Deny;
+            decision.rule = Some(err.rule.id.clone());
+            decision.reason = err.kind.reason().to_string();
+            decision.message =
+                format!("condition of rule '{}' failed: {}", err.rule.id, err.detail);
         } else if let Some(rule) = eval.rule
             && rule.identity_required
             && verified.is_none()
             && eval.verdict != Verdict::Deny
         {
-            Decision {
-                rule: Some(rule.id.clone()),
-                matched,
-                ..refuse(
-                    missing_reason,
-                    format!(
-                        "rule '{}' requires identity: the action must carry a capability token in context.token",
-                        rule.id
-                    ),
-                    intents,
-                    findings,
-                    None,
-                )
-            }
+            decision.verdict = Verdict::Deny;
+            decision.rule = Some(rule.id.clone());
+            decision.reason = missing_reason.to_string();
+            decision.message = format!(
+                "rule '{}' requires identity: the action must carry a capability token in context.token",
+                rule.id
+            );
         } else if let Some(rule) = eval.rule {
-            let mut decision = Decision {
-                verdict: eval.verdict,
-                rule: Some(rule.id.clone()),
-                reason: match &rule.reason {
-                    Some(why) => why.clone(),
-                    None => ["rule '", &rule.id, "'"].concat(),
-                },
-                message: rule_message(eval.verdict, &rule.id, rule.reason.as_deref()),
-                matched,
-                intents,
-                findings,
-                policy: policy_ref,
-                ..Decision::base(eval.verdict, String::new())
+            decision.rule = Some(rule.id.clone());
+            decision.reason = match &rule.reason {
+                Some(why) => why.clone(),
+                None => ["rule '", &rule.id, "'"].concat(),
             };
+            decision.message = rule_message(eval.verdict, &rule.id, rule.reason.as_deref());
             // The winning verdict's obligations come from every matched rule with that verdict.
             let same = eval.matched.iter().filter(|r| r.verdict == eval.verdict);
             for r in same.clone() {
@@ -656,23 +641,14 @@ impl Gate {
                 }
                 _ => {}
             }
-            decision
         } else {
-            Decision {
-                verdict: eval.verdict,
-                reason: reason::DEFAULT.to_string(),
-                message: [
-                    "no rule matched; the policy's default is ",
-                    eval.verdict.as_str(),
-                ]
-                .concat(),
-                matched,
-                intents,
-                findings,
-                policy: policy_ref,
-                ..Decision::base(eval.verdict, String::new())
-            }
-        };
+            decision.reason = reason::DEFAULT.to_string();
+            decision.message = [
+                "no rule matched; the policy's default is ",
+                eval.verdict.as_str(),
+            ]
+            .concat();
+        }
         if let Some(v) = verified {
             decision.agent = Some(v.agent);
             decision.sponsor = Some(v.sponsor);
