@@ -108,9 +108,13 @@ pub fn proxy(args: ProxyArgs) -> Result<u8> {
     // Each server's tools are checked against the others' as they list them.
     let neighbours = warden_mcp::proxy::vet::Neighbours::new(names.clone());
     let governor = |name: &str| {
+        let counted = metrics.clone();
         Arc::new(
             Governor::new(gate.clone(), name, args.agent.clone(), audit.clone())
-                .with_neighbours(neighbours.clone()),
+                .with_neighbours(neighbours.clone())
+                .with_observer(Arc::new(move |point, decision, took| {
+                    counted.observe_decision(point, decision, took)
+                })),
         )
     };
     let endpoint = match upstreams.as_slice() {

@@ -408,6 +408,20 @@ fn server_everything_works_through_the_proxy_under_its_policy() {
         "a hidden tool answers as an unknown one: {}",
         r[7]
     );
+    // The proxy's decisions are counted where the decision server counts
+    // its own: echo allowed before and after the call, gzip refused.
+    let counted = decisions_counted(&format!("{}/metrics", proxy.base()));
+    for want in [
+        ("allow", "pre_tool_call"),
+        ("allow", "post_tool_call"),
+        ("deny", "pre_tool_call"),
+    ] {
+        let n = counted
+            .iter()
+            .find(|(v, p, _)| (v.as_str(), p.as_str()) == want)
+            .map_or(0.0, |c| c.2);
+        assert!(n >= 1.0, "{want:?} not counted: {counted:?}");
+    }
     proxy.stop();
     let records = audit_records(data.path());
     let outcome = records
@@ -1038,6 +1052,32 @@ fn several_upstreams_answer_as_one_server_with_prefixed_names() {
         "{details}"
     );
     audit_verifies(data.path());
+}
+
+/// The `warden_decisions_total` samples at `url` as the Prometheus
+/// project's OpenMetrics parser reads them: (verdict, point, count).
+fn decisions_counted(url: &str) -> Vec<(String, String, f64)> {
+    const READ: &str = r#"
+import json, sys, urllib.request
+from prometheus_client.openmetrics.parser import text_string_to_metric_families
+text = urllib.request.urlopen(sys.argv[1]).read().decode()
+out = []
+for family in text_string_to_metric_families(text):
+    for s in family.samples:
+        if s.name == "warden_decisions_total":
+            out.append([s.labels["verdict"], s.labels["point"], s.value])
+print(json.dumps(out))
+"#;
+    let out = Command::new("python3")
+        .args(["-c", READ, url])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "reading {url} with the OpenMetrics parser failed (scripts/test installs prometheus-client): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
 }
 
 /// A stdio MCP server whose one tool shadows server-filesystem's.

@@ -58,6 +58,10 @@ pub const MAX_OUTCOME_ERROR: usize = 4096;
 /// still watched for, per session; beyond it the oldest are forgotten.
 const MAX_GIVEN_UP: usize = 4096;
 
+/// Told of every decision the proxy takes (its point, the decision, how long
+/// it took), e.g. to count it in the decision server's metrics.
+pub type DecisionObserver = Arc<dyn Fn(Point, &Decision, std::time::Duration) + Send + Sync>;
+
 /// What the proxy knows about one upstream server, shared by every session
 /// to it: the gate, who the agent is, and the server's tools as vetted.
 pub struct Governor {
@@ -66,6 +70,7 @@ pub struct Governor {
     vetting: Vetting,
     /// Tools of the latest listing that are kept from the client.
     blocked: Mutex<HashMap<String, Block>>,
+    observer: Option<DecisionObserver>,
 }
 
 impl std::fmt::Debug for Governor {
@@ -94,7 +99,14 @@ impl Governor {
             agent,
             vetting: Vetting::new(server.into(), store.clone()),
             blocked: Mutex::new(HashMap::new()),
+            observer: None,
         }
+    }
+
+    /// Tells `observer` of every decision taken for this server.
+    pub fn with_observer(mut self, observer: DecisionObserver) -> Governor {
+        self.observer = Some(observer);
+        self
     }
 
     /// Checks this server's tools against the other servers of `neighbours`
@@ -120,7 +132,13 @@ impl Governor {
     }
 
     async fn decide(&self, action: Action) -> Result<Decision, String> {
-        Ok(self.gate.clone().decide_async(action).await)
+        let started = std::time::Instant::now();
+        let point = action.point;
+        let decision = self.gate.clone().decide_async(action).await;
+        if let Some(observe) = &self.observer {
+            observe(point, &decision, started.elapsed());
+        }
+        Ok(decision)
     }
 
     fn action(&self, session: &str, point: Point, tool: &str, args: Value) -> Action {
