@@ -370,48 +370,89 @@ fn response(lines: &mut impl Iterator<Item = std::io::Result<String>>, id: u64) 
     panic!("warden closed its output before answering request {id}");
 }
 
+/// `warden mcp wrap` with `args`, driven line by line, past the
+/// handshake (`initialize`, `notifications/initialized`, `tools/list`).
+struct Wrapped {
+    child: std::process::Child,
+    stdin: std::process::ChildStdin,
+    lines: std::io::Lines<BufReader<std::process::ChildStdout>>,
+}
+
+impl Wrapped {
+    fn start(args: &[String]) -> Wrapped {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_warden"))
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let stdin = child.stdin.take().unwrap();
+        let lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut w = Wrapped {
+            child,
+            stdin,
+            lines,
+        };
+        w.send(
+            json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
+            "protocolVersion": "2025-06-18", "capabilities": {},
+            "clientInfo": {"name": "test", "version": "1"}}}),
+        );
+        assert_eq!(w.response(1)["result"]["serverInfo"]["name"], "test-server");
+        w.send(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
+        w.send(json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}));
+        assert!(w.response(2)["result"]["tools"].is_array());
+        w
+    }
+
+    fn send(&mut self, msg: Value) {
+        writeln!(self.stdin, "{msg}").unwrap();
+    }
+
+    fn next(&mut self) -> Value {
+        let line = self
+            .lines
+            .next()
+            .expect("warden closed its output")
+            .unwrap();
+        serde_json::from_str(&line).unwrap()
+    }
+
+    fn response(&mut self, id: u64) -> Value {
+        response(&mut self.lines, id)
+    }
+
+    /// Waits for warden to exit (after closing its input, if `close`).
+    fn exit(mut self, close: bool) -> std::process::ExitStatus {
+        if close {
+            drop(self.stdin);
+        }
+        let started = Instant::now();
+        loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                return s;
+            }
+            assert!(started.elapsed() < PEER_TIMEOUT, "warden did not exit");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
 #[test]
 fn an_upstream_crash_answers_the_pending_call_and_records_unknown() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
     let server = test_server(tmp.path());
-    let mut child = Command::new(env!("CARGO_BIN_EXE_warden"))
-        .args(wrap_args(&data, &server))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut send = |msg: Value| writeln!(stdin, "{msg}").unwrap();
-    send(
-        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-        "protocolVersion": "2025-06-18", "capabilities": {},
-        "clientInfo": {"name": "test", "version": "1"}}}),
-    );
-    assert_eq!(
-        response(&mut lines, 1)["result"]["serverInfo"]["name"],
-        "test-server"
-    );
-    send(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
-    send(json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}));
-    assert!(response(&mut lines, 2)["result"]["tools"].is_array());
-    send(json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
+    let mut w = Wrapped::start(&wrap_args(&data, &server));
+    w.send(json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
         "params": {"name": "crash", "arguments": {}}}));
-    let answer = response(&mut lines, 3);
+    let answer = w.response(3);
     let message = answer["error"]["message"]
         .as_str()
         .unwrap_or_else(|| panic!("{answer}"));
     assert!(message.contains("exited"), "{message}");
-    let started = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(started.elapsed() < PEER_TIMEOUT, "warden did not exit");
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = w.exit(false);
     assert!(
         !status.success(),
         "warden exited 0 after its server crashed"
@@ -433,31 +474,13 @@ fn a_call_that_times_out_or_is_cancelled_is_answered_cancelled_and_unknown_and_i
     let mut args = wrap_args(&data, &server);
     let at = args.iter().position(|a| a == "--").unwrap();
     args.splice(at..at, ["--call-timeout".to_string(), "1".to_string()]);
-    let mut child = Command::new(env!("CARGO_BIN_EXE_warden"))
-        .args(&args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut stdin = child.stdin.take().unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut send = |msg: Value| writeln!(stdin, "{msg}").unwrap();
-    send(
-        json!({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {
-        "protocolVersion": "2025-06-18", "capabilities": {},
-        "clientInfo": {"name": "test", "version": "1"}}}),
-    );
-    response(&mut lines, 1);
-    send(json!({"jsonrpc": "2.0", "method": "notifications/initialized"}));
-    send(json!({"jsonrpc": "2.0", "id": 2, "method": "tools/list"}));
-    response(&mut lines, 2);
+    let mut w = Wrapped::start(&args);
 
     // Timed out: the client hears it after the limit, not the answer.
     let started = Instant::now();
-    send(json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
+    w.send(json!({"jsonrpc": "2.0", "id": 3, "method": "tools/call",
         "params": {"name": "slow", "arguments": {"seconds": 1.5}}}));
-    let answer = response(&mut lines, 3);
+    let answer = w.response(3);
     let waited = started.elapsed();
     assert_eq!(answer["error"]["code"], -32001, "{answer}");
     let message = answer["error"]["message"].as_str().unwrap();
@@ -468,20 +491,20 @@ fn a_call_that_times_out_or_is_cancelled_is_answered_cancelled_and_unknown_and_i
     );
     // Cancelled by the client once forwarded: passed on, and no answer is
     // expected. (Cancelled while still being decided, it is not forwarded.)
-    send(json!({"jsonrpc": "2.0", "id": 4, "method": "tools/call",
+    w.send(json!({"jsonrpc": "2.0", "id": 4, "method": "tools/call",
         "params": {"name": "slow", "arguments": {"seconds": 0.2}}}));
     std::thread::sleep(Duration::from_millis(300));
-    send(
+    w.send(
         json!({"jsonrpc": "2.0", "method": "notifications/cancelled",
         "params": {"requestId": 4, "reason": "the user pressed stop"}}),
     );
     // The server answers 3 and 4 late (3 at 1.5 s, 4 at 1.7 s), then this,
     // well within its limit; only this gets through.
-    send(json!({"jsonrpc": "2.0", "id": 5, "method": "tools/call",
+    w.send(json!({"jsonrpc": "2.0", "id": 5, "method": "tools/call",
         "params": {"name": "echo", "arguments": {"text": "after"}}}));
     let mut seen = Vec::new();
     let echoed = loop {
-        let msg: Value = serde_json::from_str(&lines.next().unwrap().unwrap()).unwrap();
+        let msg = w.next();
         if msg["id"] == 5 {
             break msg;
         }
@@ -489,12 +512,7 @@ fn a_call_that_times_out_or_is_cancelled_is_answered_cancelled_and_unknown_and_i
     };
     assert_eq!(echoed["result"]["content"][0]["text"], "after", "{echoed}");
     assert!(seen.is_empty(), "late answers reached the client: {seen:?}");
-    drop(stdin);
-    let started = Instant::now();
-    while child.try_wait().unwrap().is_none() {
-        assert!(started.elapsed() < PEER_TIMEOUT, "warden did not exit");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    w.exit(true);
 
     // The server was told that warden gave up on 3; the client's own
     // cancellation of 4 reached it unchanged.
