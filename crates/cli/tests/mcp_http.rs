@@ -1102,6 +1102,72 @@ for line in sys.stdin:
         send({"jsonrpc": "2.0", "id": mid, "error": {"code": -32601, "message": "Method not found"}})
 "#;
 
+#[test]
+fn a_call_whose_client_goes_away_is_given_up_with_the_outcome_unknown() {
+    let upstream = Stateless::start();
+    let data = tempfile::tempdir().unwrap();
+    let proxy = Proxy::start(
+        &upstream.url,
+        &fixtures().join("policy.yaml"),
+        data.path(),
+        None,
+    );
+    let call = br#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"slow","arguments":{"seconds":3}}}"#;
+    let mut s = TcpStream::connect(proxy.addr).unwrap();
+    let head = format!(
+        "POST /mcp HTTP/1.1\r\nhost: {}\r\ncontent-type: application/json\r\naccept: application/json, text/event-stream\r\nmcp-protocol-version: 2025-06-18\r\ncontent-length: {}\r\n\r\n",
+        proxy.addr,
+        call.len()
+    );
+    s.write_all(head.as_bytes()).unwrap();
+    s.write_all(call).unwrap();
+    // Decided and forwarded; then the client hangs up mid-call.
+    let started = Instant::now();
+    let decided = loop {
+        let records = audit_records(data.path());
+        if let Some(d) = records
+            .iter()
+            .find(|r| r["kind"] == "decision" && r["tool"] == "slow")
+        {
+            break d.clone();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the call was never decided:\n{}",
+            proxy.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(decided["verdict"], "allow", "{decided}");
+    drop(s);
+    let outcome = loop {
+        let records = audit_records(data.path());
+        if let Some(o) = records
+            .iter()
+            .find(|r| r["kind"] == "outcome" && r["decision_seq"] == decided["seq"])
+        {
+            break o.clone();
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no outcome for the abandoned call:\n{}",
+            proxy.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    // Given up when the client left, not at the session's end.
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "the outcome came only after the server answered"
+    );
+    assert_eq!(outcome["outcome"], "unknown", "{outcome}");
+    assert!(
+        outcome["error"].as_str().unwrap().contains("went away"),
+        "{outcome}"
+    );
+    drop(proxy);
+}
+
 /// The Python SDK's MCP server in stateless mode (tests/mcp_http/stateless_server.py).
 struct Stateless {
     child: Child,

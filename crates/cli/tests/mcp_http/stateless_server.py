@@ -19,6 +19,15 @@ def echo(message: str) -> str:
 
 
 @server.tool()
+async def slow(seconds: float) -> str:
+    """Answers after a while."""
+    import anyio
+
+    await anyio.sleep(seconds)
+    return "late"
+
+
+@server.tool()
 def write_file(path: str, content: str) -> str:
     """Pretends to write a file (the test's policy denies it)."""
     return f"wrote {len(content)} bytes to {path}"

@@ -393,6 +393,12 @@ async fn handle_post(State(p): State<Arc<HttpProxy>>, request: Request) -> Respo
         return json_messages(StatusCode::OK, answers, None);
     };
     let waiting = request_ids(&forward);
+    // Until the answer is relayed: if the client goes away (the handler is
+    // dropped), the requests are given up on, the calls `unknown`.
+    let mut orphans = Orphans {
+        session: client.session.clone(),
+        ids: waiting.clone(),
+    };
     let body = if routed.rewritten {
         match serde_json::to_vec(&forward) {
             Ok(b) => Bytes::from(b),
@@ -470,7 +476,12 @@ async fn handle_post(State(p): State<Arc<HttpProxy>>, request: Request) -> Respo
         drop_session(&p, uid);
     }
     let mcp_headers = mcp_headers(resp.headers());
+    if is_event_stream(&resp) {
+        // The stream's own task settles them from here on.
+        orphans.ids.clear();
+    }
     let mut out = relay(&client, resp, waiting, answers).await;
+    orphans.ids.clear();
     let h = out.headers_mut();
     h.extend(mcp_headers);
     if let Some(id) = issued
@@ -566,6 +577,44 @@ fn drop_session(p: &HttpProxy, upstream_id: &str) {
     sessions.retain(|_, c| c.upstream_id.as_deref() != Some(upstream_id));
 }
 
+/// Whether the upstream answered with an event stream.
+fn is_event_stream(resp: &reqwest::Response) -> bool {
+    resp.status().is_success()
+        && resp
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|s| s.to_ascii_lowercase().starts_with("text/event-stream"))
+}
+
+/// Requests forwarded for a client that may go away before they are
+/// answered: dropped with ids left, it gives them up
+/// ([`Session::abandon`]: the calls among them get the outcome `unknown`).
+/// Ids already answered are no longer pending, so giving them up is a
+/// no-op.
+struct Orphans {
+    session: Arc<Session>,
+    ids: Vec<Value>,
+}
+
+impl Drop for Orphans {
+    fn drop(&mut self) {
+        if self.ids.is_empty() {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let session = self.session.clone();
+        let ids = std::mem::take(&mut self.ids);
+        runtime.spawn(async move {
+            session
+                .abandon(&ids, "the client went away before the MCP server answered")
+                .await;
+        });
+    }
+}
+
 /// The upstream's response, governed, as the client's.
 async fn relay(
     client: &Arc<Client>,
@@ -574,13 +623,7 @@ async fn relay(
     answers: Vec<Value>,
 ) -> Response {
     let status = resp.status();
-    let content_type = resp
-        .headers()
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .map(|s| s.to_ascii_lowercase())
-        .unwrap_or_default();
-    if status.is_success() && content_type.starts_with("text/event-stream") {
+    if is_event_stream(&resp) {
         return stream_events(client.clone(), resp, waiting, answers);
     }
     let upstream_type = resp.headers().get(header::CONTENT_TYPE).cloned();
