@@ -1105,6 +1105,7 @@ for line in sys.stdin:
 #[test]
 fn a_call_whose_client_goes_away_is_given_up_with_the_outcome_unknown() {
     let upstream = Stateless::start();
+    // One upstream (passed through) and two (multiplexed, tools prefixed).
     let data = tempfile::tempdir().unwrap();
     let proxy = Proxy::start(
         &upstream.url,
@@ -1112,19 +1113,51 @@ fn a_call_whose_client_goes_away_is_given_up_with_the_outcome_unknown() {
         data.path(),
         None,
     );
-    let call = br#"{"jsonrpc":"2.0","id":7,"method":"tools/call","params":{"name":"slow","arguments":{"seconds":3}}}"#;
+    hang_up_mid_call(&proxy, data.path(), None, "slow");
+    drop(proxy);
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("mcp.json");
+    std::fs::write(
+        &config,
+        json!({"mcpServers": {"a": {"url": upstream.url}, "b": {"url": upstream.url}}}).to_string(),
+    )
+    .unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(warden());
+    cmd.args(["mcp", "proxy", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&config);
+    let proxy = Proxy::spawn(cmd, &fixtures().join("policy.yaml"), data.path(), None);
+    let init = br#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}"#;
+    let (status, headers, body) = http(proxy.addr, "POST", &[JSON, ACCEPT], init, 9999);
+    assert_eq!(status, 200, "{body}\n{}", proxy.log());
+    let session = headers
+        .iter()
+        .find(|(n, _)| n == "mcp-session-id")
+        .map(|(_, v)| v.clone())
+        .expect("the multiplexed endpoint issues a session");
+    hang_up_mid_call(&proxy, data.path(), Some(&session), "a__slow");
+}
+
+/// Sends a call of `tool` (the stateless server's `slow`, 3 s) and hangs up
+/// once it is decided: the call must be given up at once, with the outcome
+/// `unknown`, not when the session ends.
+fn hang_up_mid_call(proxy: &Proxy, data: &Path, session: Option<&str>, tool: &str) {
+    let call = json!({"jsonrpc": "2.0", "id": 7, "method": "tools/call",
+        "params": {"name": tool, "arguments": {"seconds": 3}}})
+    .to_string();
     let mut s = TcpStream::connect(proxy.addr).unwrap();
+    let session = session.map_or(String::new(), |id| format!("mcp-session-id: {id}\r\n"));
     let head = format!(
-        "POST /mcp HTTP/1.1\r\nhost: {}\r\ncontent-type: application/json\r\naccept: application/json, text/event-stream\r\nmcp-protocol-version: 2025-06-18\r\ncontent-length: {}\r\n\r\n",
+        "POST /mcp HTTP/1.1\r\nhost: {}\r\ncontent-type: application/json\r\naccept: application/json, text/event-stream\r\nmcp-protocol-version: 2025-06-18\r\n{session}content-length: {}\r\n\r\n",
         proxy.addr,
         call.len()
     );
     s.write_all(head.as_bytes()).unwrap();
-    s.write_all(call).unwrap();
-    // Decided and forwarded; then the client hangs up mid-call.
+    s.write_all(call.as_bytes()).unwrap();
     let started = Instant::now();
     let decided = loop {
-        let records = audit_records(data.path());
+        let records = audit_records(data);
         if let Some(d) = records
             .iter()
             .find(|r| r["kind"] == "decision" && r["tool"] == "slow")
@@ -1141,7 +1174,7 @@ fn a_call_whose_client_goes_away_is_given_up_with_the_outcome_unknown() {
     assert_eq!(decided["verdict"], "allow", "{decided}");
     drop(s);
     let outcome = loop {
-        let records = audit_records(data.path());
+        let records = audit_records(data);
         if let Some(o) = records
             .iter()
             .find(|r| r["kind"] == "outcome" && r["decision_seq"] == decided["seq"])
@@ -1155,7 +1188,6 @@ fn a_call_whose_client_goes_away_is_given_up_with_the_outcome_unknown() {
         );
         std::thread::sleep(Duration::from_millis(50));
     };
-    // Given up when the client left, not at the session's end.
     assert!(
         started.elapsed() < Duration::from_secs(3),
         "the outcome came only after the server answered"
@@ -1165,7 +1197,6 @@ fn a_call_whose_client_goes_away_is_given_up_with_the_outcome_unknown() {
         outcome["error"].as_str().unwrap().contains("went away"),
         "{outcome}"
     );
-    drop(proxy);
 }
 
 /// The Python SDK's MCP server in stateless mode (tests/mcp_http/stateless_server.py).

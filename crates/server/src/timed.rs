@@ -61,6 +61,17 @@ impl TimedStore {
     }
 }
 
+impl TimedStore {
+    /// `done`, after the append's time and result are observed.
+    fn observed(&self, record: &Record, done: AppendDone) -> AppendDone {
+        let observe = self.observer(record);
+        Box::new(move |result| {
+            observe(&result);
+            done(result);
+        })
+    }
+}
+
 impl Store for TimedStore {
     fn append(&self, record: Record) -> Result<Appended, StoreError> {
         self.timed(record, |r| self.inner.append(r))
@@ -79,15 +90,13 @@ impl Store for TimedStore {
     }
 
     fn append_then(&self, record: Record, changes: Vec<StateChange>, done: AppendDone) {
-        let observe = self.observer(&record);
-        self.inner.append_then(
-            record,
-            changes,
-            Box::new(move |result| {
-                observe(&result);
-                done(result);
-            }),
-        );
+        let done = self.observed(&record, done);
+        self.inner.append_then(record, changes, done);
+    }
+
+    fn append_held(&self, record: Record, changes: Vec<StateChange>, done: AppendDone) {
+        let done = self.observed(&record, done);
+        self.inner.append_held(record, changes, done);
     }
 
     fn agent(&self, did: &str) -> Result<Option<StoredAgent>, StoreError> {

@@ -57,7 +57,7 @@ use serde_json::Value;
 use tokio::sync::mpsc;
 
 use super::jsonrpc::{self, Kind};
-use super::{Governor, Session};
+use super::{Governor, Orphans, Session};
 
 /// Largest request body accepted from a client, in bytes (4 MiB; a
 /// `tools/call` the gate can decide is at most 1 MiB of action).
@@ -585,34 +585,6 @@ fn is_event_stream(resp: &reqwest::Response) -> bool {
             .get(header::CONTENT_TYPE)
             .and_then(|v| v.to_str().ok())
             .is_some_and(|s| s.to_ascii_lowercase().starts_with("text/event-stream"))
-}
-
-/// Requests forwarded for a client that may go away before they are
-/// answered: dropped with ids left, it gives them up
-/// ([`Session::abandon`]: the calls among them get the outcome `unknown`).
-/// Ids already answered are no longer pending, so giving them up is a
-/// no-op.
-struct Orphans {
-    session: Arc<Session>,
-    ids: Vec<Value>,
-}
-
-impl Drop for Orphans {
-    fn drop(&mut self) {
-        if self.ids.is_empty() {
-            return;
-        }
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        let session = self.session.clone();
-        let ids = std::mem::take(&mut self.ids);
-        runtime.spawn(async move {
-            session
-                .abandon(&ids, "the client went away before the MCP server answered")
-                .await;
-        });
-    }
 }
 
 /// The upstream's response, governed, as the client's.

@@ -351,6 +351,34 @@ impl std::fmt::Debug for Session {
     }
 }
 
+/// Requests forwarded for a client that may go away before they are
+/// answered: dropped with ids left, it gives them up
+/// ([`Session::abandon`]: the calls among them get the outcome `unknown`).
+/// Ids already answered are no longer pending, so giving them up is a
+/// no-op.
+pub(crate) struct Orphans {
+    pub(crate) session: Arc<Session>,
+    pub(crate) ids: Vec<Value>,
+}
+
+impl Drop for Orphans {
+    fn drop(&mut self) {
+        if self.ids.is_empty() {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let session = self.session.clone();
+        let ids = std::mem::take(&mut self.ids);
+        runtime.spawn(async move {
+            session
+                .abandon(&ids, "the client went away before the MCP server answered")
+                .await;
+        });
+    }
+}
+
 /// How the text a refused call shows the model begins.
 const REFUSED: &str = "warden refused this tool call";
 

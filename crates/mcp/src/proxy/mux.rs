@@ -50,7 +50,7 @@ use super::http::{
     random_hex, read_upstream, rpc_error_response,
 };
 use super::jsonrpc::{self, Kind};
-use super::{Governor, Session, lock, stdio};
+use super::{Governor, Orphans, Session, lock, stdio};
 
 /// Between an upstream's name and a tool's or prompt's: `fs__read_file`.
 pub const SEPARATOR: &str = "__";
@@ -348,6 +348,11 @@ impl Leg {
                 };
                 let key = jsonrpc::id_key(&id);
                 let mut found = None;
+                // Given up if the client goes away during the exchange.
+                let mut orphans = Orphans {
+                    session: session.clone(),
+                    ids: vec![id.clone()],
+                };
                 let result = self
                     .post(upstream, upstream_id, headers, &forward, |m| {
                         if matches!(jsonrpc::kind(&m), Kind::Response { id } if jsonrpc::id_key(id) == key)
@@ -358,6 +363,7 @@ impl Leg {
                         }
                     }, session)
                     .await;
+                orphans.ids.clear();
                 match (found, result) {
                     (Some(m), _) => Ok(m),
                     (None, result) => {
