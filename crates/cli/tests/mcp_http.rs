@@ -1139,6 +1139,23 @@ fn a_call_whose_client_goes_away_is_given_up_with_the_outcome_unknown() {
     hang_up_mid_call(&proxy, data.path(), Some(&session), "a__slow");
 }
 
+/// The first audit record of `data` that `wanted` holds, once it is there
+/// (waiting up to 30 s while `proxy` runs).
+fn logged(proxy: &Proxy, data: &Path, what: &str, wanted: impl Fn(&Value) -> bool) -> Value {
+    let started = Instant::now();
+    loop {
+        if let Some(r) = audit_records(data).into_iter().find(|r| wanted(r)) {
+            return r;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "no {what} in the log:\n{}",
+            proxy.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Sends a call of `tool` (the stateless server's `slow`, 3 s) and hangs up
 /// once it is decided: the call must be given up at once, with the outcome
 /// `unknown`, not when the session ends.
@@ -1156,38 +1173,14 @@ fn hang_up_mid_call(proxy: &Proxy, data: &Path, session: Option<&str>, tool: &st
     s.write_all(head.as_bytes()).unwrap();
     s.write_all(call.as_bytes()).unwrap();
     let started = Instant::now();
-    let decided = loop {
-        let records = audit_records(data);
-        if let Some(d) = records
-            .iter()
-            .find(|r| r["kind"] == "decision" && r["tool"] == "slow")
-        {
-            break d.clone();
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "the call was never decided:\n{}",
-            proxy.log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let decided = logged(proxy, data, "the call's decision", |r| {
+        r["kind"] == "decision" && r["tool"] == "slow"
+    });
     assert_eq!(decided["verdict"], "allow", "{decided}");
     drop(s);
-    let outcome = loop {
-        let records = audit_records(data);
-        if let Some(o) = records
-            .iter()
-            .find(|r| r["kind"] == "outcome" && r["decision_seq"] == decided["seq"])
-        {
-            break o.clone();
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "no outcome for the abandoned call:\n{}",
-            proxy.log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    };
+    let outcome = logged(proxy, data, "an outcome for the abandoned call", |r| {
+        r["kind"] == "outcome" && r["decision_seq"] == decided["seq"]
+    });
     assert!(
         started.elapsed() < Duration::from_secs(3),
         "the outcome came only after the server answered"
