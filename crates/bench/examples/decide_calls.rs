@@ -10,6 +10,9 @@
 //! `catalog` (the default) is the target row (string arguments declared
 //! `text`, nothing to read); `auto` reads the two short strings as `auto`.
 //! Divide the collected instructions by N.
+//!
+//! `compile N` instead loads and compiles the 1,000-rule policy N times (the
+//! decide bench's compile row): `--toggle-collect='*run_compiles*'`.
 use std::hint::black_box;
 use warden_bench::*;
 use warden_gate::{Action, Gate};
@@ -21,17 +24,33 @@ fn run_calls(gate: &Gate, acts: &[Action], n: usize) {
     }
 }
 
+#[inline(never)]
+fn run_compiles(text: &str, n: usize) {
+    for _ in 0..n {
+        let policy = warden_policy::parse("bench.yaml", black_box(text))
+            .and_then(warden_policy::compile)
+            .expect("the bench policy compiles");
+        black_box(policy);
+    }
+}
+
 fn main() {
     let mut args = std::env::args().skip(1);
-    let text = match args.next().as_deref() {
+    let variant = args.next();
+    let text = match variant.as_deref() {
         None | Some("catalog") => warden_policy_with_catalog(),
+        Some("compile") => warden_policy(),
         Some("auto") => warden_policy(),
-        Some(other) => panic!("unknown variant {other:?}: catalog or auto"),
+        Some(other) => panic!("unknown variant {other:?}: catalog, auto or compile"),
     };
     let calls: usize = args
         .next()
         .map(|s| s.parse().expect("N is a number of calls"))
         .unwrap_or(10_000);
+    if variant.as_deref() == Some("compile") {
+        run_compiles(&text, calls);
+        return;
+    }
     let policy = warden_policy::parse("bench.yaml", &text)
         .and_then(warden_policy::compile)
         .expect("the bench policy compiles");

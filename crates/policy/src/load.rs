@@ -1276,7 +1276,7 @@ impl Loader<'_> {
             for (pat, pos) in self.strings(file, t, "'tool'") {
                 if pat.is_empty() {
                     self.err(file, pos, format!("empty tool pattern in {what}"));
-                } else if let Err(e) = globset::Glob::new(&pat) {
+                } else if let Err(e) = crate::compile::check_glob(&pat) {
                     self.err(
                         file,
                         pos,
@@ -1293,8 +1293,8 @@ impl Loader<'_> {
         if let Some(a) = f.get("agent")
             && let Some(pat) = self.string(file, a, "'agent'")
         {
-            match globset::Glob::new(&pat) {
-                Ok(_) => m.agent = Some(pat),
+            match crate::compile::check_glob(&pat) {
+                Ok(()) => m.agent = Some(pat),
                 Err(e) => self.err(
                     file,
                     a.pos,

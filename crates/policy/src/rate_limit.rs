@@ -23,7 +23,6 @@
 //! # Ok::<(), warden_policy::PolicyError>(())
 //! ```
 
-use globset::GlobMatcher;
 use std::time::Duration;
 
 /// Every limit a policy sets (`limits:`). Empty when no file sets any.
@@ -94,13 +93,14 @@ pub struct ToolLimit {
     pub tool: String,
     /// The limit, per agent, on the tools the glob matches.
     pub limit: Limit,
-    matcher: GlobMatcher,
+    matcher: crate::tool_index::ToolGlobs,
 }
 
 impl ToolLimit {
     /// A tool limit for `tool`, compiled like `match.tool`.
     pub(crate) fn new(tool: String, limit: Limit) -> Result<ToolLimit, globset::Error> {
-        let matcher = crate::compile::glob(&tool)?.compile_matcher();
+        let mut matcher = crate::tool_index::ToolGlobs::default();
+        matcher.add(&tool)?;
         Ok(ToolLimit {
             tool,
             limit,
