@@ -4,6 +4,8 @@
 
 mod support;
 
+use std::path::PathBuf;
+
 use serde_json::json;
 use support::{POLICY, TestServer};
 use warden_store::{SqliteStore, Store};
@@ -96,4 +98,102 @@ async fn a_removed_data_directory_denies_everything() {
         200,
         "the process itself is up"
     );
+}
+
+/// Sets or clears the immutable attribute (`chattr +i`) of files: unlike a
+/// `chmod`, which an open file descriptor ignores (and root ignores
+/// altogether), it makes writes through the server's open descriptors fail,
+/// as a volume remounted read-only does.
+fn immutable(files: &[PathBuf], on: bool) {
+    for f in files {
+        let out = std::process::Command::new("chattr")
+            .arg(if on { "+i" } else { "-i" })
+            .arg(f)
+            .output()
+            .expect("chattr (e2fsprogs) runs: this test needs it, as root, on a filesystem with attributes");
+        assert!(
+            out.status.success(),
+            "chattr {} {}: {}",
+            if on { "+i" } else { "-i" },
+            f.display(),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+/// Clears the attribute again even when an assertion fails, so the
+/// temporary directory can be removed.
+struct Immutable(Vec<PathBuf>);
+
+impl Drop for Immutable {
+    fn drop(&mut self) {
+        for f in &self.0 {
+            let _ = std::process::Command::new("chattr")
+                .arg("-i")
+                .arg(f)
+                .status();
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_made_read_only_denies_everything_and_the_log_resumes_once_writable() {
+    let server = TestServer::start(POLICY).await;
+    let mut acknowledged = Vec::new();
+    for i in 0..3 {
+        let d = server.decide(select(i)).await;
+        assert_eq!(d["verdict"], "allow", "{d}");
+        acknowledged.push((
+            d["seq"].as_u64().unwrap(),
+            d["action_hash"].as_str().unwrap().to_string(),
+        ));
+    }
+    // The database and its write-ahead log, where every commit goes.
+    let files: Vec<PathBuf> = std::fs::read_dir(server.data_dir())
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| {
+            let name = p.file_name().unwrap().to_string_lossy();
+            name.ends_with(".db") || name.ends_with(".db-wal")
+        })
+        .collect();
+    assert_eq!(files.len(), 2, "a database and its WAL: {files:?}");
+    immutable(&files, true);
+    let guard = Immutable(files.clone());
+
+    for i in 3..6 {
+        let d = server.decide(select(i)).await;
+        assert_eq!(
+            (d["verdict"].as_str(), d["reason"].as_str()),
+            (Some("deny"), Some("error:audit_unavailable")),
+            "{d}"
+        );
+        assert!(d.get("seq").is_none(), "{d}");
+    }
+    let (status, ready) = server.get("/readyz").await;
+    assert_eq!(status, 503, "{ready}");
+    assert_eq!(ready["store"]["writable"], false, "{ready}");
+
+    // Writable again, and restarted: the log continues where it was.
+    immutable(&files, false);
+    drop(guard);
+    let server = server.restart_unclean().await;
+    let d = server.decide(select(6)).await;
+    assert_eq!(d["verdict"], "allow", "{d}");
+    assert_eq!(
+        d["seq"].as_u64().unwrap(),
+        acknowledged.last().unwrap().0 + 1,
+        "no gap: nothing acknowledged was lost, nothing denied was logged"
+    );
+    let dir = server.stop().await;
+    let store = SqliteStore::open_read_only(dir.path().join("data")).unwrap();
+    for (seq, hash) in &acknowledged {
+        let e = store.entries(*seq, 1).unwrap().remove(0).entry().unwrap();
+        let warden_audit::Record::Decision(r) = e.record else {
+            panic!("entry {seq} is not a decision")
+        };
+        assert_eq!(&r.action_hash, hash);
+    }
+    let report = warden_store::verify(&store, &store.verifier(), None).unwrap();
+    assert_eq!(report.problem, None);
 }
