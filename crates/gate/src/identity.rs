@@ -79,7 +79,9 @@ pub enum IdentityError {
 /// (the policy's issuers are part of it) and share it between gates.
 pub struct IdentityContext {
     tokens: TokenVerifier,
-    requests: RequestVerifier,
+    /// Shared with the context of the policy this one replaced, so that a
+    /// reload does not forget the nonces already used.
+    requests: Arc<RequestVerifier>,
     store: Arc<dyn Store>,
     clock: fn() -> SystemTime,
     refresh_every: Duration,
@@ -122,7 +124,7 @@ impl IdentityContext {
         let tokens = TokenVerifier::new(trusted).map_err(IdentityError::Issuers)?;
         let context = IdentityContext {
             tokens,
-            requests: RequestVerifier::default(),
+            requests: Arc::new(RequestVerifier::default()),
             store,
             clock: SystemTime::now,
             refresh_every: DEFAULT_REVOCATION_REFRESH,
@@ -133,6 +135,15 @@ impl IdentityContext {
         };
         context.refresh_revocations()?;
         Ok(context)
+    }
+
+    /// Remembers signed requests' nonces together with `previous` (the
+    /// context of the policy this one replaces): a request already accepted
+    /// before a reload is still refused as a replay after it. Without this a
+    /// captured request could be replayed once per reload, within the skew.
+    pub fn sharing_nonces_with(mut self, previous: &IdentityContext) -> IdentityContext {
+        self.requests = previous.requests.clone();
+        self
     }
 
     /// Reads the time from `clock` instead of the system clock (for tests).

@@ -687,6 +687,34 @@ fn signed_requests_are_verified_and_can_be_required() {
 }
 
 #[test]
+fn a_request_used_before_a_policy_reload_is_still_a_replay_after_it() {
+    let w = World::new();
+    let text = REQUIRED.replace(
+        "identity: required",
+        "identity: {required: true, signed_requests: required}",
+    );
+    let old = w.gate(&text);
+    let agent = w.active_agent();
+    let t = token(&w.org, &agent, &["db.*"]);
+    let used = signed(&call("db.read", Some(&t), json!({})), &agent);
+    assert_eq!(old.decide(&used).verdict, Verdict::Allow);
+
+    // The reloaded policy's context shares the old one's nonces.
+    let p = policy(&text);
+    let ctx = w.context(&p).sharing_nonces_with(old.identity().unwrap());
+    let reloaded = Gate::new(p).with_identity(Arc::new(ctx));
+    assert_eq!(reloaded.decide(&used).reason, reason::SIGNATURE_REPLAYED);
+    // A nonce first used after the reload is remembered by both.
+    let fresh = signed(&call("db.read", Some(&t), json!({})), &agent);
+    assert_eq!(reloaded.decide(&fresh).verdict, Verdict::Allow);
+    assert_eq!(old.decide(&fresh).reason, reason::SIGNATURE_REPLAYED);
+
+    // What the sharing prevents: a context of its own accepts the replay.
+    let alone = w.gate(&text);
+    assert_eq!(alone.decide(&used).verdict, Verdict::Allow);
+}
+
+#[test]
 fn explain_shows_the_identity_and_records_nothing() {
     let w = World::new();
     let ring1 = IdentityKey::generate(&mut rng());

@@ -147,7 +147,7 @@ impl Server {
             .context("cannot read the kill switch and approvals from the store")?,
         );
         let policy = reload::PolicySource::new(config.policy.clone(), config.issuers.clone());
-        let gate = policy.build(runtime.clone(), audit.clone())?;
+        let gate = policy.build(runtime.clone(), audit.clone(), None)?;
         metrics.set_policy(gate.policy());
         metrics.set_audit_entries(
             store

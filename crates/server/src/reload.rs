@@ -90,8 +90,14 @@ impl PolicySource {
             .map_or_else(|| BUNDLED_NAME.to_string(), |p| p.display().to_string())
     }
 
-    /// Compiles the policy and builds a gate over it.
-    pub fn build(&self, runtime: Arc<Runtime>, audit: Arc<dyn Store>) -> Result<Gate> {
+    /// Compiles the policy and builds a gate over it. With `previous` (the
+    /// gate it replaces), the new gate keeps its record of used nonces.
+    pub fn build(
+        &self,
+        runtime: Arc<Runtime>,
+        audit: Arc<dyn Store>,
+        previous: Option<&Gate>,
+    ) -> Result<Gate> {
         let path = match &self.path {
             Some(p) => Some(
                 p.to_str()
@@ -101,7 +107,10 @@ impl PolicySource {
         };
         let policy = load_policy(path)?;
         let identity = match IdentityContext::new(&policy, audit, self.issuers.iter().cloned()) {
-            Ok(ctx) => Some(Arc::new(ctx)),
+            Ok(ctx) => Some(Arc::new(match previous.and_then(|g| g.identity()) {
+                Some(old) => ctx.sharing_nonces_with(old),
+                None => ctx,
+            })),
             Err(e) => {
                 // Without trusted issuers nothing can be verified: only a
                 // policy that asks for identity makes that worth a warning.
@@ -124,7 +133,8 @@ impl PolicySource {
     pub fn reload(&self, state: &AppState) -> Result<Reloaded> {
         let _one = self.lock.lock().unwrap_or_else(|e| e.into_inner());
         let old_hash = state.gate.load().policy().map(|p| p.hash().to_string());
-        match self.build(state.runtime.clone(), state.audit.clone()) {
+        let previous = state.gate.load_full();
+        match self.build(state.runtime.clone(), state.audit.clone(), Some(&previous)) {
             Ok(gate) => {
                 let policy = gate.policy().expect("a built gate has a policy");
                 let reloaded = Reloaded {
