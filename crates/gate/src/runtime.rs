@@ -402,7 +402,13 @@ impl Runtime {
 
         let mut book = ApprovalBook::default();
         for s in self.store.states(APPROVAL_SPACE)? {
-            if let Ok(a) = serde_json::from_str::<Approval>(&s.value) {
+            if let Ok(mut a) = serde_json::from_str::<Approval>(&s.value) {
+                // Only the write that created an approval lacks the decision's
+                // seq (it is that write's own entry, not known before it
+                // commits); every later write copies it from memory.
+                if a.decision_seq.is_none() {
+                    a.decision_seq = Some(s.audit_seq);
+                }
                 book.insert(a);
             }
         }

@@ -301,6 +301,40 @@ async fn an_approved_action_is_allowed_exactly_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pending_approval_survives_a_restart_and_still_names_its_decision() {
+    let server = TestServer::start(POLICY).await;
+    let mail = json!({"point": "pre_tool_call", "tool": "email.send", "session": "s", "args": {"to": "a@example.com", "body": "hi"}});
+    let first = server.decide(mail.clone()).await;
+    assert_eq!(first["verdict"], "require_approval", "{first}");
+    let id = first["approval"]["id"].as_str().unwrap().to_string();
+    let seq = first["seq"].as_u64().unwrap();
+    let (_, before) = server.get(&format!("/v1/approvals/{id}")).await;
+    assert_eq!(before["decision_seq"], seq, "{before}");
+
+    let server = server.restart().await;
+    let (status, after) = server.get(&format!("/v1/approvals/{id}")).await;
+    assert_eq!(status, 200, "{after}");
+    assert_eq!(after["state"], "pending");
+    assert_eq!(
+        after["decision_seq"], seq,
+        "the approval still names the decision that asked for it: {after}"
+    );
+    // Asking again still names it, and approving it allows the action once.
+    let again = server.decide(mail.clone()).await;
+    assert_eq!(again["approval"]["id"], id.as_str(), "{again}");
+    let (status, body) = server
+        .post(
+            &format!("/v1/approvals/{id}/approve"),
+            &json!({"approver": "dba@example.com"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["decision_seq"], seq, "{body}");
+    let used = server.decide(mail).await;
+    assert_eq!(used["verdict"], "allow", "{used}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_denied_or_expired_approval_denies_the_action() {
     let server = TestServer::start_with(POLICY, |c| {
         c.approval_ttl = std::time::Duration::from_millis(800)
