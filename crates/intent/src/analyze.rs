@@ -271,13 +271,24 @@ pub(crate) fn truncate_in_place(s: &mut String, max: usize) {
 }
 
 pub(crate) fn truncate_chars(s: &str, max: usize) -> String {
+    let mut out = String::new();
+    push_truncated(&mut out, s, max);
+    out
+}
+
+/// Appends [`truncate_chars`] of `s` to `out`.
+pub(crate) fn push_truncated(out: &mut String, s: &str, max: usize) {
     // No more bytes than `max` means no more characters either.
     if s.len() <= max {
-        return s.to_string();
+        out.push_str(s);
+        return;
     }
     match s.char_indices().nth(max) {
-        Some((i, _)) => format!("{}…", &s[..i]),
-        None => s.to_string(),
+        Some((i, _)) => {
+            out.push_str(&s[..i]);
+            out.push('…');
+        }
+        None => out.push_str(s),
     }
 }
 

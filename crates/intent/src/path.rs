@@ -459,7 +459,11 @@ fn under(c: &str, root: &str) -> bool {
 
 /// Why writing `path` persists across sessions, if it does.
 pub(crate) fn persistence_reason(path: &str) -> Option<&'static str> {
-    let c = canonical_cow(path);
+    persistence_reason_canonical(&canonical_cow(path))
+}
+
+/// [`persistence_reason`] of a canonical path.
+pub(crate) fn persistence_reason_canonical(c: &str) -> Option<&'static str> {
     const RC: &[&str] = &[
         "~/.bashrc",
         "~/.bash_profile",
@@ -503,10 +507,10 @@ pub(crate) fn persistence_reason(path: &str) -> Option<&'static str> {
         "~/.ssh/authorized_keys",
         "~/.ssh/rc",
     ];
-    if RC.iter().any(|r| under(&c, r)) {
+    if RC.iter().any(|r| under(c, r)) {
         return Some("shell startup file");
     }
-    if SCHED.iter().any(|r| under(&c, r)) {
+    if SCHED.iter().any(|r| under(c, r)) {
         return Some("scheduler, service or login configuration");
     }
     if c.contains(".git/hooks/") {
@@ -517,7 +521,11 @@ pub(crate) fn persistence_reason(path: &str) -> Option<&'static str> {
 
 /// Why writing `path` grants privileges, if it does.
 pub(crate) fn privilege_reason(path: &str) -> Option<&'static str> {
-    let c = canonical_cow(path);
+    privilege_reason_canonical(&canonical_cow(path))
+}
+
+/// [`privilege_reason`] of a canonical path.
+pub(crate) fn privilege_reason_canonical(c: &str) -> Option<&'static str> {
     const FILES: &[&str] = &[
         "/etc/sudoers",
         "/etc/sudoers.d",
@@ -534,7 +542,7 @@ pub(crate) fn privilege_reason(path: &str) -> Option<&'static str> {
     ];
     FILES
         .iter()
-        .any(|r| under(&c, r))
+        .any(|r| under(c, r))
         .then_some("account, sudo or loader configuration")
 }
 
@@ -553,6 +561,11 @@ pub(crate) fn is_system_path(path: &str) -> bool {
 
 /// A scratch location where deleting is routine.
 pub(crate) fn is_temp(path: &str) -> bool {
+    // A canonical form can start with `/` only when the path starts with
+    // `/`, `$` (`$TMPDIR`), `\\` or `%` (an encoded separator).
+    if !matches!(path.as_bytes().first(), Some(b'/' | b'$' | b'\\' | b'%')) {
+        return false;
+    }
     let c = canonical_cow(path);
     ["/tmp/", "/var/tmp/", "/dev/shm/"]
         .iter()
@@ -560,8 +573,8 @@ pub(crate) fn is_temp(path: &str) -> bool {
 }
 
 /// A raw disk or memory device, where writing destroys data.
-pub(crate) fn is_block_device(path: &str) -> bool {
-    let c = canonical_cow(path);
+/// Takes the canonical form ([`canonical_cow`]).
+pub(crate) fn is_block_device_canonical(c: &str) -> bool {
     let Some(dev) = c.strip_prefix("/dev/") else {
         return false;
     };

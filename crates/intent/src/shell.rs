@@ -15,7 +15,7 @@ use brush_parser::ast;
 use brush_parser::word::{self, Parameter, ParameterExpr, WordPiece, WordPieceWithSource};
 use brush_parser::{Parser, ParserOptions};
 
-use crate::analyze::{Ctx, Origin, nesting_exceeds_limit, truncate_chars};
+use crate::analyze::{Ctx, Origin, nesting_exceeds_limit, push_truncated, truncate_chars};
 use crate::script::{self, Lang};
 use crate::shell_fast;
 use crate::{Intent, Kind, MAX_DECODED_BYTES, MAX_DEPTH, MAX_SYNTAX_NESTING, Span, path, url_kind};
@@ -786,7 +786,7 @@ impl<'c, 'a, 't> Walker<'c, 'a, 't> {
         let text = self.text;
         let mut argv = std::mem::take(&mut self.spare_argv);
         argv.reserve(items.len());
-        let mut input = stdin.clone();
+        let mut redirects = false;
         for it in items {
             match *it {
                 // Fast-parsed text is ASCII: byte and character offsets agree.
@@ -809,7 +809,7 @@ impl<'c, 'a, 't> Walker<'c, 'a, 't> {
                         self.resolve_into(raw, (a, b), &mut argv);
                     }
                 }
-                Item::Redirect(..) => {}
+                Item::Redirect(..) => redirects = true,
             }
         }
         // [`Self::command_span`] without the scans: the words are in text
@@ -818,18 +818,25 @@ impl<'c, 'a, 't> Walker<'c, 'a, 't> {
             argv.first().map_or(0, |a| a.start),
             argv.last().map_or(text.len(), |a| a.end),
         );
-        let mut out_redirect: Option<String> = None;
-        for it in items {
-            if let Item::Redirect(fd, kind, a, b) = *it {
-                let at = (self.byte(a), self.byte(b));
-                let t = self.resolve_raw(&text[a..b], at);
-                self.file_redirect(fd, &kind.kind(), t, &mut input, Some(&mut out_redirect));
+        let out = if redirects {
+            let mut input = stdin.clone();
+            let mut out_redirect: Option<String> = None;
+            for it in items {
+                if let Item::Redirect(fd, kind, a, b) = *it {
+                    let at = (self.byte(a), self.byte(b));
+                    let t = self.resolve_raw(&text[a..b], at);
+                    self.file_redirect(fd, &kind.kind(), t, &mut input, Some(&mut out_redirect));
+                }
             }
-        }
-        let out = if argv.is_empty() {
+            if argv.is_empty() {
+                Flow::None
+            } else {
+                self.run_argv(&argv, &input, at, out_redirect)
+            }
+        } else if argv.is_empty() {
             Flow::None
         } else {
-            self.run_argv(&argv, &input, at, out_redirect)
+            self.run_argv(&argv, stdin, at, None)
         };
         argv.clear();
         self.spare_argv = argv;
@@ -1622,8 +1629,8 @@ impl<'c, 'a, 't> Walker<'c, 'a, 't> {
             classes = path::byte_classes(v);
         }
         if classes & PLACEHOLDER != 0 && classes & GLOB == 0 {
-            let known: String = v.split(DYN).next().unwrap_or("").to_string();
-            if let Some(r) = path::credential_reason(&known)
+            let known = v.split(DYN).next().unwrap_or("");
+            if let Some(r) = path::credential_reason(known)
                 && known.len() > 2
             {
                 self.add(
@@ -1653,18 +1660,18 @@ impl<'c, 'a, 't> Walker<'c, 'a, 't> {
         {
             return;
         }
-        if path::is_block_device(v) {
+        let c = path::canonical_cow(v);
+        if path::is_block_device_canonical(&c) {
             self.add(Intent::Destructive, at, format!("overwrites device {v}"));
-        } else if let Some(r) = path::privilege_reason(v) {
+        } else if let Some(r) = path::privilege_reason_canonical(&c) {
             self.add(Intent::PrivilegeEscalation, at, format!("writes {v}: {r}"));
-        } else if let Some(r) = path::persistence_reason(v) {
+        } else if let Some(r) = path::persistence_reason_canonical(&c) {
             self.add(Intent::Persistence, at, format!("writes {v}: {r}"));
         } else {
-            self.add(
-                Intent::Write,
-                at,
-                format!("writes {}", truncate_chars(v, 60)),
-            );
+            let mut e = String::with_capacity("writes ".len() + v.len().min(64));
+            e.push_str("writes ");
+            push_truncated(&mut e, v, 60);
+            self.add(Intent::Write, at, e);
         }
     }
 
@@ -2604,11 +2611,10 @@ impl<'c, 'a, 't> Walker<'c, 'a, 't> {
     }
 
     fn find(&mut self, args: &[Arg], at: (usize, usize)) -> Flow {
-        let starts: Vec<Arg> = args
+        let starts = &args[..args
             .iter()
             .take_while(|a| !a.value.starts_with('-') && !a.is("(") && !a.is("!"))
-            .cloned()
-            .collect();
+            .count()];
         let all_temp = !starts.is_empty() && starts.iter().all(|s| path::is_temp(&s.value));
         let mut i = 0;
         while i < args.len() {

@@ -23,30 +23,73 @@ use brush_parser::{SourcePosition, SourceSpan};
 /// Longest text the fast parser reads; longer scripts go to brush.
 const MAX_FAST_BYTES: usize = 16 * 1024;
 
-/// Words that are syntax in some position (reserved words, `[[`, `]]`).
+/// Reserved words and `[[`, `]]`: syntax in some position.
+#[cfg(test)]
+const RESERVED: &[&[u8]] = &[
+    b"if",
+    b"then",
+    b"else",
+    b"elif",
+    b"fi",
+    b"do",
+    b"done",
+    b"case",
+    b"esac",
+    b"while",
+    b"until",
+    b"for",
+    b"in",
+    b"function",
+    b"select",
+    b"time",
+    b"coproc",
+    b"[[",
+    b"]]",
+];
+
+/// Whether `w` is one of [`RESERVED`]. Screened on its first and last bytes
+/// (the pairs those words have), which rejects most words at once.
 fn is_reserved(w: &[u8]) -> bool {
-    matches!(
-        w,
-        b"if"
-            | b"then"
-            | b"else"
-            | b"elif"
-            | b"fi"
-            | b"do"
-            | b"done"
-            | b"case"
-            | b"esac"
-            | b"while"
-            | b"until"
-            | b"for"
-            | b"in"
-            | b"function"
-            | b"select"
-            | b"time"
-            | b"coproc"
-            | b"[["
-            | b"]]"
-    )
+    let (Some(&first), Some(&last)) = (w.first(), w.last()) else {
+        return false;
+    };
+    let maybe = match first {
+        b'i' => matches!(last, b'f' | b'n'),
+        b't' => matches!(last, b'n' | b'e'),
+        b'e' => matches!(last, b'e' | b'f' | b'c'),
+        b'f' => matches!(last, b'i' | b'r' | b'n'),
+        b'd' => matches!(last, b'o' | b'e'),
+        b'c' => matches!(last, b'e' | b'c'),
+        b'w' => last == b'e',
+        b'u' => last == b'l',
+        b's' => last == b't',
+        b'[' => last == b'[',
+        b']' => last == b']',
+        _ => false,
+    };
+    maybe
+        && matches!(
+            w,
+            b"if"
+                | b"then"
+                | b"else"
+                | b"elif"
+                | b"fi"
+                | b"do"
+                | b"done"
+                | b"case"
+                | b"esac"
+                | b"while"
+                | b"until"
+                | b"for"
+                | b"in"
+                | b"function"
+                | b"select"
+                | b"time"
+                | b"coproc"
+                | b"[["
+                | b"]]"
+        )
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -55,14 +98,6 @@ enum Op {
     And,
     Or,
     Semi,
-}
-
-enum Tok {
-    /// A word's byte range, and whether it is plain (no quotes, no `$`).
-    Word(usize, usize, bool),
-    Op(Op),
-    /// `[N]>`, `[N]>>`, `[N]<`, `[N]>&`.
-    Redirect(Option<i32>, Redir),
 }
 
 /// A plain command list as the fast parser reads it: byte ranges into the
@@ -140,7 +175,6 @@ pub(crate) fn parse(text: &str) -> Option<Program> {
         command: None,
         first_cmd: 0,
         joiner: None,
-        redirect: None,
         after_op: true,
         last_op: None,
     };
@@ -158,50 +192,42 @@ struct Builder {
     first_cmd: usize,
     /// How the current pipeline joins the previous one.
     joiner: Option<Op>,
-    /// A redirect operator waiting for its target word.
-    redirect: Option<(Option<i32>, Redir)>,
     /// Whether the last token was an operator (or there was none yet).
     after_op: bool,
     last_op: Option<Op>,
 }
 
 impl Builder {
-    // Inlined into the tokenizer, where each call's token is known.
+    /// A word of the current command (its name when it is the first).
     #[inline(always)]
-    fn token(&mut self, tok: Tok) -> Option<()> {
-        match tok {
-            Tok::Word(a, b, plain) => {
-                if let Some((fd, kind)) = self.redirect.take() {
-                    self.prog.items.push(Item::Redirect(fd, kind, a, b));
-                } else {
-                    self.command.get_or_insert(self.prog.items.len());
-                    self.prog.items.push(Item::Word(a, b, plain));
-                }
-                self.after_op = false;
-            }
-            Tok::Redirect(fd, kind) => {
-                // The command name comes first (a leading redirect goes to
-                // brush), and a redirect takes a word.
-                if self.command.is_none() || self.redirect.is_some() {
-                    return None;
-                }
-                self.redirect = Some((fd, kind));
-                self.after_op = false;
-            }
-            Tok::Op(op) => {
-                // Never first, never doubled, never in place of a target.
-                if self.after_op || self.redirect.is_some() {
-                    return None;
-                }
-                self.end_command();
-                if op != Op::Pipe {
-                    self.end_pipeline();
-                    self.joiner = (op != Op::Semi).then_some(op);
-                }
-                self.after_op = true;
-                self.last_op = Some(op);
-            }
+    fn word(&mut self, a: usize, b: usize, plain: bool) {
+        self.command.get_or_insert(self.prog.items.len());
+        self.prog.items.push(Item::Word(a, b, plain));
+        self.after_op = false;
+    }
+
+    /// A redirect and its target word.
+    fn redirect(&mut self, fd: Option<i32>, kind: Redir, a: usize, b: usize) -> Option<()> {
+        // The command name comes first (a leading redirect goes to brush).
+        self.command?;
+        self.prog.items.push(Item::Redirect(fd, kind, a, b));
+        self.after_op = false;
+        Some(())
+    }
+
+    /// An operator between commands.
+    fn op(&mut self, op: Op) -> Option<()> {
+        // Never first, never doubled.
+        if self.after_op {
+            return None;
         }
+        self.end_command();
+        if op != Op::Pipe {
+            self.end_pipeline();
+            self.joiner = (op != Op::Semi).then_some(op);
+        }
+        self.after_op = true;
+        self.last_op = Some(op);
         Some(())
     }
 
@@ -220,9 +246,6 @@ impl Builder {
     }
 
     fn finish(mut self) -> Option<Program> {
-        if self.redirect.is_some() {
-            return None;
-        }
         if self.command.is_some() {
             self.end_command();
             self.end_pipeline();
@@ -339,12 +362,12 @@ fn tokenize(text: &str, toks: &mut Builder) -> Option<()> {
             b' ' | b'\t' => i += 1,
             b'|' => {
                 if b.get(i + 1) == Some(&b'|') {
-                    toks.token(Tok::Op(Op::Or))?;
+                    toks.op(Op::Or)?;
                     i += 2;
                 } else if b.get(i + 1) == Some(&b'&') {
                     return None;
                 } else {
-                    toks.token(Tok::Op(Op::Pipe))?;
+                    toks.op(Op::Pipe)?;
                     i += 1;
                 }
             }
@@ -352,21 +375,17 @@ fn tokenize(text: &str, toks: &mut Builder) -> Option<()> {
                 if b.get(i + 1) != Some(&b'&') {
                     return None;
                 }
-                toks.token(Tok::Op(Op::And))?;
+                toks.op(Op::And)?;
                 i += 2;
             }
             b';' => {
                 if b.get(i + 1) == Some(&b';') {
                     return None;
                 }
-                toks.token(Tok::Op(Op::Semi))?;
+                toks.op(Op::Semi)?;
                 i += 1;
             }
-            b'>' | b'<' => {
-                let (tok, next) = redirect(b, i, None)?;
-                toks.token(tok)?;
-                i = next;
-            }
+            b'>' | b'<' => i = redirect(b, i, None, toks)?,
             _ => {
                 let (end, shape) = word_end(b, i)?;
                 // Bytes: the text is ASCII, and a `str` slice would check
@@ -379,15 +398,13 @@ fn tokenize(text: &str, toks: &mut Builder) -> Option<()> {
                         .iter()
                         .all(|c| c.is_ascii_digit())
                         .then(|| text[i..end].parse().ok())??;
-                    let (tok, next) = redirect(b, end, Some(fd))?;
-                    toks.token(tok)?;
-                    i = next;
+                    i = redirect(b, end, Some(fd), toks)?;
                     continue;
                 }
-                if shape.assigns || (w.len() <= 8 && is_reserved(w)) {
+                if shape.assigns || is_reserved(w) {
                     return None;
                 }
-                toks.token(Tok::Word(i, end, shape.plain))?;
+                toks.word(i, end, shape.plain);
                 // The blank that usually follows, without another dispatch.
                 i = end + usize::from(b.get(end) == Some(&b' '));
             }
@@ -396,8 +413,10 @@ fn tokenize(text: &str, toks: &mut Builder) -> Option<()> {
     Some(())
 }
 
-/// A redirect operator at `i`; for `>&`, the target must be a plain number.
-fn redirect(b: &[u8], i: usize, fd: Option<i32>) -> Option<(Tok, usize)> {
+/// A redirect operator at `i` and its target word, which must follow
+/// (after blanks) and touch no other redirect; returns the target's end.
+/// For `>&`, the target must be a plain number.
+fn redirect(b: &[u8], i: usize, fd: Option<i32>, toks: &mut Builder) -> Option<usize> {
     use Redir as K;
     let (kind, len) = match (b[i], b.get(i + 1)) {
         (b'>', Some(b'>')) => (K::Append, 2),
@@ -420,7 +439,19 @@ fn redirect(b: &[u8], i: usize, fd: Option<i32>) -> Option<(Tok, usize)> {
             return None;
         }
     }
-    Some((Tok::Redirect(fd, kind), next))
+    let mut j = next;
+    while j < b.len() && matches!(b[j], b' ' | b'\t') {
+        j += 1;
+    }
+    if j == b.len() || matches!(b[j], b'|' | b'&' | b';' | b'>' | b'<') {
+        return None;
+    }
+    let (end, shape) = word_end(b, j)?;
+    if end < b.len() && matches!(b[end], b'>' | b'<') || shape.assigns || is_reserved(&b[j..end]) {
+        return None;
+    }
+    toks.redirect(fd, kind, j, end)?;
+    Some(end)
 }
 
 /// Bytes that stand for themselves in a word: printable ASCII other than
@@ -464,7 +495,8 @@ struct Shape {
 }
 
 /// The end of the word starting at `i`, or `None` for anything outside the
-/// subset.
+/// subset. Inlined into its two callers, the tokenizer's hot loop.
+#[inline(always)]
 fn word_end(b: &[u8], mut i: usize) -> Option<(usize, Shape)> {
     let mut shape = Shape {
         plain: true,
@@ -587,6 +619,19 @@ mod tests {
         if let Some(fast) = parse(text).map(|p| to_ast(text, &p)) {
             let full = brush(text);
             assert_eq!(format!("{:?}", Some(fast)), format!("{full:?}"), "{text:?}");
+        }
+    }
+
+    #[test]
+    fn reserved_words_pass_the_screen() {
+        for w in RESERVED {
+            assert!(is_reserved(w), "{}", String::from_utf8_lossy(w));
+            let mut longer = w.to_vec();
+            longer.push(b'x');
+            assert!(!is_reserved(&longer));
+        }
+        for w in ["", "cd", "sort", "date", "fin", "iff", "[", "]"] {
+            assert!(!is_reserved(w.as_bytes()), "{w}");
         }
     }
 
