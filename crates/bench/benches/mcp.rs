@@ -339,7 +339,7 @@ fn wrap() {
     let source = warden_server::reload::PolicySource::new(Some(dir.join("policy.yaml")), vec![]);
     let gate = Arc::new(
         source
-            .build(runtime, audit.clone())
+            .build(runtime, audit.clone(), None)
             .expect("the bench policy"),
     );
     let governor = Arc::new(warden_mcp::proxy::Governor::new(gate, "echo", None, audit));

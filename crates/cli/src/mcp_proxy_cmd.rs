@@ -131,7 +131,7 @@ pub(crate) fn governed(
     );
     let issuers = keys::existing_issuer(&data.data_dir)?.into_iter().collect();
     let source = PolicySource::new(policy, issuers);
-    let gate = Arc::new(source.build(runtime.clone(), audit.clone())?);
+    let gate = Arc::new(source.build(runtime.clone(), audit.clone(), None)?);
     Ok(Governed {
         store,
         audit,
