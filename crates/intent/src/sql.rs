@@ -236,6 +236,9 @@ pub(crate) fn analyze(ctx: &mut Ctx<'_>, text: &str, origin: Origin) {
 /// The evidence for a statement: its source, on one line, cut at 80 characters.
 pub(crate) fn head(source: &str) -> String {
     const MAX: usize = 80;
+    if source.is_ascii() {
+        return head_ascii(source.as_bytes(), MAX);
+    }
     // Joining stops once past MAX characters: the cut only needs the start.
     let mut line = String::with_capacity(source.len().min(4 * MAX + 8));
     let mut chars = 0;
@@ -251,6 +254,35 @@ pub(crate) fn head(source: &str) -> String {
         }
     }
     truncate_chars(&line, MAX)
+}
+
+/// [`head`] of ASCII text, byte by byte: words joined by one space (the
+/// whitespace `split_whitespace` knows, which for ASCII includes the
+/// vertical tab), cut at `max` with an ellipsis when anything is left.
+fn head_ascii(b: &[u8], max: usize) -> String {
+    let space = |c: u8| matches!(c, b' ' | b'\t' | b'\n' | b'\x0B' | b'\x0C' | b'\r');
+    let mut out = String::with_capacity(max + '…'.len_utf8());
+    let mut gap = false;
+    for &c in b {
+        if space(c) {
+            gap = !out.is_empty();
+            continue;
+        }
+        if gap {
+            if out.len() >= max {
+                out.push('…');
+                return out;
+            }
+            out.push(' ');
+            gap = false;
+        }
+        if out.len() >= max {
+            out.push('…');
+            return out;
+        }
+        out.push(char::from(c));
+    }
+    out
 }
 
 /// The full path: sqlparser's AST, dialect by dialect, then statement by statement.
@@ -1256,6 +1288,42 @@ fn scan_words(piece: &str) -> Vec<(Intent, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    /// [`head`] as it was written first: join the words, then cut.
+    fn head_by_words(source: &str) -> String {
+        let line: Vec<&str> = source.split_whitespace().collect();
+        truncate_chars(&line.join(" "), 80)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2000))]
+
+        /// The byte-wise ASCII path gives what joining the words and cutting does,
+        /// around the 80-character cut and with every ASCII whitespace.
+        #[test]
+        fn head_of_ascii_is_the_words_joined_and_cut(
+            parts in prop::collection::vec(
+                prop_oneof!["[a-z(),=']{1,12}", "[ \t\n\r\x0B\x0C]{1,3}"],
+                0..40,
+            ),
+        ) {
+            let text = parts.concat();
+            prop_assert_eq!(head(&text), head_by_words(&text));
+        }
+    }
+
+    #[test]
+    fn head_cuts_at_80_characters_like_the_word_join() {
+        for n in [78, 79, 80, 81] {
+            for tail in ["", " ", " b", "\x0Bb", "b"] {
+                let text = format!("{}{tail}", "a".repeat(n));
+                assert_eq!(head(&text), head_by_words(&text), "{text:?}");
+            }
+        }
+        assert_eq!(head("DELETE  FROM\n t"), "DELETE FROM t");
+        assert_eq!(head("é  x"), "é x", "non-ASCII keeps the general path");
+    }
 
     #[test]
     fn line_index_maps_character_columns_to_bytes() {

@@ -173,8 +173,9 @@ impl Tok {
         }
     }
 
-    fn word(word: &str, start: usize, end: usize) -> Tok {
-        let hash = fnv_upper(word.as_bytes());
+    /// A word token; `hash` is [`fnv_upper`] of `word`.
+    fn word(word: &str, hash: u64, start: usize, end: usize) -> Tok {
+        debug_assert_eq!(hash, fnv_upper(word.as_bytes()));
         let keyword = KEYWORDS.contains(word, hash);
         let sensitive = is_sensitive_hashed(word, hash);
         let (kw, name_keyword) = if keyword {
@@ -245,14 +246,17 @@ fn tokenize(text: &str) -> Option<Vec<Tok>> {
                 continue;
             }
             b'a'..=b'z' | b'A'..=b'Z' | b'_' => {
-                while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_') {
+                // The word's bytes, hashed as they are read ([`fnv_upper`]).
+                let mut hash = FNV_OFFSET;
+                while i < b.len() && WORD_BYTE[usize::from(b[i])] {
+                    hash = fnv_step(hash, b[i]);
                     i += 1;
                 }
                 // `E'…'`, `x'…'`, `DATE '…'`-like forms and `$` in names defer.
                 if i < b.len() && matches!(b[i], b'\'' | b'$' | b'"' | b'&') {
                     return None;
                 }
-                toks.push(Tok::word(&text[start..i], start, i));
+                toks.push(Tok::word(&text[start..i], hash, start, i));
                 continue;
             }
             b'0'..=b'9' => {
@@ -364,16 +368,34 @@ struct WordSet<const N: usize> {
     slots: [u16; N],
 }
 
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// One byte of [`fnv_upper`].
+const fn fnv_step(h: u64, b: u8) -> u64 {
+    (h ^ b.to_ascii_uppercase() as u64).wrapping_mul(0x0100_0000_01b3)
+}
+
 const fn fnv_upper(word: &[u8]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut h = FNV_OFFSET;
     let mut i = 0;
     while i < word.len() {
-        h ^= word[i].to_ascii_uppercase() as u64;
-        h = h.wrapping_mul(0x0100_0000_01b3);
+        h = fnv_step(h, word[i]);
         i += 1;
     }
     h
 }
+
+/// The bytes of a word after its first: ASCII letters, digits and `_`.
+static WORD_BYTE: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut b = 0;
+    while b < 256 {
+        let c = b as u8;
+        t[b] = c.is_ascii_alphanumeric() || c == b'_';
+        b += 1;
+    }
+    t
+};
 
 impl<const N: usize> WordSet<N> {
     const fn new(lists: &'static [&'static [&'static str]]) -> Self {
@@ -936,13 +958,14 @@ mod tests {
         assert!(is_sensitive("dblink_exec") && is_sensitive("DBLINKX"));
         for (w, kw) in GRAMMAR_KEYWORDS {
             assert!(is_keyword(w), "{w}");
-            let t = Tok::word(&w.to_ascii_lowercase(), 0, w.len());
+            let lower = w.to_ascii_lowercase();
+            let t = Tok::word(&lower, fnv_upper(lower.as_bytes()), 0, w.len());
             assert_eq!(t.kw, Some(*kw));
             assert!(!t.name_ok && !t.alias_ok);
         }
         for w in NAME_KEYWORDS {
             assert!(is_keyword(w), "{w}");
-            let t = Tok::word(w, 0, w.len());
+            let t = Tok::word(w, fnv_upper(w.as_bytes()), 0, w.len());
             assert!(t.kw.is_none() && t.name_ok && !t.alias_ok, "{w}");
         }
     }
