@@ -18,6 +18,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -61,6 +62,7 @@ fn main() {
             thousand_actions(),
         ),
     ] {
+        let actions = Arc::new(actions);
         let dir = tempfile::tempdir().unwrap();
         let mut server = Server::start(dir.path(), policy);
         let rss_idle = rss_kib(server.child.id());
@@ -89,11 +91,12 @@ fn main() {
         );
         row(&format!("  same, offered at {rate}/s"), &paced);
         println!(
-            "{:<44} idle after start {:.1} MB, after the run {:.1} MB resident; {} errors",
+            "{:<44} idle after start {:.1} MB, after the run {:.1} MB resident; {} errors, {} answered rate_limited",
             "",
             rss_idle as f64 / 1024.0,
             rss_loaded as f64 / 1024.0,
-            result.errors + paced.errors
+            result.errors.failed + paced.errors.failed,
+            result.errors.rate_limited + paced.errors.rate_limited,
         );
         server.stop();
     }
@@ -183,36 +186,66 @@ fn rss_kib(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-fn mixed_actions() -> Vec<String> {
-    [
-        r#"{"point":"pre_tool_call","tool":"db.query","session":"s1","args":{"sql":"SELECT name, email FROM customers WHERE id = 42"}}"#,
-        r#"{"point":"pre_tool_call","tool":"db.execute","session":"s2","args":{"sql":"DROP TABLE customers"}}"#,
-        r#"{"point":"pre_tool_call","tool":"ticket.create","session":"s3","args":{"title":"refund","body":"customer asks for a refund"}}"#,
-        r#"{"point":"pre_tool_call","tool":"email.send","session":"s4","args":{"to":"ops@example.com","subject":"daily","body":"all good"}}"#,
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect()
+/// What the connections send: request `i` of the run is `body(i)`.
+/// Connection `c` of `n` sends requests `c`, `c + n`, `c + 2n`...: every
+/// request number once, so an agent in the pool gets one call per tool for
+/// each pass over it.
+struct Actions {
+    templates: Vec<String>,
+    /// Distinct agents (and sessions) filled in for `{agent}`; 0 for none.
+    agents: usize,
 }
 
-fn thousand_actions() -> Vec<String> {
-    (0..10)
-        .map(|k| {
-            format!(
-                r#"{{"point":"pre_tool_call","tool":"svc7.op{k}","args":{{"mode":"read","dest":"internal","sql":"SELECT 1"}}}}"#
-            )
-        })
-        .collect()
+impl Actions {
+    fn body(&self, i: usize) -> std::borrow::Cow<'_, str> {
+        let t = &self.templates[i % self.templates.len()];
+        if self.agents == 0 {
+            return t.as_str().into();
+        }
+        let agent = (i / self.templates.len()) % self.agents;
+        t.replace("{agent}", &agent.to_string()).into()
+    }
+}
+
+/// The bundled policy limits each agent (600 calls a minute; mail 20 an
+/// hour and 50 a session), so the four actions come from a pool of 100,000
+/// agents, each with its own session: a pass over the pool is 400,000
+/// requests, one mail per agent. With one agent the limits would answer
+/// nearly every request `rate_limited` before the policy is evaluated.
+fn mixed_actions() -> Actions {
+    let templates = [
+        r#"{"point":"pre_tool_call","tool":"db.query","agent":"bench-{agent}","session":"s-{agent}","args":{"sql":"SELECT name, email FROM customers WHERE id = 42"}}"#,
+        r#"{"point":"pre_tool_call","tool":"db.execute","agent":"bench-{agent}","session":"s-{agent}","args":{"sql":"DROP TABLE customers"}}"#,
+        r#"{"point":"pre_tool_call","tool":"ticket.create","agent":"bench-{agent}","session":"s-{agent}","args":{"title":"refund","body":"customer asks for a refund"}}"#,
+        r#"{"point":"pre_tool_call","tool":"email.send","agent":"bench-{agent}","session":"s-{agent}","args":{"to":"ops@example.com","subject":"daily","body":"all good"}}"#,
+    ];
+    Actions {
+        templates: templates.iter().map(|s| s.to_string()).collect(),
+        agents: 100_000,
+    }
+}
+
+fn thousand_actions() -> Actions {
+    Actions {
+        templates: (0..10)
+            .map(|k| {
+                format!(
+                    r#"{{"point":"pre_tool_call","tool":"svc7.op{k}","args":{{"mode":"read","dest":"internal","sql":"SELECT 1"}}}}"#
+                )
+            })
+            .collect(),
+        agents: 0,
+    }
 }
 
 struct LoadResult {
     per_sec: f64,
     p50_us: u64,
     p99_us: u64,
-    errors: u64,
+    errors: Errors,
 }
 
-fn load(addr: &str, actions: &[String], connections: usize, measure: Duration) -> LoadResult {
+fn load(addr: &str, actions: &Arc<Actions>, connections: usize, measure: Duration) -> LoadResult {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -225,17 +258,17 @@ fn load(addr: &str, actions: &[String], connections: usize, measure: Duration) -
         let mut tasks = Vec::new();
         for c in 0..connections {
             let addr = addr.to_string();
-            let actions = actions.to_vec();
+            let actions = actions.clone();
             tasks.push(tokio::spawn(async move {
-                connection(&addr, &actions, c, measure_from, end).await
+                connection(&addr, &actions, c, connections, measure_from, end).await
             }));
         }
         let mut samples: Vec<u64> = Vec::new();
-        let mut errors = 0;
+        let mut errors = Errors::default();
         for t in tasks {
             let (s, e) = t.await.unwrap();
             samples.extend(s);
-            errors += e;
+            errors.add(e);
         }
         summarize(samples, measure, errors)
     })
@@ -248,7 +281,7 @@ fn load(addr: &str, actions: &[String], connections: usize, measure: Duration) -
 /// little late counts from when it was sent.
 fn load_at_rate(
     addr: &str,
-    actions: &[String],
+    actions: &Arc<Actions>,
     connections: usize,
     rate: u64,
     measure: Duration,
@@ -266,14 +299,14 @@ fn load_at_rate(
         let mut tasks = Vec::new();
         for c in 0..connections {
             let addr = addr.to_string();
-            let actions = actions.to_vec();
+            let actions = actions.clone();
             // Spread the connections' schedules over one period.
             let first = start + period.mul_f64(c as f64 / connections as f64);
             tasks.push(tokio::spawn(async move {
                 let mut stream = TcpStream::connect(&addr).await.unwrap();
                 stream.set_nodelay(true).unwrap();
                 let mut buf = vec![0u8; 64 * 1024];
-                let (mut samples, mut errors) = (Vec::with_capacity(16 * 1024), 0u64);
+                let (mut samples, mut errors) = (Vec::with_capacity(16 * 1024), Errors::default());
                 let mut last_answer = start;
                 let mut answered_in_window = 0u64;
                 for k in 0u32.. {
@@ -283,22 +316,19 @@ fn load_at_rate(
                     }
                     tokio::time::sleep_until(due.into()).await;
                     let sent = Instant::now();
-                    let body = &actions[(c + k as usize) % actions.len()];
+                    let body = actions.body(c + k as usize * connections);
                     let request = format!(
                         "POST /v1/decide HTTP/1.1\r\nhost: bench\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
                         body.len()
                     );
                     stream.write_all(request.as_bytes()).await.unwrap();
-                    let status = read_response(&mut stream, &mut buf).await;
+                    let answer = read_response(&mut stream, &mut buf).await;
                     let answered = Instant::now();
                     if (measure_from..end).contains(&answered) {
                         answered_in_window += 1;
                     }
-                    if status != Some(200) {
-                        errors += 1;
-                        if status.is_none() {
-                            break;
-                        }
+                    if !errors.count(answer) {
+                        break;
                     }
                     let from = if last_answer > due { due } else { sent };
                     last_answer = answered;
@@ -310,11 +340,11 @@ fn load_at_rate(
             }));
         }
         let mut samples: Vec<u64> = Vec::new();
-        let (mut errors, mut answered) = (0, 0);
+        let (mut errors, mut answered) = (Errors::default(), 0);
         for t in tasks {
             let (s, e, a) = t.await.unwrap();
             samples.extend(s);
-            errors += e;
+            errors.add(e);
             answered += a;
         }
         // Throughput is what was answered inside the window, not what was due.
@@ -326,7 +356,38 @@ fn load_at_rate(
 }
 
 /// Throughput and percentiles of latency `samples` (µs) over `measure`.
-fn summarize(mut samples: Vec<u64>, measure: Duration, errors: u64) -> LoadResult {
+/// Answers that were not a decision (errors, and the connections lost), and
+/// decisions the policy's limits answered (`rate_limited`), which skip the
+/// rest of the policy and so must not make up the figures.
+#[derive(Default, Clone, Copy)]
+struct Errors {
+    failed: u64,
+    rate_limited: u64,
+}
+
+impl Errors {
+    /// Counts an answer; false when the connection is gone.
+    fn count(&mut self, answer: Option<Answer>) -> bool {
+        match answer {
+            None => {
+                self.failed += 1;
+                false
+            }
+            Some(a) => {
+                self.failed += u64::from(a.status != 200);
+                self.rate_limited += u64::from(a.rate_limited);
+                true
+            }
+        }
+    }
+
+    fn add(&mut self, other: Errors) {
+        self.failed += other.failed;
+        self.rate_limited += other.rate_limited;
+    }
+}
+
+fn summarize(mut samples: Vec<u64>, measure: Duration, errors: Errors) -> LoadResult {
     samples.sort_unstable();
     let at = |q: f64| {
         samples
@@ -346,15 +407,16 @@ fn summarize(mut samples: Vec<u64>, measure: Duration, errors: u64) -> LoadResul
 /// (µs) of the requests that started inside the measured window.
 async fn connection(
     addr: &str,
-    actions: &[String],
+    actions: &Actions,
     c: usize,
+    connections: usize,
     measure_from: Instant,
     end: Instant,
-) -> (Vec<u64>, u64) {
+) -> (Vec<u64>, Errors) {
     let mut stream = TcpStream::connect(addr).await.unwrap();
     stream.set_nodelay(true).unwrap();
     let mut samples = Vec::with_capacity(64 * 1024);
-    let mut errors = 0;
+    let mut errors = Errors::default();
     let mut buf = vec![0u8; 64 * 1024];
     let mut i = c;
     loop {
@@ -362,19 +424,16 @@ async fn connection(
         if now >= end {
             break;
         }
-        let body = &actions[i % actions.len()];
-        i += 1;
+        let body = actions.body(i);
+        i += connections;
         let request = format!(
             "POST /v1/decide HTTP/1.1\r\nhost: bench\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
             body.len()
         );
         stream.write_all(request.as_bytes()).await.unwrap();
-        let status = read_response(&mut stream, &mut buf).await;
-        if status != Some(200) {
-            errors += 1;
-            if status.is_none() {
-                break;
-            }
+        let answer = read_response(&mut stream, &mut buf).await;
+        if !errors.count(answer) {
+            break;
         }
         if now >= measure_from {
             samples.push(now.elapsed().as_micros() as u64);
@@ -383,8 +442,16 @@ async fn connection(
     (samples, errors)
 }
 
-/// Reads one HTTP/1.1 response with a content-length; its status.
-async fn read_response(stream: &mut TcpStream, buf: &mut [u8]) -> Option<u16> {
+/// One answer of the server.
+#[derive(Clone, Copy)]
+struct Answer {
+    status: u16,
+    /// The decision's reason is `rate_limited`.
+    rate_limited: bool,
+}
+
+/// Reads one HTTP/1.1 response with a content-length.
+async fn read_response(stream: &mut TcpStream, buf: &mut [u8]) -> Option<Answer> {
     let mut filled = 0;
     loop {
         let n = stream.read(&mut buf[filled..]).await.ok()?;
@@ -414,6 +481,12 @@ async fn read_response(stream: &mut TcpStream, buf: &mut [u8]) -> Option<u16> {
             }
             filled += n;
         }
-        return Some(status);
+        let body = &buf[end + 4..total];
+        let needle = br#""reason":"rate_limited""#;
+        let rate_limited = body.windows(needle.len()).any(|w| w == needle);
+        return Some(Answer {
+            status,
+            rate_limited,
+        });
     }
 }
