@@ -192,8 +192,10 @@ fn rss_kib(pid: u32) -> u64 {
 /// each pass over it.
 struct Actions {
     templates: Vec<String>,
-    /// Distinct agents (and sessions) filled in for `{agent}`; 0 for none.
+    /// Distinct agents filled in for `{agent}`; 0 for none.
     agents: usize,
+    /// Agents per session (`{session}` is the agent's number divided by it).
+    agents_per_session: usize,
 }
 
 impl Actions {
@@ -203,25 +205,31 @@ impl Actions {
             return t.as_str().into();
         }
         let agent = (i / self.templates.len()) % self.agents;
-        t.replace("{agent}", &agent.to_string()).into()
+        let session = agent / self.agents_per_session.max(1);
+        t.replace("{agent}", &agent.to_string())
+            .replace("{session}", &session.to_string())
+            .into()
     }
 }
 
 /// The bundled policy limits each agent (600 calls a minute; mail 20 an
-/// hour and 50 a session), so the four actions come from a pool of 100,000
-/// agents, each with its own session: a pass over the pool is 400,000
-/// requests, one mail per agent. With one agent the limits would answer
-/// nearly every request `rate_limited` before the policy is evaluated.
+/// hour and 50 a session), so the four actions come from a pool of 200,000
+/// agents, 25 to a session: a pass over the pool is 800,000 requests, with
+/// one mail per agent and 100 calls (25 mails) per session. With one agent
+/// the limits would answer nearly every request `rate_limited` before the
+/// policy is evaluated; with a session per agent each session would be new
+/// to the server (a store read) after four calls.
 fn mixed_actions() -> Actions {
     let templates = [
-        r#"{"point":"pre_tool_call","tool":"db.query","agent":"bench-{agent}","session":"s-{agent}","args":{"sql":"SELECT name, email FROM customers WHERE id = 42"}}"#,
-        r#"{"point":"pre_tool_call","tool":"db.execute","agent":"bench-{agent}","session":"s-{agent}","args":{"sql":"DROP TABLE customers"}}"#,
-        r#"{"point":"pre_tool_call","tool":"ticket.create","agent":"bench-{agent}","session":"s-{agent}","args":{"title":"refund","body":"customer asks for a refund"}}"#,
-        r#"{"point":"pre_tool_call","tool":"email.send","agent":"bench-{agent}","session":"s-{agent}","args":{"to":"ops@example.com","subject":"daily","body":"all good"}}"#,
+        r#"{"point":"pre_tool_call","tool":"db.query","agent":"bench-{agent}","session":"s-{session}","args":{"sql":"SELECT name, email FROM customers WHERE id = 42"}}"#,
+        r#"{"point":"pre_tool_call","tool":"db.execute","agent":"bench-{agent}","session":"s-{session}","args":{"sql":"DROP TABLE customers"}}"#,
+        r#"{"point":"pre_tool_call","tool":"ticket.create","agent":"bench-{agent}","session":"s-{session}","args":{"title":"refund","body":"customer asks for a refund"}}"#,
+        r#"{"point":"pre_tool_call","tool":"email.send","agent":"bench-{agent}","session":"s-{session}","args":{"to":"ops@example.com","subject":"daily","body":"all good"}}"#,
     ];
     Actions {
         templates: templates.iter().map(|s| s.to_string()).collect(),
-        agents: 100_000,
+        agents: 200_000,
+        agents_per_session: 25,
     }
 }
 
@@ -235,6 +243,7 @@ fn thousand_actions() -> Actions {
             })
             .collect(),
         agents: 0,
+        agents_per_session: 1,
     }
 }
 
