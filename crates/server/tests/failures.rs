@@ -15,6 +15,21 @@ fn select(i: usize) -> serde_json::Value {
     json!({"point": "pre_tool_call", "tool": "db.query", "args": {"sql": format!("SELECT {i} /* {} */", "x".repeat(1500))}})
 }
 
+/// Every acknowledged decision (seq, action hash) is in the stopped
+/// server's log, and the log verifies.
+fn assert_logged(dir: &tempfile::TempDir, acknowledged: &[(u64, String)]) {
+    let store = SqliteStore::open_read_only(dir.path().join("data")).unwrap();
+    for (seq, hash) in acknowledged {
+        let e = store.entries(*seq, 1).unwrap().remove(0).entry().unwrap();
+        let warden_audit::Record::Decision(r) = e.record else {
+            panic!("entry {seq} is not a decision")
+        };
+        assert_eq!(&r.action_hash, hash);
+    }
+    let report = warden_store::verify(&store, &store.verifier(), None).unwrap();
+    assert_eq!(report.problem, None);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_denies_everything_and_the_log_resumes_with_room() {
     let server = TestServer::start_with(POLICY, |c| c.store.max_page_count = Some(80)).await;
@@ -59,16 +74,7 @@ async fn a_full_disk_denies_everything_and_the_log_resumes_with_room() {
     assert_eq!(server.get("/readyz").await.0, 200);
     let dir = server.stop().await;
 
-    let store = SqliteStore::open_read_only(dir.path().join("data")).unwrap();
-    for (seq, hash) in &acknowledged {
-        let e = store.entries(*seq, 1).unwrap().remove(0).entry().unwrap();
-        let warden_audit::Record::Decision(r) = e.record else {
-            panic!("entry {seq} is not a decision")
-        };
-        assert_eq!(&r.action_hash, hash);
-    }
-    let report = warden_store::verify(&store, &store.verifier(), None).unwrap();
-    assert_eq!(report.problem, None);
+    assert_logged(&dir, &acknowledged);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -186,14 +192,5 @@ async fn a_database_made_read_only_denies_everything_and_the_log_resumes_once_wr
         "no gap: nothing acknowledged was lost, nothing denied was logged"
     );
     let dir = server.stop().await;
-    let store = SqliteStore::open_read_only(dir.path().join("data")).unwrap();
-    for (seq, hash) in &acknowledged {
-        let e = store.entries(*seq, 1).unwrap().remove(0).entry().unwrap();
-        let warden_audit::Record::Decision(r) = e.record else {
-            panic!("entry {seq} is not a decision")
-        };
-        assert_eq!(&r.action_hash, hash);
-    }
-    let report = warden_store::verify(&store, &store.verifier(), None).unwrap();
-    assert_eq!(report.problem, None);
+    assert_logged(&dir, &acknowledged);
 }
