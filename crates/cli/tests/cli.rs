@@ -877,7 +877,7 @@ fn policy_test_passes_the_example_fixtures() {
         .lines()
         .filter(|l| l.starts_with("- name:"))
         .count();
-    assert_eq!(count, 17, "the example has 17 fixtures");
+    assert_eq!(count, 18, "the example has 18 fixtures");
 
     let out = warden()
         .args(["policy", "test"])
@@ -887,13 +887,13 @@ fn policy_test_passes_the_example_fixtures() {
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stdout_of(&out));
     let stdout = stdout_of(&out);
-    assert!(stdout.contains("17 passed, 0 failed"), "{stdout}");
+    assert!(stdout.contains("18 passed, 0 failed"), "{stdout}");
     assert!(!stdout.contains("FAIL"), "{stdout}");
     let passing_rows = stdout
         .lines()
         .filter(|l| l.trim_end_matches(['│', ' ']).ends_with("pass"))
         .count();
-    assert_eq!(passing_rows, 17, "{stdout}");
+    assert_eq!(passing_rows, 18, "{stdout}");
 }
 
 #[test]
