@@ -795,3 +795,75 @@ async fn agents_are_registered_and_moved_along_their_lifecycle() {
         "{events:?}"
     );
 }
+
+/// Every route in `ROUTES` that needs a role answers 401 without a token
+/// and 403 to every other role but admin, before any handler runs (with
+/// placeholder path parameters), and lets its own role and admin through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_route_refuses_the_roles_it_does_not_grant() {
+    use warden_server::api::ROUTES;
+    use warden_server::auth::Role;
+    let dir = tempfile::tempdir().unwrap();
+    let auth = dir.path().join("auth.yaml");
+    std::fs::write(
+        &auth,
+        "tokens:\n  - {name: bot, role: agent, token: agent-token-0123456789}\n  - {name: dba@example.com, role: approver, token: approver-token-0123456789}\n  - {name: root@example.com, role: admin, token: admin-token-0123456789}\n",
+    )
+    .unwrap();
+    let server = TestServer::start_with(POLICY, |c| c.auth_file = Some(auth)).await;
+    let tokens = [
+        (Role::Agent, "agent-token-0123456789"),
+        (Role::Approver, "approver-token-0123456789"),
+        (Role::Admin, "admin-token-0123456789"),
+    ];
+    let mut checked = 0;
+    for (method, path, needed) in ROUTES {
+        let Some(needed) = needed else { continue };
+        let path = path
+            .replace("{id}", "apr_0")
+            .replace("{did}", "did:key:z6Mk")
+            .replace("{transition}", "suspend")
+            .replace("{seq}", "1");
+        let send = |token: Option<&str>| {
+            let url = format!("{}{path}", server.url);
+            let r = match *method {
+                "GET" => server.client.get(url),
+                "POST" => server.client.post(url).json(&json!({})),
+                "DELETE" => server.client.delete(url),
+                other => panic!("a method the test does not know: {other}"),
+            };
+            match token {
+                Some(t) => r.bearer_auth(t),
+                None => r,
+            }
+        };
+        let status = send(None).send().await.unwrap().status().as_u16();
+        assert_eq!(status, 401, "{method} {path} without a token");
+        for (role, token) in tokens {
+            let status = send(Some(token)).send().await.unwrap().status().as_u16();
+            let granted = role == Role::Admin || role == *needed;
+            if granted {
+                assert!(
+                    status != 401 && status != 403,
+                    "{method} {path} as {role:?}: {status}"
+                );
+            } else {
+                assert_eq!(status, 403, "{method} {path} as {role:?}");
+            }
+        }
+        checked += 1;
+    }
+    assert_eq!(checked, 19, "every route that needs a role");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_approval_waits_fifteen_minutes_by_default() {
+    let server = TestServer::start(POLICY).await;
+    let d = server
+        .decide(json!({"point": "pre_tool_call", "tool": "email.send", "args": {"to": "a@example.com", "body": "hi"}}))
+        .await;
+    let id = d["approval"]["id"].as_str().unwrap();
+    let (_, a) = server.get(&format!("/v1/approvals/{id}")).await;
+    let ttl = a["expires_unix_ms"].as_u64().unwrap() - a["created_unix_ms"].as_u64().unwrap();
+    assert_eq!(ttl, 15 * 60 * 1000, "{a}");
+}
