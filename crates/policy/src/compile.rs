@@ -7,7 +7,7 @@ use crate::limits::{MAX_GLOBS, MAX_RULES};
 use crate::model::*;
 use crate::native;
 use crate::rate_limit::Limits;
-use crate::tool_index::{GlobIndex, NameMap, ToolGlobs};
+use crate::tool_index::{GlobIndex, NameMap, ToolGlob, ToolGlobs, is_meta};
 use globset::Glob;
 use sha2::{Digest, Sha256};
 use std::collections::{BTreeMap, HashMap};
@@ -65,7 +65,7 @@ pub(crate) struct CompiledRule {
 
 pub(crate) enum AgentMatcher {
     Exact(String),
-    Glob(ToolGlobs),
+    Glob(ToolGlob),
 }
 
 impl AgentMatcher {
@@ -156,8 +156,9 @@ fn is_glob(pattern: &str) -> bool {
 /// valid (most are; parsing each as a glob was a tenth of the load time of a
 /// 1,000-rule policy), anything else must parse as [`glob`] parses it.
 pub(crate) fn check_glob(pattern: &str) -> Result<(), globset::Error> {
-    // Also `]` and `}`: globset refuses an unopened `}`.
-    if pattern.contains(['*', '?', '[', ']', '{', '}', '\\']) {
+    // Every byte of glob syntax, `]` and `}` too: globset refuses an
+    // unopened `}`.
+    if pattern.bytes().any(is_meta) {
         glob(pattern)?;
     }
     Ok(())
@@ -337,11 +338,9 @@ fn compile_rule(env: &cel::Env, rule: Rule) -> Result<CompiledRule, Vec<Diagnost
     let agent = match &rule.matcher.agent {
         None => None,
         Some(a) if !is_glob(a) => Some(AgentMatcher::Exact(a.clone())),
-        Some(a) => {
-            let mut g = ToolGlobs::default();
-            g.add(a).map_err(|e| internal(&rule, e).diagnostics)?;
-            Some(AgentMatcher::Glob(g))
-        }
+        Some(a) => Some(AgentMatcher::Glob(
+            ToolGlob::new(a).map_err(|e| internal(&rule, e).diagnostics)?,
+        )),
     };
     let cond = match &rule.when {
         None => None,
@@ -501,8 +500,7 @@ impl CompiledPolicy {
 
 impl CompiledRule {
     pub(crate) fn matches_tool(&self, tool: &str) -> bool {
-        self.exact_tools.iter().any(|t| t == tool)
-            || (!self.tool_globs.is_empty() && self.tool_globs.is_match(tool))
+        self.exact_tools.iter().any(|t| t == tool) || self.tool_globs.is_match(tool)
     }
 }
 

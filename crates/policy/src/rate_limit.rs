@@ -93,14 +93,13 @@ pub struct ToolLimit {
     pub tool: String,
     /// The limit, per agent, on the tools the glob matches.
     pub limit: Limit,
-    matcher: crate::tool_index::ToolGlobs,
+    matcher: crate::tool_index::ToolGlob,
 }
 
 impl ToolLimit {
     /// A tool limit for `tool`, compiled like `match.tool`.
     pub(crate) fn new(tool: String, limit: Limit) -> Result<ToolLimit, globset::Error> {
-        let mut matcher = crate::tool_index::ToolGlobs::default();
-        matcher.add(&tool)?;
+        let matcher = crate::tool_index::ToolGlob::new(&tool)?;
         Ok(ToolLimit {
             tool,
             limit,

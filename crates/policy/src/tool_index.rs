@@ -153,8 +153,8 @@ fn byte_sets(rest: &str) -> Option<Vec<ByteSet>> {
 /// matched as globset matches it with [`crate::compile::glob`]'s options.
 #[derive(Clone, Debug)]
 pub(crate) struct ToolGlob {
-    /// Length of the literal prefix, which every match starts with.
-    prefix_len: usize,
+    /// The literal prefix, which every match starts with.
+    prefix: String,
     rest: Rest,
 }
 
@@ -163,15 +163,29 @@ impl ToolGlob {
     /// rest after the literal prefix is neither `*` nor one byte per item:
     /// those two shapes are valid globs by construction.
     pub fn new(pattern: &str) -> Result<ToolGlob, globset::Error> {
-        let prefix_len = literal_prefix(pattern).len();
+        let prefix = literal_prefix(pattern);
         let rest = if prefix_star(pattern).is_some() {
             Rest::Anything
-        } else if let Some(sets) = byte_sets(&pattern[prefix_len..]) {
+        } else if let Some(sets) = byte_sets(&pattern[prefix.len()..]) {
             Rest::Bytes(sets)
         } else {
             Rest::Glob(crate::compile::glob(pattern)?.compile_matcher())
         };
-        Ok(ToolGlob { prefix_len, rest })
+        Ok(ToolGlob {
+            prefix: prefix.to_string(),
+            rest,
+        })
+    }
+
+    /// Whether `name` matches (`GlobMatcher::is_match` of the same glob).
+    pub fn is_match(&self, name: &str) -> bool {
+        self.matches(name, &mut None)
+    }
+
+    /// [`ToolGlob::is_match`], sharing the globset candidate of `name`
+    /// with the other globs it is tried against.
+    fn matches<'n>(&self, name: &'n str, candidate: &mut Option<globset::Candidate<'n>>) -> bool {
+        name.starts_with(self.prefix.as_str()) && self.rest_matches(name, candidate)
     }
 
     /// Whether `name` matches, its prefix already known to match.
@@ -183,7 +197,7 @@ impl ToolGlob {
         match &self.rest {
             Rest::Anything => true,
             Rest::Bytes(sets) => {
-                let rest = &name.as_bytes()[self.prefix_len..];
+                let rest = &name.as_bytes()[self.prefix.len()..];
                 rest.len() == sets.len() && rest.iter().zip(sets).all(|(&b, set)| set.contains(b))
             }
             Rest::Glob(g) => {
@@ -196,30 +210,19 @@ impl ToolGlob {
 /// The tool globs of one rule: [`ToolGlobs::is_match`] is `GlobSet::is_match`
 /// over the same globs.
 #[derive(Clone, Debug, Default)]
-pub(crate) struct ToolGlobs {
-    /// Each glob with its literal prefix.
-    globs: Vec<(String, ToolGlob)>,
-}
+pub(crate) struct ToolGlobs(Vec<ToolGlob>);
 
 impl ToolGlobs {
     /// Adds `pattern`.
     pub fn add(&mut self, pattern: &str) -> Result<(), globset::Error> {
-        let glob = ToolGlob::new(pattern)?;
-        self.globs
-            .push((pattern[..glob.prefix_len].to_string(), glob));
+        self.0.push(ToolGlob::new(pattern)?);
         Ok(())
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.globs.is_empty()
     }
 
     /// Whether any of the globs matches `name`.
     pub fn is_match(&self, name: &str) -> bool {
         let mut candidate = None;
-        self.globs.iter().any(|(prefix, g)| {
-            name.starts_with(prefix.as_str()) && g.rest_matches(name, &mut candidate)
-        })
+        self.0.iter().any(|g| g.matches(name, &mut candidate))
     }
 }
 
@@ -237,7 +240,7 @@ pub(crate) struct GlobIndex {
 }
 
 /// Bytes that start glob syntax (`literal_separator(false)`, `backslash_escape(true)`).
-fn is_meta(b: u8) -> bool {
+pub(crate) fn is_meta(b: u8) -> bool {
     matches!(b, b'*' | b'?' | b'[' | b']' | b'{' | b'}' | b'\\')
 }
 
@@ -258,12 +261,12 @@ impl GlobIndex {
     /// Adds `pattern` as the next slot.
     pub fn add(&mut self, pattern: &str) -> Result<(), globset::Error> {
         let glob = ToolGlob::new(pattern)?;
-        let len = glob.prefix_len;
-        self.globs.push(glob);
+        let len = glob.prefix.len();
         self.by_prefix
-            .entry(pattern[..len].to_string())
+            .entry(glob.prefix.clone())
             .or_default()
-            .push(self.globs.len() - 1);
+            .push(self.globs.len());
+        self.globs.push(glob);
         if let Err(at) = self.lengths.binary_search(&len) {
             self.lengths.insert(at, len);
         }
@@ -378,6 +381,10 @@ mod tests {
                 .filter(|p| crate::compile::glob(p).is_ok())
                 .collect();
             prop_assume!(!patterns.is_empty());
+            for p in &patterns {
+                let one = crate::compile::glob(p).unwrap().compile_matcher();
+                prop_assert_eq!(ToolGlob::new(p).unwrap().is_match(&tool), one.is_match(&tool));
+            }
             let (index, globs, set) = all(&patterns);
             prop_assert_eq!(matches(&index, &tool), set.matches(&tool));
             prop_assert_eq!(globs.is_match(&tool), set.is_match(&tool));
