@@ -59,9 +59,7 @@ impl TimedStore {
             *last_failure.lock().unwrap_or_else(|e| e.into_inner()) = failure;
         }
     }
-}
 
-impl TimedStore {
     /// `done`, after the append's time and result are observed.
     fn observed(&self, record: &Record, done: AppendDone) -> AppendDone {
         let observe = self.observer(record);

@@ -589,8 +589,9 @@ async fn a_non_loopback_address_needs_authentication() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn roles_guard_the_routes() {
+/// A server with one bearer token per role (`agent-token-0123456789`,
+/// `approver-token-…`, `admin-token-…`); the directory holds its tokens file.
+async fn with_role_tokens() -> (tempfile::TempDir, TestServer) {
     let dir = tempfile::tempdir().unwrap();
     let auth = dir.path().join("auth.yaml");
     std::fs::write(
@@ -599,6 +600,12 @@ async fn roles_guard_the_routes() {
     )
     .unwrap();
     let server = TestServer::start_with(POLICY, |c| c.auth_file = Some(auth)).await;
+    (dir, server)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn roles_guard_the_routes() {
+    let (_auth, server) = with_role_tokens().await;
     let with = |token: &str, path: &str, body: Option<Value>| {
         let url = format!("{}{path}", server.url);
         let r = match body {
@@ -803,14 +810,7 @@ async fn agents_are_registered_and_moved_along_their_lifecycle() {
 async fn every_route_refuses_the_roles_it_does_not_grant() {
     use warden_server::api::ROUTES;
     use warden_server::auth::Role;
-    let dir = tempfile::tempdir().unwrap();
-    let auth = dir.path().join("auth.yaml");
-    std::fs::write(
-        &auth,
-        "tokens:\n  - {name: bot, role: agent, token: agent-token-0123456789}\n  - {name: dba@example.com, role: approver, token: approver-token-0123456789}\n  - {name: root@example.com, role: admin, token: admin-token-0123456789}\n",
-    )
-    .unwrap();
-    let server = TestServer::start_with(POLICY, |c| c.auth_file = Some(auth)).await;
+    let (_auth, server) = with_role_tokens().await;
     let tokens = [
         (Role::Agent, "agent-token-0123456789"),
         (Role::Approver, "approver-token-0123456789"),
