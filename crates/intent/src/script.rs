@@ -34,16 +34,16 @@ impl Lang {
             .take_while(|&c| c.is_ascii_digit() || c == b'.')
             .count();
         let stem = &name[..name.len() - suffix];
-        Some(match stem {
-            "python" | "pypy" | "ipython" => Lang::Python,
-            "perl" => Lang::Perl,
-            "ruby" | "irb" => Lang::Ruby,
-            "node" | "nodejs" | "deno" | "bun" => Lang::Node,
-            "php" => Lang::Php,
-            "lua" | "luajit" => Lang::Lua,
-            "awk" | "gawk" | "mawk" | "nawk" | "busybox awk" => Lang::Awk,
-            "pwsh" | "powershell" => Lang::PowerShell,
-            "Rscript" | "tclsh" | "osascript" | "jshell" | "groovy" => Lang::Other,
+        Some(match stem.as_bytes() {
+            b"python" | b"pypy" | b"ipython" => Lang::Python,
+            b"perl" => Lang::Perl,
+            b"ruby" | b"irb" => Lang::Ruby,
+            b"node" | b"nodejs" | b"deno" | b"bun" => Lang::Node,
+            b"php" => Lang::Php,
+            b"lua" | b"luajit" => Lang::Lua,
+            b"awk" | b"gawk" | b"mawk" | b"nawk" | b"busybox awk" => Lang::Awk,
+            b"pwsh" | b"powershell" => Lang::PowerShell,
+            b"Rscript" | b"tclsh" | b"osascript" | b"jshell" | b"groovy" => Lang::Other,
             _ => return None,
         })
     }

@@ -28,194 +28,195 @@ const MAX_BRACE_WORDS: usize = 64;
 /// Commands that only read (or only print their arguments).
 fn is_read_only(name: &str) -> bool {
     matches!(
-        name,
-        "ls" | "cat"
-            | "head"
-            | "tail"
-            | "less"
-            | "more"
-            | "wc"
-            | "stat"
-            | "file"
-            | "du"
-            | "df"
-            | "pwd"
-            | "whoami"
-            | "id"
-            | "date"
-            | "uname"
-            | "hostname"
-            | "echo"
-            | "printf"
-            | "true"
-            | "false"
-            | "test"
-            | "["
-            | "[["
-            | "which"
-            | "type"
-            | "whereis"
-            | "ps"
-            | "pgrep"
-            | "top"
-            | "htop"
-            | "free"
-            | "uptime"
-            | "printenv"
-            | "sort"
-            | "uniq"
-            | "cut"
-            | "tr"
-            | "paste"
-            | "join"
-            | "column"
-            | "diff"
-            | "cmp"
-            | "comm"
-            | "tree"
-            | "jq"
-            | "yq"
-            | "base64"
-            | "base32"
-            | "xxd"
-            | "od"
-            | "hexdump"
-            | "strings"
-            | "md5sum"
-            | "sha1sum"
-            | "sha256sum"
-            | "sha512sum"
-            | "b2sum"
-            | "cksum"
-            | "basename"
-            | "dirname"
-            | "realpath"
-            | "readlink"
-            | "nl"
-            | "fold"
-            | "fmt"
-            | "rev"
-            | "tac"
-            | "seq"
-            | "sleep"
-            | "expr"
-            | "bc"
-            | "cal"
-            | "lsof"
-            | "netstat"
-            | "ss"
-            | "ifconfig"
-            | "dig"
-            | "nslookup"
-            | "host"
-            | "drill"
-            | "ping"
-            | "traceroute"
-            | "tracepath"
-            | "man"
-            | "help"
-            | "history"
-            | "locale"
-            | "nproc"
-            | "lscpu"
-            | "lsblk"
-            | "lsusb"
-            | "lspci"
-            | "who"
-            | "w"
-            | "last"
-            | "groups"
-            | "zcat"
-            | "bzcat"
-            | "xzcat"
-            | "zless"
-            | "grep"
-            | "egrep"
-            | "fgrep"
-            | "rg"
-            | "ag"
-            | "ack"
-            | "zgrep"
-            | "awk"
-            | "gawk"
-            | "mawk"
-            | "sed"
-            | "find"
-            | "fd"
-            | "locate"
-            | "getent"
-            | "curl"
-            | "wget"
-            | "env"
-            | "cd"
-            | "pushd"
-            | "popd"
-            | "dirs"
-            | "export"
-            | "declare"
-            | "local"
-            | "readonly"
-            | "typeset"
-            | "set"
-            | "unset"
-            | "shift"
-            | "exit"
-            | "return"
-            | "read"
-            | "wait"
-            | "jobs"
-            | "fg"
-            | "bg"
-            | "times"
-            | "umask"
-            | "ulimit"
-            | "hash"
-            | "alias"
-            | "unalias"
-            | "trap"
-            | "shopt"
-            | "getopts"
-            | "let"
-            | ":"
-            | "command"
-            | "nc"
-            | "ncat"
-            | "netcat"
-            | "tee"
-            | "time"
-            | "timeout"
-            | "nice"
-            | "nohup"
-            | "xargs"
-            | "stdbuf"
-            | "watch"
-            | "vmstat"
-            | "iostat"
-            | "dmesg"
-            | "journalctl"
-            | "arch"
-            | "tty"
-            | "stty"
-            | "clear"
-            | "tput"
-            | "yes"
-            | "numfmt"
-            | "shuf"
-            | "split"
-            | "csplit"
-            | "iconv"
-            | "lsattr"
-            | "getfacl"
-            | "namei"
-            | "mountpoint"
-            | "findmnt"
-            | "whatis"
-            | "apropos"
-            | "info"
-            | "pstree"
-            | "pidof"
-            | "sum"
-            | "ip"
+        name.as_bytes(),
+        b"ls"
+            | b"cat"
+            | b"head"
+            | b"tail"
+            | b"less"
+            | b"more"
+            | b"wc"
+            | b"stat"
+            | b"file"
+            | b"du"
+            | b"df"
+            | b"pwd"
+            | b"whoami"
+            | b"id"
+            | b"date"
+            | b"uname"
+            | b"hostname"
+            | b"echo"
+            | b"printf"
+            | b"true"
+            | b"false"
+            | b"test"
+            | b"["
+            | b"[["
+            | b"which"
+            | b"type"
+            | b"whereis"
+            | b"ps"
+            | b"pgrep"
+            | b"top"
+            | b"htop"
+            | b"free"
+            | b"uptime"
+            | b"printenv"
+            | b"sort"
+            | b"uniq"
+            | b"cut"
+            | b"tr"
+            | b"paste"
+            | b"join"
+            | b"column"
+            | b"diff"
+            | b"cmp"
+            | b"comm"
+            | b"tree"
+            | b"jq"
+            | b"yq"
+            | b"base64"
+            | b"base32"
+            | b"xxd"
+            | b"od"
+            | b"hexdump"
+            | b"strings"
+            | b"md5sum"
+            | b"sha1sum"
+            | b"sha256sum"
+            | b"sha512sum"
+            | b"b2sum"
+            | b"cksum"
+            | b"basename"
+            | b"dirname"
+            | b"realpath"
+            | b"readlink"
+            | b"nl"
+            | b"fold"
+            | b"fmt"
+            | b"rev"
+            | b"tac"
+            | b"seq"
+            | b"sleep"
+            | b"expr"
+            | b"bc"
+            | b"cal"
+            | b"lsof"
+            | b"netstat"
+            | b"ss"
+            | b"ifconfig"
+            | b"dig"
+            | b"nslookup"
+            | b"host"
+            | b"drill"
+            | b"ping"
+            | b"traceroute"
+            | b"tracepath"
+            | b"man"
+            | b"help"
+            | b"history"
+            | b"locale"
+            | b"nproc"
+            | b"lscpu"
+            | b"lsblk"
+            | b"lsusb"
+            | b"lspci"
+            | b"who"
+            | b"w"
+            | b"last"
+            | b"groups"
+            | b"zcat"
+            | b"bzcat"
+            | b"xzcat"
+            | b"zless"
+            | b"grep"
+            | b"egrep"
+            | b"fgrep"
+            | b"rg"
+            | b"ag"
+            | b"ack"
+            | b"zgrep"
+            | b"awk"
+            | b"gawk"
+            | b"mawk"
+            | b"sed"
+            | b"find"
+            | b"fd"
+            | b"locate"
+            | b"getent"
+            | b"curl"
+            | b"wget"
+            | b"env"
+            | b"cd"
+            | b"pushd"
+            | b"popd"
+            | b"dirs"
+            | b"export"
+            | b"declare"
+            | b"local"
+            | b"readonly"
+            | b"typeset"
+            | b"set"
+            | b"unset"
+            | b"shift"
+            | b"exit"
+            | b"return"
+            | b"read"
+            | b"wait"
+            | b"jobs"
+            | b"fg"
+            | b"bg"
+            | b"times"
+            | b"umask"
+            | b"ulimit"
+            | b"hash"
+            | b"alias"
+            | b"unalias"
+            | b"trap"
+            | b"shopt"
+            | b"getopts"
+            | b"let"
+            | b":"
+            | b"command"
+            | b"nc"
+            | b"ncat"
+            | b"netcat"
+            | b"tee"
+            | b"time"
+            | b"timeout"
+            | b"nice"
+            | b"nohup"
+            | b"xargs"
+            | b"stdbuf"
+            | b"watch"
+            | b"vmstat"
+            | b"iostat"
+            | b"dmesg"
+            | b"journalctl"
+            | b"arch"
+            | b"tty"
+            | b"stty"
+            | b"clear"
+            | b"tput"
+            | b"yes"
+            | b"numfmt"
+            | b"shuf"
+            | b"split"
+            | b"csplit"
+            | b"iconv"
+            | b"lsattr"
+            | b"getfacl"
+            | b"namei"
+            | b"mountpoint"
+            | b"findmnt"
+            | b"whatis"
+            | b"apropos"
+            | b"info"
+            | b"pstree"
+            | b"pidof"
+            | b"sum"
+            | b"ip"
     )
 }
 
@@ -228,19 +229,35 @@ fn is_read_only(name: &str) -> bool {
 macro_rules! plain_readers {
     ($($name:literal),* $(,)?) => {
         #[cfg(test)]
-        const PLAIN_READERS: &[&str] = &[$($name),*];
+        const PLAIN_READERS: &[&[u8]] = &[$($name),*];
 
-        /// Whether `name` is one of `PLAIN_READERS` (a `match`, which the
-        /// compiler turns into a switch on the length, not a scan).
+        /// Whether `name` is one of `PLAIN_READERS` (a `match` on bytes,
+        /// which the compiler turns into a switch on the length and then
+        /// on each byte, not a scan).
         fn is_plain_reader(name: &str) -> bool {
-            matches!(name, $($name)|*)
+            matches!(name.as_bytes(), $($name)|*)
         }
     };
 }
 
 plain_readers![
-    "sort", "uniq", "head", "tail", "wc", "cut", "jq", "date", "cd", "pwd", "whoami", "uname",
-    "hostname", "df", "free", "uptime", "ps",
+    b"sort",
+    b"uniq",
+    b"head",
+    b"tail",
+    b"wc",
+    b"cut",
+    b"jq",
+    b"date",
+    b"cd",
+    b"pwd",
+    b"whoami",
+    b"uname",
+    b"hostname",
+    b"df",
+    b"free",
+    b"uptime",
+    b"ps",
 ];
 
 /// Words that are commands but also ordinary English; `auto` needs shell
@@ -440,19 +457,20 @@ const KNOWN_ACTIONS: &[&str] = &[
 
 fn is_shell(name: &str) -> bool {
     matches!(
-        name,
-        "sh" | "bash"
-            | "zsh"
-            | "dash"
-            | "ksh"
-            | "ash"
-            | "mksh"
-            | "fish"
-            | "csh"
-            | "tcsh"
-            | "rbash"
-            | "yash"
-            | "posh"
+        name.as_bytes(),
+        b"sh"
+            | b"bash"
+            | b"zsh"
+            | b"dash"
+            | b"ksh"
+            | b"ash"
+            | b"mksh"
+            | b"fish"
+            | b"csh"
+            | b"tcsh"
+            | b"rbash"
+            | b"yash"
+            | b"posh"
     )
 }
 
@@ -1712,9 +1730,9 @@ impl<'c, 'a, 't> Walker<'c, 'a, 't> {
         }
         let ev = self.snippet(at);
 
-        match name {
+        match name.as_bytes() {
             // ---- privilege wrappers
-            "sudo" | "doas" | "pkexec" | "run0" => {
+            b"sudo" | b"doas" | b"pkexec" | b"run0" => {
                 self.add(Intent::PrivilegeEscalation, at, ev.labelled(&[name]));
                 let rest = skip_options(
                     args,
@@ -1745,7 +1763,7 @@ impl<'c, 'a, 't> Walker<'c, 'a, 't> {
                 }
                 return self.exec(rest, stdin, at);
             }
-            "su" | "runuser" => {
+            b"su" | b"runuser" => {
                 self.add(Intent::PrivilegeEscalation, at, ev.labelled(&[name]));
                 if let Some(cmd) = option_value(args, &["-c", "--command", "--session-command"]) {
                     return self.run_code(&cmd, at);
@@ -1756,7 +1774,7 @@ impl<'c, 'a, 't> Walker<'c, 'a, 't> {
                 return Flow::Dynamic;
             }
             // ---- transparent wrappers
-            "env" => {
+            b"env" => {
                 let mut i = 0;
                 while i < args.len() {
                     let v = &args[i].value;
@@ -1798,10 +1816,10 @@ impl<'c, 'a, 't> Walker<'c, 'a, 't> {
                 }
                 return self.exec(&args[i..], stdin, at);
             }
-            "nohup" | "time" | "stdbuf" | "setsid" | "builtin" | "exec" | "caffeinate"
-            | "unbuffer" | "torsocks" | "proxychains" | "proxychains4" | "strace" | "ltrace"
-            | "catchsegv" | "firejail" | "ionice" | "chrt" | "taskset" | "nice" | "busybox"
-            | "faketime" | "rlwrap" => {
+            b"nohup" | b"time" | b"stdbuf" | b"setsid" | b"builtin" | b"exec" | b"caffeinate"
+            | b"unbuffer" | b"torsocks" | b"proxychains" | b"proxychains4" | b"strace"
+            | b"ltrace" | b"catchsegv" | b"firejail" | b"ionice" | b"chrt" | b"taskset"
+            | b"nice" | b"busybox" | b"faketime" | b"rlwrap" => {
                 let rest = skip_options(
                     args,
                     &[
@@ -1827,30 +1845,30 @@ impl<'c, 'a, 't> Walker<'c, 'a, 't> {
                 }
                 return self.exec(rest, stdin, at);
             }
-            "command" => {
+            b"command" => {
                 if args.first().is_some_and(|a| a.is("-v") || a.is("-V")) {
                     return Flow::Dynamic;
                 }
                 let rest = skip_options(args, &[]);
                 return self.exec(rest, stdin, at);
             }
-            "timeout" => {
+            b"timeout" => {
                 let rest = skip_options(args, &["-s", "--signal", "-k", "--kill-after"]);
                 return self.exec(rest.get(1..).unwrap_or(&[]), stdin, at);
             }
-            "flock" => {
+            b"flock" => {
                 if let Some(cmd) = option_value(args, &["-c", "--command"]) {
                     return self.run_code(&cmd, at);
                 }
                 let rest = skip_options(args, &["-w", "--timeout", "-E", "--conflict-exit-code"]);
                 return self.exec(rest.get(1..).unwrap_or(&[]), stdin, at);
             }
-            "chroot" => {
+            b"chroot" => {
                 self.add(Intent::PrivilegeEscalation, at, format!("chroot: {ev}"));
                 let rest = skip_options(args, &["--userspec", "--groups"]);
                 return self.exec(rest.get(1..).unwrap_or(&[]), stdin, at);
             }
-            "nsenter" | "unshare" => {
+            b"nsenter" | b"unshare" => {
                 self.add(
                     Intent::PrivilegeEscalation,
                     at,
@@ -1864,7 +1882,7 @@ impl<'c, 'a, 't> Walker<'c, 'a, 't> {
                 );
                 return self.exec(rest, stdin, at);
             }
-            "watch" => {
+            b"watch" => {
                 let rest = skip_options(args, &["-n", "--interval", "-d", "--differences"]);
                 let joined = join(rest);
                 return match joined {
@@ -1880,7 +1898,7 @@ impl<'c, 'a, 't> Walker<'c, 'a, 't> {
                     None => Flow::Dynamic,
                 };
             }
-            "xargs" | "parallel" => {
+            b"xargs" | b"parallel" => {
                 let rest = skip_options(
                     args,
                     &[
@@ -1928,14 +1946,14 @@ impl<'c, 'a, 't> Walker<'c, 'a, 't> {
                 }
                 return self.exec(&argv2, &Flow::None, at);
             }
-            "find" => return self.find(args, at),
-            "trap" => {
+            b"find" => return self.find(args, at),
+            b"trap" => {
                 if let Some(cmd) = args.first() {
                     return self.run_code(cmd, at);
                 }
                 return Flow::None;
             }
-            "alias" => {
+            b"alias" => {
                 for a in args {
                     if let Some((_, body)) = a.value.split_once('=') {
                         let body = Arg {
@@ -1947,7 +1965,7 @@ impl<'c, 'a, 't> Walker<'c, 'a, 't> {
                 }
                 return Flow::None;
             }
-            "docker" | "podman" | "kubectl" | "oc" if args.iter().any(|a| a.is("exec")) => {
+            b"docker" | b"podman" | b"kubectl" | b"oc" if args.iter().any(|a| a.is("exec")) => {
                 return self.container_exec(name, args, stdin, at);
             }
             _ => {}
@@ -1995,52 +2013,53 @@ impl<'c, 'a, 't> Walker<'c, 'a, 't> {
 
         // Other programs: arguments that are sensitive paths are read.
         let data_only = matches!(
-            name,
-            "echo"
-                | "printf"
-                | "print"
-                | ":"
-                | "true"
-                | "false"
-                | "test"
-                | "["
-                | "export"
-                | "declare"
-                | "local"
-                | "readonly"
-                | "typeset"
-                | "set"
-                | "unset"
-                | "logger"
-                | "notify-send"
-                | "wall"
-                | "say"
-                | "cowsay"
-                | "figlet"
-                | "ssh-keygen"
-                | "ssh"
-                | "ssh-add"
-                | "scp"
-                | "rsync"
-                | "git"
+            name.as_bytes(),
+            b"echo"
+                | b"printf"
+                | b"print"
+                | b":"
+                | b"true"
+                | b"false"
+                | b"test"
+                | b"["
+                | b"export"
+                | b"declare"
+                | b"local"
+                | b"readonly"
+                | b"typeset"
+                | b"set"
+                | b"unset"
+                | b"logger"
+                | b"notify-send"
+                | b"wall"
+                | b"say"
+                | b"cowsay"
+                | b"figlet"
+                | b"ssh-keygen"
+                | b"ssh"
+                | b"ssh-add"
+                | b"scp"
+                | b"rsync"
+                | b"git"
         );
         let metadata_only = matches!(
-            name,
-            "ls" | "stat"
-                | "file"
-                | "du"
-                | "test"
-                | "["
-                | "find"
-                | "realpath"
-                | "readlink"
-                | "basename"
-                | "dirname"
-                | "namei"
-                | "lsattr"
-                | "getfacl"
-                | "mkdir"
-                | "touch"
+            name.as_bytes(),
+            b"ls"
+                | b"stat"
+                | b"file"
+                | b"du"
+                | b"test"
+                | b"["
+                | b"find"
+                | b"realpath"
+                | b"readlink"
+                | b"basename"
+                | b"dirname"
+                | b"namei"
+                | b"lsattr"
+                | b"getfacl"
+                | b"mkdir"
+                | b"touch"
         );
         if !data_only
             && !metadata_only
@@ -2744,8 +2763,8 @@ impl<'c, 'a, 't> Walker<'c, 'a, 't> {
                 a.value.starts_with('-') && !a.value.starts_with("--") && a.value[1..].contains(c)
             })
         };
-        let valued: &[&str] = match name {
-            "kubectl" | "oc" => &[
+        let valued: &[&str] = match name.as_bytes() {
+            b"kubectl" | b"oc" => &[
                 "-n",
                 "--namespace",
                 "--context",
@@ -2762,7 +2781,7 @@ impl<'c, 'a, 't> Walker<'c, 'a, 't> {
                 "--user",
                 "--token",
             ],
-            "helm" => &[
+            b"helm" => &[
                 "-n",
                 "--namespace",
                 "--kube-context",
@@ -2770,7 +2789,7 @@ impl<'c, 'a, 't> Walker<'c, 'a, 't> {
                 "--values",
                 "--set",
             ],
-            "docker" | "podman" => &[
+            b"docker" | b"podman" => &[
                 "-H",
                 "--host",
                 "--context",
@@ -2779,9 +2798,9 @@ impl<'c, 'a, 't> Walker<'c, 'a, 't> {
                 "-l",
                 "--log-level",
             ],
-            "terraform" | "tofu" => &["-chdir", "-var", "-var-file", "-target"],
-            "gsutil" => &["-o", "-h", "-p"],
-            "aws" => &[
+            b"terraform" | b"tofu" => &["-chdir", "-var", "-var-file", "-target"],
+            b"gsutil" => &["-o", "-h", "-p"],
+            b"aws" => &[
                 "--profile",
                 "--region",
                 "--output",
@@ -2823,8 +2842,8 @@ impl<'c, 'a, 't> Walker<'c, 'a, 't> {
             &on_heap
         };
         let sub = operands.first().map(|a| a.value.as_ref()).unwrap_or("");
-        match name {
-            "rm" | "unlink" | "rmdir" | "del" => {
+        match name.as_bytes() {
+            b"rm" | b"unlink" | b"rmdir" | b"del" => {
                 let recursive = short('r') || short('R') || has(&["--recursive"]);
                 let force = short('f') || has(&["--force"]);
                 let no_root = has(&["--no-preserve-root"]);
@@ -2851,21 +2870,20 @@ impl<'c, 'a, 't> Walker<'c, 'a, 't> {
                     self.add(Intent::Write, at, format!("deletes files: {ev}"));
                 }
             }
-            "shred" | "wipe" | "srm" | "wipefs" | "mkswap" | "sfdisk" | "sgdisk" | "blkdiscard" => {
-                self.add(Intent::Destructive, at, ev.labelled(&[name]))
-            }
-            n if n.starts_with("mkfs") || n == "mke2fs" => self.add(
+            b"shred" | b"wipe" | b"srm" | b"wipefs" | b"mkswap" | b"sfdisk" | b"sgdisk"
+            | b"blkdiscard" => self.add(Intent::Destructive, at, ev.labelled(&[name])),
+            _ if name.starts_with("mkfs") || name == "mke2fs" => self.add(
                 Intent::Destructive,
                 at,
                 format!("formats a file system: {ev}"),
             ),
-            "fdisk" | "parted" => {
+            b"fdisk" | b"parted" => {
                 if has(&["-l", "--list"]) {
                 } else {
                     self.add(Intent::Destructive, at, ev.labelled(&[name]))
                 }
             }
-            "dd" => {
+            b"dd" => {
                 let mut wrote = false;
                 for a in args {
                     if let Some(of) = a.value.strip_prefix("of=") {
@@ -2888,14 +2906,14 @@ impl<'c, 'a, 't> Walker<'c, 'a, 't> {
                     let _ = stdin;
                 }
             }
-            "truncate" => self.add(Intent::Destructive, at, format!("truncates files: {ev}")),
-            "shutdown" | "reboot" | "halt" | "poweroff" => {
+            b"truncate" => self.add(Intent::Destructive, at, format!("truncates files: {ev}")),
+            b"shutdown" | b"reboot" | b"halt" | b"poweroff" => {
                 self.add(Intent::Destructive, at, ev.labelled(&[name]))
             }
-            "init" | "telinit" if matches!(sub, "0" | "6") => {
+            b"init" | b"telinit" if matches!(sub, "0" | "6") => {
                 self.add(Intent::Destructive, at, format!("{name} {sub}: {ev}"))
             }
-            "kill" | "pkill" | "killall" | "killall5" => {
+            b"kill" | b"pkill" | b"killall" | b"killall5" => {
                 if name == "killall5"
                     || args.iter().any(|a| a.is("-1")) && has(&["-9", "-KILL", "-SIGKILL"])
                     || operands.iter().any(|a| a.is("-1"))
@@ -2909,8 +2927,8 @@ impl<'c, 'a, 't> Walker<'c, 'a, 't> {
                     self.add(Intent::Write, at, ev.labelled(&[name]));
                 }
             }
-            "git" => self.git(args, at),
-            "kubectl" | "oc" => {
+            b"git" => self.git(args, at),
+            b"kubectl" | b"oc" => {
                 let verb = operands.first().map(|a| a.value.as_ref()).unwrap_or("");
                 match verb {
                     "delete" | "drain" | "replace" if verb != "replace" || has(&["--force"]) => {
@@ -2946,7 +2964,7 @@ impl<'c, 'a, 't> Walker<'c, 'a, 't> {
                     _ => self.add(Intent::Write, at, format!("{name} {verb}: {ev}")),
                 }
             }
-            "helm" => match sub {
+            b"helm" => match sub {
                 "uninstall" | "delete" | "del" | "un" => {
                     self.add(Intent::Destructive, at, format!("helm {sub}: {ev}"))
                 }
@@ -2954,7 +2972,7 @@ impl<'c, 'a, 't> Walker<'c, 'a, 't> {
                 | "version" | "lint" => {}
                 _ => self.add(Intent::Write, at, format!("helm {sub}: {ev}")),
             },
-            "terraform" | "tofu" | "terragrunt" => match sub {
+            b"terraform" | b"tofu" | b"terragrunt" => match sub {
                 "destroy" => self.add(Intent::Destructive, at, format!("{name} destroy: {ev}")),
                 "apply" if has(&["-destroy", "--destroy"]) => self.add(
                     Intent::Destructive,
@@ -2972,8 +2990,8 @@ impl<'c, 'a, 't> Walker<'c, 'a, 't> {
                         .is_some_and(|a| a.is("list") || a.is("show")) => {}
                 _ => self.add(Intent::Write, at, format!("{name} {sub}: {ev}")),
             },
-            "aws" => self.aws(operands, args, at),
-            "gsutil" => {
+            b"aws" => self.aws(operands, args, at),
+            b"gsutil" => {
                 let verb = operands.first().map(|a| a.value.as_ref()).unwrap_or("");
                 match verb {
                     "rm" if short('r') || short('R') || short('a') => {
@@ -3001,7 +3019,7 @@ impl<'c, 'a, 't> Walker<'c, 'a, 't> {
                     _ => self.add(Intent::Write, at, format!("gsutil {verb}: {ev}")),
                 }
             }
-            "gcloud" | "az" => {
+            b"gcloud" | b"az" => {
                 let words: Vec<&str> = operands.iter().map(|a| a.value.as_ref()).collect();
                 if words.iter().any(|w| matches!(*w, "delete" | "purge")) {
                     self.add(Intent::Destructive, at, format!("{name} delete: {ev}"));
@@ -3030,7 +3048,7 @@ impl<'c, 'a, 't> Walker<'c, 'a, 't> {
                     self.add(Intent::Write, at, ev.labelled(&[name]));
                 }
             }
-            "docker" | "podman" => {
+            b"docker" | b"podman" => {
                 let verb = operands.first().map(|a| a.value.as_ref()).unwrap_or("");
                 let privileged = has(&[
                     "--privileged",
@@ -3081,7 +3099,7 @@ impl<'c, 'a, 't> Walker<'c, 'a, 't> {
                     self.add(Intent::Write, at, format!("{name} {verb}: {ev}"));
                 }
             }
-            "chmod" => {
+            b"chmod" => {
                 let mode = operands.first().map(|a| a.value.as_ref()).unwrap_or("");
                 let targets = operands.get(1..).unwrap_or(&[]);
                 if is_setid_mode(mode) {
@@ -3121,7 +3139,7 @@ impl<'c, 'a, 't> Walker<'c, 'a, 't> {
                     self.add(Intent::Write, at, format!("chmod: {ev}"));
                 }
             }
-            "chown" | "chgrp" => {
+            b"chown" | b"chgrp" => {
                 let targets = operands.get(1..).unwrap_or(&[]);
                 if targets.iter().any(|t| {
                     path::privilege_reason(&t.value).is_some()
@@ -3136,9 +3154,11 @@ impl<'c, 'a, 't> Walker<'c, 'a, 't> {
                     self.add(Intent::Write, at, ev.labelled(&[name]));
                 }
             }
-            "setcap" | "visudo" | "insmod" | "modprobe" | "rmmod" | "chpasswd" | "passwd"
-            | "newgrp" | "sg" => self.add(Intent::PrivilegeEscalation, at, ev.labelled(&[name])),
-            "usermod" | "useradd" | "adduser" | "gpasswd" | "groupmod" => {
+            b"setcap" | b"visudo" | b"insmod" | b"modprobe" | b"rmmod" | b"chpasswd"
+            | b"passwd" | b"newgrp" | b"sg" => {
+                self.add(Intent::PrivilegeEscalation, at, ev.labelled(&[name]))
+            }
+            b"usermod" | b"useradd" | b"adduser" | b"gpasswd" | b"groupmod" => {
                 let joined: Vec<&str> = args.iter().map(|a| a.value.as_ref()).collect();
                 let admin_group = joined.iter().any(|w| {
                     w.split(',').any(|g| {
@@ -3170,7 +3190,7 @@ impl<'c, 'a, 't> Walker<'c, 'a, 't> {
                     self.add(Intent::Write, at, ev.labelled(&[name]));
                 }
             }
-            "crontab" => {
+            b"crontab" => {
                 if has(&["-l"]) {
                 } else if has(&["-r"]) {
                     self.add(
@@ -3182,7 +3202,7 @@ impl<'c, 'a, 't> Walker<'c, 'a, 't> {
                     self.add(Intent::Persistence, at, format!("installs a crontab: {ev}"));
                 }
             }
-            "systemctl" => {
+            b"systemctl" => {
                 let verb = operands.first().map(|a| a.value.as_ref()).unwrap_or("");
                 match verb {
                     "enable" | "link" | "edit" | "set-default" | "preset" | "add-wants"
@@ -3198,10 +3218,10 @@ impl<'c, 'a, 't> Walker<'c, 'a, 't> {
                     _ => self.add(Intent::Write, at, format!("systemctl {verb}: {ev}")),
                 }
             }
-            "launchctl" if matches!(sub, "load" | "bootstrap" | "submit" | "enable") => {
+            b"launchctl" if matches!(sub, "load" | "bootstrap" | "submit" | "enable") => {
                 self.add(Intent::Persistence, at, format!("launchctl {sub}: {ev}"))
             }
-            "at" | "batch" | "update-rc.d" | "chkconfig" | "schtasks" => {
+            b"at" | b"batch" | b"update-rc.d" | b"chkconfig" | b"schtasks" => {
                 if !has(&["-l"]) {
                     self.add(
                         Intent::Persistence,
@@ -3210,18 +3230,18 @@ impl<'c, 'a, 't> Walker<'c, 'a, 't> {
                     );
                 }
             }
-            "loginctl" if sub == "enable-linger" => {
+            b"loginctl" if sub == "enable-linger" => {
                 self.add(Intent::Persistence, at, ev.to_string())
             }
-            "cp" | "mv" | "install" | "ln" | "rsync" | "scp" | "sftp" | "rclone" => {
+            b"cp" | b"mv" | b"install" | b"ln" | b"rsync" | b"scp" | b"sftp" | b"rclone" => {
                 self.copy(name, args, stdin, at)
             }
-            "curl" => self.curl(args, stdin, at),
-            "wget" => self.wget(args, at),
-            "nc" | "ncat" | "netcat" | "socat" | "telnet" | "openssl" => {
+            b"curl" => self.curl(args, stdin, at),
+            b"wget" => self.wget(args, at),
+            b"nc" | b"ncat" | b"netcat" | b"socat" | b"telnet" | b"openssl" => {
                 self.netcat(name, args, stdin, at)
             }
-            "ssh" => {
+            b"ssh" => {
                 let rest = skip_options(
                     args,
                     &[
@@ -3260,14 +3280,14 @@ impl<'c, 'a, 't> Walker<'c, 'a, 't> {
                 }
                 self.add(Intent::Write, at, format!("remote shell: {ev}"));
             }
-            "mail" | "mailx" | "sendmail" | "mutt" | "msmtp" => {
+            b"mail" | b"mailx" | b"sendmail" | b"mutt" | b"msmtp" => {
                 if stdin.is_some() || has(&["-a", "-A", "--attach"]) {
                     self.add(Intent::Exfiltration, at, format!("mails data out: {ev}"));
                 } else {
                     self.add(Intent::Write, at, ev.labelled(&[name]));
                 }
             }
-            "dig" | "nslookup" | "host" | "drill" | "ping" | "ping6" | "traceroute" => {
+            b"dig" | b"nslookup" | b"host" | b"drill" | b"ping" | b"ping6" | b"traceroute" => {
                 if args.iter().any(|a| a.subst) {
                     self.add(
                         Intent::Exfiltration,
@@ -3276,11 +3296,11 @@ impl<'c, 'a, 't> Walker<'c, 'a, 't> {
                     );
                 }
             }
-            "psql" | "mysql" | "mariadb" | "sqlite3" | "sqlcmd" | "duckdb"
-            | "clickhouse-client" | "clickhouse" | "cqlsh" | "cockroach" => {
+            b"psql" | b"mysql" | b"mariadb" | b"sqlite3" | b"sqlcmd" | b"duckdb"
+            | b"clickhouse-client" | b"clickhouse" | b"cqlsh" | b"cockroach" => {
                 self.sql_client(name, args, stdin, at)
             }
-            "tar" | "zip" | "7z" | "gpg" => {
+            b"tar" | b"zip" | b"7z" | b"gpg" => {
                 // `tar xzf f`: the first word may bundle the flags without a dash.
                 let bundled = |c: char| {
                     args.first()
@@ -3298,7 +3318,7 @@ impl<'c, 'a, 't> Walker<'c, 'a, 't> {
                     self.add(Intent::Write, at, ev.labelled(&[name]));
                 }
             }
-            "printenv" => {
+            b"printenv" => {
                 if operands.iter().any(|a| is_secret_name(&a.value)) {
                     self.add(
                         Intent::CredentialAccess,
@@ -3307,7 +3327,7 @@ impl<'c, 'a, 't> Walker<'c, 'a, 't> {
                     );
                 }
             }
-            "getent"
+            b"getent"
                 if operands
                     .first()
                     .is_some_and(|a| a.is("shadow") || a.is("gshadow")) =>
@@ -3318,7 +3338,7 @@ impl<'c, 'a, 't> Walker<'c, 'a, 't> {
                     format!("reads password hashes: {ev}"),
                 )
             }
-            "security"
+            b"security"
                 if matches!(
                     sub,
                     "find-generic-password" | "find-internet-password" | "dump-keychain"
@@ -3330,13 +3350,14 @@ impl<'c, 'a, 't> Walker<'c, 'a, 't> {
                     format!("reads the keychain: {ev}"),
                 )
             }
-            "history" => {}
-            "mount" | "umount" => {
+            b"history" => {}
+            b"mount" | b"umount" => {
                 if !args.is_empty() {
                     self.add(Intent::PrivilegeEscalation, at, ev.labelled(&[name]));
                 }
             }
-            "env" | "export" | "declare" | "local" | "readonly" | "typeset" | "set" | "unset" => {
+            b"env" | b"export" | b"declare" | b"local" | b"readonly" | b"typeset" | b"set"
+            | b"unset" => {
                 if args.is_empty() && name != "set" {
                     // Dumping the environment exposes every secret in it.
                     self.add(
@@ -3346,7 +3367,7 @@ impl<'c, 'a, 't> Walker<'c, 'a, 't> {
                     );
                 }
             }
-            n if is_read_only(n) => {}
+            _ if is_read_only(name) => {}
             _ => self.add(Intent::Write, at, format!("runs {name}: {ev}")),
         }
     }
@@ -4954,6 +4975,7 @@ mod tests {
             "if {c}; then {c}; fi",
         ];
         for name in PLAIN_READERS {
+            let name = std::str::from_utf8(name).expect("ASCII names");
             assert!(is_read_only(name), "{name}");
             for a in args {
                 let c = format!("{name} {a}");
