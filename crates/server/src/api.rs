@@ -1,6 +1,7 @@
 //! The routes. JSON in and out; every error is
 //! `{"error": {"code", "message"}}` with its status. The OpenAPI 3.1
-//! document at `/v1/openapi.json` describes exactly [`ROUTES`].
+//! document at `/v1/openapi.json` describes exactly [`routes`], the list
+//! the router is built from.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -9,10 +10,11 @@ use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{DefaultBodyLimit, Extension, Path, Query, State};
-use axum::http::{StatusCode, header};
+use axum::handler::Handler;
+use axum::http::{Method, StatusCode, header};
 use axum::middleware::from_fn_with_state;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{MethodFilter, MethodRouter, on};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use std::time::SystemTime;
@@ -29,33 +31,88 @@ use crate::{ApiError, AppState};
 /// The OpenAPI 3.1 document.
 pub const OPENAPI: &str = include_str!("openapi.json");
 
-/// Every route: method and path (axum syntax), and the role it needs
+/// A route of the API: method, path (axum syntax) and the role it needs
 /// (`None`: open).
-pub const ROUTES: &[(&str, &str, Option<Role>)] = &[
-    ("GET", "/healthz", None),
-    ("GET", "/readyz", None),
-    ("GET", "/metrics", None),
-    ("GET", "/v1/openapi.json", None),
-    ("POST", "/v1/decide", Some(Role::Agent)),
-    ("POST", "/v1/decide/batch", Some(Role::Agent)),
-    ("POST", "/v1/outcomes", Some(Role::Agent)),
-    ("GET", "/v1/approvals", Some(Role::Approver)),
-    ("GET", "/v1/approvals/{id}", Some(Role::Approver)),
-    ("POST", "/v1/approvals/{id}/approve", Some(Role::Approver)),
-    ("POST", "/v1/approvals/{id}/deny", Some(Role::Approver)),
-    ("GET", "/v1/agents", Some(Role::Admin)),
-    ("POST", "/v1/agents", Some(Role::Admin)),
-    ("GET", "/v1/agents/{did}", Some(Role::Admin)),
-    ("POST", "/v1/agents/{did}/{transition}", Some(Role::Admin)),
-    ("GET", "/v1/kill", Some(Role::Admin)),
-    ("POST", "/v1/kill", Some(Role::Admin)),
-    ("DELETE", "/v1/kill", Some(Role::Admin)),
-    ("GET", "/v1/policy", Some(Role::Admin)),
-    ("POST", "/v1/policy/reload", Some(Role::Admin)),
-    ("GET", "/v1/audit/checkpoint", Some(Role::Admin)),
-    ("GET", "/v1/audit/proof/{seq}", Some(Role::Admin)),
-    ("GET", "/v1/audit/entries", Some(Role::Admin)),
-];
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    /// The HTTP method.
+    pub method: Method,
+    /// The path, with `{name}` parameters.
+    pub path: &'static str,
+    /// The role it needs; `None` for the open routes.
+    pub role: Option<Role>,
+}
+
+/// Every route the router has: [`router`] is built from this list, so a
+/// route cannot be served without being listed (and documented).
+pub fn routes() -> Vec<Route> {
+    endpoints().into_iter().map(|(route, _)| route).collect()
+}
+
+/// Each route with its handler: the one list the router and [`routes`]
+/// come from.
+fn endpoints() -> Vec<(Route, MethodRouter<Arc<AppState>>)> {
+    use Role::{Admin, Agent, Approver};
+    vec![
+        endpoint(Method::GET, "/healthz", None, healthz),
+        endpoint(Method::GET, "/readyz", None, readyz),
+        endpoint(Method::GET, "/metrics", None, metrics),
+        endpoint(Method::GET, "/v1/openapi.json", None, openapi),
+        endpoint(Method::POST, "/v1/decide", Some(Agent), decide),
+        endpoint(Method::POST, "/v1/decide/batch", Some(Agent), decide_batch),
+        endpoint(Method::POST, "/v1/outcomes", Some(Agent), outcome),
+        endpoint(Method::GET, "/v1/approvals", Some(Approver), list_approvals),
+        endpoint(
+            Method::GET,
+            "/v1/approvals/{id}",
+            Some(Approver),
+            get_approval,
+        ),
+        endpoint(
+            Method::POST,
+            "/v1/approvals/{id}/approve",
+            Some(Approver),
+            approve,
+        ),
+        endpoint(
+            Method::POST,
+            "/v1/approvals/{id}/deny",
+            Some(Approver),
+            deny,
+        ),
+        endpoint(Method::GET, "/v1/agents", Some(Admin), list_agents),
+        endpoint(Method::POST, "/v1/agents", Some(Admin), create_agent),
+        endpoint(Method::GET, "/v1/agents/{did}", Some(Admin), get_agent),
+        endpoint(
+            Method::POST,
+            "/v1/agents/{did}/{transition}",
+            Some(Admin),
+            move_agent,
+        ),
+        endpoint(Method::GET, "/v1/kill", Some(Admin), kill_status),
+        endpoint(Method::POST, "/v1/kill", Some(Admin), kill),
+        endpoint(Method::DELETE, "/v1/kill", Some(Admin), lift),
+        endpoint(Method::GET, "/v1/policy", Some(Admin), policy),
+        endpoint(Method::POST, "/v1/policy/reload", Some(Admin), reload),
+        endpoint(Method::GET, "/v1/audit/checkpoint", Some(Admin), checkpoint),
+        endpoint(Method::GET, "/v1/audit/proof/{seq}", Some(Admin), proof),
+        endpoint(Method::GET, "/v1/audit/entries", Some(Admin), entries),
+    ]
+}
+
+fn endpoint<H, T>(
+    method: Method,
+    path: &'static str,
+    role: Option<Role>,
+    handler: H,
+) -> (Route, MethodRouter<Arc<AppState>>)
+where
+    H: Handler<T, Arc<AppState>>,
+    T: 'static,
+{
+    let filter = MethodFilter::try_from(method.clone()).expect("the routes use plain methods");
+    (Route { method, path, role }, on(filter, handler))
+}
 
 /// Most actions in one batch.
 pub const MAX_BATCH: usize = 1000;
@@ -64,39 +121,18 @@ pub const MAX_ENTRIES_PAGE: usize = 1000;
 
 type ApiResult = Result<Response, ApiError>;
 
-/// The router over `state`.
+/// The router over `state`: every route of [`routes`], the role checks,
+/// JSON answers for unknown routes and methods, and the body limit.
 pub fn router(state: Arc<AppState>) -> Router {
-    let role = |r: Role| from_fn_with_state((state.clone(), r), require);
-    let agent = Router::new()
-        .route("/v1/decide", post(decide))
-        .route("/v1/decide/batch", post(decide_batch))
-        .route("/v1/outcomes", post(outcome))
-        .route_layer(role(Role::Agent));
-    let approver = Router::new()
-        .route("/v1/approvals", get(list_approvals))
-        .route("/v1/approvals/{id}", get(get_approval))
-        .route("/v1/approvals/{id}/approve", post(approve))
-        .route("/v1/approvals/{id}/deny", post(deny))
-        .route_layer(role(Role::Approver));
-    let admin = Router::new()
-        .route("/v1/agents", get(list_agents).post(create_agent))
-        .route("/v1/agents/{did}", get(get_agent))
-        .route("/v1/agents/{did}/{transition}", post(move_agent))
-        .route("/v1/kill", get(kill_status).post(kill).delete(lift))
-        .route("/v1/policy", get(policy))
-        .route("/v1/policy/reload", post(reload))
-        .route("/v1/audit/checkpoint", get(checkpoint))
-        .route("/v1/audit/proof/{seq}", get(proof))
-        .route("/v1/audit/entries", get(entries))
-        .route_layer(role(Role::Admin));
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
-        .route("/v1/openapi.json", get(openapi))
-        .merge(agent)
-        .merge(approver)
-        .merge(admin)
+    let mut router = Router::new();
+    for (route, handler) in endpoints() {
+        let handler = match route.role {
+            Some(role) => handler.route_layer(from_fn_with_state((state.clone(), role), require)),
+            None => handler,
+        };
+        router = router.route(route.path, handler);
+    }
+    router
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method)
         .layer(DefaultBodyLimit::max(state.max_body_bytes))

@@ -803,12 +803,12 @@ async fn agents_are_registered_and_moved_along_their_lifecycle() {
     );
 }
 
-/// Every route in `ROUTES` that needs a role answers 401 without a token
+/// Every route in `routes()` that needs a role answers 401 without a token
 /// and 403 to every other role but admin, before any handler runs (with
 /// placeholder path parameters), and lets its own role and admin through.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_route_refuses_the_roles_it_does_not_grant() {
-    use warden_server::api::ROUTES;
+    use warden_server::api::routes;
     use warden_server::auth::Role;
     let (_auth, server) = with_role_tokens().await;
     let tokens = [
@@ -817,8 +817,9 @@ async fn every_route_refuses_the_roles_it_does_not_grant() {
         (Role::Admin, "admin-token-0123456789"),
     ];
     let mut checked = 0;
-    for (method, path, needed) in ROUTES {
-        let Some(needed) = needed else { continue };
+    for route in routes() {
+        let (method, path) = (route.method.as_str(), route.path);
+        let Some(needed) = route.role else { continue };
         let path = path
             .replace("{id}", "apr_0")
             .replace("{did}", "did:key:z6Mk")
@@ -826,7 +827,7 @@ async fn every_route_refuses_the_roles_it_does_not_grant() {
             .replace("{seq}", "1");
         let send = |token: Option<&str>| {
             let url = format!("{}{path}", server.url);
-            let r = match *method {
+            let r = match method {
                 "GET" => server.client.get(url),
                 "POST" => server.client.post(url).json(&json!({})),
                 "DELETE" => server.client.delete(url),
@@ -841,7 +842,7 @@ async fn every_route_refuses_the_roles_it_does_not_grant() {
         assert_eq!(status, 401, "{method} {path} without a token");
         for (role, token) in tokens {
             let status = send(Some(token)).send().await.unwrap().status().as_u16();
-            let granted = role == Role::Admin || role == *needed;
+            let granted = role == Role::Admin || role == needed;
             if granted {
                 assert!(
                     status != 401 && status != 403,
