@@ -30,14 +30,22 @@ pub(crate) fn normalize_cow(text: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
-/// Printable ASCII, tab, line feed and carriage return only. Checked a
-/// block at a time without an early exit per byte, which the compiler turns
-/// into vector code.
+/// Printable ASCII, tab, line feed and carriage return only. Checked 16
+/// bytes at a time without an early exit per byte, which the compiler
+/// turns into vector code.
 fn is_plain_ascii(text: &str) -> bool {
     let plain = |b: u8| (0x20..0x7f).contains(&b) || b == b'\n' || b == b'\t' || b == b'\r';
-    text.as_bytes()
-        .chunks(64)
-        .all(|block| block.iter().fold(true, |ok, &b| ok & plain(b)))
+    let (rows, rest) = text.as_bytes().as_chunks::<16>();
+    rows.iter().all(|row| {
+        let mut bad = 0u8;
+        for &b in row {
+            bad |= u8::from(b.wrapping_sub(0x20) >= 0x5f)
+                & u8::from(b != b'\n')
+                & u8::from(b != b'\t')
+                & u8::from(b != b'\r');
+        }
+        bad == 0
+    }) && rest.iter().all(|&b| plain(b))
 }
 
 fn is_invisible(c: char) -> bool {
@@ -71,6 +79,18 @@ mod tests {
         assert_eq!(normalize("r\u{200b}m\u{202e} -rf\u{feff} /"), "rm -rf /");
         assert_eq!(normalize("a\u{2028}b"), "a\nb");
         assert_eq!(normalize("DR\u{e0041}OP"), "DROP");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn plain_ascii_is_checked_like_a_byte_scan(
+            text in "[ -~\t\n\r\u{0}-\u{1f}\u{7f}é]{0,80}",
+        ) {
+            let plain = text
+                .bytes()
+                .all(|b| (0x20..0x7f).contains(&b) || matches!(b, b'\n' | b'\t' | b'\r'));
+            proptest::prop_assert_eq!(is_plain_ascii(&text), plain);
+        }
     }
 
     #[test]
