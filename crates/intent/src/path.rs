@@ -239,9 +239,21 @@ pub(crate) fn credential_reason(path: &str) -> Option<&'static str> {
     credential_reason_classed(path, byte_classes(path))
 }
 
-/// [`credential_reason`] of a path whose [`byte_classes`] are known.
+/// [`credential_reason`] of a path whose [`byte_classes`] are known. The
+/// one-pass screen is inlined into the callers (most words stop there);
+/// the rest is not.
+#[inline]
 pub(crate) fn credential_reason_classed(path: &str, classes: u16) -> Option<&'static str> {
-    if cannot_name_a_credential(path, classes) || relative_without_secret_names(path, classes) {
+    if cannot_name_a_credential(path, classes) {
+        return None;
+    }
+    credential_reason_unscreened(path, classes)
+}
+
+/// [`credential_reason_classed`] after the one-pass screen.
+#[inline(never)]
+fn credential_reason_unscreened(path: &str, classes: u16) -> Option<&'static str> {
+    if relative_without_secret_names(path, classes) {
         return None;
     }
     credential_reason_full(path)
@@ -303,6 +315,7 @@ fn credential_reason_full(path: &str) -> Option<&'static str> {
 /// `~`, `/` or a percent-encoded separator in the raw word, so a word with
 /// none of those and no `id_` canonicalises to itself and matches no rule
 /// (`credential_shortcut_is_exact` checks this against the full rules).
+#[inline]
 fn cannot_name_a_credential(raw: &str, classes: u16) -> bool {
     use class::*;
     if classes & (DOT | TILDE | SLASH | BACKSLASH | DOLLAR | GLOB) != 0 {

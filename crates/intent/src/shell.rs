@@ -475,6 +475,7 @@ fn is_shell(name: &str) -> bool {
 }
 
 /// `/usr/bin/rm` → `rm`, `\rm` → `rm`.
+#[inline]
 fn command_name(word: &str) -> &str {
     let w = if word.starts_with('\\') {
         word.trim_start_matches('\\')
@@ -780,21 +781,28 @@ impl<'c, 'a, 't> Walker<'c, 'a, 't> {
     /// walks the AST brush builds for it (plain simple commands in
     /// pipelines, all in the foreground).
     fn fast_program(&mut self, p: &shell_fast::Program) -> Flow {
-        let mut out = Flow::None;
-        for pl in &p.pipelines {
-            let cmds = &p.cmds[pl.cmds.clone()];
-            let was = self.piped;
-            if cmds.len() > 1 {
-                self.piped = true;
+        use shell_fast::Item;
+        let was = self.piped;
+        let mut flow = Flow::None;
+        let mut i = 0;
+        while let Some(item) = p.items.get(i) {
+            match *item {
+                Item::Pipeline { cmds, .. } => {
+                    self.piped = was || cmds > 1;
+                    flow = Flow::None;
+                    i += 1;
+                }
+                Item::Command { len } => {
+                    let items = p.items.get(i + 1..i + 1 + len).unwrap_or(&[]);
+                    flow = self.fast_simple(items, &flow);
+                    i += 1 + len;
+                }
+                // Read with their command.
+                Item::Word(..) | Item::Redirect(..) => i += 1,
             }
-            let mut flow = Flow::None;
-            for c in cmds {
-                flow = self.fast_simple(&p.items[c.clone()], &flow);
-            }
-            self.piped = was;
-            out = flow;
         }
-        out
+        self.piped = was;
+        flow
     }
 
     /// [`Self::simple`] for a fast-parsed command: words (the name first),
@@ -828,6 +836,7 @@ impl<'c, 'a, 't> Walker<'c, 'a, 't> {
                     }
                 }
                 Item::Redirect(..) => redirects = true,
+                Item::Pipeline { .. } | Item::Command { .. } => {}
             }
         }
         // [`Self::command_span`] without the scans: the words are in text
@@ -4804,8 +4813,9 @@ fn unquote_single(raw: &str) -> Option<Cow<'_, str>> {
         return None;
     }
     // One quoted run (`'TODO'`): its inside, borrowed.
+    // (A byte loop: the words are short, shorter than `memchr` pays for.)
     if let Some(inner) = raw.strip_prefix('\'').and_then(|r| r.strip_suffix('\''))
-        && !inner.as_bytes().contains(&b'\'')
+        && !inner.bytes().any(|c| c == b'\'')
     {
         return Some(Cow::Borrowed(inner));
     }
@@ -4905,7 +4915,14 @@ mod tests {
         let Some(p) = shell_fast::parse(word) else {
             return false;
         };
-        if !matches!(p.items[..], [shell_fast::Item::Word(0, end, false)] if end == word.len()) {
+        if !matches!(
+            p.items[..],
+            [
+                shell_fast::Item::Pipeline { cmds: 1, .. },
+                shell_fast::Item::Command { len: 1 },
+                shell_fast::Item::Word(0, end, false),
+            ] if end == word.len()
+        ) {
             return false;
         }
         let config = Config::default();

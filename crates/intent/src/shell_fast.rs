@@ -77,7 +77,7 @@ fn is_reserved(w: &[u8]) -> bool {
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Op {
+pub(crate) enum Op {
     Pipe,
     And,
     Or,
@@ -85,34 +85,31 @@ enum Op {
 }
 
 /// A plain command list as the fast parser reads it: byte ranges into the
-/// text, no copies. Commands run in order; the walker needs neither the
-/// `&&`/`||` joiners nor the list boundaries (only `;` separates lists, and
-/// every item runs in the foreground), but they are kept so the tests can
-/// rebuild brush's AST from it.
+/// text, no copies, in one vector (one allocation). Commands run in order;
+/// the walker needs neither the `&&`/`||` joiners nor the list boundaries
+/// (only `;` separates lists, and every item runs in the foreground), but
+/// they are kept so the tests can rebuild brush's AST from it.
 #[derive(Debug, Default)]
 pub(crate) struct Program {
-    /// Pipelines in order.
-    pub pipelines: Vec<Pipeline>,
-    /// Commands, indexed by [`Pipeline::cmds`].
-    pub cmds: Vec<std::ops::Range<usize>>,
-    /// Words and redirects of every command, indexed by `cmds`; each command
-    /// starts with its name word.
+    /// Pipelines in order: each an [`Item::Pipeline`] followed by its
+    /// commands, each an [`Item::Command`] followed by its words and
+    /// redirects (the name word first).
     pub items: Vec<Item>,
 }
 
-/// One pipeline: a range of [`Program::cmds`].
-#[derive(Debug)]
-pub(crate) struct Pipeline {
-    pub cmds: std::ops::Range<usize>,
-    /// How it joins the previous pipeline of its list (`None`: first in its
-    /// list, after `;` or at the start).
-    #[cfg_attr(not(test), allow(dead_code))]
-    joiner: Option<Op>,
-}
-
-/// A word (byte range) or a redirect of one simple command.
+/// A pipeline or command header, a word (byte range) or a redirect.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Item {
+    /// Starts a pipeline of `cmds` commands. `joiner`: how it joins the
+    /// previous pipeline of its list (`None`: first in its list, after `;`
+    /// or at the start).
+    Pipeline {
+        cmds: usize,
+        #[cfg_attr(not(test), allow(dead_code))]
+        joiner: Option<Op>,
+    },
+    /// Starts a command whose words and redirects are the next `len` items.
+    Command { len: usize },
     /// A word's byte range, and whether it is plain: no quotes and no `$`,
     /// so its value is its text.
     Word(usize, usize, bool),
@@ -152,12 +149,13 @@ pub(crate) fn parse(text: &str) -> Option<Program> {
     }
     let mut b = Builder {
         prog: Program {
-            pipelines: Vec::with_capacity(text.len() / 16 + 1),
-            cmds: Vec::with_capacity(text.len() / 16 + 1),
-            items: Vec::with_capacity(text.len() / 4 + 1),
+            // A word and its blank take two bytes at least, and each
+            // command and pipeline one header.
+            items: Vec::with_capacity(text.len() / 4 + 4),
         },
         command: None,
-        first_cmd: 0,
+        pipeline: None,
+        cmds: 0,
         joiner: None,
         after_op: true,
         last_op: None,
@@ -169,12 +167,15 @@ pub(crate) fn parse(text: &str) -> Option<Program> {
 /// The program being built, and where the tokenizer is in it.
 struct Builder {
     prog: Program,
-    /// Index in `items` where the current command starts (`None` between
+    /// Index in `items` of the current command's header (`None` between
     /// commands).
     command: Option<usize>,
-    /// Index in `cmds` where the current pipeline starts.
-    first_cmd: usize,
-    /// How the current pipeline joins the previous one.
+    /// Index in `items` of the current pipeline's header (`None` between
+    /// pipelines).
+    pipeline: Option<usize>,
+    /// Commands ended in the current pipeline.
+    cmds: usize,
+    /// How the next pipeline joins the previous one.
     joiner: Option<Op>,
     /// Whether the last token was an operator (or there was none yet).
     after_op: bool,
@@ -185,9 +186,26 @@ impl Builder {
     /// A word of the current command (its name when it is the first).
     #[inline(always)]
     fn word(&mut self, a: usize, b: usize, plain: bool) {
-        self.command.get_or_insert(self.prog.items.len());
+        if self.command.is_none() {
+            self.start_command();
+        }
         self.prog.items.push(Item::Word(a, b, plain));
         self.after_op = false;
+    }
+
+    /// Headers for a command (and a pipeline, when it is the first of
+    /// one), filled in when they end.
+    fn start_command(&mut self) {
+        let items = &mut self.prog.items;
+        if self.pipeline.is_none() {
+            self.pipeline = Some(items.len());
+            items.push(Item::Pipeline {
+                cmds: 0,
+                joiner: self.joiner,
+            });
+        }
+        self.command = Some(items.len());
+        items.push(Item::Command { len: 0 });
     }
 
     /// A redirect and its target word.
@@ -216,17 +234,20 @@ impl Builder {
     }
 
     fn end_command(&mut self) {
-        if let Some(first) = self.command.take() {
-            self.prog.cmds.push(first..self.prog.items.len());
+        if let Some(at) = self.command.take() {
+            let len = self.prog.items.len() - at - 1;
+            self.prog.items[at] = Item::Command { len };
+            self.cmds += 1;
         }
     }
 
     fn end_pipeline(&mut self) {
-        self.prog.pipelines.push(Pipeline {
-            cmds: self.first_cmd..self.prog.cmds.len(),
-            joiner: self.joiner,
-        });
-        self.first_cmd = self.prog.cmds.len();
+        if let Some(at) = self.pipeline.take()
+            && let Item::Pipeline { cmds, .. } = &mut self.prog.items[at]
+        {
+            *cmds = self.cmds;
+        }
+        self.cmds = 0;
     }
 
     fn finish(mut self) -> Option<Program> {
@@ -237,7 +258,7 @@ impl Builder {
             // Only `;` may end the text.
             return None;
         }
-        if self.prog.pipelines.is_empty() {
+        if self.prog.items.is_empty() {
             return None;
         }
         Some(self.prog)
@@ -248,50 +269,76 @@ impl Builder {
 /// brush builds).
 #[cfg(test)]
 fn to_ast(text: &str, prog: &Program) -> ast::Program {
+    // Pipelines (joiner, commands), each command its words and redirects,
+    // and the number of commands each pipeline's header gives.
+    let mut pipelines: Vec<(Option<Op>, Vec<&[Item]>)> = Vec::new();
+    let mut counted = Vec::new();
+    let mut i = 0;
+    while i < prog.items.len() {
+        match prog.items[i] {
+            Item::Pipeline { cmds, joiner } => {
+                pipelines.push((joiner, Vec::new()));
+                counted.push(cmds);
+                i += 1;
+            }
+            Item::Command { len } => {
+                let last = pipelines.last_mut().expect("a command is in a pipeline");
+                last.1.push(&prog.items[i + 1..i + 1 + len]);
+                i += 1 + len;
+            }
+            Item::Word(..) | Item::Redirect(..) => unreachable!("words follow their command"),
+        }
+    }
     let mut lists: Vec<ast::CompoundListItem> = Vec::new();
     let mut current: Option<ast::AndOrList> = None;
-    for p in &prog.pipelines {
-        let seq = prog.cmds[p.cmds.clone()]
-            .iter()
-            .map(|c| {
-                let items = &prog.items[c.clone()];
-                let Item::Word(a, b, _) = items[0] else {
-                    unreachable!("a command starts with its name")
-                };
-                let suffix: Vec<_> = items[1..]
-                    .iter()
-                    .map(|it| match *it {
-                        Item::Word(a, b, _) => {
-                            ast::CommandPrefixOrSuffixItem::Word(word(text, a, b))
-                        }
-                        Item::Redirect(fd, kind, a, b) => {
-                            let w = word(text, a, b);
-                            let target = if kind == Redir::DuplicateOutput {
-                                ast::IoFileRedirectTarget::Duplicate(w)
-                            } else {
-                                ast::IoFileRedirectTarget::Filename(w)
-                            };
-                            ast::CommandPrefixOrSuffixItem::IoRedirect(ast::IoRedirect::File(
-                                fd,
-                                kind.kind(),
-                                target,
-                            ))
-                        }
+    for ((joiner, cmds), counted) in pipelines.iter().zip(counted) {
+        assert_eq!(
+            counted,
+            cmds.len(),
+            "a pipeline's header counts its commands"
+        );
+        let seq =
+            cmds.iter()
+                .map(|items| {
+                    let Item::Word(a, b, _) = items[0] else {
+                        unreachable!("a command starts with its name")
+                    };
+                    let suffix: Vec<_> =
+                        items[1..]
+                            .iter()
+                            .map(|it| match *it {
+                                Item::Word(a, b, _) => {
+                                    ast::CommandPrefixOrSuffixItem::Word(word(text, a, b))
+                                }
+                                Item::Redirect(fd, kind, a, b) => {
+                                    let w = word(text, a, b);
+                                    let target = if kind == Redir::DuplicateOutput {
+                                        ast::IoFileRedirectTarget::Duplicate(w)
+                                    } else {
+                                        ast::IoFileRedirectTarget::Filename(w)
+                                    };
+                                    ast::CommandPrefixOrSuffixItem::IoRedirect(
+                                        ast::IoRedirect::File(fd, kind.kind(), target),
+                                    )
+                                }
+                                Item::Pipeline { .. } | Item::Command { .. } => {
+                                    unreachable!("headers are not in a command")
+                                }
+                            })
+                            .collect();
+                    ast::Command::Simple(ast::SimpleCommand {
+                        prefix: None,
+                        word_or_name: Some(word(text, a, b)),
+                        suffix: (!suffix.is_empty()).then_some(ast::CommandSuffix(suffix)),
                     })
-                    .collect();
-                ast::Command::Simple(ast::SimpleCommand {
-                    prefix: None,
-                    word_or_name: Some(word(text, a, b)),
-                    suffix: (!suffix.is_empty()).then_some(ast::CommandSuffix(suffix)),
                 })
-            })
-            .collect();
+                .collect();
         let pipeline = ast::Pipeline {
             timed: None,
             bang: false,
             seq,
         };
-        match p.joiner {
+        match joiner {
             None => {
                 if let Some(l) = current.take() {
                     lists.push(ast::CompoundListItem(l, ast::SeparatorOperator::Sequence));
@@ -303,7 +350,7 @@ fn to_ast(text: &str, prog: &Program) -> ast::Program {
             }
             Some(op) => {
                 let l = current.as_mut().expect("a joined pipeline follows another");
-                l.additional.push(if op == Op::And {
+                l.additional.push(if *op == Op::And {
                     ast::AndOr::And(pipeline)
                 } else {
                     ast::AndOr::Or(pipeline)
