@@ -192,3 +192,84 @@ async fn a_signed_request_cannot_be_replayed_after_a_reload() {
     );
     assert_eq!(server.decide(signed(&mut rng)).await["verdict"], "allow");
 }
+
+/// Decisions sent while the policy is reloaded again and again all get an
+/// answer from one of the two versions; none fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decisions_sent_during_reloads_all_get_answers() {
+    use std::collections::BTreeSet;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+    const RELOADS: usize = 10;
+    let server = TestServer::start(POLICY).await;
+    let versions = [
+        POLICY.to_string(),
+        POLICY.replace("name: test", "name: test-2"),
+    ];
+    let stop = Arc::new(AtomicBool::new(false));
+    let answered = Arc::new(AtomicUsize::new(0));
+    let deciders: Vec<_> = (0..8)
+        .map(|w| {
+            let (client, url) = (server.client.clone(), format!("{}/v1/decide", server.url));
+            let (stop, answered) = (stop.clone(), answered.clone());
+            tokio::spawn(async move {
+                let mut hashes = BTreeSet::new();
+                let mut i = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let action = json!({"point": "pre_tool_call", "tool": "db.query", "session": format!("w{w}"), "args": {"sql": format!("SELECT {i}")}});
+                    i += 1;
+                    let response = client.post(&url).json(&action).send().await.unwrap();
+                    let status = response.status().as_u16();
+                    let d: serde_json::Value = response.json().await.unwrap();
+                    assert_eq!(status, 200, "{d}");
+                    assert_eq!(
+                        (d["verdict"].as_str(), d["rule"].as_str()),
+                        (Some("allow"), Some("reads")),
+                        "{d}"
+                    );
+                    assert!(d["seq"].is_u64(), "recorded in the audit log: {d}");
+                    hashes.insert(d["policy"]["hash"].as_str().unwrap().to_string());
+                    answered.fetch_add(1, Ordering::Relaxed);
+                }
+                hashes
+            })
+        })
+        .collect();
+
+    // Until the deciders have answered `n` more (a decider that fails stops).
+    let more = |n: usize| {
+        let before = answered.load(Ordering::Relaxed);
+        let deciders = &deciders;
+        let answered = &answered;
+        async move {
+            while answered.load(Ordering::Relaxed) < before + n {
+                assert!(
+                    deciders.iter().all(|d| !d.is_finished()),
+                    "a decider failed"
+                );
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        }
+    };
+    let mut reloaded = BTreeSet::new();
+    for n in 0..RELOADS {
+        // Decisions are in flight on the old policy before each swap.
+        more(16).await;
+        std::fs::write(server.policy_path(), &versions[(n + 1) % 2]).unwrap();
+        let (status, body) = server.post("/v1/policy/reload", &json!({})).await;
+        assert_eq!((status, &body["changed"]), (200, &json!(true)), "{body}");
+        reloaded.insert(body["hash"].as_str().unwrap().to_string());
+    }
+    more(16).await;
+    stop.store(true, Ordering::Relaxed);
+    let mut seen = BTreeSet::new();
+    for d in deciders {
+        seen.extend(d.await.expect("every decision got its answer"));
+    }
+    assert_eq!(reloaded.len(), 2);
+    assert_eq!(
+        seen, reloaded,
+        "decisions came from both versions, and only those"
+    );
+}
