@@ -4740,7 +4740,9 @@ fn unescape(s: &str, mode: Escapes) -> String {
 /// `raw`: split at whitespace when an unquoted expansion produced some
 /// (`split`), and brace-expanded when unquoted braces list alternatives.
 fn finish_word<'r>(raw: &str, arg: Arg<'r>, split: bool, out: &mut Vec<Arg<'r>>) {
-    let unquoted_brace = raw.contains('{') && !raw.contains(['\'', '"']) && raw.contains(',');
+    // Byte loops: the words are short, shorter than `memchr` pays for.
+    let has = |c: u8| raw.bytes().any(|b| b == c);
+    let unquoted_brace = has(b'{') && !has(b'\'') && !has(b'"') && has(b',');
     if !split && !unquoted_brace {
         out.push(arg);
         return;

@@ -389,6 +389,25 @@ fn tokenize(text: &str, toks: &mut Builder) -> Option<()> {
     let b = text.as_bytes();
     let mut i = 0;
     while i < b.len() {
+        // Most words: plain bytes up to a blank, a `|`, `&` or `;`, or the
+        // end. Read here without [`word_end`]'s bookkeeping; any other word
+        // is read again below.
+        if PLAIN[usize::from(b[i])] {
+            let mut end = i + 1;
+            while end < b.len() && PLAIN[usize::from(b[end])] {
+                end += 1;
+            }
+            if b.get(end)
+                .is_none_or(|&c| matches!(c, b' ' | b'\t' | b'|' | b'&' | b';'))
+            {
+                if is_reserved(&b[i..end]) {
+                    return None;
+                }
+                toks.word(i, end, true);
+                i = end + usize::from(b.get(end) == Some(&b' '));
+                continue;
+            }
+        }
         match b[i] {
             b' ' | b'\t' => i += 1,
             b'|' => {
