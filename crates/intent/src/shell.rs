@@ -570,7 +570,17 @@ fn run(ctx: &mut Ctx<'_>, text: &str, origin: Origin, vars: &HashMap<String, Var
         return Flow::None;
     }
     let whole = origin.span(0, text.len());
-    if nesting_exceeds_limit(text) {
+    // The fast parser (which keeps no stack) counts the bytes the nesting
+    // guard starts from; when they are few, nothing is nested too deep.
+    let fast = if ctx.fast_paths {
+        shell_fast::parse(text)
+    } else {
+        None
+    };
+    let few_openings = fast
+        .as_ref()
+        .is_some_and(|p| p.openings <= MAX_SYNTAX_NESTING && p.backticks <= 2 * MAX_SYNTAX_NESTING);
+    if !few_openings && nesting_exceeds_limit(text) {
         ctx.add(
             Intent::Unknown,
             Kind::Shell,
@@ -580,9 +590,7 @@ fn run(ctx: &mut Ctx<'_>, text: &str, origin: Origin, vars: &HashMap<String, Var
         return Flow::Dynamic;
     }
     let mut w = Walker::new(ctx, text, origin, vars.clone());
-    if w.ctx.fast_paths
-        && let Some(program) = shell_fast::parse(text)
-    {
+    if let Some(program) = fast {
         return w.fast_program(&program);
     }
     match Parser::new(text.as_bytes(), &options()).parse_program() {
@@ -4965,6 +4973,26 @@ mod tests {
             "{word:?}"
         );
         true
+    }
+
+    #[test]
+    fn quoted_brackets_past_the_nesting_limit_stop_the_fast_path_too() {
+        let config = Config::default();
+        let deep = "(".repeat(MAX_SYNTAX_NESTING + 1);
+        let ticks = "`".repeat(2 * MAX_SYNTAX_NESTING + 1);
+        for t in [
+            format!("echo '{deep}'"),
+            format!("echo \"{deep}\" | wc"),
+            format!("echo '{ticks}'"),
+            format!("echo '{}' x", "[".repeat(MAX_SYNTAX_NESTING)),
+        ] {
+            assert!(shell_fast::parse(&t).is_some(), "{t}");
+            let fast = crate::classify_with(&config, Kind::Shell, &t);
+            assert_eq!(fast, crate::classify_full(&config, Kind::Shell, &t), "{t}");
+        }
+        let t = format!("echo '{deep}'");
+        let c = crate::classify_with(&config, Kind::Shell, &t);
+        assert!(c.intents.contains(&Intent::Unknown), "{c:?}");
     }
 
     #[test]

@@ -95,6 +95,11 @@ pub(crate) struct Program {
     /// commands, each an [`Item::Command`] followed by its words and
     /// redirects (the name word first).
     pub items: Vec<Item>,
+    /// How many bytes of the text are `(`, `{` or `[`, and how many are
+    /// backticks: the counts `nesting_exceeds_limit` starts from, so that
+    /// the walker scans the text again only when they are high.
+    pub openings: usize,
+    pub backticks: usize,
 }
 
 /// A pipeline or command header, a word (byte range) or a redirect.
@@ -152,6 +157,8 @@ pub(crate) fn parse(text: &str) -> Option<Program> {
             // A word and its blank take two bytes at least, and each
             // command and pipeline one header.
             items: Vec::with_capacity(text.len() / 4 + 4),
+            openings: 0,
+            backticks: 0,
         },
         command: None,
         pipeline: None,
@@ -206,6 +213,12 @@ impl Builder {
         }
         self.command = Some(items.len());
         items.push(Item::Command { len: 0 });
+    }
+
+    /// The brackets and backticks in a word.
+    fn count(&mut self, shape: &Shape) {
+        self.prog.openings += shape.openings;
+        self.prog.backticks += shape.backticks;
     }
 
     /// A redirect and its target word.
@@ -438,6 +451,7 @@ fn tokenize(text: &str, toks: &mut Builder) -> Option<()> {
             b'>' | b'<' => i = redirect(b, i, None, toks)?,
             _ => {
                 let (end, shape) = word_end(b, i)?;
+                toks.count(&shape);
                 // Bytes: the text is ASCII, and a `str` slice would check
                 // both ends for character boundaries.
                 let w = &b[i..end];
@@ -497,6 +511,7 @@ fn redirect(b: &[u8], i: usize, fd: Option<i32>, toks: &mut Builder) -> Option<u
         return None;
     }
     let (end, shape) = word_end(b, j)?;
+    toks.count(&shape);
     if end < b.len() && matches!(b[end], b'>' | b'<') || shape.assigns || is_reserved(&b[j..end]) {
         return None;
     }
@@ -505,8 +520,8 @@ fn redirect(b: &[u8], i: usize, fd: Option<i32>, toks: &mut Builder) -> Option<u
 }
 
 /// Bytes that stand for themselves in a word: printable ASCII other than
-/// blanks, operators, quotes, `$`, `=` (noted by [`word_end`]) and what
-/// [`word_end`] defers to brush.
+/// blanks, operators, quotes, `$`, `=` and `[` (noted by [`word_end`]) and
+/// what [`word_end`] defers to brush.
 const PLAIN: [bool; 256] = {
     let mut t = [false; 256];
     let mut c = 0x21;
@@ -529,6 +544,7 @@ const PLAIN: [bool; 256] = {
                 | b'}'
                 | b'!'
                 | b'='
+                | b'['
         );
         c += 1;
     }
@@ -542,6 +558,9 @@ struct Shape {
     /// An `=` anywhere, quoted or not (brush reads such words as possible
     /// assignments, so they go to brush).
     assigns: bool,
+    /// `(`, `{` and `[` bytes, and backticks, quoted or not.
+    openings: usize,
+    backticks: usize,
 }
 
 /// The end of the word starting at `i`, or `None` for anything outside the
@@ -551,6 +570,8 @@ fn word_end(b: &[u8], mut i: usize) -> Option<(usize, Shape)> {
     let mut shape = Shape {
         plain: true,
         assigns: false,
+        openings: 0,
+        backticks: 0,
     };
     while i < b.len() {
         // Runs of ordinary bytes first, a table lookup each.
@@ -571,6 +592,8 @@ fn word_end(b: &[u8], mut i: usize) -> Option<(usize, Shape)> {
                     match *b.get(i)? {
                         b'\'' => break,
                         b'=' => shape.assigns = true,
+                        b'(' | b'{' | b'[' => shape.openings += 1,
+                        b'`' => shape.backticks += 1,
                         _ => {}
                     }
                     i += 1;
@@ -583,7 +606,14 @@ fn word_end(b: &[u8], mut i: usize) -> Option<(usize, Shape)> {
                 loop {
                     match *b.get(i)? {
                         b'"' => break,
-                        b'$' => i = dollar(b, i)?,
+                        b'$' => {
+                            shape.openings += dollar_opens(b, i);
+                            i = dollar(b, i)?;
+                        }
+                        b'(' | b'{' | b'[' => {
+                            shape.openings += 1;
+                            i += 1;
+                        }
                         b'\\' | b'`' | b'!' => return None,
                         b'=' => {
                             shape.assigns = true;
@@ -596,7 +626,12 @@ fn word_end(b: &[u8], mut i: usize) -> Option<(usize, Shape)> {
             }
             b'$' => {
                 shape.plain = false;
+                shape.openings += dollar_opens(b, i);
                 i = dollar(b, i)?;
+            }
+            b'[' => {
+                shape.openings += 1;
+                i += 1;
             }
             b'\\' | b'`' | b'#' | b'(' | b')' | b'{' | b'}' | b'!' | b'\n' | b'\r' => {
                 return None;
@@ -624,6 +659,12 @@ const SUBST_WORD: [bool; 256] = {
     }
     t
 };
+
+/// The opening bytes of the `$` expansion at `i` that [`dollar`] reads:
+/// one for `${` and `$(` (inside, it reads no brackets), none for `$NAME`.
+fn dollar_opens(b: &[u8], i: usize) -> usize {
+    usize::from(matches!(b.get(i + 1), Some(b'(' | b'{')))
+}
 
 /// `$NAME`, `${NAME}` or `$(plain words)` at `i`; returns the end.
 pub(crate) fn dollar(b: &[u8], i: usize) -> Option<usize> {
@@ -683,6 +724,12 @@ mod tests {
     }
 
     fn parses_like_brush(text: &str) {
+        if let Some(p) = parse(text) {
+            let b = text.as_bytes();
+            let openings = b.iter().filter(|c| matches!(c, b'(' | b'{' | b'[')).count();
+            let backticks = b.iter().filter(|&&c| c == b'`').count();
+            assert_eq!((p.openings, p.backticks), (openings, backticks), "{text:?}");
+        }
         if let Some(fast) = parse(text).map(|p| to_ast(text, &p)) {
             let full = brush(text);
             assert_eq!(format!("{:?}", Some(fast)), format!("{full:?}"), "{text:?}");
