@@ -589,7 +589,8 @@ fn run(ctx: &mut Ctx<'_>, text: &str, origin: Origin, vars: &HashMap<String, Var
         );
         return Flow::Dynamic;
     }
-    let mut w = Walker::new(ctx, text, origin, vars.clone());
+    // A fast-parsed text is ASCII.
+    let mut w = Walker::new(ctx, text, origin, vars.clone(), fast.is_some());
     if let Some(program) = fast {
         return w.fast_program(&program);
     }
@@ -691,18 +692,20 @@ struct Walker<'c, 'a, 't> {
 }
 
 impl<'c, 'a, 't> Walker<'c, 'a, 't> {
+    /// `ascii`: the text is known to be ASCII (else it is checked).
     fn new(
         ctx: &'c mut Ctx<'a>,
         text: &'t str,
         origin: Origin,
         vars: HashMap<String, Var>,
+        ascii: bool,
     ) -> Self {
         Walker {
             ctx,
             text,
             origin,
             vars,
-            char_bytes: if text.is_ascii() {
+            char_bytes: if ascii || text.is_ascii() {
                 None
             } else {
                 Some(
@@ -4953,12 +4956,12 @@ mod tests {
         let mut fast = Vec::new();
         let handled = {
             let mut ctx = Ctx::new(&config, &mut fast_sink, None, true);
-            let mut w = Walker::new(&mut ctx, word, Origin::TOP, vars.clone());
+            let mut w = Walker::new(&mut ctx, word, Origin::TOP, vars.clone(), false);
             w.fast_word_into(word, at, &mut fast)
         };
         let full = {
             let mut ctx = Ctx::new(&config, &mut full_sink, None, true);
-            let mut w = Walker::new(&mut ctx, word, Origin::TOP, vars);
+            let mut w = Walker::new(&mut ctx, word, Origin::TOP, vars, false);
             w.resolve_split(word, at)
         };
         if !handled {

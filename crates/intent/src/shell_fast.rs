@@ -149,7 +149,9 @@ impl Redir {
 /// Parses `text` when all of it is in the subset; `None` defers to brush.
 /// One pass: each token goes straight into the [`Program`].
 pub(crate) fn parse(text: &str) -> Option<Program> {
-    if text.len() > MAX_FAST_BYTES || !text.is_ascii() {
+    // Non-ASCII bytes are refused where they are read (in words, quotes
+    // and expansions), not in a pass of their own.
+    if text.len() > MAX_FAST_BYTES {
         return None;
     }
     let mut b = Builder {
@@ -594,6 +596,7 @@ fn word_end(b: &[u8], mut i: usize) -> Option<(usize, Shape)> {
                         b'=' => shape.assigns = true,
                         b'(' | b'{' | b'[' => shape.openings += 1,
                         b'`' => shape.backticks += 1,
+                        0x80.. => return None,
                         _ => {}
                     }
                     i += 1;
@@ -614,7 +617,7 @@ fn word_end(b: &[u8], mut i: usize) -> Option<(usize, Shape)> {
                             shape.openings += 1;
                             i += 1;
                         }
-                        b'\\' | b'`' | b'!' => return None,
+                        b'\\' | b'`' | b'!' | 0x80.. => return None,
                         b'=' => {
                             shape.assigns = true;
                             i += 1;
@@ -768,6 +771,23 @@ mod tests {
     }
 
     #[test]
+    fn defers_on_any_non_ascii_byte() {
+        for t in [
+            "grep -rn 'TODO' src/ | sort | uniq -c | head -n 20",
+            "tar czf /tmp/build-$(date +%s).tgz target/release/app",
+            "echo \"deploying $VERSION ${X}\" >> /tmp/deploy.log; ls 2>&1",
+        ] {
+            assert!(parse(t).is_some(), "{t}");
+            for i in 0..=t.len() {
+                for c in ["é", "\u{200b}", "ｘ"] {
+                    let u = format!("{}{c}{}", &t[..i], &t[i..]);
+                    assert!(parse(&u).is_none(), "{u:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
     fn defers_on_what_it_does_not_read() {
         for t in [
             "a\nb",
@@ -808,6 +828,10 @@ mod tests {
             ";",
             "echo 'unterminated",
             "echo ｘ",
+            "echo 'ｘ'",
+            "echo \"café\"",
+            "echo \"a $X é\"",
+            "ls > 'é'",
             "",
         ] {
             assert!(parse(t).is_none(), "{t:?}");
