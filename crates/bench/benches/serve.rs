@@ -24,6 +24,11 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+/// The server child stands in for `warden serve`, so it has the `warden`
+/// binary's allocator.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const SERVE_ENV: &str = "WARDEN_BENCH_SERVE";
 
 fn main() {
