@@ -631,17 +631,36 @@ fn run(ctx: &mut Ctx<'_>, text: &str, origin: Origin, vars: &HashMap<String, Var
 }
 
 /// Evidence quoting a command: shown trimmed, as [`truncate_chars`] to 80
-/// would show it, without copying it until a finding needs it.
+/// would show it, without copying it until a finding needs it. It keeps
+/// the whole text and the command's byte range, cut only when shown (most
+/// snippets never are).
 #[derive(Clone, Copy)]
-struct Snippet<'t>(&'t str);
+struct Snippet<'t> {
+    text: &'t str,
+    at: (usize, usize),
+}
 
-impl Snippet<'_> {
+impl<'t> Snippet<'t> {
+    /// A snippet of all of `text`.
+    #[cfg(test)]
+    fn of(text: &'t str) -> Self {
+        Snippet {
+            text,
+            at: (0, text.len()),
+        }
+    }
+
+    /// The command's text (empty when the range is not one of `text`).
+    fn text(self) -> &'t str {
+        self.text.get(self.at.0..self.at.1).unwrap_or("")
+    }
+
     /// The label's parts, `": "` and the snippet (what
     /// `format!("{label}: {self}")` gives), allocated once at its final size.
     fn labelled(self, label: &[&str]) -> String {
         use std::fmt::Write as _;
         let len: usize = label.iter().map(|p| p.len()).sum();
-        let mut s = String::with_capacity(len + 2 + self.0.len() + '…'.len_utf8());
+        let mut s = String::with_capacity(len + 2 + self.text().len() + '…'.len_utf8());
         for p in label {
             s.push_str(p);
         }
@@ -656,7 +675,7 @@ impl std::fmt::Display for Snippet<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         const MAX: usize = 80;
         // Trimmed here, when shown: most snippets never are.
-        let s = self.0.trim();
+        let s = self.text().trim();
         if s.len() <= MAX {
             return f.write_str(s);
         }
@@ -740,8 +759,11 @@ impl<'c, 'a, 't> Walker<'c, 'a, 't> {
     }
 
     /// The text at `at`, trimmed and cut to 80 characters when shown.
-    fn snippet(&self, (start, end): (usize, usize)) -> Snippet<'t> {
-        Snippet(self.text.get(start..end).unwrap_or(""))
+    fn snippet(&self, at: (usize, usize)) -> Snippet<'t> {
+        Snippet {
+            text: self.text,
+            at,
+        }
     }
 
     fn nested(&mut self, kind: Kind, text: &str, at: (usize, usize)) {
@@ -5094,7 +5116,10 @@ mod tests {
             ascii.as_str(),
             &long[..100],
         ] {
-            assert_eq!(Snippet(t.trim()).to_string(), truncate_chars(t.trim(), 80));
+            assert_eq!(
+                Snippet::of(t.trim()).to_string(),
+                truncate_chars(t.trim(), 80)
+            );
         }
     }
 

@@ -52,7 +52,11 @@ const RESERVED: &[&[u8]] = &[
 /// few instructions for most words), inlined into the tokenizer.
 #[inline(always)]
 fn is_reserved(w: &[u8]) -> bool {
+    // Their first bytes first: one bit test rejects most words.
     matches!(
+        w.first(),
+        Some(b'i' | b't' | b'e' | b'f' | b'd' | b'c' | b'w' | b'u' | b's' | b'[' | b']')
+    ) && matches!(
         w,
         b"if"
             | b"then"
