@@ -31,7 +31,8 @@ pub struct Args {
     )]
     approval_ttl: u64,
     /// Do not watch the policy file (reload with POST /v1/policy/reload).
-    #[arg(long, env = "WARDEN_NO_WATCH")]
+    /// In the environment: 1/0, true/false, yes/no, on/off.
+    #[arg(long, env = "WARDEN_NO_WATCH", value_parser = clap::builder::BoolishValueParser::new())]
     no_watch: bool,
     /// Log format on stderr.
     #[arg(long, env = "WARDEN_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
@@ -41,11 +42,24 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> Result<u8> {
-    warden_server::init_logging(if args.log_format == "json" {
+    let format = if args.log_format == "json" {
         LogFormat::Json
     } else {
         LogFormat::Text
-    });
+    };
+    warden_server::init_logging(format);
+    match serve(args, format) {
+        Ok(()) => Ok(0),
+        // With JSON logs every line on stderr is a JSON object, the last one too.
+        Err(e) if format == LogFormat::Json => {
+            tracing::error!(error = format!("{e:#}"), "warden serve failed");
+            Ok(crate::EXIT_FAILURE)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+fn serve(args: Args, format: LogFormat) -> Result<()> {
     if args.approval_ttl == 0 {
         bail!("--approval-ttl must be at least 1 second");
     }
@@ -74,8 +88,12 @@ pub fn run(args: Args) -> Result<u8> {
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
         let server = Server::bind(config).await?;
-        eprintln!("warden: serving on http://{}", server.local_addr());
-        server.run(warden_server::shutdown_signal()).await
-    })?;
-    Ok(0)
+        // Before saying it serves: a signal from then on stops it gracefully.
+        let shutdown = warden_server::shutdown_signal();
+        // JSON logs say it in their "warden is serving" line (`listen`).
+        if format == LogFormat::Text {
+            eprintln!("warden: serving on http://{}", server.local_addr());
+        }
+        server.run(shutdown).await
+    })
 }

@@ -11,60 +11,143 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
+/// Every variable `warden serve` reads, cleared so the tests' own
+/// environment cannot leak in.
+const SERVE_VARS: [&str; 8] = [
+    "WARDEN_LISTEN",
+    "WARDEN_POLICY",
+    "WARDEN_AUTH",
+    "WARDEN_MAX_BODY",
+    "WARDEN_APPROVAL_TTL",
+    "WARDEN_NO_WATCH",
+    "WARDEN_LOG_FORMAT",
+    "WARDEN_DATA_DIR",
+];
+
 struct Served {
     child: Child,
     addr: String,
+    /// Every line the server wrote on stderr so far (all of them once it exited).
+    logs: Arc<Mutex<Vec<String>>>,
+    drain: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Served {
+    /// Sends `signal`, waits for the exit, and returns it with every log line.
+    fn stop(&mut self, signal: i32) -> (std::process::ExitStatus, Vec<String>) {
+        unsafe {
+            libc::kill(self.child.id() as i32, signal);
+        }
+        let status = self.child.wait().unwrap();
+        if let Some(drain) = self.drain.take() {
+            drain.join().unwrap();
+        }
+        (status, self.logs.lock().unwrap().clone())
+    }
+}
+
+/// A failing test must not leave its server running.
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `warden` in `cwd`, with none of the `warden serve` variables set.
+fn warden_command(cwd: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_warden"));
+    cmd.current_dir(cwd);
+    for var in SERVE_VARS {
+        cmd.env_remove(var);
+    }
+    cmd
+}
+
+/// Where a stderr line says the server listens: the text announcement, or
+/// the JSON log's "warden is serving" line.
+fn listening_at(line: &str) -> Option<String> {
+    if let Some(rest) = line.trim().strip_prefix("warden: serving on http://") {
+        return Some(rest.to_string());
+    }
+    let log: Value = serde_json::from_str(line).ok()?;
+    (log["fields"]["message"] == "warden is serving")
+        .then(|| log["fields"]["listen"].as_str().map(str::to_string))
+        .flatten()
+}
+
+/// Spawns `cmd` (a `warden serve`) and waits for it to say where it listens.
+fn start(mut cmd: Command) -> Served {
+    let mut child = cmd.stderr(Stdio::piped()).spawn().unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let logs: Arc<Mutex<Vec<String>>> = Arc::default();
+    let addr = loop {
+        let mut line = String::new();
+        if stderr.read_line(&mut line).unwrap() == 0 {
+            panic!(
+                "warden serve exited before listening: {:?}",
+                logs.lock().unwrap()
+            );
+        }
+        let line = line.trim_end_matches('\n').to_string();
+        let addr = listening_at(&line);
+        logs.lock().unwrap().push(line);
+        if let Some(addr) = addr {
+            break addr;
+        }
+    };
+    // Keep draining the logs so the server never blocks on a full pipe.
+    let drain = {
+        let logs = logs.clone();
+        std::thread::spawn(move || {
+            for line in stderr.lines() {
+                let Ok(line) = line else { return };
+                logs.lock().unwrap().push(line);
+            }
+        })
+    };
+    Served {
+        child,
+        addr,
+        logs,
+        drain: Some(drain),
+    }
 }
 
 /// Starts `warden serve` on a free loopback port in `cwd`; waits for it to
 /// say where it listens.
 fn serve(cwd: &Path, extra: &[&str]) -> Served {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_warden"))
-        .current_dir(cwd)
-        .env_remove("WARDEN_POLICY")
-        .env_remove("WARDEN_DATA_DIR")
-        .args(["serve", "--listen", "127.0.0.1:0", "--no-watch"])
-        .args(extra)
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut seen = String::new();
-    let addr = loop {
-        let mut line = String::new();
-        if stderr.read_line(&mut line).unwrap() == 0 {
-            panic!("warden serve exited before listening: {seen}");
-        }
-        seen.push_str(&line);
-        if let Some(rest) = line.trim().strip_prefix("warden: serving on http://") {
-            break rest.to_string();
-        }
-    };
-    // Keep draining the logs so the server never blocks on a full pipe.
-    std::thread::spawn(move || {
-        let mut sink = String::new();
-        let _ = stderr.read_to_string(&mut sink);
-    });
-    Served { child, addr }
+    let mut cmd = warden_command(cwd);
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--no-watch"])
+        .args(extra);
+    start(cmd)
 }
 
-/// One HTTP/1.1 request; the status and the JSON body.
-fn request(
+/// One HTTP/1.1 request, with a bearer token if given; the status and the
+/// JSON body.
+fn http(
     addr: &str,
+    token: Option<&str>,
     method: &str,
     path: &str,
-    body: Option<&Value>,
+    body: &[u8],
 ) -> std::io::Result<(u16, Value)> {
     let mut stream = TcpStream::connect(addr)?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    let auth = token.map_or_else(String::new, |t| format!("authorization: Bearer {t}\r\n"));
     write!(
         stream,
-        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        "{method} {path} HTTP/1.1\r\nhost: {addr}\r\n{auth}content-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
         body.len()
     )?;
+    stream.write_all(body)?;
     let mut response = String::new();
     stream.read_to_string(&mut response)?;
+    parse_response(&response)
+}
+
+/// The status and JSON body of a whole HTTP/1.1 response.
+fn parse_response(response: &str) -> std::io::Result<(u16, Value)> {
     let status: u16 = response
         .get(9..12)
         .and_then(|s| s.parse().ok())
@@ -76,20 +159,45 @@ fn request(
     Ok((status, json))
 }
 
+/// [`http`] without a token, with an optional JSON body.
+fn request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+) -> std::io::Result<(u16, Value)> {
+    let body = body.map(|b| b.to_string()).unwrap_or_default();
+    http(addr, None, method, path, body.as_bytes())
+}
+
 fn terminate(served: &mut Served) -> std::process::ExitStatus {
-    unsafe {
-        libc::kill(served.child.id() as i32, libc::SIGTERM);
-    }
-    served.child.wait().unwrap()
+    served.stop(libc::SIGTERM).0
 }
 
 fn warden(args: &[&str], cwd: &Path) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_warden"))
-        .current_dir(cwd)
-        .env_remove("WARDEN_DATA_DIR")
-        .args(args)
-        .output()
+    warden_command(cwd).args(args).output().unwrap()
+}
+
+/// The decisions in the audit log of `cwd/.warden`, as seq → action hash.
+fn logged_decisions(cwd: &Path) -> std::collections::HashMap<u64, String> {
+    let out = warden(&["audit", "export", "--format", "jsonl"], cwd);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
         .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|e| e["kind"] == "decision")
+        .map(|e| {
+            (
+                e["seq"].as_u64().unwrap(),
+                e["action_hash"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect()
 }
 
 #[test]
@@ -188,20 +296,7 @@ fn a_sigkill_loses_no_acknowledged_decision() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    let out = warden(&["audit", "export", "--format", "jsonl"], cwd.path());
-    assert!(out.status.success());
-    let logged: std::collections::HashMap<u64, String> = String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str::<Value>(l).unwrap())
-        .filter(|e| e["kind"] == "decision")
-        .map(|e| {
-            (
-                e["seq"].as_u64().unwrap(),
-                e["action_hash"].as_str().unwrap().to_string(),
-            )
-        })
-        .collect();
+    let logged = logged_decisions(cwd.path());
     for (seq, hash) in &acknowledged {
         assert_eq!(
             logged.get(seq),
@@ -257,4 +352,255 @@ fn serve_refuses_what_it_cannot_do_safely() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(needle), "{args:?}: {err}");
     }
+}
+
+/// Without `--listen`, `warden serve` listens on 127.0.0.1:7878. Another
+/// process may hold that port; then the refusal names the address instead.
+#[test]
+fn serve_listens_on_127_0_0_1_port_7878_by_default() {
+    let cwd = tempfile::tempdir().unwrap();
+    let child = warden_command(cwd.path())
+        .args(["serve", "--no-watch"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Killed on the way out if an assertion fails first.
+    let mut guard = Served {
+        child,
+        addr: String::new(),
+        logs: Arc::default(),
+        drain: None,
+    };
+    let child = &mut guard.child;
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut seen = String::new();
+    let listening = loop {
+        let mut line = String::new();
+        if stderr.read_line(&mut line).unwrap() == 0 {
+            break false;
+        }
+        seen.push_str(&line);
+        if line.starts_with("warden: serving on ") {
+            break true;
+        }
+    };
+    if listening {
+        assert!(
+            seen.ends_with("warden: serving on http://127.0.0.1:7878\n"),
+            "{seen}"
+        );
+        unsafe {
+            libc::kill(child.id() as i32, libc::SIGTERM);
+        }
+    }
+    stderr.read_to_string(&mut seen).unwrap();
+    let status = child.wait().unwrap();
+    if listening {
+        assert!(status.success(), "{status:?}: {seen}");
+    } else {
+        assert_eq!(status.code(), Some(1), "{seen}");
+        assert!(seen.contains("cannot listen on 127.0.0.1:7878"), "{seen}");
+    }
+    assert!(
+        !seen.contains('\x1b'),
+        "logs to a pipe carry no terminal colours: {seen:?}"
+    );
+}
+
+const AGENT_TOKEN: &str = "agent-token-0123456789";
+const APPROVER_TOKEN: &str = "approver-token-0123456789";
+
+/// A policy, a tokens file and the settings that differ from every default,
+/// written into `cwd`; the `(flag, variable, value)` of each setting.
+fn settings(cwd: &Path) -> Vec<(&'static str, &'static str, String)> {
+    std::fs::write(
+        cwd.join("custom.yaml"),
+        "version: warden/v1\nname: custom\ndefault: deny\ntools:\n  email.send: {args: {to: text, body: text}}\nrules:\n  - id: reads\n    match: {tool: db.query}\n    verdict: allow\n  - id: mail\n    match: {tool: email.send}\n    verdict: require_approval\n    approvers: [dba@example.com]\n",
+    )
+    .unwrap();
+    std::fs::write(
+        cwd.join("auth.yaml"),
+        format!("tokens:\n  - {{name: bot, role: agent, token: {AGENT_TOKEN}}}\n  - {{name: dba@example.com, role: approver, token: {APPROVER_TOKEN}}}\n"),
+    )
+    .unwrap();
+    vec![
+        ("--listen", "WARDEN_LISTEN", "127.0.0.1:0".into()),
+        ("--policy", "WARDEN_POLICY", "custom.yaml".into()),
+        ("--auth", "WARDEN_AUTH", "auth.yaml".into()),
+        ("--max-body", "WARDEN_MAX_BODY", "2048".into()),
+        ("--approval-ttl", "WARDEN_APPROVAL_TTL", "7".into()),
+        ("--log-format", "WARDEN_LOG_FORMAT", "json".into()),
+        ("--data-dir", "WARDEN_DATA_DIR", "state".into()),
+    ]
+}
+
+/// Checks, through the running server and then its logs, that each of
+/// [`settings`] (and `--no-watch`) took effect; stops the server.
+fn assert_settings_took_effect(cwd: &Path, mut served: Served) {
+    let addr = served.addr.clone();
+    assert!(
+        addr.starts_with("127.0.0.1:") && addr != "127.0.0.1:7878",
+        "listen: {addr}"
+    );
+    let select = json!({"point": "pre_tool_call", "tool": "db.query", "args": {"sql": "SELECT 1"}});
+    let decide = |token: Option<&str>, body: &[u8]| http(&addr, token, "POST", "/v1/decide", body);
+
+    // auth: no token, no decision.
+    let (status, e) = decide(None, select.to_string().as_bytes()).unwrap();
+    assert_eq!(
+        (status, e["error"]["code"].as_str()),
+        (401, Some("unauthenticated")),
+        "{e}"
+    );
+    // policy, data directory.
+    let (status, d) = decide(Some(AGENT_TOKEN), select.to_string().as_bytes()).unwrap();
+    assert_eq!(status, 200, "{d}");
+    assert_eq!(
+        (d["policy"]["name"].as_str(), d["rule"].as_str()),
+        (Some("custom"), Some("reads")),
+        "{d}"
+    );
+    assert!(cwd.join("state/warden.db").is_file());
+    assert!(!cwd.join(".warden").exists());
+    // max body: 2048 bytes are decided, 2049 refused before parsing.
+    let padded = |n: usize| {
+        let mut body = select.to_string().into_bytes();
+        body.resize(n, b' ');
+        body
+    };
+    let (status, d) = decide(Some(AGENT_TOKEN), &padded(2048)).unwrap();
+    assert_eq!((status, d["verdict"].as_str()), (200, Some("allow")), "{d}");
+    let (status, e) = decide(Some(AGENT_TOKEN), &padded(2049)).unwrap();
+    assert_eq!(
+        (status, e["error"]["code"].as_str()),
+        (413, Some("body_too_large")),
+        "{e}"
+    );
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty())
+    );
+    // approval time-to-live.
+    let mail = json!({"point": "pre_tool_call", "tool": "email.send", "args": {"to": "a@example.org", "body": "hi"}});
+    let (status, d) = decide(Some(AGENT_TOKEN), mail.to_string().as_bytes()).unwrap();
+    assert_eq!(
+        (status, d["verdict"].as_str()),
+        (200, Some("require_approval")),
+        "{d}"
+    );
+    let id = d["approval"]["id"].as_str().unwrap();
+    let (status, a) = http(
+        &addr,
+        Some(APPROVER_TOKEN),
+        "GET",
+        &format!("/v1/approvals/{id}"),
+        b"",
+    )
+    .unwrap();
+    assert_eq!(status, 200, "{a}");
+    let ttl = a["expires_unix_ms"].as_u64().unwrap() - a["created_unix_ms"].as_u64().unwrap();
+    assert_eq!(ttl, 7000, "{a}");
+
+    // log format: every line on stderr is one JSON object, from start to stop.
+    let (status, logs) = served.stop(libc::SIGTERM);
+    assert!(status.success(), "{status:?}: {logs:?}");
+    let logs: Vec<Value> = logs
+        .iter()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line ({e}): {l}")))
+        .collect();
+    for log in &logs {
+        assert!(
+            log["timestamp"].is_string() && log["level"].is_string(),
+            "{log}"
+        );
+        assert!(log["fields"]["message"].is_string(), "{log}");
+    }
+    let messages: Vec<&str> = logs
+        .iter()
+        .map(|l| l["fields"]["message"].as_str().unwrap())
+        .collect();
+    assert_eq!(messages.last(), Some(&"stopped"), "{messages:?}");
+    let serving = &logs[messages
+        .iter()
+        .position(|m| *m == "warden is serving")
+        .unwrap()];
+    assert_eq!(serving["fields"]["listen"], addr.as_str());
+    assert_eq!(serving["fields"]["auth"], true, "{serving}");
+    assert_eq!(serving["fields"]["policy"], "custom.yaml", "{serving}");
+    // no watch: the policy is a file, so only the setting keeps it unwatched.
+    assert_eq!(serving["fields"]["watching"], false, "{serving}");
+}
+
+#[test]
+fn every_serve_setting_takes_effect_from_its_flag() {
+    let cwd = tempfile::tempdir().unwrap();
+    let mut cmd = warden_command(cwd.path());
+    cmd.args(["serve", "--no-watch"]);
+    for (flag, _, value) in settings(cwd.path()) {
+        cmd.args([flag, &value]);
+    }
+    assert_settings_took_effect(cwd.path(), start(cmd));
+}
+
+#[test]
+fn every_serve_setting_takes_effect_from_its_warden_variable() {
+    let cwd = tempfile::tempdir().unwrap();
+    let mut cmd = warden_command(cwd.path());
+    cmd.arg("serve").env("WARDEN_NO_WATCH", "1");
+    for (_, var, value) in settings(cwd.path()) {
+        cmd.env(var, value);
+    }
+    assert_settings_took_effect(cwd.path(), start(cmd));
+}
+
+/// The other side of `--no-watch`: a policy file is watched by default, and
+/// the log says so.
+#[test]
+fn a_policy_file_is_watched_by_default() {
+    let cwd = tempfile::tempdir().unwrap();
+    settings(cwd.path());
+    let mut cmd = warden_command(cwd.path());
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
+        .args(["--policy", "custom.yaml"]);
+    let mut served = start(cmd);
+    let (status, logs) = served.stop(libc::SIGTERM);
+    assert!(status.success(), "{logs:?}");
+    let serving = logs
+        .iter()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .find(|l| l["fields"]["message"] == "warden is serving")
+        .unwrap();
+    assert_eq!(serving["fields"]["watching"], true, "{serving}");
+}
+
+#[test]
+fn json_logs_report_a_failed_start_as_json_too() {
+    let cwd = tempfile::tempdir().unwrap();
+    let out = warden(
+        &[
+            "serve",
+            "--log-format",
+            "json",
+            "--listen",
+            "127.0.0.1:0",
+            "--policy",
+            "missing.yaml",
+        ],
+        cwd.path(),
+    );
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8(out.stderr).unwrap();
+    let logs: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line ({e}): {l}")))
+        .collect();
+    let last = logs.last().expect("the failure is logged");
+    assert_eq!(last["level"], "ERROR", "{last}");
+    assert!(
+        last["fields"]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("missing.yaml")),
+        "{last}"
+    );
 }

@@ -192,7 +192,7 @@ impl Server {
     /// requests in flight finish, and closes the store (which signs a
     /// final checkpoint).
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
-        let _watcher = if self.watch {
+        let watcher = if self.watch {
             reload::watch(self.state.clone())
         } else {
             None
@@ -201,6 +201,7 @@ impl Server {
         tracing::info!(
             listen = %self.local_addr(),
             policy = %self.state.policy.describe(),
+            watching = watcher.is_some(),
             auth = self.state.auth.enabled(),
             "warden is serving"
         );
@@ -219,25 +220,35 @@ impl Server {
     }
 }
 
-/// Completes on SIGINT (Ctrl-C) or SIGTERM.
-pub async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
+/// Completes on SIGINT (Ctrl-C) or SIGTERM. On Unix the handlers are
+/// installed when this is called, not when the future is first polled, so
+/// a signal arriving between "serving" and the first poll still shuts the
+/// server down gracefully instead of killing it. Call it inside the runtime.
+pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
     #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut s) => {
-                s.recv().await;
+    {
+        use tokio::signal::unix::{Signal, SignalKind, signal};
+        async fn received(s: std::io::Result<Signal>) {
+            match s {
+                Ok(mut s) => {
+                    s.recv().await;
+                }
+                // Without the handler the signal keeps its default action.
+                Err(_) => std::future::pending::<()>().await,
             }
-            Err(_) => std::future::pending::<()>().await,
         }
-    };
+        let interrupt = received(signal(SignalKind::interrupt()));
+        let terminate = received(signal(SignalKind::terminate()));
+        async move {
+            tokio::select! {
+                _ = interrupt => {},
+                _ = terminate => {},
+            }
+        }
+    }
     #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
+    async {
+        let _ = tokio::signal::ctrl_c().await;
     }
 }
 
@@ -250,12 +261,16 @@ pub enum LogFormat {
     Json,
 }
 
-/// Installs the tracing subscriber (`RUST_LOG` filters; default `info`).
+/// Installs the tracing subscriber on stderr (`RUST_LOG` filters; default
+/// `info`). Text is coloured only on a terminal, so a log file holds no
+/// escape codes.
 pub fn init_logging(format: LogFormat) {
+    use std::io::IsTerminal;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     let _ = match format {
         LogFormat::Text => builder.try_init(),
