@@ -604,3 +604,70 @@ fn json_logs_report_a_failed_start_as_json_too() {
         "{last}"
     );
 }
+
+/// A decision whose request is still arriving when ctrl-c comes is
+/// answered and recorded: the server stops accepting, then finishes it.
+#[test]
+fn a_request_in_flight_at_ctrl_c_is_answered_and_recorded() {
+    let cwd = tempfile::tempdir().unwrap();
+    let mut served = serve(cwd.path(), &[]);
+    let body = json!({"point": "pre_tool_call", "tool": "db.query", "session": "s", "args": {"sql": "SELECT 1"}}).to_string();
+    let (first, rest) = body.split_at(body.len() / 2);
+    let mut stream = TcpStream::connect(&served.addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(
+        stream,
+        "POST /v1/decide HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ncontent-length: {}\r\nexpect: 100-continue\r\nconnection: close\r\n\r\n{first}",
+        body.len()
+    )
+    .unwrap();
+    // "100 Continue" comes when the handler starts reading the body: the
+    // request is in flight.
+    let mut interim = Vec::new();
+    let mut byte = [0u8; 1];
+    while !interim.ends_with(b"\r\n\r\n") {
+        assert_eq!(stream.read(&mut byte).unwrap(), 1, "{interim:?}");
+        interim.push(byte[0]);
+    }
+    assert!(
+        interim.starts_with(b"HTTP/1.1 100"),
+        "{}",
+        String::from_utf8_lossy(&interim)
+    );
+
+    unsafe {
+        libc::kill(served.child.id() as i32, libc::SIGINT);
+    }
+    // Shutdown has begun once new connections are refused.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(&served.addr).is_ok() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "still accepting after ctrl-c"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    stream.write_all(rest.as_bytes()).unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (status, d) = parse_response(&response).unwrap();
+    assert_eq!(
+        (status, d["verdict"].as_str()),
+        (200, Some("allow")),
+        "{response}"
+    );
+    let seq = d["seq"].as_u64().expect("a recorded decision has a seq");
+
+    let status = served.child.wait().unwrap();
+    assert!(
+        status.success(),
+        "ctrl-c ends warden serve cleanly: {status:?}"
+    );
+    assert_eq!(
+        logged_decisions(cwd.path()).get(&seq).map(String::as_str),
+        d["action_hash"].as_str(),
+        "the answered decision is in the audit log"
+    );
+}
