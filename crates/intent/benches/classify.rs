@@ -3,7 +3,9 @@
 //! Besides criterion's report (with throughput), prints p50 / p99 from a
 //! separate timed loop, and MB/s at the median, for `classify_with` and for
 //! `classify_full` (the full parsers only, no fast paths) in the same run:
-//! `cargo bench -p warden-intent --bench classify`.
+//! `cargo bench -p warden-intent --bench classify`. After each input it
+//! times a pure computation of the same median the same way, so the host's
+//! own tail is printed beside the classifier's.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -20,18 +22,51 @@ fn percentiles(
     kind: Kind,
     text: &str,
 ) -> (Duration, Duration) {
+    timed(|| {
+        black_box(classify(config, kind, black_box(text)));
+    })
+}
+
+/// p50 and p99 of `f`, each call timed on its own after a warm-up.
+fn timed(mut f: impl FnMut()) -> (Duration, Duration) {
     const RUNS: usize = 20_000;
     for _ in 0..1_000 {
-        black_box(classify(config, kind, black_box(text)));
+        f();
     }
     let mut times = Vec::with_capacity(RUNS);
     for _ in 0..RUNS {
         let t = Instant::now();
-        black_box(classify(config, kind, black_box(text)));
+        f();
         times.push(t.elapsed());
     }
     times.sort();
     (times[RUNS / 2], times[RUNS * 99 / 100])
+}
+
+/// `n` steps of a computation that touches no memory (an LCG).
+fn spin(n: u64) -> u64 {
+    let mut x = 1u64;
+    for i in 0..n {
+        x = black_box(x.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(i));
+    }
+    x
+}
+
+/// The host's own tail for a computation as long as `median`: a spin sized
+/// to it, timed the same way in the same run. On a virtual machine,
+/// interrupts and the hypervisor stretch a few percent of all calls, so the
+/// p99 of any ~15 µs computation is well above its p50.
+fn host_tail(median: Duration) -> (Duration, Duration) {
+    const PROBE: u64 = 10_000;
+    let t = Instant::now();
+    for _ in 0..100 {
+        black_box(spin(black_box(PROBE)));
+    }
+    let per_probe = t.elapsed().as_secs_f64() / 100.0;
+    let n = (PROBE as f64 * median.as_secs_f64() / per_probe).max(1.0) as u64;
+    timed(|| {
+        black_box(spin(black_box(n)));
+    })
 }
 
 fn bench(c: &mut Criterion) {
@@ -66,6 +101,12 @@ fn bench(c: &mut Criterion) {
             us(full50),
             us(full99),
             full50.as_secs_f64() / p50.as_secs_f64(),
+        );
+        let (host50, host99) = host_tail(p50);
+        println!(
+            "  this host, same run: a pure computation as long (p50 {:.1} µs) has p99 {:.1} µs",
+            us(host50),
+            us(host99),
         );
     }
 }
