@@ -182,6 +182,10 @@ pub(crate) fn parse(file: &str, text: &str) -> Result<Node, PolicyError> {
 /// which counts depth its own way and reports [`MAX_YAML_DEPTH`].
 const DIRECT_MAX_DEPTH: usize = MAX_YAML_DEPTH - 4;
 
+/// Documents with more nodes than this leave the direct route too, well
+/// before serde-saphyr's own budget (250,000 by default) refuses them.
+const DIRECT_MAX_NODES: usize = 200_000;
+
 /// Builds the node tree straight from the YAML parser's events, without
 /// serde's per-node `Spanned` round trip (two thirds of the parse time of a
 /// 1,000-rule policy).
@@ -189,8 +193,8 @@ const DIRECT_MAX_DEPTH: usize = MAX_YAML_DEPTH - 4;
 /// Only the shapes policies are written in: mappings with string keys written
 /// once, sequences, strings, `true`/`false`, null and small decimal integers.
 /// Anything else — anchors, aliases, tags, merge keys, keys that are not
-/// strings or are written twice, other numbers, deep nesting, several
-/// documents, any syntax error — returns `None`, and [`parse_with_serde`]
+/// strings or are written twice, other numbers, deep nesting, very many
+/// nodes, several documents, any syntax error — returns `None`, and [`parse_with_serde`]
 /// decides. So this path never accepts a document serde-saphyr would refuse,
 /// and never reads one differently (a test holds the two to each other).
 fn from_events(text: &str) -> Option<Node> {
@@ -202,8 +206,18 @@ fn from_events(text: &str) -> Option<Node> {
     let mut open: Vec<Open> = Vec::new();
     let mut root = None;
     let mut documents = 0;
+    let mut nodes = 0;
     while let Some(next) = parser.next_event() {
         let (event, span) = next.ok()?;
+        if matches!(
+            event,
+            Event::Scalar(..) | Event::SequenceStart(..) | Event::MappingStart(..)
+        ) {
+            nodes += 1;
+            if nodes > DIRECT_MAX_NODES {
+                return None;
+            }
+        }
         let pos = Pos {
             line: span.start.line() as u64,
             column: span.start.col() as u64 + 1,
@@ -478,6 +492,9 @@ mod tests {
         }
         let deep = "[".repeat(DIRECT_MAX_DEPTH + 1) + &"]".repeat(DIRECT_MAX_DEPTH + 1);
         assert_eq!(direct(&deep), None);
+        let long = |n: usize| format!("[{}]", vec!["a"; n].join(","));
+        assert!(direct(&long(DIRECT_MAX_NODES - 1)).is_some());
+        assert_eq!(direct(&long(DIRECT_MAX_NODES)), None);
     }
 
     /// A YAML-ish document: not always valid, which is the point.
