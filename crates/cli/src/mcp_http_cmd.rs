@@ -186,6 +186,8 @@ pub fn proxy(args: ProxyArgs) -> Result<u8> {
             auth = auth.enabled(),
             "governing the MCP server over streamable HTTP"
         );
+        // Before saying it serves: a signal from then on stops it gracefully.
+        let shutdown = warden_server::shutdown_signal();
         eprintln!("warden: serving MCP on http://{addr}/mcp (decision API on http://{addr}/v1)");
         let sweeper = {
             let endpoint = endpoint.clone();
@@ -200,7 +202,7 @@ pub fn proxy(args: ProxyArgs) -> Result<u8> {
         let (stopping, stop) = tokio::sync::oneshot::channel::<()>();
         let serve = axum::serve(listener, app)
             .with_graceful_shutdown(async move {
-                warden_server::shutdown_signal().await;
+                shutdown.await;
                 let _ = stopping.send(());
             })
             .into_future();
