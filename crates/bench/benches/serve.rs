@@ -7,6 +7,9 @@
 //! at saturation), and a fixed offered rate (`--rate`, default 20,000/s
 //! over all connections: the latency at the target load, counted from when
 //! each request was due, so a stall is not hidden by the requests it held up).
+//! After the offered rate, the same rate of bare durable appends to a store
+//! on the same disk (no HTTP, no policy): the floor under the server's
+//! latency, which every answer waits on, measured in the same run.
 //!
 //! `cargo bench -p warden-bench --bench serve` (options after `--`:
 //! `--seconds N`, `--connections N`, `--rate N`). The server runs in a child process
@@ -23,6 +26,8 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
+use warden_audit::{Arguments, DecisionRecord, Record};
+use warden_store::{SqliteStore, Store, StoreConfig};
 
 /// The server child stands in for `warden serve`, so it has the `warden`
 /// binary's allocator.
@@ -88,19 +93,28 @@ fn main() {
         };
         row(label, &result);
         let paced = load_at_rate(
-            &server.addr,
-            &actions,
-            connections,
+            async || {
+                let mut callers = Vec::with_capacity(connections);
+                for _ in 0..connections {
+                    callers.push(HttpCaller::connect(&server.addr, &actions).await);
+                }
+                callers
+            },
             rate,
             Duration::from_secs(seconds),
         );
         row(&format!("  same, offered at {rate}/s"), &paced);
+        let floor = durable_appends_alone(dir.path(), connections, rate, seconds);
+        row(
+            &format!("  durable appends alone, same disk, {rate}/s"),
+            &floor,
+        );
         println!(
             "{:<44} idle after start {:.1} MB, after the run {:.1} MB resident; {} errors, {} answered rate_limited",
             "",
             rss_idle as f64 / 1024.0,
             rss_loaded as f64 / 1024.0,
-            result.errors.failed + paced.errors.failed,
+            result.errors.failed + paced.errors.failed + floor.errors.failed,
             result.errors.rate_limited + paced.errors.rate_limited,
         );
         server.stop();
@@ -177,6 +191,29 @@ fn serve(dir: &Path) {
         println!("{}", server.local_addr());
         server.run(warden_server::shutdown_signal()).await.unwrap();
     });
+}
+
+/// The paced load's floor on this disk, in the same run: the same offered
+/// rate of decision records appended straight to a store (opened as the
+/// server opens its own) in `dir`, with nothing else: no HTTP, no policy.
+/// Every answer the server gives waits for such an append; when this row's
+/// p99 is high, the disk's syncs are, and the server's cannot be lower.
+fn durable_appends_alone(dir: &Path, connections: usize, rate: u64, seconds: u64) -> LoadResult {
+    let store = Arc::new(
+        SqliteStore::open(dir.join("floor"), StoreConfig::new("bench.example/floor"))
+            .expect("open the floor store"),
+    );
+    let result = load_at_rate(
+        async || {
+            (0..connections)
+                .map(|_| StoreCaller(store.clone()))
+                .collect()
+        },
+        rate,
+        Duration::from_secs(seconds),
+    );
+    store.close().expect("close the floor store");
+    result
 }
 
 fn rss_kib(pid: u32) -> u64 {
@@ -288,15 +325,96 @@ fn load(addr: &str, actions: &Arc<Actions>, connections: usize, measure: Duratio
     })
 }
 
-/// The load offered at a fixed `rate` (decisions/s over all connections),
-/// each connection sending on its own schedule. A request that could not
-/// be sent on time because the previous answer came late counts from when
-/// it was due (no coordinated omission); one the client's timer sent a
-/// little late counts from when it was sent.
-fn load_at_rate(
-    addr: &str,
-    actions: &Arc<Actions>,
-    connections: usize,
+/// One connection of a paced load: sends request number `i` and waits for
+/// its answer (`None` when the connection is gone).
+trait Caller {
+    async fn call(&mut self, i: usize) -> Option<Answer>;
+}
+
+/// A keep-alive HTTP/1.1 connection to the server, posting decisions.
+struct HttpCaller {
+    stream: TcpStream,
+    buf: Vec<u8>,
+    actions: Arc<Actions>,
+}
+
+impl HttpCaller {
+    async fn connect(addr: &str, actions: &Arc<Actions>) -> HttpCaller {
+        let stream = TcpStream::connect(addr).await.unwrap();
+        stream.set_nodelay(true).unwrap();
+        HttpCaller {
+            stream,
+            buf: vec![0u8; 64 * 1024],
+            actions: actions.clone(),
+        }
+    }
+}
+
+impl Caller for HttpCaller {
+    async fn call(&mut self, i: usize) -> Option<Answer> {
+        let body = self.actions.body(i);
+        let request = format!(
+            "POST /v1/decide HTTP/1.1\r\nhost: bench\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
+            body.len()
+        );
+        self.stream.write_all(request.as_bytes()).await.ok()?;
+        read_response(&mut self.stream, &mut self.buf).await
+    }
+}
+
+/// The floor under the server's latency: each call is only the durable
+/// append of a decision record (like the server's, as the server's store
+/// is opened) to a store on the same disk, awaited as the server awaits it.
+struct StoreCaller(Arc<SqliteStore>);
+
+impl Caller for StoreCaller {
+    async fn call(&mut self, i: usize) -> Option<Answer> {
+        let (sender, receiver) = tokio::sync::oneshot::channel();
+        self.0.append_then(
+            floor_record(i),
+            Vec::new(),
+            Box::new(move |appended| {
+                let _ = sender.send(appended.is_ok());
+            }),
+        );
+        let stored = receiver.await.ok()?;
+        Some(Answer {
+            status: if stored { 200 } else { 500 },
+            rate_limited: false,
+        })
+    }
+}
+
+/// A decision record of the size the bundled policy's mixed actions write.
+fn floor_record(i: usize) -> Record {
+    Record::Decision(DecisionRecord {
+        time_unix_nanos: 1_800_000_000_000_000_000 + i as u64,
+        agent: format!("bench-{}", i % 200_000),
+        session: format!("s-{}", i % 8_000),
+        point: "pre_tool_call".into(),
+        tool: "db.query".into(),
+        arguments: Arguments::Json(
+            r#"{"sql":"SELECT name, email FROM customers WHERE id = 42"}"#.into(),
+        ),
+        intents: vec!["read_only".into()],
+        verdict: "allow".into(),
+        rule: Some("allow-reads".into()),
+        reason: "rule:allow-reads".into(),
+        message: "Read-only queries are the agent's job.".into(),
+        action_hash: format!("{i:064x}"),
+        policy_name: "database-agent".into(),
+        policy_hash: "ab".repeat(32),
+        sponsor: None,
+    })
+}
+
+/// The load offered at a fixed `rate` (calls/s over all `callers`), each
+/// caller (connection) on its own schedule. A request that could not be
+/// sent on time because the previous answer came late counts from when it
+/// was due (no coordinated omission); one the client's timer sent a little
+/// late counts from when it was sent.
+fn load_at_rate<C: Caller + 'static>(
+    callers: impl AsyncFnOnce() -> Vec<C>,
     rate: u64,
     measure: Duration,
 ) -> LoadResult {
@@ -304,22 +422,20 @@ fn load_at_rate(
         .enable_all()
         .build()
         .unwrap();
-    runtime.block_on(async {
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&runtime, async {
+        let callers = callers().await;
+        let connections = callers.len();
         let warmup = Duration::from_secs(2);
         let start = Instant::now();
         let measure_from = start + warmup;
         let end = measure_from + measure;
         let period = Duration::from_secs_f64(connections as f64 / rate.max(1) as f64);
         let mut tasks = Vec::new();
-        for c in 0..connections {
-            let addr = addr.to_string();
-            let actions = actions.clone();
+        for (c, mut caller) in callers.into_iter().enumerate() {
             // Spread the connections' schedules over one period.
             let first = start + period.mul_f64(c as f64 / connections as f64);
-            tasks.push(tokio::spawn(async move {
-                let mut stream = TcpStream::connect(&addr).await.unwrap();
-                stream.set_nodelay(true).unwrap();
-                let mut buf = vec![0u8; 64 * 1024];
+            tasks.push(tokio::task::spawn_local(async move {
                 let (mut samples, mut errors) = (Vec::with_capacity(16 * 1024), Errors::default());
                 let mut last_answer = start;
                 let mut answered_in_window = 0u64;
@@ -330,13 +446,7 @@ fn load_at_rate(
                     }
                     tokio::time::sleep_until(due.into()).await;
                     let sent = Instant::now();
-                    let body = actions.body(c + k as usize * connections);
-                    let request = format!(
-                        "POST /v1/decide HTTP/1.1\r\nhost: bench\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
-                        body.len()
-                    );
-                    stream.write_all(request.as_bytes()).await.unwrap();
-                    let answer = read_response(&mut stream, &mut buf).await;
+                    let answer = caller.call(c + k as usize * connections).await;
                     let answered = Instant::now();
                     if (measure_from..end).contains(&answered) {
                         answered_in_window += 1;
@@ -421,31 +531,23 @@ fn summarize(mut samples: Vec<u64>, measure: Duration, errors: Errors) -> LoadRe
 /// (µs) of the requests that started inside the measured window.
 async fn connection(
     addr: &str,
-    actions: &Actions,
+    actions: &Arc<Actions>,
     c: usize,
     connections: usize,
     measure_from: Instant,
     end: Instant,
 ) -> (Vec<u64>, Errors) {
-    let mut stream = TcpStream::connect(addr).await.unwrap();
-    stream.set_nodelay(true).unwrap();
+    let mut caller = HttpCaller::connect(addr, actions).await;
     let mut samples = Vec::with_capacity(64 * 1024);
     let mut errors = Errors::default();
-    let mut buf = vec![0u8; 64 * 1024];
     let mut i = c;
     loop {
         let now = Instant::now();
         if now >= end {
             break;
         }
-        let body = actions.body(i);
+        let answer = caller.call(i).await;
         i += connections;
-        let request = format!(
-            "POST /v1/decide HTTP/1.1\r\nhost: bench\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{body}",
-            body.len()
-        );
-        stream.write_all(request.as_bytes()).await.unwrap();
-        let answer = read_response(&mut stream, &mut buf).await;
         if !errors.count(answer) {
             break;
         }
