@@ -9,7 +9,9 @@
 //! each request was due, so a stall is not hidden by the requests it held up).
 //! After the offered rate, the same rate of bare durable appends to a store
 //! on the same disk (no HTTP, no policy): the floor under the server's
-//! latency, which every answer waits on, measured in the same run.
+//! latency, which every answer waits on, measured in the same run. First it
+//! prints how often this machine stops running a thread when both cores are
+//! busy (the stalls a virtual machine's host adds).
 //!
 //! `cargo bench -p warden-bench --bench serve` (options after `--`:
 //! `--seconds N`, `--connections N`, `--rate N`). The server runs in a child process
@@ -56,6 +58,7 @@ fn main() {
     println!(
         "warden serve load test: {connections} connections, {seconds} s measured after 2 s warm-up"
     );
+    println!("{}", host_stalls(Duration::from_secs(2)));
     println!(
         "{:<44} {:>10} {:>9} {:>9}",
         "policy / actions", "decisions/s", "p50", "p99"
@@ -214,6 +217,51 @@ fn durable_appends_alone(dir: &Path, connections: usize, rate: u64, seconds: u64
     );
     store.close().expect("close the floor store");
     result
+}
+
+/// How much this machine stops running us when both cores are busy, as the
+/// loads keep them: two threads read the clock in a loop for `length`, and
+/// every gap between two readings longer than half a millisecond is time
+/// the thread did not run (an interrupt, the hypervisor, another process).
+/// A server answer that falls in such a gap waits it out.
+fn host_stalls(length: Duration) -> String {
+    const GAP: Duration = Duration::from_micros(500);
+    let spinners: Vec<_> = (0..2)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let start = Instant::now();
+                let mut gaps = Vec::new();
+                let mut last = start;
+                while last - start < length {
+                    let now = Instant::now();
+                    if now - last > GAP {
+                        gaps.push(now - last);
+                    }
+                    last = now;
+                }
+                gaps
+            })
+        })
+        .collect();
+    let gaps: Vec<Duration> = spinners
+        .into_iter()
+        .flat_map(|t| t.join().unwrap())
+        .collect();
+    let over = |ms: u64| {
+        gaps.iter()
+            .filter(|g| **g > Duration::from_millis(ms))
+            .count()
+    };
+    let lost: Duration = gaps.iter().sum();
+    format!(
+        "this host with both cores busy ({} s, 2 threads): {} stalls over 1 ms, {} over 2 ms, {} over 5 ms, longest {:.1} ms; {:.1} % of the time lost",
+        length.as_secs(),
+        over(1),
+        over(2),
+        over(5),
+        gaps.iter().max().copied().unwrap_or_default().as_secs_f64() * 1e3,
+        lost.as_secs_f64() * 100.0 / (2.0 * length.as_secs_f64()),
+    )
 }
 
 fn rss_kib(pid: u32) -> u64 {
