@@ -382,11 +382,12 @@ fn credential_reason_canonical(c: &str) -> Option<&'static str> {
     if is_ssh_key_name(base) {
         return Some("SSH private key");
     }
-    // Every home entry starts with `~`, every system entry with `/`.
-    let secrets = match c.as_bytes().first() {
-        Some(b'~') => HOME_SECRETS,
-        Some(b'/') => SYSTEM_SECRETS,
-        _ => &[],
+    // Every home entry starts with `~`, every system entry with `/` and
+    // then `e`, `v`, `r` or `p`, as do the two rules after the loop.
+    let secrets = match c.as_bytes() {
+        [b'~', ..] => HOME_SECRETS,
+        [b'/', b'e' | b'v' | b'r' | b'p', ..] => SYSTEM_SECRETS,
+        _ => return secret_file_reason(base),
     };
     for s in secrets {
         if under(c, s) {
@@ -420,6 +421,10 @@ fn is_ssh_key_name(base: &str) -> bool {
 /// Secrets known by their file name wherever they are: dotenv files,
 /// private keys and key stores, secrets manifests.
 fn secret_file_reason(base: &str) -> Option<&'static str> {
+    // Every name below has a `.`.
+    if !base.as_bytes().contains(&b'.') {
+        return None;
+    }
     if base == ".env"
         || (base.starts_with(".env.")
             && !matches!(
@@ -753,6 +758,25 @@ pub(crate) fn analyze(ctx: &mut Ctx<'_>, text: &str, origin: Origin) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credential_screens_cover_every_rule() {
+        // `credential_reason_canonical` skips the system rules for a `/`
+        // path whose second byte is none of these.
+        for s in SYSTEM_SECRETS
+            .iter()
+            .chain(&["/etc/ssh/ssh_host_", "/proc/"])
+        {
+            assert!(matches!(s.as_bytes()[1], b'e' | b'v' | b'r' | b'p'), "{s}");
+        }
+        // `secret_file_reason` needs a `.` in the name.
+        for n in ["app", "id_rsa", "key", "pem", "credentials", "env"] {
+            assert_eq!(secret_file_reason(n), None, "{n}");
+        }
+        for n in [".env", "a.key", "secrets.json", "key.pem"] {
+            assert!(secret_file_reason(n).is_some(), "{n}");
+        }
+    }
 
     #[test]
     fn canonical_resolves_home_and_dots() {

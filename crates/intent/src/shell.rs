@@ -590,7 +590,13 @@ fn run(ctx: &mut Ctx<'_>, text: &str, origin: Origin, vars: &HashMap<String, Var
         return Flow::Dynamic;
     }
     // A fast-parsed text is ASCII.
-    let mut w = Walker::new(ctx, text, origin, vars.clone(), fast.is_some());
+    // An empty map is made, not cloned (nested runs mostly inherit none).
+    let vars = if vars.is_empty() {
+        HashMap::new()
+    } else {
+        vars.clone()
+    };
+    let mut w = Walker::new(ctx, text, origin, vars, fast.is_some());
     if let Some(program) = fast {
         return w.fast_program(&program);
     }
@@ -658,28 +664,29 @@ impl<'t> Snippet<'t> {
     /// The label's parts, `": "` and the snippet (what
     /// `format!("{label}: {self}")` gives), allocated once at its final size.
     fn labelled(self, label: &[&str]) -> String {
-        use std::fmt::Write as _;
         let len: usize = label.iter().map(|p| p.len()).sum();
         let mut s = String::with_capacity(len + 2 + self.text().len() + '…'.len_utf8());
         for p in label {
             s.push_str(p);
         }
         s.push_str(": ");
-        // Writing to a `String` cannot fail.
-        let _ = write!(s, "{self}");
+        // Without the formatting machinery, which costs more than the copy.
+        push_truncated(&mut s, self.text().trim(), SNIPPET_CHARS);
         s
     }
 }
 
+/// Longest snippet shown, in characters.
+const SNIPPET_CHARS: usize = 80;
+
 impl std::fmt::Display for Snippet<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        const MAX: usize = 80;
         // Trimmed here, when shown: most snippets never are.
         let s = self.text().trim();
-        if s.len() <= MAX {
+        if s.len() <= SNIPPET_CHARS {
             return f.write_str(s);
         }
-        match s.char_indices().nth(MAX) {
+        match s.char_indices().nth(SNIPPET_CHARS) {
             Some((i, _)) => {
                 f.write_str(&s[..i])?;
                 f.write_str("…")
@@ -2745,11 +2752,12 @@ impl<'c, 'a, 't> Walker<'c, 'a, 't> {
 
     /// The output of `curl`/`wget`: the download, unless written to a file.
     fn download_output(&mut self, name: &str, args: &[Arg], at: (usize, usize)) -> Flow {
+        // A word starting with `-` has no scheme and no `www.`: never a URL.
         let url = args
             .iter()
             .find(|a| {
-                url_kind::looks_like_url(&a.value)
-                    || a.value.contains('.') && !a.value.starts_with('-')
+                !a.value.starts_with('-')
+                    && (a.value.contains('.') || url_kind::looks_like_url(&a.value))
             })
             .map(|a| a.value.clone())
             .unwrap_or_else(|| name.to_string().into());
@@ -5119,6 +5127,10 @@ mod tests {
             assert_eq!(
                 Snippet::of(t.trim()).to_string(),
                 truncate_chars(t.trim(), 80)
+            );
+            assert_eq!(
+                Snippet::of(t).labelled(&["git ", "fetch"]),
+                format!("git fetch: {}", Snippet::of(t))
             );
         }
     }
