@@ -315,9 +315,20 @@ fn credential_reason_full(path: &str) -> Option<&'static str> {
 /// `~`, `/` or a percent-encoded separator in the raw word, so a word with
 /// none of those and no `id_` canonicalises to itself and matches no rule
 /// (`credential_shortcut_is_exact` checks this against the full rules).
+///
+/// An absolute path with no `.`, `~`, `\\`, `$`, glob, `_` or `%`
+/// canonicalises to itself less empty segments, so its first segment stays first; a system
+/// rule then needs that segment to start with `e`, `v`, `r` or `p` (`h`:
+/// `/home/` becomes `~`), and every other rule needs a `.` or an `_`.
 #[inline]
 fn cannot_name_a_credential(raw: &str, classes: u16) -> bool {
     use class::*;
+    if classes & (DOT | TILDE | BACKSLASH | DOLLAR | GLOB | UNDERSCORE | PERCENT) == 0
+        && let [b'/', second, ..] = raw.as_bytes()
+        && !matches!(second, b'/' | b'e' | b'v' | b'r' | b'p' | b'h')
+    {
+        return true;
+    }
     if classes & (DOT | TILDE | SLASH | BACKSLASH | DOLLAR | GLOB) != 0 {
         return false;
     }
@@ -775,6 +786,25 @@ mod tests {
         }
         for n in [".env", "a.key", "secrets.json", "key.pem"] {
             assert!(secret_file_reason(n).is_some(), "{n}");
+        }
+        // Absolute paths the one-pass screen passes, and some it must not.
+        for p in ["/srv/app", "/tmp/build-", "/usr/bin/x", "/a//b/"] {
+            assert!(cannot_name_a_credential(p, byte_classes(p)), "{p}");
+            assert_eq!(credential_reason_full(p), None, "{p}");
+        }
+        for p in [
+            "/etc/shadow",
+            "//etc/shadow",
+            "/run/secrets",
+            "/var/run/secrets/x",
+            "/proc/1/environ",
+            "/root/.ssh/id_rsa",
+            "/home/u/.aws",
+            "/x/id_rsa",
+            "/x/.env",
+        ] {
+            assert!(!cannot_name_a_credential(p, byte_classes(p)), "{p}");
+            assert!(credential_reason_full(p).is_some(), "{p}");
         }
     }
 

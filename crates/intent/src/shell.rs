@@ -22,6 +22,8 @@ use crate::{Intent, Kind, MAX_DECODED_BYTES, MAX_DEPTH, MAX_SYNTAX_NESTING, Span
 
 /// Placeholder for a value not known before run time.
 const DYN: char = '\u{1}';
+/// [`DYN`] alone, as a word's value.
+const DYN_STR: &str = "\u{1}";
 /// Most words one brace expansion may produce.
 const MAX_BRACE_WORDS: usize = 64;
 
@@ -537,6 +539,44 @@ impl Arg<'_> {
     }
     fn known(&self) -> Option<&str> {
         (!self.dynamic).then_some(self.value.as_ref())
+    }
+}
+
+/// A list of argument references: those of a usual command fit on the
+/// stack; longer lists move to a vector.
+struct ArgRefs<'x, 'v> {
+    on_stack: [&'x Arg<'v>; 16],
+    on_heap: Vec<&'x Arg<'v>>,
+    count: usize,
+}
+
+impl<'x, 'v> ArgRefs<'x, 'v> {
+    fn new() -> Self {
+        ArgRefs {
+            on_stack: [&NO_ARG; 16],
+            on_heap: Vec::new(),
+            count: 0,
+        }
+    }
+
+    fn push(&mut self, a: &'x Arg<'v>) {
+        if self.count < self.on_stack.len() {
+            self.on_stack[self.count] = a;
+        } else {
+            if self.on_heap.is_empty() {
+                self.on_heap.extend_from_slice(&self.on_stack);
+            }
+            self.on_heap.push(a);
+        }
+        self.count += 1;
+    }
+
+    fn as_slice(&self) -> &[&'x Arg<'v>] {
+        if self.count <= self.on_stack.len() {
+            &self.on_stack[..self.count]
+        } else {
+            &self.on_heap
+        }
     }
 }
 
@@ -1993,9 +2033,10 @@ impl<'c, 'a, 't> Walker<'c, 'a, 't> {
                     return Flow::Dynamic;
                 }
                 // Arguments arrive on stdin: the command runs on unknown words.
-                let mut argv2 = rest.to_vec();
+                let mut argv2 = Vec::with_capacity(rest.len() + 1);
+                argv2.extend_from_slice(rest);
                 argv2.push(Arg {
-                    value: DYN.to_string().into(),
+                    value: Cow::Borrowed(DYN_STR),
                     dynamic: true,
                     start: at.0,
                     end: at.1,
@@ -2878,11 +2919,7 @@ impl<'c, 'a, 't> Walker<'c, 'a, 't> {
             ],
             _ => &[],
         };
-        // The operands of a usual command fit on the stack; longer ones
-        // move to a vector.
-        let mut on_stack = [&NO_ARG; 16];
-        let mut on_heap: Vec<&Arg> = Vec::new();
-        let mut count = 0;
+        let mut operands = ArgRefs::new();
         let mut skip = false;
         for a in args {
             if skip {
@@ -2894,22 +2931,10 @@ impl<'c, 'a, 't> Walker<'c, 'a, 't> {
                 continue;
             }
             if !a.value.starts_with('-') || a.value == "-" {
-                if count < on_stack.len() {
-                    on_stack[count] = a;
-                } else {
-                    if on_heap.is_empty() {
-                        on_heap.extend_from_slice(&on_stack);
-                    }
-                    on_heap.push(a);
-                }
-                count += 1;
+                operands.push(a);
             }
         }
-        let operands: &[&Arg] = if count <= on_stack.len() {
-            &on_stack[..count]
-        } else {
-            &on_heap
-        };
+        let operands = operands.as_slice();
         let sub = operands.first().map(|a| a.value.as_ref()).unwrap_or("");
         match name.as_bytes() {
             b"rm" | b"unlink" | b"rmdir" | b"del" => {
@@ -3851,7 +3876,7 @@ impl<'c, 'a, 't> Walker<'c, 'a, 't> {
         };
         let mut sends = false;
         let mut method_write = false;
-        let mut urls: Vec<&Arg> = Vec::new();
+        let mut urls = ArgRefs::new();
         let mut i = 0;
         while i < args.len() {
             let a = &args[i];
@@ -3933,7 +3958,8 @@ impl<'c, 'a, 't> Walker<'c, 'a, 't> {
             i += 1;
         }
         let _ = method_write;
-        self.check_urls(&urls, at);
+        let urls = urls.as_slice();
+        self.check_urls(urls, at);
         if sends {
             let allowed = self.ctx.config.egress.as_ref().is_some_and(|e| {
                 !urls.is_empty()
@@ -3955,7 +3981,7 @@ impl<'c, 'a, 't> Walker<'c, 'a, 't> {
 
     fn wget(&mut self, args: &[Arg], at: (usize, usize)) {
         let ev = self.snippet(at);
-        let mut urls: Vec<&Arg> = Vec::new();
+        let mut urls = ArgRefs::new();
         let mut sends = false;
         let mut i = 0;
         while i < args.len() {
@@ -4025,7 +4051,8 @@ impl<'c, 'a, 't> Walker<'c, 'a, 't> {
             }
             i += 1;
         }
-        self.check_urls(&urls, at);
+        let urls = urls.as_slice();
+        self.check_urls(urls, at);
         if sends {
             let allowed = self.ctx.config.egress.as_ref().is_some_and(|e| {
                 !urls.is_empty()
