@@ -491,55 +491,66 @@ pub(crate) fn persistence_reason(path: &str) -> Option<&'static str> {
     persistence_reason_canonical(&canonical_cow(path))
 }
 
+/// Shell startup files (canonical form).
+const STARTUP_FILES: &[&str] = &[
+    "~/.bashrc",
+    "~/.bash_profile",
+    "~/.bash_login",
+    "~/.bash_logout",
+    "~/.profile",
+    "~/.zshrc",
+    "~/.zprofile",
+    "~/.zshenv",
+    "~/.zlogin",
+    "~/.config/fish",
+    "/etc/profile",
+    "/etc/profile.d",
+    "/etc/bash.bashrc",
+    "/etc/bashrc",
+    "/etc/zshrc",
+    "/etc/zsh",
+    "/etc/environment",
+];
+/// Scheduler, service and login configuration (canonical form).
+const SCHEDULER_FILES: &[&str] = &[
+    "/etc/crontab",
+    "/etc/cron.d",
+    "/etc/cron.daily",
+    "/etc/cron.hourly",
+    "/etc/cron.weekly",
+    "/etc/cron.monthly",
+    "/var/spool/cron",
+    "/etc/systemd",
+    "/lib/systemd/system",
+    "/usr/lib/systemd",
+    "~/.config/systemd",
+    "/etc/init.d",
+    "/etc/init",
+    "/etc/rc.local",
+    "/etc/xdg/autostart",
+    "~/.config/autostart",
+    "/Library/LaunchAgents",
+    "/Library/LaunchDaemons",
+    "~/Library/LaunchAgents",
+    "/etc/update-motd.d",
+    "~/.ssh/authorized_keys",
+    "~/.ssh/rc",
+];
+
 /// [`persistence_reason`] of a canonical path.
 pub(crate) fn persistence_reason_canonical(c: &str) -> Option<&'static str> {
-    const RC: &[&str] = &[
-        "~/.bashrc",
-        "~/.bash_profile",
-        "~/.bash_login",
-        "~/.bash_logout",
-        "~/.profile",
-        "~/.zshrc",
-        "~/.zprofile",
-        "~/.zshenv",
-        "~/.zlogin",
-        "~/.config/fish",
-        "/etc/profile",
-        "/etc/profile.d",
-        "/etc/bash.bashrc",
-        "/etc/bashrc",
-        "/etc/zshrc",
-        "/etc/zsh",
-        "/etc/environment",
-    ];
-    const SCHED: &[&str] = &[
-        "/etc/crontab",
-        "/etc/cron.d",
-        "/etc/cron.daily",
-        "/etc/cron.hourly",
-        "/etc/cron.weekly",
-        "/etc/cron.monthly",
-        "/var/spool/cron",
-        "/etc/systemd",
-        "/lib/systemd/system",
-        "/usr/lib/systemd",
-        "~/.config/systemd",
-        "/etc/init.d",
-        "/etc/init",
-        "/etc/rc.local",
-        "/etc/xdg/autostart",
-        "~/.config/autostart",
-        "/Library/LaunchAgents",
-        "/Library/LaunchDaemons",
-        "~/Library/LaunchAgents",
-        "/etc/update-motd.d",
-        "~/.ssh/authorized_keys",
-        "~/.ssh/rc",
-    ];
-    if RC.iter().any(|r| under(c, r)) {
+    // Every entry starts with `~` or with `/` and one of these bytes: one
+    // test passes most paths.
+    if !matches!(
+        c.as_bytes(),
+        [b'~', ..] | [b'/', b'e' | b'v' | b'l' | b'u' | b'L', ..]
+    ) {
+        return c.contains(".git/hooks/").then_some("git hook");
+    }
+    if STARTUP_FILES.iter().any(|r| under(c, r)) {
         return Some("shell startup file");
     }
-    if SCHED.iter().any(|r| under(c, r)) {
+    if SCHEDULER_FILES.iter().any(|r| under(c, r)) {
         return Some("scheduler, service or login configuration");
     }
     if c.contains(".git/hooks/") {
@@ -787,6 +798,19 @@ mod tests {
         for n in [".env", "a.key", "secrets.json", "key.pem"] {
             assert!(secret_file_reason(n).is_some(), "{n}");
         }
+        // `persistence_reason_canonical`'s first test.
+        for s in STARTUP_FILES.iter().chain(SCHEDULER_FILES) {
+            assert!(
+                matches!(
+                    s.as_bytes(),
+                    [b'~', ..] | [b'/', b'e' | b'v' | b'l' | b'u' | b'L', ..]
+                ),
+                "{s}"
+            );
+        }
+        assert!(persistence_reason_canonical("/srv/x/.git/hooks/pre-commit").is_some());
+        assert!(persistence_reason_canonical("/etc/cron.d/x").is_some());
+        assert_eq!(persistence_reason_canonical("/tmp/deploy.log"), None);
         // Absolute paths the one-pass screen passes, and some it must not.
         for p in ["/srv/app", "/tmp/build-", "/usr/bin/x", "/a//b/"] {
             assert!(cannot_name_a_credential(p, byte_classes(p)), "{p}");
