@@ -601,17 +601,23 @@ struct Var {
 }
 
 pub(crate) fn analyze(ctx: &mut Ctx<'_>, text: &str, origin: Origin) {
-    let _ = run(ctx, text, origin, &HashMap::new());
+    let _ = run(ctx, text, origin, &HashMap::new(), &mut Spare::default());
 }
 
 /// Walks a shell text and returns what its last command prints.
-fn run(ctx: &mut Ctx<'_>, text: &str, origin: Origin, vars: &HashMap<String, Var>) -> Flow {
+fn run(
+    ctx: &mut Ctx<'_>,
+    text: &str,
+    origin: Origin,
+    vars: &HashMap<String, Var>,
+    spare: &mut Spare,
+) -> Flow {
     if text.trim().is_empty() {
         return Flow::None;
     }
     let whole = origin.span(0, text.len());
     if ctx.fast_paths
-        && let Some(out) = fast_run(ctx, text, origin, vars)
+        && let Some(out) = fast_run(ctx, text, origin, vars, spare)
     {
         return out;
     }
@@ -680,16 +686,20 @@ fn fast_run(
     text: &str,
     origin: Origin,
     vars: &HashMap<String, Var>,
+    spare: &mut Spare,
 ) -> Option<Flow> {
     let mark = ctx.mark();
     // A fast-parsed text is ASCII (if the walk is undone, so is this Walker).
     let mut w = Walker::new(ctx, text, origin, inherit(vars), true);
+    w.spare_argv = std::mem::take(&mut spare.argv);
     let mut walk = FastWalk {
         walker: &mut w,
         flow: Flow::None,
     };
-    if let Some(c) = shell_fast::walk(text, &mut walk) {
-        let flow = walk.flow;
+    let read = shell_fast::walk(text, &mut walk, &mut spare.items);
+    let flow = walk.flow;
+    spare.argv = recycle(std::mem::take(&mut w.spare_argv));
+    if let Some(c) = read {
         // The parser (which keeps no stack) counts the bytes the nesting
         // guard starts from; when they are few, nothing is nested too deep.
         let few = c.openings <= MAX_SYNTAX_NESTING && c.backticks <= 2 * MAX_SYNTAX_NESTING;
@@ -699,6 +709,23 @@ fn fast_run(
     }
     w.ctx.rollback(mark);
     None
+}
+
+/// Buffers a run leaves to the runs nested in its walker (command
+/// substitutions, `sh -c`...), which then allocate none of their own.
+#[derive(Default)]
+struct Spare {
+    items: Vec<shell_fast::Item>,
+    argv: Vec<Arg<'static>>,
+}
+
+/// `argv` emptied, to hold the words of another text: collecting a
+/// vector's own iterator into a vector of the same layout keeps its buffer
+/// (`recycled_argv_keeps_its_buffer`).
+fn recycle(mut argv: Vec<Arg<'_>>) -> Vec<Arg<'static>> {
+    argv.clear();
+    // Empty: the map never runs.
+    argv.into_iter().map(|_| Arg::default()).collect()
 }
 
 /// The walk of what the fast parser reads, exactly as
@@ -802,6 +829,8 @@ struct Walker<'c, 'a, 't> {
     /// An emptied argv kept for the next fast-parsed command, which then
     /// allocates none of its own.
     spare_argv: Vec<Arg<'t>>,
+    /// What nested runs leave for the next one.
+    nested_spare: Spare,
 }
 
 impl<'c, 'a, 't> Walker<'c, 'a, 't> {
@@ -833,6 +862,7 @@ impl<'c, 'a, 't> Walker<'c, 'a, 't> {
             function: None,
             piped: false,
             spare_argv: Vec::new(),
+            nested_spare: Spare::default(),
         }
     }
 
@@ -882,7 +912,7 @@ impl<'c, 'a, 't> Walker<'c, 'a, 't> {
             return Flow::Dynamic;
         }
         let text = crate::normalize::normalize_cow(text);
-        run(self.ctx, &text, o, &self.vars)
+        run(self.ctx, &text, o, &self.vars, &mut self.nested_spare)
     }
 
     // ----- structure -------------------------------------------------------
@@ -910,7 +940,8 @@ impl<'c, 'a, 't> Walker<'c, 'a, 't> {
         use shell_fast::Item;
         let text = self.text;
         let mut argv = std::mem::take(&mut self.spare_argv);
-        argv.reserve(items.len());
+        // Room for a usual command at once, not grown word by word.
+        argv.reserve(items.len().max(8));
         let mut redirects = false;
         for it in items {
             match *it {
@@ -5072,6 +5103,19 @@ mod tests {
         let t = format!("echo '{deep}'");
         let c = crate::classify_with(&config, Kind::Shell, &t);
         assert!(c.intents.contains(&Intent::Unknown), "{c:?}");
+    }
+
+    #[test]
+    fn recycled_argv_keeps_its_buffer() {
+        let text = String::from("a b");
+        let mut argv: Vec<Arg> = Vec::with_capacity(8);
+        argv.push(Arg {
+            value: Cow::Borrowed(&text[..1]),
+            ..Arg::default()
+        });
+        let kept = recycle(argv);
+        assert!(kept.is_empty());
+        assert!(kept.capacity() >= 8, "{}", kept.capacity());
     }
 
     #[test]

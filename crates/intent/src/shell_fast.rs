@@ -189,7 +189,7 @@ impl Redir {
 #[cfg(test)]
 pub(crate) fn parse(text: &str) -> Option<Program> {
     let mut prog = Program::default();
-    let counts = walk(text, &mut prog)?;
+    let counts = walk(text, &mut prog, &mut Vec::new())?;
     prog.openings = counts.openings;
     prog.backticks = counts.backticks;
     Some(prog)
@@ -198,16 +198,20 @@ pub(crate) fn parse(text: &str) -> Option<Program> {
 /// Reads `text` when all of it is in the subset, handing each command to
 /// `out` as soon as it ends; `None` defers to brush (after `out` may have
 /// seen the commands before the point where the subset ends: the walker
-/// undoes what it did for them). One pass over the bytes.
-pub(crate) fn walk<C: Commands>(text: &str, out: &mut C) -> Option<Openings> {
+/// undoes what it did for them). One pass over the bytes. `cmd`: a buffer
+/// for the words of a command.
+pub(crate) fn walk<C: Commands>(text: &str, out: &mut C, cmd: &mut Vec<Item>) -> Option<Openings> {
     // Non-ASCII bytes are refused where they are read (in words, quotes
     // and expansions), not in a pass of their own.
     if text.len() > MAX_FAST_BYTES {
         return None;
     }
+    cmd.clear();
+    // Room for a usual command at once, not grown word by word.
+    cmd.reserve(16);
     let mut b = Builder {
         out,
-        cmd: Vec::with_capacity(16),
+        cmd,
         counts: Openings::default(),
         first_in_pipeline: true,
         joiner: None,
@@ -223,7 +227,7 @@ pub(crate) fn walk<C: Commands>(text: &str, out: &mut C) -> Option<Openings> {
 struct Builder<'o, C> {
     out: &'o mut C,
     /// The current command's words and redirects (empty between commands).
-    cmd: Vec<Item>,
+    cmd: &'o mut Vec<Item>,
     counts: Openings,
     /// Whether the next command starts a pipeline.
     first_in_pipeline: bool,
@@ -284,7 +288,7 @@ impl<C: Commands> Builder<'_, C> {
         }
         let pipeline = self.first_in_pipeline.then_some(self.joiner);
         self.first_in_pipeline = false;
-        self.out.command(&self.cmd, pipeline);
+        self.out.command(self.cmd, pipeline);
         self.cmd.clear();
         self.any = true;
     }
