@@ -564,25 +564,26 @@ pub(crate) fn privilege_reason(path: &str) -> Option<&'static str> {
     privilege_reason_canonical(&canonical_cow(path))
 }
 
+/// Account, sudo and loader configuration (canonical form).
+const PRIVILEGE_FILES: &[&str] = &[
+    "/etc/sudoers",
+    "/etc/sudoers.d",
+    "/etc/doas.conf",
+    "/etc/passwd",
+    "/etc/shadow",
+    "/etc/group",
+    "/etc/gshadow",
+    "/etc/ld.so.preload",
+    "/etc/ld.so.conf",
+    "/etc/ld.so.conf.d",
+    "/etc/pam.d",
+    "/etc/security",
+];
+
 /// [`privilege_reason`] of a canonical path.
 pub(crate) fn privilege_reason_canonical(c: &str) -> Option<&'static str> {
-    const FILES: &[&str] = &[
-        "/etc/sudoers",
-        "/etc/sudoers.d",
-        "/etc/doas.conf",
-        "/etc/passwd",
-        "/etc/shadow",
-        "/etc/group",
-        "/etc/gshadow",
-        "/etc/ld.so.preload",
-        "/etc/ld.so.conf",
-        "/etc/ld.so.conf.d",
-        "/etc/pam.d",
-        "/etc/security",
-    ];
-    FILES
-        .iter()
-        .any(|r| under(c, r))
+    // All under `/etc/`.
+    (c.starts_with("/etc/") && PRIVILEGE_FILES.iter().any(|r| under(c, r)))
         .then_some("account, sudo or loader configuration")
 }
 
@@ -811,6 +812,12 @@ mod tests {
         assert!(persistence_reason_canonical("/srv/x/.git/hooks/pre-commit").is_some());
         assert!(persistence_reason_canonical("/etc/cron.d/x").is_some());
         assert_eq!(persistence_reason_canonical("/tmp/deploy.log"), None);
+        // `privilege_reason_canonical`'s.
+        for s in PRIVILEGE_FILES {
+            assert!(s.starts_with("/etc/"), "{s}");
+        }
+        assert!(privilege_reason_canonical("/etc/sudoers.d/x").is_some());
+        assert_eq!(privilege_reason_canonical("/etc"), None);
         // Absolute paths the one-pass screen passes, and some it must not.
         for p in ["/srv/app", "/tmp/build-", "/usr/bin/x", "/a//b/"] {
             assert!(cannot_name_a_credential(p, byte_classes(p)), "{p}");

@@ -87,7 +87,11 @@ pub(crate) fn check_url_text(ctx: &mut Ctx<'_>, text: &str, span: Span) {
         // Lowercase, without a trailing dot or a punycode label: all that
         // `check_domain` adds to `check_host_name` is already so.
         check_host_name(ctx, host, span);
-        check_egress(ctx, host, span);
+        if let Some(egress) = &ctx.config.egress
+            && !egress.allows_normalized(host)
+        {
+            outside_egress(ctx, host, span);
+        }
     } else if let Ok(url) = Url::parse(text) {
         check_url(ctx, &url, span);
     }
@@ -334,14 +338,18 @@ fn check_egress(ctx: &mut Ctx<'_>, host: &str, span: Span) {
     if let Some(egress) = &ctx.config.egress {
         let h = host.trim_end_matches('.');
         if !egress.allows(h) {
-            ctx.add(
-                Intent::Exfiltration,
-                Kind::Url,
-                span,
-                format!("host {h} is outside the egress allowlist"),
-            );
+            outside_egress(ctx, h, span);
         }
     }
+}
+
+fn outside_egress(ctx: &mut Ctx<'_>, host: &str, span: Span) {
+    ctx.add(
+        Intent::Exfiltration,
+        Kind::Url,
+        span,
+        format!("host {host} is outside the egress allowlist"),
+    );
 }
 
 fn check_ip(ctx: &mut Ctx<'_>, ip: IpAddr, shown: &str, span: Span) {
