@@ -3248,27 +3248,30 @@ impl<'c, 'a, 't> Walker<'c, 'a, 't> {
                         format!("container with host privileges: {ev}"),
                     );
                 }
-                let destructive = matches!(verb, "rm" | "rmi" if short('f') || has(&["--force"]))
+                // Verbs matched on bytes: a switch, not a comparison each.
+                let v = verb.as_bytes();
+                let destructive = matches!(v, b"rm" | b"rmi" if short('f') || has(&["--force"]))
                     || (matches!(
-                        verb,
-                        "system" | "volume" | "container" | "image" | "network" | "builder"
+                        v,
+                        b"system" | b"volume" | b"container" | b"image" | b"network" | b"builder"
                     ) && operands.get(1).is_some_and(|a| a.is("prune") || a.is("rm")))
                     || verb == "kill" && has(&["-a"]);
                 if destructive {
                     self.add(Intent::Destructive, at, format!("{name} {verb}: {ev}"));
                 } else if !matches!(
-                    verb,
-                    "ps" | "images"
-                        | "logs"
-                        | "inspect"
-                        | "version"
-                        | "info"
-                        | "stats"
-                        | "top"
-                        | "history"
-                        | "search"
-                        | "port"
-                        | "diff"
+                    v,
+                    b"ps"
+                        | b"images"
+                        | b"logs"
+                        | b"inspect"
+                        | b"version"
+                        | b"info"
+                        | b"stats"
+                        | b"top"
+                        | b"history"
+                        | b"search"
+                        | b"port"
+                        | b"diff"
                 ) {
                     self.add(Intent::Write, at, format!("{name} {verb}: {ev}"));
                 }
@@ -4434,6 +4437,10 @@ fn split_flag<'v>(v: &'v str, flags: &[&'static str]) -> (Option<&'static str>, 
     if !v.starts_with('-') {
         return (None, None);
     }
+    if v.len() == 2 {
+        // Too short for an attached value: only an exact flag.
+        return (flags.iter().find(|f| **f == v).copied(), None);
+    }
     for f in flags {
         if v == *f {
             return (Some(f), None);
@@ -5154,6 +5161,19 @@ mod tests {
         let t = format!("echo '{deep}'");
         let c = crate::classify_with(&config, Kind::Shell, &t);
         assert!(c.intents.contains(&Intent::Unknown), "{c:?}");
+    }
+
+    #[test]
+    fn flags_split_from_attached_values() {
+        let flags = &["-d", "--data", "-T", "--upload-file"];
+        assert_eq!(split_flag("-d", flags), (Some("-d"), None));
+        assert_eq!(split_flag("-T", flags), (Some("-T"), None));
+        assert_eq!(split_flag("-s", flags), (None, None));
+        assert_eq!(split_flag("-dx=1", flags), (Some("-d"), Some("x=1")));
+        assert_eq!(split_flag("--data=@f", flags), (Some("--data"), Some("@f")));
+        assert_eq!(split_flag("--data", flags), (Some("--data"), None));
+        assert_eq!(split_flag("--datax", flags), (None, None));
+        assert_eq!(split_flag("d", flags), (None, None));
     }
 
     #[test]
