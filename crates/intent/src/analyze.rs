@@ -18,6 +18,11 @@ pub(crate) struct Sink {
 
 impl Sink {
     pub(crate) fn push(&mut self, finding: Finding) {
+        if self.findings.capacity() == 0 {
+            // Room for the findings of a usual text at once, instead of
+            // growing through 4 and 8.
+            self.findings.reserve(16);
+        }
         if !self.intents.contains(&finding.intent) {
             self.intents.push(finding.intent);
         }
@@ -43,6 +48,15 @@ pub(crate) struct Ctx<'a> {
     budget_reported: bool,
     /// Whether the exact fast paths may answer before the full parsers.
     pub fast_paths: bool,
+}
+
+/// The state of a [`Ctx`] at one point, to return to it.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Mark {
+    findings: usize,
+    intents: usize,
+    decoded_left: usize,
+    budget_reported: bool,
 }
 
 /// Where a payload sits: its nesting depth and, for nested payloads, the span
@@ -140,6 +154,25 @@ impl<'a> Ctx<'a> {
         }
         let text = normalize_cow(text);
         dispatch(self, kind, &text, origin);
+    }
+
+    /// Where the classification stands, for [`Self::rollback`].
+    pub fn mark(&self) -> Mark {
+        Mark {
+            findings: self.sink.findings.len(),
+            intents: self.sink.intents.len(),
+            decoded_left: self.decoded_left,
+            budget_reported: self.budget_reported,
+        }
+    }
+
+    /// Undoes everything added since `mark` (the sink only ever grows, so
+    /// cutting it back restores it).
+    pub fn rollback(&mut self, mark: Mark) {
+        self.sink.findings.truncate(mark.findings);
+        self.sink.intents.truncate(mark.intents);
+        self.decoded_left = mark.decoded_left;
+        self.budget_reported = mark.budget_reported;
     }
 
     pub fn has(&self, intent: Intent) -> bool {

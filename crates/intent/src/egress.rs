@@ -69,6 +69,12 @@ impl Egress {
             host.into()
         };
         let host = host.trim_start_matches('[').trim_end_matches(']');
+        self.allows_normalized(host)
+    }
+
+    /// [`Self::allows`] for a host already as it normalises it: lowercase,
+    /// without a trailing dot or brackets.
+    pub(crate) fn allows_normalized(&self, host: &str) -> bool {
         self.exact.iter().any(|e| e == host)
             || self
                 .suffixes

@@ -315,9 +315,20 @@ fn credential_reason_full(path: &str) -> Option<&'static str> {
 /// `~`, `/` or a percent-encoded separator in the raw word, so a word with
 /// none of those and no `id_` canonicalises to itself and matches no rule
 /// (`credential_shortcut_is_exact` checks this against the full rules).
+///
+/// An absolute path with no `.`, `~`, `\\`, `$`, glob, `_` or `%`
+/// canonicalises to itself less empty segments, so its first segment stays first; a system
+/// rule then needs that segment to start with `e`, `v`, `r` or `p` (`h`:
+/// `/home/` becomes `~`), and every other rule needs a `.` or an `_`.
 #[inline]
 fn cannot_name_a_credential(raw: &str, classes: u16) -> bool {
     use class::*;
+    if classes & (DOT | TILDE | BACKSLASH | DOLLAR | GLOB | UNDERSCORE | PERCENT) == 0
+        && let [b'/', second, ..] = raw.as_bytes()
+        && !matches!(second, b'/' | b'e' | b'v' | b'r' | b'p' | b'h')
+    {
+        return true;
+    }
     if classes & (DOT | TILDE | SLASH | BACKSLASH | DOLLAR | GLOB) != 0 {
         return false;
     }
@@ -382,11 +393,12 @@ fn credential_reason_canonical(c: &str) -> Option<&'static str> {
     if is_ssh_key_name(base) {
         return Some("SSH private key");
     }
-    // Every home entry starts with `~`, every system entry with `/`.
-    let secrets = match c.as_bytes().first() {
-        Some(b'~') => HOME_SECRETS,
-        Some(b'/') => SYSTEM_SECRETS,
-        _ => &[],
+    // Every home entry starts with `~`, every system entry with `/` and
+    // then `e`, `v`, `r` or `p`, as do the two rules after the loop.
+    let secrets = match c.as_bytes() {
+        [b'~', ..] => HOME_SECRETS,
+        [b'/', b'e' | b'v' | b'r' | b'p', ..] => SYSTEM_SECRETS,
+        _ => return secret_file_reason(base),
     };
     for s in secrets {
         if under(c, s) {
@@ -420,6 +432,10 @@ fn is_ssh_key_name(base: &str) -> bool {
 /// Secrets known by their file name wherever they are: dotenv files,
 /// private keys and key stores, secrets manifests.
 fn secret_file_reason(base: &str) -> Option<&'static str> {
+    // Every name below has a `.`.
+    if !base.as_bytes().contains(&b'.') {
+        return None;
+    }
     if base == ".env"
         || (base.starts_with(".env.")
             && !matches!(
@@ -475,55 +491,66 @@ pub(crate) fn persistence_reason(path: &str) -> Option<&'static str> {
     persistence_reason_canonical(&canonical_cow(path))
 }
 
+/// Shell startup files (canonical form).
+const STARTUP_FILES: &[&str] = &[
+    "~/.bashrc",
+    "~/.bash_profile",
+    "~/.bash_login",
+    "~/.bash_logout",
+    "~/.profile",
+    "~/.zshrc",
+    "~/.zprofile",
+    "~/.zshenv",
+    "~/.zlogin",
+    "~/.config/fish",
+    "/etc/profile",
+    "/etc/profile.d",
+    "/etc/bash.bashrc",
+    "/etc/bashrc",
+    "/etc/zshrc",
+    "/etc/zsh",
+    "/etc/environment",
+];
+/// Scheduler, service and login configuration (canonical form).
+const SCHEDULER_FILES: &[&str] = &[
+    "/etc/crontab",
+    "/etc/cron.d",
+    "/etc/cron.daily",
+    "/etc/cron.hourly",
+    "/etc/cron.weekly",
+    "/etc/cron.monthly",
+    "/var/spool/cron",
+    "/etc/systemd",
+    "/lib/systemd/system",
+    "/usr/lib/systemd",
+    "~/.config/systemd",
+    "/etc/init.d",
+    "/etc/init",
+    "/etc/rc.local",
+    "/etc/xdg/autostart",
+    "~/.config/autostart",
+    "/Library/LaunchAgents",
+    "/Library/LaunchDaemons",
+    "~/Library/LaunchAgents",
+    "/etc/update-motd.d",
+    "~/.ssh/authorized_keys",
+    "~/.ssh/rc",
+];
+
 /// [`persistence_reason`] of a canonical path.
 pub(crate) fn persistence_reason_canonical(c: &str) -> Option<&'static str> {
-    const RC: &[&str] = &[
-        "~/.bashrc",
-        "~/.bash_profile",
-        "~/.bash_login",
-        "~/.bash_logout",
-        "~/.profile",
-        "~/.zshrc",
-        "~/.zprofile",
-        "~/.zshenv",
-        "~/.zlogin",
-        "~/.config/fish",
-        "/etc/profile",
-        "/etc/profile.d",
-        "/etc/bash.bashrc",
-        "/etc/bashrc",
-        "/etc/zshrc",
-        "/etc/zsh",
-        "/etc/environment",
-    ];
-    const SCHED: &[&str] = &[
-        "/etc/crontab",
-        "/etc/cron.d",
-        "/etc/cron.daily",
-        "/etc/cron.hourly",
-        "/etc/cron.weekly",
-        "/etc/cron.monthly",
-        "/var/spool/cron",
-        "/etc/systemd",
-        "/lib/systemd/system",
-        "/usr/lib/systemd",
-        "~/.config/systemd",
-        "/etc/init.d",
-        "/etc/init",
-        "/etc/rc.local",
-        "/etc/xdg/autostart",
-        "~/.config/autostart",
-        "/Library/LaunchAgents",
-        "/Library/LaunchDaemons",
-        "~/Library/LaunchAgents",
-        "/etc/update-motd.d",
-        "~/.ssh/authorized_keys",
-        "~/.ssh/rc",
-    ];
-    if RC.iter().any(|r| under(c, r)) {
+    // Every entry starts with `~` or with `/` and one of these bytes: one
+    // test passes most paths.
+    if !matches!(
+        c.as_bytes(),
+        [b'~', ..] | [b'/', b'e' | b'v' | b'l' | b'u' | b'L', ..]
+    ) {
+        return c.contains(".git/hooks/").then_some("git hook");
+    }
+    if STARTUP_FILES.iter().any(|r| under(c, r)) {
         return Some("shell startup file");
     }
-    if SCHED.iter().any(|r| under(c, r)) {
+    if SCHEDULER_FILES.iter().any(|r| under(c, r)) {
         return Some("scheduler, service or login configuration");
     }
     if c.contains(".git/hooks/") {
@@ -537,25 +564,26 @@ pub(crate) fn privilege_reason(path: &str) -> Option<&'static str> {
     privilege_reason_canonical(&canonical_cow(path))
 }
 
+/// Account, sudo and loader configuration (canonical form).
+const PRIVILEGE_FILES: &[&str] = &[
+    "/etc/sudoers",
+    "/etc/sudoers.d",
+    "/etc/doas.conf",
+    "/etc/passwd",
+    "/etc/shadow",
+    "/etc/group",
+    "/etc/gshadow",
+    "/etc/ld.so.preload",
+    "/etc/ld.so.conf",
+    "/etc/ld.so.conf.d",
+    "/etc/pam.d",
+    "/etc/security",
+];
+
 /// [`privilege_reason`] of a canonical path.
 pub(crate) fn privilege_reason_canonical(c: &str) -> Option<&'static str> {
-    const FILES: &[&str] = &[
-        "/etc/sudoers",
-        "/etc/sudoers.d",
-        "/etc/doas.conf",
-        "/etc/passwd",
-        "/etc/shadow",
-        "/etc/group",
-        "/etc/gshadow",
-        "/etc/ld.so.preload",
-        "/etc/ld.so.conf",
-        "/etc/ld.so.conf.d",
-        "/etc/pam.d",
-        "/etc/security",
-    ];
-    FILES
-        .iter()
-        .any(|r| under(c, r))
+    // All under `/etc/`.
+    (c.starts_with("/etc/") && PRIVILEGE_FILES.iter().any(|r| under(c, r)))
         .then_some("account, sudo or loader configuration")
 }
 
@@ -753,6 +781,63 @@ pub(crate) fn analyze(ctx: &mut Ctx<'_>, text: &str, origin: Origin) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn credential_screens_cover_every_rule() {
+        // `credential_reason_canonical` skips the system rules for a `/`
+        // path whose second byte is none of these.
+        for s in SYSTEM_SECRETS
+            .iter()
+            .chain(&["/etc/ssh/ssh_host_", "/proc/"])
+        {
+            assert!(matches!(s.as_bytes()[1], b'e' | b'v' | b'r' | b'p'), "{s}");
+        }
+        // `secret_file_reason` needs a `.` in the name.
+        for n in ["app", "id_rsa", "key", "pem", "credentials", "env"] {
+            assert_eq!(secret_file_reason(n), None, "{n}");
+        }
+        for n in [".env", "a.key", "secrets.json", "key.pem"] {
+            assert!(secret_file_reason(n).is_some(), "{n}");
+        }
+        // `persistence_reason_canonical`'s first test.
+        for s in STARTUP_FILES.iter().chain(SCHEDULER_FILES) {
+            assert!(
+                matches!(
+                    s.as_bytes(),
+                    [b'~', ..] | [b'/', b'e' | b'v' | b'l' | b'u' | b'L', ..]
+                ),
+                "{s}"
+            );
+        }
+        assert!(persistence_reason_canonical("/srv/x/.git/hooks/pre-commit").is_some());
+        assert!(persistence_reason_canonical("/etc/cron.d/x").is_some());
+        assert_eq!(persistence_reason_canonical("/tmp/deploy.log"), None);
+        // `privilege_reason_canonical`'s.
+        for s in PRIVILEGE_FILES {
+            assert!(s.starts_with("/etc/"), "{s}");
+        }
+        assert!(privilege_reason_canonical("/etc/sudoers.d/x").is_some());
+        assert_eq!(privilege_reason_canonical("/etc"), None);
+        // Absolute paths the one-pass screen passes, and some it must not.
+        for p in ["/srv/app", "/tmp/build-", "/usr/bin/x", "/a//b/"] {
+            assert!(cannot_name_a_credential(p, byte_classes(p)), "{p}");
+            assert_eq!(credential_reason_full(p), None, "{p}");
+        }
+        for p in [
+            "/etc/shadow",
+            "//etc/shadow",
+            "/run/secrets",
+            "/var/run/secrets/x",
+            "/proc/1/environ",
+            "/root/.ssh/id_rsa",
+            "/home/u/.aws",
+            "/x/id_rsa",
+            "/x/.env",
+        ] {
+            assert!(!cannot_name_a_credential(p, byte_classes(p)), "{p}");
+            assert!(credential_reason_full(p).is_some(), "{p}");
+        }
+    }
 
     #[test]
     fn canonical_resolves_home_and_dots() {

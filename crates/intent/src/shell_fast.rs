@@ -5,13 +5,14 @@
 //! it) on anything else: newlines, backslashes, backticks, `#`, `=`, `!`,
 //! braces, parentheses, `&`, heredocs, reserved words, non-ASCII text.
 //!
-//! It reads the bytes once and keeps byte ranges ([`Program`]), which the
-//! walker reads directly instead of brush's AST (a `String` and two `Arc`s
-//! per word). brush spends most of its time tokenizing through a reader and
-//! trying every word as an assignment. `parses_like_brush` in the tests
-//! below checks that the AST rebuilt from a [`Program`] is the one brush
-//! builds (locations included) on the corpus and on generated command lines,
-//! and `tests/fast_path.rs` that the walk gives the same classification.
+//! It reads the bytes once and hands each command, as byte ranges, to the
+//! walker ([`Commands`]), which reads them directly instead of brush's AST
+//! (a `String` and two `Arc`s per word). brush spends most of its time
+//! tokenizing through a reader and trying every word as an assignment.
+//! `parses_like_brush` in the tests below checks that the AST rebuilt from
+//! the commands (a `Program`) is the one brush builds (locations included)
+//! on the corpus and on generated command lines, and `tests/fast_path.rs`
+//! that the walk gives the same classification.
 
 #[cfg(test)]
 use std::sync::Arc;
@@ -88,22 +89,58 @@ pub(crate) enum Op {
     Semi,
 }
 
-/// A plain command list as the fast parser reads it: byte ranges into the
-/// text, no copies, in one vector (one allocation). Commands run in order;
-/// the walker needs neither the `&&`/`||` joiners nor the list boundaries
-/// (only `;` separates lists, and every item runs in the foreground), but
-/// they are kept so the tests can rebuild brush's AST from it.
+/// What the tokenizer hands each command to, as soon as the command ends:
+/// the walker, which so reads each command while it is in the cache and
+/// keeps no program, or (in the tests) a [`Program`].
+pub(crate) trait Commands {
+    /// A simple command: its words (the name first) and redirects, in text
+    /// order. `pipeline`: `Some(joiner)` when it is the first command of a
+    /// pipeline (`joiner`: how that pipeline joins the previous one of its
+    /// list), `None` when it follows a `|`.
+    fn command(&mut self, items: &[Item], pipeline: Option<Option<Op>>);
+}
+
+/// How many bytes of the text are `(`, `{` or `[`, and how many are
+/// backticks: the counts `nesting_exceeds_limit` starts from, so that the
+/// walker scans the text again only when they are high.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Openings {
+    pub openings: usize,
+    pub backticks: usize,
+}
+
+/// A plain command list as the fast parser reads it, with the `&&`/`||`
+/// joiners and the pipeline boundaries the walker does not need (only `;`
+/// separates lists, and every item runs in the foreground): the tests
+/// rebuild brush's AST from it.
+#[cfg(test)]
 #[derive(Debug, Default)]
 pub(crate) struct Program {
     /// Pipelines in order: each an [`Item::Pipeline`] followed by its
     /// commands, each an [`Item::Command`] followed by its words and
     /// redirects (the name word first).
     pub items: Vec<Item>,
-    /// How many bytes of the text are `(`, `{` or `[`, and how many are
-    /// backticks: the counts `nesting_exceeds_limit` starts from, so that
-    /// the walker scans the text again only when they are high.
     pub openings: usize,
     pub backticks: usize,
+    /// Index in `items` of the current pipeline's header.
+    pipeline: Option<usize>,
+}
+
+#[cfg(test)]
+impl Commands for Program {
+    fn command(&mut self, items: &[Item], pipeline: Option<Option<Op>>) {
+        if let Some(joiner) = pipeline {
+            self.pipeline = Some(self.items.len());
+            self.items.push(Item::Pipeline { cmds: 0, joiner });
+        }
+        if let Some(at) = self.pipeline
+            && let Item::Pipeline { cmds, .. } = &mut self.items[at]
+        {
+            *cmds += 1;
+        }
+        self.items.push(Item::Command { len: items.len() });
+        self.items.extend_from_slice(items);
+    }
 }
 
 /// A pipeline or command header, a word (byte range) or a redirect.
@@ -112,12 +149,10 @@ pub(crate) enum Item {
     /// Starts a pipeline of `cmds` commands. `joiner`: how it joins the
     /// previous pipeline of its list (`None`: first in its list, after `;`
     /// or at the start).
-    Pipeline {
-        cmds: usize,
-        #[cfg_attr(not(test), allow(dead_code))]
-        joiner: Option<Op>,
-    },
+    #[cfg_attr(not(test), allow(dead_code))]
+    Pipeline { cmds: usize, joiner: Option<Op> },
     /// Starts a command whose words and redirects are the next `len` items.
+    #[cfg_attr(not(test), allow(dead_code))]
     Command { len: usize },
     /// A word's byte range, and whether it is plain: no quotes and no `$`,
     /// so its value is its text.
@@ -150,88 +185,82 @@ impl Redir {
     }
 }
 
-/// Parses `text` when all of it is in the subset; `None` defers to brush.
-/// One pass: each token goes straight into the [`Program`].
+/// Parses `text` into a [`Program`] when all of it is in the subset.
+#[cfg(test)]
 pub(crate) fn parse(text: &str) -> Option<Program> {
+    let mut prog = Program::default();
+    let counts = walk(text, &mut prog, &mut Vec::new())?;
+    prog.openings = counts.openings;
+    prog.backticks = counts.backticks;
+    Some(prog)
+}
+
+/// Reads `text` when all of it is in the subset, handing each command to
+/// `out` as soon as it ends; `None` defers to brush (after `out` may have
+/// seen the commands before the point where the subset ends: the walker
+/// undoes what it did for them). One pass over the bytes. `cmd`: a buffer
+/// for the words of a command.
+pub(crate) fn walk<C: Commands>(text: &str, out: &mut C, cmd: &mut Vec<Item>) -> Option<Openings> {
     // Non-ASCII bytes are refused where they are read (in words, quotes
     // and expansions), not in a pass of their own.
     if text.len() > MAX_FAST_BYTES {
         return None;
     }
+    cmd.clear();
+    // Room for a usual command at once, not grown word by word.
+    cmd.reserve(16);
     let mut b = Builder {
-        prog: Program {
-            // A word and its blank take two bytes at least, and each
-            // command and pipeline one header.
-            items: Vec::with_capacity(text.len() / 4 + 4),
-            openings: 0,
-            backticks: 0,
-        },
-        command: None,
-        pipeline: None,
-        cmds: 0,
+        out,
+        cmd,
+        counts: Openings::default(),
+        first_in_pipeline: true,
         joiner: None,
         after_op: true,
         last_op: None,
+        any: false,
     };
     tokenize(text, &mut b)?;
     b.finish()
 }
 
-/// The program being built, and where the tokenizer is in it.
-struct Builder {
-    prog: Program,
-    /// Index in `items` of the current command's header (`None` between
-    /// commands).
-    command: Option<usize>,
-    /// Index in `items` of the current pipeline's header (`None` between
-    /// pipelines).
-    pipeline: Option<usize>,
-    /// Commands ended in the current pipeline.
-    cmds: usize,
+/// The command being read, and where the tokenizer is in the list.
+struct Builder<'o, C> {
+    out: &'o mut C,
+    /// The current command's words and redirects (empty between commands).
+    cmd: &'o mut Vec<Item>,
+    counts: Openings,
+    /// Whether the next command starts a pipeline.
+    first_in_pipeline: bool,
     /// How the next pipeline joins the previous one.
     joiner: Option<Op>,
     /// Whether the last token was an operator (or there was none yet).
     after_op: bool,
     last_op: Option<Op>,
+    /// Whether any command was read.
+    any: bool,
 }
 
-impl Builder {
+impl<C: Commands> Builder<'_, C> {
     /// A word of the current command (its name when it is the first).
     #[inline(always)]
     fn word(&mut self, a: usize, b: usize, plain: bool) {
-        if self.command.is_none() {
-            self.start_command();
-        }
-        self.prog.items.push(Item::Word(a, b, plain));
+        self.cmd.push(Item::Word(a, b, plain));
         self.after_op = false;
-    }
-
-    /// Headers for a command (and a pipeline, when it is the first of
-    /// one), filled in when they end.
-    fn start_command(&mut self) {
-        let items = &mut self.prog.items;
-        if self.pipeline.is_none() {
-            self.pipeline = Some(items.len());
-            items.push(Item::Pipeline {
-                cmds: 0,
-                joiner: self.joiner,
-            });
-        }
-        self.command = Some(items.len());
-        items.push(Item::Command { len: 0 });
     }
 
     /// The brackets and backticks in a word.
     fn count(&mut self, shape: &Shape) {
-        self.prog.openings += shape.openings;
-        self.prog.backticks += shape.backticks;
+        self.counts.openings += shape.openings;
+        self.counts.backticks += shape.backticks;
     }
 
     /// A redirect and its target word.
     fn redirect(&mut self, fd: Option<i32>, kind: Redir, a: usize, b: usize) -> Option<()> {
         // The command name comes first (a leading redirect goes to brush).
-        self.command?;
-        self.prog.items.push(Item::Redirect(fd, kind, a, b));
+        if self.cmd.is_empty() {
+            return None;
+        }
+        self.cmd.push(Item::Redirect(fd, kind, a, b));
         self.after_op = false;
         Some(())
     }
@@ -244,7 +273,7 @@ impl Builder {
         }
         self.end_command();
         if op != Op::Pipe {
-            self.end_pipeline();
+            self.first_in_pipeline = true;
             self.joiner = (op != Op::Semi).then_some(op);
         }
         self.after_op = true;
@@ -252,35 +281,26 @@ impl Builder {
         Some(())
     }
 
+    /// Hands the current command (if any) to `out`.
     fn end_command(&mut self) {
-        if let Some(at) = self.command.take() {
-            let len = self.prog.items.len() - at - 1;
-            self.prog.items[at] = Item::Command { len };
-            self.cmds += 1;
+        if self.cmd.is_empty() {
+            return;
         }
+        let pipeline = self.first_in_pipeline.then_some(self.joiner);
+        self.first_in_pipeline = false;
+        self.out.command(self.cmd, pipeline);
+        self.cmd.clear();
+        self.any = true;
     }
 
-    fn end_pipeline(&mut self) {
-        if let Some(at) = self.pipeline.take()
-            && let Item::Pipeline { cmds, .. } = &mut self.prog.items[at]
-        {
-            *cmds = self.cmds;
-        }
-        self.cmds = 0;
-    }
-
-    fn finish(mut self) -> Option<Program> {
-        if self.command.is_some() {
+    fn finish(mut self) -> Option<Openings> {
+        if !self.cmd.is_empty() {
             self.end_command();
-            self.end_pipeline();
         } else if self.last_op.is_some_and(|op| op != Op::Semi) {
             // Only `;` may end the text.
             return None;
         }
-        if self.prog.items.is_empty() {
-            return None;
-        }
-        Some(self.prog)
+        self.any.then_some(self.counts)
     }
 }
 
@@ -404,7 +424,7 @@ fn word(text: &str, a: usize, b: usize) -> ast::Word {
     }
 }
 
-fn tokenize(text: &str, toks: &mut Builder) -> Option<()> {
+fn tokenize<C: Commands>(text: &str, toks: &mut Builder<'_, C>) -> Option<()> {
     let b = text.as_bytes();
     let mut i = 0;
     while i < b.len() {
@@ -486,7 +506,12 @@ fn tokenize(text: &str, toks: &mut Builder) -> Option<()> {
 /// A redirect operator at `i` and its target word, which must follow
 /// (after blanks) and touch no other redirect; returns the target's end.
 /// For `>&`, the target must be a plain number.
-fn redirect(b: &[u8], i: usize, fd: Option<i32>, toks: &mut Builder) -> Option<usize> {
+fn redirect<C: Commands>(
+    b: &[u8],
+    i: usize,
+    fd: Option<i32>,
+    toks: &mut Builder<'_, C>,
+) -> Option<usize> {
     use Redir as K;
     let (kind, len) = match (b[i], b.get(i + 1)) {
         (b'>', Some(b'>')) => (K::Append, 2),

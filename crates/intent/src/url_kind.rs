@@ -84,8 +84,14 @@ pub(crate) fn analyze(ctx: &mut Ctx<'_>, text: &str, origin: Origin) {
 /// by its host without the WHATWG parser, with the same result.
 pub(crate) fn check_url_text(ctx: &mut Ctx<'_>, text: &str, span: Span) {
     if let Some(host) = plain_http_host(text) {
-        check_domain(ctx, host, span);
-        check_egress(ctx, host, span);
+        // Lowercase, without a trailing dot or a punycode label: all that
+        // `check_domain` adds to `check_host_name` is already so.
+        check_host_name(ctx, host, span);
+        if let Some(egress) = &ctx.config.egress
+            && !egress.allows_normalized(host)
+        {
+            outside_egress(ctx, host, span);
+        }
     } else if let Ok(url) = Url::parse(text) {
         check_url(ctx, &url, span);
     }
@@ -105,23 +111,38 @@ pub(crate) fn plain_http_host(text: &str) -> Option<&str> {
         .strip_prefix("https://")
         .or_else(|| text.strip_prefix("http://"))?;
     let b = rest.as_bytes();
-    let host_len = b
-        .iter()
-        .position(|&c| !matches!(c, b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.'))
-        .unwrap_or(b.len());
+    // One pass over the host: where it ends, and whether a label is empty
+    // or starts with `xn--`.
+    let mut host_len = b.len();
+    let mut label_start = true;
+    for (i, &c) in b.iter().enumerate() {
+        match c {
+            b'.' if label_start => return None,
+            b'.' => label_start = true,
+            b'a'..=b'z' | b'0'..=b'9' | b'-' => {
+                if label_start && b[i..].starts_with(b"xn--") {
+                    return None;
+                }
+                label_start = false;
+            }
+            _ => {
+                host_len = i;
+                break;
+            }
+        }
+    }
     let (host, path) = rest.split_at(host_len);
     if !(path.is_empty() || path.starts_with('/'))
         || !path
             .bytes()
             .all(|c| c.is_ascii_graphic() && c != b'?' && c != b'#')
-        || has_punycode_label(host)
     {
         return None;
     }
-    // Non-empty labels, the last starting with a letter.
+    // The last label non-empty and starting with a letter.
     let h = host.as_bytes();
     let last = h.iter().rposition(|&c| c == b'.').map_or(0, |i| i + 1);
-    if !h.get(last)?.is_ascii_lowercase() || h[0] == b'.' || h.windows(2).any(|w| w == b"..") {
+    if !h.get(last)?.is_ascii_lowercase() {
         return None;
     }
     Some(host)
@@ -265,21 +286,7 @@ fn check_domain(ctx: &mut Ctx<'_>, d: &str, span: Span) {
     } else {
         d.into()
     };
-    if METADATA_HOSTS.contains(&d.as_ref()) {
-        ctx.add(
-            Intent::CredentialAccess,
-            Kind::Url,
-            span,
-            format!("cloud metadata endpoint {d}"),
-        );
-    } else if d == "localhost" || d.ends_with(".localhost") {
-        ctx.add(
-            Intent::CredentialAccess,
-            Kind::Url,
-            span,
-            format!("loopback host {d}"),
-        );
-    }
+    check_host_name(ctx, &d, span);
     if has_punycode_label(&d) {
         let (unicode, _) = idna::domain_to_unicode(&d);
         let mixed = unicode.split('.').any(|l| !l.is_single_script());
@@ -306,19 +313,43 @@ fn check_domain(ctx: &mut Ctx<'_>, d: &str, span: Span) {
     }
 }
 
+/// Metadata and loopback names, for a lowercase domain `d` without a
+/// trailing dot.
+fn check_host_name(ctx: &mut Ctx<'_>, d: &str, span: Span) {
+    if METADATA_HOSTS.contains(&d) {
+        ctx.add(
+            Intent::CredentialAccess,
+            Kind::Url,
+            span,
+            format!("cloud metadata endpoint {d}"),
+        );
+    } else if d == "localhost" || d.ends_with(".localhost") {
+        ctx.add(
+            Intent::CredentialAccess,
+            Kind::Url,
+            span,
+            format!("loopback host {d}"),
+        );
+    }
+}
+
 /// A host outside the policy's egress allowlist (when there is one).
 fn check_egress(ctx: &mut Ctx<'_>, host: &str, span: Span) {
     if let Some(egress) = &ctx.config.egress {
         let h = host.trim_end_matches('.');
         if !egress.allows(h) {
-            ctx.add(
-                Intent::Exfiltration,
-                Kind::Url,
-                span,
-                format!("host {h} is outside the egress allowlist"),
-            );
+            outside_egress(ctx, h, span);
         }
     }
+}
+
+fn outside_egress(ctx: &mut Ctx<'_>, host: &str, span: Span) {
+    ctx.add(
+        Intent::Exfiltration,
+        Kind::Url,
+        span,
+        format!("host {host} is outside the egress allowlist"),
+    );
 }
 
 fn check_ip(ctx: &mut Ctx<'_>, ip: IpAddr, shown: &str, span: Span) {
