@@ -417,6 +417,11 @@ impl Session {
         lock(&self.pending).len()
     }
 
+    /// Whether the client request `id` still waits for the upstream.
+    pub(crate) fn waits_for(&self, id: &Value) -> bool {
+        lock(&self.pending).contains_key(&jsonrpc::id_key(id))
+    }
+
     /// A message from the client: forwarded to the upstream (possibly
     /// rewritten), or answered here.
     pub async fn from_client(self: &Arc<Self>, msg: Value) -> Routed {

@@ -20,7 +20,7 @@
 use std::io;
 use std::process::{ExitStatus, Stdio};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
@@ -294,6 +294,18 @@ async fn client_pump<R, W>(
         let session = timer_session;
         // Cancellations of calls that timed out, for the server.
         let (cancel, mut cancels) = mpsc::channel::<Value>(IN_FLIGHT);
+        // One timer for the session's forwarded calls; it ends with this task.
+        let timer = session.call_timeout().map(|limit| {
+            let (forwarded, ids) = mpsc::unbounded_channel();
+            tokio::spawn(expire_calls(
+                session.clone(),
+                limit,
+                ids,
+                to_client.downgrade(),
+                cancel.downgrade(),
+            ));
+            (forwarded, limit)
+        });
         let mut upstream_open = true;
         loop {
             let out = tokio::select! {
@@ -306,15 +318,10 @@ async fn client_pump<R, W>(
                     if let Some(answer) = routed.answer {
                         let _ = to_client.send(Out::Value(answer)).await;
                     }
-                    if let Some(limit) = session.call_timeout() {
+                    if let Some((timer, limit)) = &timer {
+                        let due = Instant::now() + *limit;
                         for id in routed.forward.iter().flat_map(tools_call_ids) {
-                            tokio::spawn(expire_after(
-                                session.clone(),
-                                id,
-                                limit,
-                                to_client.downgrade(),
-                                cancel.downgrade(),
-                            ));
+                            let _ = timer.send((due, id));
                         }
                     }
                     Out::of(routed.forward, routed.rewritten, &mut raw)
@@ -380,18 +387,89 @@ fn tools_call_ids(msg: &Value) -> Vec<Value> {
     }
 }
 
-/// Gives up on the call `id` once `limit` has passed, if it still waits: the
-/// client gets a "Request timed out" error, the server a cancellation, and
-/// the outcome is `unknown`. The senders are weak so that a timer never
-/// keeps the session's writers open.
-async fn expire_after(
+/// Forwarded calls by deadline, oldest first. Every call of a session has
+/// the same limit, so deadlines arrive in order and a queue holds them. The
+/// ids of calls answered since are dropped once they outnumber the calls
+/// still waiting, so the queue stays about as long as what is pending, not
+/// as long as everything forwarded within the limit.
+#[derive(Default)]
+struct Deadlines {
+    queue: std::collections::VecDeque<(Instant, Value)>,
+}
+
+impl Deadlines {
+    /// Headroom before answered ids are swept out.
+    const SLACK: usize = 64;
+
+    /// Adds `id`, due at `at`; `waiting` says whether a call still waits and
+    /// `pending` how many do.
+    fn push(&mut self, at: Instant, id: Value, pending: usize, waiting: impl Fn(&Value) -> bool) {
+        self.queue.push_back((at, id));
+        if self.queue.len() > 2 * pending + Self::SLACK {
+            self.queue.retain(|(_, id)| waiting(id));
+        }
+    }
+
+    /// When the oldest is due.
+    fn next(&self) -> Option<Instant> {
+        self.queue.front().map(|(at, _)| *at)
+    }
+
+    /// The oldest, if it is due at `now`.
+    fn pop_due(&mut self, now: Instant) -> Option<Value> {
+        if self.next()? > now {
+            return None;
+        }
+        self.queue.pop_front().map(|(_, id)| id)
+    }
+}
+
+/// The session's call timer: each id from `forwarded` (a `tools/call` sent
+/// to the server, with when its `limit` runs out) is given up on then, if
+/// it still waits ([`give_up`]). One task per session, not one per call,
+/// so calls answered long before their limit leave nothing behind. Ends
+/// when `forwarded` closes.
+async fn expire_calls(
     session: Arc<Session>,
-    id: Value,
     limit: Duration,
+    mut forwarded: mpsc::UnboundedReceiver<(Instant, Value)>,
     to_client: mpsc::WeakSender<Out>,
     to_server: mpsc::WeakSender<Value>,
 ) {
-    tokio::time::sleep(limit).await;
+    let mut deadlines = Deadlines::default();
+    loop {
+        let next = deadlines.next();
+        let due = async {
+            match next {
+                Some(at) => tokio::time::sleep_until(at.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            call = forwarded.recv() => {
+                let Some((at, id)) = call else { break };
+                deadlines.push(at, id, session.pending(), |id| session.waits_for(id));
+            }
+            () = due => {
+                while let Some(id) = deadlines.pop_due(Instant::now()) {
+                    give_up(&session, id, limit, &to_client, &to_server).await;
+                }
+            }
+        }
+    }
+}
+
+/// Gives up on the call `id` after `limit`, if it still waits: the client
+/// gets a "Request timed out" error, the server a cancellation, and the
+/// outcome is `unknown`. The senders are weak so that the timer never keeps
+/// the session's writers open.
+async fn give_up(
+    session: &Arc<Session>,
+    id: Value,
+    limit: Duration,
+    to_client: &mpsc::WeakSender<Out>,
+    to_server: &mpsc::WeakSender<Value>,
+) {
     let why = format!(
         "warden gave up on the tool call: the MCP server did not answer within {} s",
         limit.as_secs_f64()
@@ -541,6 +619,31 @@ mod tests {
             });
         }
         out
+    }
+
+    #[test]
+    fn deadlines_come_due_in_order_and_answered_calls_are_swept_out() {
+        let start = Instant::now();
+        let at = |ms: u64| start + Duration::from_millis(ms);
+        let mut d = Deadlines::default();
+        // 10,000 calls forwarded, of which only the multiples of 1,000 still
+        // wait: the queue holds about what is pending, not all 10,000.
+        let waiting = |id: &Value| id.as_u64().is_some_and(|n| n % 1000 == 0);
+        for n in 0..10_000u64 {
+            d.push(at(n), Value::from(n), 10, waiting);
+            assert!(d.queue.len() <= 2 * 10 + Deadlines::SLACK + 1, "{n}");
+        }
+        // Nothing is due before its time; then the oldest first.
+        assert_eq!(d.pop_due(at(0) - Duration::from_millis(1)), None);
+        let mut due = Vec::new();
+        while let Some(id) = d.pop_due(at(20_000)) {
+            due.push(id.as_u64().unwrap());
+        }
+        assert!(due.is_sorted(), "{due:?}");
+        for n in (0..10_000).step_by(1000) {
+            assert!(due.contains(&n), "call {n} still waits and must come due");
+        }
+        assert_eq!(d.next(), None);
     }
 
     #[tokio::test]
