@@ -143,16 +143,17 @@ impl Commands for Program {
     }
 }
 
-/// A pipeline or command header, a word (byte range) or a redirect.
+/// A word (byte range) or a redirect of a command; in the tests'
+/// [`Program`], also the pipeline and command headers.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Item {
     /// Starts a pipeline of `cmds` commands. `joiner`: how it joins the
     /// previous pipeline of its list (`None`: first in its list, after `;`
     /// or at the start).
-    #[cfg_attr(not(test), allow(dead_code))]
+    #[cfg(test)]
     Pipeline { cmds: usize, joiner: Option<Op> },
     /// Starts a command whose words and redirects are the next `len` items.
-    #[cfg_attr(not(test), allow(dead_code))]
+    #[cfg(test)]
     Command { len: usize },
     /// A word's byte range, and whether it is plain: no quotes and no `$`,
     /// so its value is its text.
