@@ -97,7 +97,7 @@ fn test(policy_path: &str, fixtures_path: &str) -> Result<u8> {
             .check()
             .map_err(|e| anyhow!("{fixtures_path}: fixture '{}': {e}", f.name))?;
         let d = gate.decide(&action);
-        let rule_ok = f.rule.is_none() || f.rule == d.rule;
+        let rule_ok = f.rule.is_none() || f.rule.as_deref() == d.rule.as_deref();
         let ok = d.verdict == f.expect && rule_ok;
         if !ok {
             failed += 1;
@@ -110,7 +110,7 @@ fn test(policy_path: &str, fixtures_path: &str) -> Result<u8> {
             f.name.clone(),
             expected,
             d.verdict.to_string(),
-            d.rule.clone().unwrap_or_else(|| d.reason.clone()),
+            d.rule.as_deref().unwrap_or(&d.reason).to_string(),
             if ok { "pass" } else { "FAIL" }.to_string(),
         ]);
     }

@@ -109,7 +109,7 @@ pub(crate) fn decision_record(
             .map(|i| i.as_str().to_string())
             .collect(),
         verdict: decision.verdict.as_str().to_string(),
-        rule: decision.rule.clone(),
+        rule: decision.rule.as_deref().map(String::from),
         reason: clip(&decision.reason, MAX_TEXT_BYTES),
         message: clip(&decision.message, MAX_TEXT_BYTES),
         action_hash: decision.action_hash.clone(),

@@ -2,6 +2,7 @@
 
 use serde::Serialize;
 use serde_json::Value;
+use std::sync::Arc;
 use warden_intent::{Finding, Intent};
 use warden_policy::{TransformOp, Verdict};
 
@@ -15,15 +16,16 @@ pub struct Decision {
     /// The verdict.
     pub verdict: Verdict,
     /// The rule that decided; `null` when the policy default applied or no policy ran.
-    pub rule: Option<String>,
+    /// Shared with the compiled policy's rule (no copy per decision).
+    pub rule: Option<Arc<str>>,
     /// Why, in short: the rule's `reason`, `default`, or a reserved `error:<kind>`.
     pub reason: String,
     /// A sentence for humans (and for the agent, when it is refused).
     pub message: String,
     /// `sha256:` + hex over the action's canonical JSON.
     pub action_hash: String,
-    /// Every rule that matched, in rule order.
-    pub matched: Vec<String>,
+    /// Every rule that matched, in rule order (shared with the compiled policy).
+    pub matched: Vec<Arc<str>>,
     /// What the arguments do, as the classifier read them (what
     /// `match.intents` and CEL's `intents` saw). Empty when the action was
     /// refused before classification.
@@ -45,7 +47,7 @@ pub struct Decision {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub approvers: Vec<String>,
     /// The policy that decided: its name and hash; `null` when none was loaded.
-    pub policy: Option<PolicyRef>,
+    pub policy: Option<Arc<PolicyRef>>,
     /// The agent the action's capability token proved (its holder's DID);
     /// absent without a verified token. Set on refusals too once the token
     /// itself verified (e.g. a suspended agent).

@@ -59,6 +59,7 @@ pub use identity::{IdentityContext, IdentityError};
 pub use runtime::{Runtime, RuntimeConfig};
 
 use serde_json::Value;
+use std::borrow::Cow;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::Arc;
 use warden_intent::{Classification, classify_arguments};
@@ -110,6 +111,9 @@ fn recording_panicked(action_hash: String) -> Decision {
 #[derive(Clone)]
 pub struct Gate {
     policy: Option<Arc<CompiledPolicy>>,
+    /// The policy's name and hash, as every decision names them (shared, so
+    /// a decision does not copy them).
+    policy_ref: Option<Arc<PolicyRef>>,
     audit: Option<Arc<dyn Store>>,
     identity: Option<Arc<IdentityContext>>,
     runtime: Option<Arc<Runtime>>,
@@ -133,6 +137,10 @@ impl Gate {
     /// A gate that decides by `policy`.
     pub fn new(policy: CompiledPolicy) -> Gate {
         Gate {
+            policy_ref: Some(Arc::new(PolicyRef {
+                name: policy.name().to_string(),
+                hash: policy.hash().to_string(),
+            })),
             policy: Some(Arc::new(policy)),
             audit: None,
             identity: None,
@@ -144,6 +152,7 @@ impl Gate {
     pub fn without_policy() -> Gate {
         Gate {
             policy: None,
+            policy_ref: None,
             audit: None,
             identity: None,
             runtime: None,
@@ -471,10 +480,7 @@ impl Gate {
             }
         };
         let Classification { intents, findings } = classify(policy, action);
-        let policy_ref = Some(PolicyRef {
-            name: policy.name().to_string(),
-            hash: policy.hash().to_string(),
-        });
+        let policy_ref = self.policy_ref.clone();
         let refuse =
             |reason: &str, message: String, intents, findings, who: Option<(String, String)>| {
                 let (agent, sponsor) = who.unzip();
@@ -667,8 +673,19 @@ fn classify(policy: &CompiledPolicy, action: &Action) -> Classification {
     classify_arguments(policy.intent_config(), args, kinds)
 }
 
-fn intent_names(intents: &[warden_intent::Intent]) -> Vec<String> {
-    intents.iter().map(|i| i.as_str().to_string()).collect()
+/// The intents' names, as the policy reads them. A single intent (the usual
+/// case, e.g. `read_only`) borrows a name made once, so most decisions
+/// allocate nothing here.
+fn intent_names(intents: &[warden_intent::Intent]) -> Cow<'static, [String]> {
+    use warden_intent::Intent;
+    static NAMES: std::sync::LazyLock<Vec<String>> =
+        std::sync::LazyLock::new(|| Intent::ALL.iter().map(|i| i.as_str().to_string()).collect());
+    if let [one] = intents
+        && let Some(at) = Intent::ALL.iter().position(|i| i == one)
+    {
+        return Cow::Borrowed(std::slice::from_ref(&NAMES[at]));
+    }
+    Cow::Owned(intents.iter().map(|i| i.as_str().to_string()).collect())
 }
 
 /// What the policy sees of an action.

@@ -806,7 +806,7 @@ impl Runtime {
                     session: action.session.clone(),
                     point: action.point.as_str().to_string(),
                     tool: action.tool.clone(),
-                    rule: decision.rule.clone(),
+                    rule: decision.rule.as_deref().map(String::from),
                     reason: decision.reason.clone(),
                     approvers: decision.approvers.clone(),
                     decision_seq: None,

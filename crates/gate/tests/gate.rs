@@ -178,7 +178,10 @@ fn require_approval_collects_approvers_and_deny_still_wins() {
     );
     let d = g.decide(&call("t", json!({})));
     assert_eq!((d.verdict, d.rule.as_deref()), (Verdict::Deny, Some("b")));
-    assert_eq!(d.matched, ["a", "b"]);
+    assert_eq!(
+        d.matched,
+        [std::sync::Arc::from("a"), std::sync::Arc::from("b")]
+    );
     assert!(d.approvers.is_empty());
 }
 

@@ -728,7 +728,11 @@ fn explain_shows_the_identity_and_records_nothing() {
     assert_eq!(d.identity.as_ref().unwrap().ring, 1);
     // The trace saw ring 1, so the admin rule matched there.
     let trace = trace.unwrap();
-    let admin = trace.traces.iter().find(|t| t.rule.id == "admin").unwrap();
+    let admin = trace
+        .traces
+        .iter()
+        .find(|t| &*t.rule.id == "admin")
+        .unwrap();
     assert!(
         matches!(admin.outcome, warden_policy::Outcome::Matched),
         "{admin:?}"

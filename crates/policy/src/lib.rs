@@ -27,7 +27,7 @@
 //! };
 //! let eval = policy.evaluate(&input);
 //! assert_eq!(eval.verdict, Verdict::Deny);
-//! assert_eq!(eval.rule.map(|r| r.id.as_str()), Some("no-big-exports"));
+//! assert_eq!(eval.rule.map(|r| &*r.id), Some("no-big-exports"));
 //! # Ok::<(), warden_policy::PolicyError>(())
 //! ```
 #![deny(missing_docs)]

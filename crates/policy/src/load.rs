@@ -1207,7 +1207,7 @@ impl Loader<'_> {
             return None;
         }
         Some(Rule {
-            id,
+            id: id.into(),
             description,
             on,
             matcher,

@@ -4,6 +4,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
 use std::str::FromStr;
+use std::sync::Arc;
 
 macro_rules! string_enum {
     ($(#[$m:meta])* $name:ident { $($(#[$vm:meta])* $variant:ident = $text:literal),+ $(,)? }) => {
@@ -151,7 +152,7 @@ pub struct Origin {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Rule {
     /// Unique id; names the decision when this rule wins.
-    pub id: String,
+    pub id: Arc<str>,
     /// Free text for humans.
     pub description: Option<String>,
     /// Intervention points the rule applies to (default `[pre_tool_call]`).

@@ -411,7 +411,7 @@ fn includes_merge_rules_first_and_tools() {
         ),
     ]);
     let p = load("p.yaml", &src).unwrap();
-    let ids: Vec<&str> = p.rules.iter().map(|r| r.id.as_str()).collect();
+    let ids: Vec<&str> = p.rules.iter().map(|r| &*r.id).collect();
     assert_eq!(ids, ["base", "own"]);
     assert_eq!(p.tools["db.query"].labels, ["pii"]);
     assert_eq!(p.sources.len(), 2);

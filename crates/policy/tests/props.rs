@@ -140,8 +140,8 @@ proptest! {
                 let first = ea.matched.iter().find(|r| r.verdict == ea.verdict).unwrap();
                 prop_assert_eq!(&rule.id, &first.id);
             }
-            let mut ma: Vec<&str> = ea.matched.iter().map(|r| r.id.as_str()).collect();
-            let mut mb: Vec<&str> = eb.matched.iter().map(|r| r.id.as_str()).collect();
+            let mut ma: Vec<&str> = ea.matched.iter().map(|r| r.id.as_ref()).collect();
+            let mut mb: Vec<&str> = eb.matched.iter().map(|r| r.id.as_ref()).collect();
             ma.sort();
             mb.sort();
             prop_assert_eq!(ma, mb);
@@ -175,9 +175,9 @@ proptest! {
             let x = p.explain(&inp);
             let traced: Vec<&str> = x.traces.iter()
                 .filter(|t| matches!(t.outcome, Outcome::Matched))
-                .map(|t| t.rule.id.as_str())
+                .map(|t| t.rule.id.as_ref())
                 .collect();
-            let matched: Vec<&str> = e.matched.iter().map(|r| r.id.as_str()).collect();
+            let matched: Vec<&str> = e.matched.iter().map(|r| r.id.as_ref()).collect();
             prop_assert_eq!(traced, matched);
             // A rule the index did not offer never matches.
             prop_assert!(x.traces.iter().all(|t| t.candidate || !matches!(t.outcome, Outcome::Matched)));
