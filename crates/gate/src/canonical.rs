@@ -68,13 +68,14 @@ pub fn action_hash(action: &Action) -> String {
 fn digest(text: &str) -> String {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let digest = Sha256::digest(text.as_bytes());
-    let mut s = String::with_capacity(7 + 64);
-    s.push_str("sha256:");
-    for b in digest {
-        s.push(char::from(HEX[usize::from(b >> 4)]));
-        s.push(char::from(HEX[usize::from(b & 0xf)]));
+    let mut text = [0u8; 7 + 64];
+    text[..7].copy_from_slice(b"sha256:");
+    for (i, b) in digest.iter().enumerate() {
+        text[7 + 2 * i] = HEX[usize::from(b >> 4)];
+        text[8 + 2 * i] = HEX[usize::from(b & 0xf)];
     }
-    s
+    // Only ASCII was written, so this never falls back to the empty string.
+    String::from_utf8(text.to_vec()).unwrap_or_default()
 }
 
 fn write_value(value: &Value, out: &mut String) {

@@ -204,14 +204,13 @@ fn eval<'a>(e: &'a Expr, input: &Input<'a>) -> Option<V<'a>> {
             if !allowed {
                 return None;
             }
-            let ord = compare(&a, &b)?;
             V::Bool(match op {
-                Cmp::Eq => ord == Ordering::Equal,
-                Cmp::Ne => ord != Ordering::Equal,
-                Cmp::Lt => ord == Ordering::Less,
-                Cmp::Le => ord != Ordering::Greater,
-                Cmp::Gt => ord == Ordering::Greater,
-                Cmp::Ge => ord != Ordering::Less,
+                Cmp::Eq => equal(&a, &b)?,
+                Cmp::Ne => !equal(&a, &b)?,
+                Cmp::Lt => compare(&a, &b)? == Ordering::Less,
+                Cmp::Le => compare(&a, &b)? != Ordering::Greater,
+                Cmp::Gt => compare(&a, &b)? == Ordering::Greater,
+                Cmp::Ge => compare(&a, &b)? != Ordering::Less,
             })
         }
         Expr::In(a, b) => {
@@ -225,7 +224,7 @@ fn eval<'a>(e: &'a Expr, input: &Input<'a>) -> Option<V<'a>> {
                     let mut found = false;
                     for item in &items {
                         // Any element of another kind: let CEL decide.
-                        found |= compare(&needle, item)? == Ordering::Equal;
+                        found |= equal(&needle, item)?;
                     }
                     V::Bool(found)
                 }
@@ -304,6 +303,15 @@ fn field<'a>(map: &'a serde_json::Map<String, Json>, key: &str) -> Option<&'a Js
         map.iter().find_map(|(k, v)| (k == key).then_some(v))
     } else {
         map.get(key)
+    }
+}
+
+/// Whether two values are equal, as [`compare`] would say; strings compare
+/// their lengths first (most unequal strings stop there).
+fn equal(a: &V<'_>, b: &V<'_>) -> Option<bool> {
+    match (a, b) {
+        (V::Str(x), V::Str(y)) => Some(x == y),
+        _ => Some(compare(a, b)? == Ordering::Equal),
     }
 }
 
