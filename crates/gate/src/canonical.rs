@@ -128,10 +128,12 @@ fn write_object(map: &Map<String, Value>, out: &mut String) {
             entry(i, k, v, out);
         }
     } else {
-        // Most objects are small: their entries are sorted on the stack.
-        let mut entries: SmallVec<[(&String, &Value); 16]> = map.iter().collect();
+        // Most objects are small: their entries are sorted on the stack,
+        // filled and read in place (moving the inline array copies it whole).
+        let mut entries: SmallVec<[(&String, &Value); 16]> = SmallVec::new();
+        entries.extend(map.iter());
         entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
-        for (i, (k, v)) in entries.into_iter().enumerate() {
+        for (i, &(k, v)) in entries.iter().enumerate() {
             entry(i, k, v, out);
         }
     }
