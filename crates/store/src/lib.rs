@@ -13,7 +13,8 @@
 //!
 //! Beside the log, the same database keeps warden's other durable state:
 //! agents, token revocations and keyed state values (approvals, the kill
-//! switch). Each is changed only by [`Store::append_with`] or
+//! switch, session labels, the nonces of signed requests). Each is changed
+//! only by [`Store::append_with`] or
 //! [`Store::append_with_all`], in the transaction of the audit entry that
 //! records the change.
 //!
