@@ -206,8 +206,9 @@ impl IdentityContext {
             .states(NONCE_SPACE)
             .map_err(IdentityError::Nonces)?
         {
-            let nonce = parse_nonce_key(&stored.key)
-                .ok_or_else(|| IdentityError::NonceKey { key: stored.key })?;
+            let Some(nonce) = parse_nonce_key(&stored.key) else {
+                return Err(IdentityError::NonceKey { key: stored.key });
+            };
             self.requests.remember(nonce, now);
         }
         Ok(())
