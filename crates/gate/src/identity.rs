@@ -21,6 +21,19 @@
 //!
 //! Any failure is a `deny` with an `identity:<code>` reason. Nothing in this
 //! path allows on an error.
+//!
+//! # Nonces outlive the process
+//!
+//! A signed request's nonce is remembered in memory until its timestamp
+//! leaves the skew window, and, when the gate records its decisions, in the
+//! store's `state` table (space [`NONCE_SPACE`]): [`crate::Gate::decide`]
+//! writes it in the transaction of the decision's audit record, so a
+//! decision that was returned implies a nonce that is durable. The same
+//! write deletes the nonces that have left the window (their keys start
+//! with the timestamp, so that is one range delete), which keeps the table
+//! at about one skew window's worth of nonces without an audit entry of
+//! its own. [`IdentityContext::new`] loads the unexpired ones, and fails if
+//! it cannot: a request accepted before a restart is refused after it.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -31,7 +44,7 @@ use serde_json::Value;
 use warden_audit::{EventRecord, Record};
 use warden_identity::trust::{Severity, TrustEvent, TrustState, TrustUpdate};
 use warden_identity::{
-    Agent, Did, RequestVerifier, RevocationId, Ring, RingThresholds, SignedRequest,
+    AcceptedNonce, Agent, Did, RequestVerifier, RevocationId, Ring, RingThresholds, SignedRequest,
     SignedRequestError, Status, TokenError, TokenVerifier, TrustConfig,
 };
 use warden_policy::{CompiledPolicy, SignedRequests};
@@ -53,6 +66,31 @@ const AGENT_CACHE_CAPACITY: usize = 4096;
 /// Longest `context.signature` accepted, as JSON text.
 const MAX_SIGNATURE_BYTES: usize = 4096;
 
+/// The store space of the nonces of accepted signed requests. A key is
+/// `<timestamp, 20 decimal digits>.<replay id, 64 hex digits>` (the
+/// timestamp first and zero-padded, so keys sort by time and the expired
+/// ones are a prefix); the value is empty.
+pub const NONCE_SPACE: &str = "nonces";
+
+/// The key of `nonce` in [`NONCE_SPACE`].
+fn nonce_key(nonce: &AcceptedNonce) -> String {
+    format!("{:020}.{}", nonce.timestamp, hex::encode(nonce.replay_id))
+}
+
+/// The nonce a key of [`NONCE_SPACE`] names, if it is one [`nonce_key`] wrote.
+fn parse_nonce_key(key: &str) -> Option<AcceptedNonce> {
+    let (timestamp, id) = key.split_once('.')?;
+    if timestamp.len() != 20 || !timestamp.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let mut replay_id = [0u8; 32];
+    hex::decode_to_slice(id, &mut replay_id).ok()?;
+    Some(AcceptedNonce {
+        replay_id,
+        timestamp: timestamp.parse().ok()?,
+    })
+}
+
 /// Why an [`IdentityContext`] could not be built or refreshed.
 #[derive(Debug, thiserror::Error)]
 pub enum IdentityError {
@@ -71,16 +109,34 @@ pub enum IdentityError {
         #[source]
         source: TokenError,
     },
+    /// The nonces of signed requests accepted earlier could not be read:
+    /// without them a request accepted before a restart could be replayed.
+    #[error(
+        "cannot read the nonces of signed requests already accepted from the store, so a captured request could be replayed: {0} (hint: check that the data directory is readable)"
+    )]
+    Nonces(#[source] warden_store::StoreError),
+    /// A key in the nonce space is not one warden wrote.
+    #[error(
+        "the store holds an unreadable nonce key {key:?} in space '{NONCE_SPACE}' (hint: it was not written by warden; remove it from the data directory's state table)"
+    )]
+    NonceKey {
+        /// The key as stored.
+        key: String,
+    },
 }
 
 /// What the gate needs to check identities: the token verifier (trusted
 /// issuers, revocations, cache), the replay cache for signed requests, and
-/// the store that holds agent records and revocations. Build one per policy
-/// (the policy's issuers are part of it) and share it between gates.
+/// the store that holds agent records, revocations and the nonces of
+/// accepted signed requests. Build one per policy (the policy's issuers are
+/// part of it) and share it between gates; give a gate that records its
+/// decisions the context of the store it records to, so that the nonces it
+/// stores are the ones loaded after a restart.
 pub struct IdentityContext {
     tokens: TokenVerifier,
     /// Shared with the context of the policy this one replaced, so that a
-    /// reload does not forget the nonces already used.
+    /// reload does not forget the nonces already used; loaded from the
+    /// store, so that a restart does not either.
     requests: Arc<RequestVerifier>,
     store: Arc<dyn Store>,
     clock: fn() -> SystemTime,
@@ -109,7 +165,9 @@ impl std::fmt::Debug for IdentityContext {
 impl IdentityContext {
     /// Trusts the policy's `identity.issuers` and `issuers` (e.g. the data
     /// directory's own issuer), reads agents from `store`, and loads the
-    /// store's revocations.
+    /// store's revocations and the nonces of signed requests accepted
+    /// within the skew window (so a request accepted before a restart is
+    /// still a replay). Fails if either cannot be read.
     pub fn new<I: IntoIterator<Item = Did>>(
         policy: &CompiledPolicy,
         store: Arc<dyn Store>,
@@ -134,19 +192,65 @@ impl IdentityContext {
             agents: Mutex::new(HashMap::new()),
         };
         context.refresh_revocations()?;
+        context.load_nonces()?;
         Ok(context)
+    }
+
+    /// Remembers the unexpired nonces stored in [`NONCE_SPACE`]. Expired
+    /// ones are left for the next recorded signed decision to delete, so
+    /// that starting writes nothing.
+    fn load_nonces(&self) -> Result<(), IdentityError> {
+        let now = (self.clock)();
+        for stored in self
+            .store
+            .states(NONCE_SPACE)
+            .map_err(IdentityError::Nonces)?
+        {
+            let Some(nonce) = parse_nonce_key(&stored.key) else {
+                return Err(IdentityError::NonceKey { key: stored.key });
+            };
+            self.requests.remember(nonce, now);
+        }
+        Ok(())
+    }
+
+    /// How many nonces of signed requests are remembered now (shared with
+    /// the contexts this one shares nonces with).
+    pub fn remembered_nonces(&self) -> usize {
+        self.requests.remembered()
+    }
+
+    /// The state changes that record `nonce` (accepted at `now`) with a
+    /// decision: store it, and delete the stored nonces that have left the
+    /// skew window.
+    fn nonce_changes(&self, nonce: &AcceptedNonce, now: SystemTime) -> [StateChange; 2] {
+        [
+            StateChange::PutState {
+                space: NONCE_SPACE.into(),
+                key: nonce_key(nonce),
+                value: String::new(),
+            },
+            // Every key of an earlier timestamp sorts before this one.
+            StateChange::DeleteStatesBefore {
+                space: NONCE_SPACE.into(),
+                key: format!("{:020}", self.requests.oldest_unexpired(now)),
+            },
+        ]
     }
 
     /// Remembers signed requests' nonces together with `previous` (the
     /// context of the policy this one replaces): a request already accepted
-    /// before a reload is still refused as a replay after it. Without this a
-    /// captured request could be replayed once per reload, within the skew.
+    /// before a reload is still refused as a replay after it, including one
+    /// whose decision is not yet recorded. Without this a captured request
+    /// could be replayed once per reload, within the skew.
     pub fn sharing_nonces_with(mut self, previous: &IdentityContext) -> IdentityContext {
         self.requests = previous.requests.clone();
         self
     }
 
     /// Reads the time from `clock` instead of the system clock (for tests).
+    /// The stored nonces [`IdentityContext::new`] loaded were judged expired
+    /// or not by the system clock.
     pub fn with_clock(mut self, clock: fn() -> SystemTime) -> IdentityContext {
         self.clock = clock;
         self
@@ -383,12 +487,16 @@ impl Refusal {
 
 /// The identity of `action`: `Ok(None)` when it carries no token (the caller
 /// decides whether one was needed), the verified identity, or a refusal.
-/// `context` is `None` when the gate has no identity context.
+/// `context` is `None` when the gate has no identity context. A signed
+/// request's nonce, once accepted, adds to `changes` what stores it with
+/// the decision's record, even if a later step refuses the action: the
+/// nonce is used up either way.
 pub(crate) fn check(
     context: Option<&IdentityContext>,
     policy: &CompiledPolicy,
     action: &Action,
     mode: Mode,
+    changes: &mut Vec<StateChange>,
 ) -> Result<Option<Verified>, Refusal> {
     let Some(ctx) = context else {
         // Without a context nothing can be verified: a token is not read
@@ -443,8 +551,8 @@ pub(crate) fn check(
         .by(holder, sponsor));
     }
 
-    let signed =
-        signature(ctx, policy, action, holder, now, mode).map_err(|r| r.by(holder, sponsor))?;
+    let signed = signature(ctx, policy, action, holder, now, mode, changes)
+        .map_err(|r| r.by(holder, sponsor))?;
 
     let agent = ctx.agent(holder).map_err(|r| r.by(holder, sponsor))?;
     let refused = |reason: &str, status: Status| {
@@ -527,7 +635,8 @@ pub(crate) fn check(
     }))
 }
 
-/// Checks `context.signature`; returns whether the action was signed.
+/// Checks `context.signature`; returns whether the action was signed. When
+/// deciding, an accepted nonce adds its state changes to `changes`.
 fn signature(
     ctx: &IdentityContext,
     policy: &CompiledPolicy,
@@ -535,6 +644,7 @@ fn signature(
     holder: &Did,
     now: SystemTime,
     mode: Mode,
+    changes: &mut Vec<StateChange>,
 ) -> Result<bool, Refusal> {
     let Some(value) = action.context.get("signature") else {
         if policy.identity().signed_requests == SignedRequests::Required {
@@ -574,7 +684,9 @@ fn signature(
     }
     let hash = action.hash_for_signing();
     let result = match mode {
-        Mode::Decide => ctx.requests.verify(&request, &hash, now),
+        Mode::Decide => ctx.requests.verify(&request, &hash, now).inspect(|nonce| {
+            changes.extend(ctx.nonce_changes(nonce, now));
+        }),
         // A fresh replay cache: explaining must not use up the nonce.
         Mode::Explain => RequestVerifier::default().verify(&request, &hash, now),
     };

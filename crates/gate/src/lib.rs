@@ -17,8 +17,10 @@
 //!    proven agent and ring; when the deciding rule says `identity: required`
 //!    and the action proved no identity, the decision is `deny`,
 //! 5. when the gate has an audit log ([`Gate::with_audit`]), appends the
-//!    decision record and returns only once it is durable; if that fails the
-//!    decision is `deny` with `error:audit_unavailable`.
+//!    decision record, with the state the decision changes (approvals,
+//!    session labels, a signed request's nonce) in the same transaction,
+//!    and returns only once it is durable; if that fails the decision is
+//!    `deny` with `error:audit_unavailable`.
 //!
 //! The gate fails closed: no policy, an invalid action, a condition that
 //! errors, a panic during evaluation, or an audit log that cannot record all
@@ -70,8 +72,16 @@ use warden_store::Store;
 #[derive(Debug)]
 pub struct Evaluated {
     decision: Decision,
+    effects: Effects,
+}
+
+/// What evaluating a decision leaves to be stored with its record.
+#[derive(Debug, Default)]
+struct Effects {
     /// Labels the deciding rule adds to the session.
     add_labels: Vec<String>,
+    /// What the identity step stores: a signed request's nonce.
+    identity: Vec<warden_store::StateChange>,
 }
 
 impl Evaluated {
@@ -210,8 +220,9 @@ impl Gate {
     /// durable, and carries its sequence number in [`Decision::seq`].
     pub fn decide(&self, action: &Action) -> Decision {
         if self.audit.is_none() {
-            // Nothing to record: `finish` would return the decision as it is.
-            return self.decide_unrecorded(action, identity::Mode::Decide, &mut Vec::new());
+            // Nothing to record: `finish` would return the decision as it
+            // is (a signed request's nonce stays in memory only).
+            return self.decide_unrecorded(action, identity::Mode::Decide, &mut Effects::default());
         }
         self.finish(action, self.begin(action))
     }
@@ -224,12 +235,9 @@ impl Gate {
     /// may read and write the store (agent records, revocations, a
     /// demotion), so async callers run it on a blocking thread then.
     pub fn begin(&self, action: &Action) -> Evaluated {
-        let mut add_labels = Vec::new();
-        let decision = self.decide_unrecorded(action, identity::Mode::Decide, &mut add_labels);
-        Evaluated {
-            decision,
-            add_labels,
-        }
+        let mut effects = Effects::default();
+        let decision = self.decide_unrecorded(action, identity::Mode::Decide, &mut effects);
+        Evaluated { decision, effects }
     }
 
     /// Whether finishing `evaluated` blocks on more than its own audit
@@ -248,11 +256,17 @@ impl Gate {
 
     /// The second half of [`Gate::decide`]: records `evaluated` (the result
     /// of [`Gate::begin`] for this `action`) and returns the decision once
-    /// its record is durable. Blocks the calling thread on the append.
+    /// its record, and the state it changes (approvals, session labels, a
+    /// signed request's nonce), is durable. Blocks the calling thread on
+    /// the append.
     pub fn finish(&self, action: &Action, evaluated: Evaluated) -> Decision {
         let Evaluated {
             mut decision,
-            add_labels,
+            effects:
+                Effects {
+                    add_labels,
+                    identity: identity_changes,
+                },
         } = evaluated;
         let Some(store) = &self.audit else {
             return decision;
@@ -268,10 +282,11 @@ impl Gate {
         if runtime.is_some() && staged.is_none() {
             return staging_panicked(action_hash);
         }
-        let changes = staged
+        let mut changes = staged
             .as_mut()
             .map(|s| s.take_changes())
             .unwrap_or_default();
+        changes.extend(identity_changes);
         let decision = catch_unwind(AssertUnwindSafe(|| {
             audit::record(store.as_ref(), self.policy(), action, decision, changes)
         }))
@@ -295,7 +310,11 @@ impl Gate {
         }
         let Evaluated {
             mut decision,
-            add_labels,
+            effects:
+                Effects {
+                    add_labels,
+                    identity: identity_changes,
+                },
         } = evaluated;
         let Some(store) = &self.audit else {
             return decision;
@@ -318,6 +337,8 @@ impl Gate {
         };
         let (sender, receiver) = tokio::sync::oneshot::channel();
         let fresh = staged.fresh;
+        let mut changes = staged.changes;
+        changes.extend(identity_changes);
         let done: warden_store::AppendDone = Box::new(move |appended| {
             if let (Ok(_), Some(rt)) = (&appended, runtime) {
                 rt.commit_labels(fresh);
@@ -326,7 +347,7 @@ impl Gate {
             let _ = sender.send(appended);
         });
         if catch_unwind(AssertUnwindSafe(|| {
-            store.append_then(record, staged.changes, done)
+            store.append_then(record, changes, done)
         }))
         .is_err()
         {
@@ -398,15 +419,16 @@ impl Gate {
         }));
     }
 
-    /// The decision without the audit step (shared by `decide` and `explain`).
+    /// The decision without the audit step (shared by `decide` and `explain`);
+    /// what it leaves to store with the record goes to `effects`.
     fn decide_unrecorded(
         &self,
         action: &Action,
         mode: identity::Mode,
-        add_labels: &mut Vec<String>,
+        effects: &mut Effects,
     ) -> Decision {
         let action_hash = action.hash();
-        match catch_unwind(AssertUnwindSafe(|| self.evaluate(action, mode, add_labels))) {
+        match catch_unwind(AssertUnwindSafe(|| self.evaluate(action, mode, effects))) {
             Ok(mut decision) => {
                 decision.action_hash = action_hash;
                 decision
@@ -435,7 +457,8 @@ impl Gate {
     /// a signed request's nonce is not used up, so a replay is not detected.
     /// The trace sees the agent and ring the identity check established.
     pub fn explain(&self, action: &Action) -> (Decision, Option<Explanation<'_>>) {
-        let decision = self.decide_unrecorded(action, identity::Mode::Explain, &mut Vec::new());
+        let decision =
+            self.decide_unrecorded(action, identity::Mode::Explain, &mut Effects::default());
         let trace = match (self.policy.as_deref(), action.facts()) {
             (Some(policy), Ok(mut facts)) => catch_unwind(AssertUnwindSafe(|| {
                 let intents = intent_names(&decision.intents);
@@ -456,12 +479,7 @@ impl Gate {
 
     /// The decision about `action`, with an empty `action_hash` (the caller
     /// owns the hash, so a panic here cannot lose it).
-    fn evaluate(
-        &self,
-        action: &Action,
-        mode: identity::Mode,
-        add_labels: &mut Vec<String>,
-    ) -> Decision {
+    fn evaluate(&self, action: &Action, mode: identity::Mode, effects: &mut Effects) -> Decision {
         #[cfg(test)]
         if tests::PANIC_IN_EVALUATE.with(|p| p.get()) {
             panic!("injected by test");
@@ -493,7 +511,13 @@ impl Gate {
                     ..Decision::error(reason, message, String::new())
                 }
             };
-        let verified = match identity::check(self.identity.as_deref(), policy, action, mode) {
+        let verified = match identity::check(
+            self.identity.as_deref(),
+            policy,
+            action,
+            mode,
+            &mut effects.identity,
+        ) {
             Ok(v) => v,
             Err(r) => return refuse(&r.reason, r.message, intents, findings, r.who),
         };
@@ -627,7 +651,7 @@ impl Gate {
             // The winning verdict's obligations come from every matched rule with that verdict.
             let same = eval.matched.iter().filter(|r| r.verdict == eval.verdict);
             for r in same.clone() {
-                add_labels.extend(r.add_labels.iter().cloned());
+                effects.add_labels.extend(r.add_labels.iter().cloned());
             }
             match eval.verdict {
                 Verdict::Transform => {

@@ -11,7 +11,8 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use serde_json::{Value, json};
 use warden_audit::{EventRecord, Record};
-use warden_gate::{Action, Gate, IdentityContext, reason};
+use warden_gate::identity::NONCE_SPACE;
+use warden_gate::{Action, Gate, IdentityContext, IdentityError, reason};
 use warden_identity::trust::TrustState;
 use warden_identity::{
     Agent, Attenuation, Grant, IdentityKey, Ring, SignedRequest, Sponsor, Status, Token,
@@ -52,7 +53,7 @@ rules:
 "#;
 
 struct World {
-    _dir: tempfile::TempDir,
+    dir: tempfile::TempDir,
     store: Arc<SqliteStore>,
     org: IdentityKey,
 }
@@ -64,10 +65,24 @@ impl World {
             SqliteStore::open(dir.path(), StoreConfig::new("test.example/warden")).unwrap(),
         );
         World {
-            _dir: dir,
+            dir,
             store,
             org: IdentityKey::generate(&mut rng()),
         }
+    }
+
+    /// Closes the store and opens its data directory again, as a restarted
+    /// process would (drop the gates over the old store first: it holds the
+    /// directory's lock until the last of them goes).
+    fn reopen(self) -> World {
+        let World { dir, store, org } = self;
+        store.close().unwrap();
+        assert_eq!(Arc::strong_count(&store), 1, "a gate still holds the store");
+        drop(store);
+        let store = Arc::new(
+            SqliteStore::open(dir.path(), StoreConfig::new("test.example/warden")).unwrap(),
+        );
+        World { dir, store, org }
     }
 
     /// Stores an agent with this status, trust score and ring.
@@ -615,13 +630,12 @@ fn the_policy_can_name_trusted_issuers() {
 }
 
 fn signed(action: &Action, key: &IdentityKey) -> Action {
-    let request = SignedRequest::sign_with_rng(
-        key,
-        &action.hash_for_signing(),
-        SystemTime::now(),
-        &mut rng(),
-    )
-    .unwrap();
+    signed_at(action, key, SystemTime::now())
+}
+
+fn signed_at(action: &Action, key: &IdentityKey, at: SystemTime) -> Action {
+    let request =
+        SignedRequest::sign_with_rng(key, &action.hash_for_signing(), at, &mut rng()).unwrap();
     let mut a = action.clone();
     a.context
         .insert("signature".into(), serde_json::to_value(&request).unwrap());
@@ -712,6 +726,135 @@ fn a_request_used_before_a_policy_reload_is_still_a_replay_after_it() {
     // What the sharing prevents: a context of its own accepts the replay.
     let alone = w.gate(&text);
     assert_eq!(alone.decide(&used).verdict, Verdict::Allow);
+}
+
+/// The keys stored in the nonce space.
+fn stored_nonces(store: &SqliteStore) -> Vec<String> {
+    store
+        .states(NONCE_SPACE)
+        .unwrap()
+        .into_iter()
+        .map(|s| s.key)
+        .collect()
+}
+
+const SIGNED_REQUIRED: &str = "identity: {required: true, signed_requests: required}";
+
+#[test]
+fn a_request_accepted_before_a_restart_is_still_a_replay_after_it() {
+    let w = World::new();
+    let text = REQUIRED.replace("identity: required", SIGNED_REQUIRED);
+    let gate = w.gate(&text).with_audit(w.store.clone());
+    let agent = w.active_agent();
+    let t = token(&w.org, &agent, &["db.*"]);
+    let used = signed(&call("db.read", Some(&t), json!({})), &agent);
+    // Explaining stores nothing.
+    assert_eq!(gate.explain(&used).0.verdict, Verdict::Allow);
+    assert_eq!(stored_nonces(&w.store), Vec::<String>::new());
+    let d = gate.decide(&used);
+    assert_eq!(d.verdict, Verdict::Allow, "{d:?}");
+    // The nonce is stored by the decision's own audit entry.
+    let nonces = w.store.states(NONCE_SPACE).unwrap();
+    assert_eq!(nonces.len(), 1);
+    assert_eq!(Some(nonces[0].audit_seq), d.seq);
+
+    drop(gate);
+    let w = w.reopen();
+    let gate = Gate::new(policy(&text))
+        .with_identity(Arc::new(w.context(&policy(&text))))
+        .with_audit(w.store.clone());
+    let d = gate.decide(&used);
+    assert_eq!(
+        (d.verdict, d.reason.as_str()),
+        (Verdict::Deny, reason::SIGNATURE_REPLAYED),
+        "{d:?}"
+    );
+    assert_eq!(gate.identity().unwrap().remembered_nonces(), 1);
+    // A fresh nonce is accepted, and stored beside the first.
+    let fresh = signed(&call("db.read", Some(&t), json!({})), &agent);
+    assert_eq!(gate.decide(&fresh).verdict, Verdict::Allow);
+    assert_eq!(stored_nonces(&w.store).len(), 2);
+}
+
+#[tokio::test]
+async fn finish_async_stores_the_nonce_with_the_record_too() {
+    let w = World::new();
+    let text = REQUIRED.replace("identity: required", SIGNED_REQUIRED);
+    let gate = w.gate(&text).with_audit(w.store.clone());
+    let agent = w.active_agent();
+    let t = token(&w.org, &agent, &["db.*"]);
+    let used = signed(&call("db.read", Some(&t), json!({})), &agent);
+    let evaluated = gate.begin(&used);
+    assert!(!gate.finishes_blocking(&evaluated));
+    let d = gate.finish_async(&used, evaluated).await;
+    assert_eq!(d.verdict, Verdict::Allow, "{d:?}");
+    let nonces = w.store.states(NONCE_SPACE).unwrap();
+    assert_eq!(nonces.len(), 1);
+    assert_eq!(Some(nonces[0].audit_seq), d.seq);
+}
+
+/// Ten minutes ago: the nonces of requests signed then have expired.
+fn ten_minutes_ago() -> SystemTime {
+    SystemTime::now() - Duration::from_secs(600)
+}
+
+#[test]
+fn expired_nonces_are_not_loaded_and_the_next_signed_decision_deletes_them() {
+    let w = World::new();
+    let text = REQUIRED.replace("identity: required", SIGNED_REQUIRED);
+    let agent = w.active_agent();
+    let t = token_at(&w.org, &agent, &["db.*"], Ring::R0, ten_minutes_ago());
+    let then = Gate::new(policy(&text))
+        .with_identity(Arc::new(
+            w.context(&policy(&text)).with_clock(ten_minutes_ago),
+        ))
+        .with_audit(w.store.clone());
+    let old = signed_at(
+        &call("db.read", Some(&t), json!({})),
+        &agent,
+        ten_minutes_ago(),
+    );
+    assert_eq!(then.decide(&old).verdict, Verdict::Allow);
+    let old_key = stored_nonces(&w.store);
+    assert_eq!(old_key.len(), 1);
+
+    drop(then);
+    let w = w.reopen();
+    let ctx = w.context(&policy(&text));
+    assert_eq!(ctx.remembered_nonces(), 0, "an expired nonce is not loaded");
+    // Loading wrote nothing: the stale key is still there.
+    assert_eq!(stored_nonces(&w.store), old_key);
+    let now = Gate::new(policy(&text))
+        .with_identity(Arc::new(ctx))
+        .with_audit(w.store.clone());
+    assert_eq!(now.decide(&old).reason, reason::SIGNATURE_SKEW);
+    assert_eq!(stored_nonces(&w.store), old_key, "a refusal stores nothing");
+    let fresh = signed(&call("db.read", Some(&t), json!({})), &agent);
+    assert_eq!(now.decide(&fresh).verdict, Verdict::Allow);
+    let keys = stored_nonces(&w.store);
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    assert_ne!(keys, old_key, "the expired nonce is deleted");
+}
+
+#[test]
+fn a_context_refuses_to_start_over_an_unreadable_nonce() {
+    let w = World::new();
+    w.store
+        .append_with(
+            event("test", "nonces"),
+            StateChange::PutState {
+                space: NONCE_SPACE.into(),
+                key: "not a nonce".into(),
+                value: String::new(),
+            },
+        )
+        .unwrap();
+    let err = IdentityContext::new(&policy(REQUIRED), w.store.clone(), [w.org.did().clone()])
+        .unwrap_err();
+    assert!(
+        matches!(err, IdentityError::NonceKey { ref key } if key == "not a nonce"),
+        "{err}"
+    );
 }
 
 #[test]

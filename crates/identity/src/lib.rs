@@ -74,7 +74,7 @@ pub use agent::{
 pub use did::{DID_KEY_PREFIX, Did, DidError, ED25519_MULTICODEC, MAX_DID_BYTES};
 pub use glob::{MAX_PATTERN_BYTES, MAX_TOOL_NAME_BYTES, PatternError, ToolPattern};
 pub use key::{IdentityKey, KeyError, MAX_KEY_TEXT_BYTES, verify_signature};
-pub use request::{RequestVerifier, SignedRequest, SignedRequestError};
+pub use request::{AcceptedNonce, RequestVerifier, SignedRequest, SignedRequestError};
 pub use time::{format_rfc3339, unix_seconds};
 pub use token::{
     Attenuation, Authorization, Grant, Link, LinkRole, MAX_DELEGATION_DEPTH, MAX_TOKEN_BYTES,

@@ -27,6 +27,11 @@
 //! timestamp leaves the skew window (after which the skew check alone rejects
 //! them); when the cache is full of unexpired pairs, requests are refused
 //! ([`SignedRequestError::ReplayCacheFull`]), never let through.
+//!
+//! The cache is memory. A caller that must refuse replays across restarts
+//! keeps each [`AcceptedNonce`] that `verify` returns somewhere durable and
+//! hands the unexpired ones to [`RequestVerifier::remember`] when it starts
+//! (warden's gate stores them with the decision's audit record).
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
@@ -120,6 +125,17 @@ pub enum SignedRequestError {
         /// The cache capacity.
         capacity: usize,
     },
+}
+
+/// A (DID, nonce) pair [`RequestVerifier::verify`] accepted: what a verifier
+/// started later needs ([`RequestVerifier::remember`]) to refuse it too.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct AcceptedNonce {
+    /// SHA-256(u32be(len(did)) ‖ did ‖ nonce): one id per (DID, nonce).
+    pub replay_id: [u8; 32],
+    /// The request's timestamp, seconds since the epoch: the pair must be
+    /// remembered while this is within the skew of the clock.
+    pub timestamp: u64,
 }
 
 /// A request signature as it travels: the DID, what was signed, and the signature.
@@ -242,16 +258,26 @@ struct ReplayCache {
 }
 
 impl ReplayCache {
-    /// Forgets pairs whose timestamp is outside the window: a replay of them
+    /// Forgets pairs whose timestamp is before `oldest`: a replay of them
     /// fails the skew check anyway.
-    fn prune(&mut self, now: u64, skew: u64) {
+    fn prune(&mut self, oldest: u64) {
         while let Some(&(ts, id)) = self.by_time.first() {
-            if ts.saturating_add(skew) >= now {
+            if ts >= oldest {
                 break;
             }
             self.by_time.pop_first();
             self.seen.remove(&id);
         }
+    }
+
+    /// Remembers the pair; false if it was remembered already.
+    fn insert(&mut self, nonce: AcceptedNonce) -> bool {
+        if self.seen.contains_key(&nonce.replay_id) {
+            return false;
+        }
+        self.seen.insert(nonce.replay_id, nonce.timestamp);
+        self.by_time.insert((nonce.timestamp, nonce.replay_id));
+        true
     }
 }
 
@@ -284,6 +310,32 @@ impl RequestVerifier {
         self.lock().seen.len()
     }
 
+    /// The allowed clock difference, either way.
+    pub fn skew(&self) -> Duration {
+        Duration::from_secs(self.skew)
+    }
+
+    /// The earliest timestamp still inside the skew window at `now`. A pair
+    /// with an earlier timestamp need not be remembered: the skew check
+    /// alone refuses its request.
+    pub fn oldest_unexpired(&self, now: SystemTime) -> u64 {
+        unix_seconds(now).saturating_sub(self.skew)
+    }
+
+    /// Remembers a pair accepted earlier, e.g. by this verifier before a
+    /// restart, so that its request is refused as a replay; returns whether
+    /// it is remembered (false when its timestamp is outside the window at
+    /// `now`, so that the skew check refuses it anyway). Remembered pairs
+    /// count towards the capacity but are kept even beyond it: forgetting
+    /// one would let its request through again.
+    pub fn remember(&self, nonce: AcceptedNonce, now: SystemTime) -> bool {
+        if nonce.timestamp < self.oldest_unexpired(now) {
+            return false;
+        }
+        self.lock().insert(nonce);
+        true
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, ReplayCache> {
         // A panic elsewhere cannot leave the two maps inconsistent: each
         // update below touches both without calling out in between.
@@ -291,13 +343,15 @@ impl RequestVerifier {
     }
 
     /// Accepts `request` for the action hashing to `action_hash` at `now`,
-    /// recording its nonce, or says why not.
+    /// recording its nonce, or says why not. What it returns is what a
+    /// later verifier needs to refuse the request too
+    /// ([`RequestVerifier::remember`]).
     pub fn verify(
         &self,
         request: &SignedRequest,
         action_hash: &str,
         now: SystemTime,
-    ) -> Result<(), SignedRequestError> {
+    ) -> Result<AcceptedNonce, SignedRequestError> {
         check_len(
             "action_hash",
             request.action_hash.len(),
@@ -312,6 +366,7 @@ impl RequestVerifier {
                 actual: quote(action_hash),
             });
         }
+        let oldest = self.oldest_unexpired(now);
         let now = unix_seconds(now);
         let distance = now.abs_diff(request.timestamp);
         if distance > self.skew {
@@ -328,10 +383,13 @@ impl RequestVerifier {
                 did: request.did.to_string(),
             });
         }
-        let id = replay_id(&request.did, &nonce);
+        let accepted = AcceptedNonce {
+            replay_id: replay_id(&request.did, &nonce),
+            timestamp: request.timestamp,
+        };
         let mut cache = self.lock();
-        cache.prune(now, self.skew);
-        if cache.seen.contains_key(&id) {
+        cache.prune(oldest);
+        if cache.seen.contains_key(&accepted.replay_id) {
             return Err(SignedRequestError::Replay {
                 did: request.did.to_string(),
             });
@@ -341,9 +399,8 @@ impl RequestVerifier {
                 capacity: self.capacity,
             });
         }
-        cache.seen.insert(id, request.timestamp);
-        cache.by_time.insert((request.timestamp, id));
-        Ok(())
+        cache.insert(accepted);
+        Ok(accepted)
     }
 }
 

@@ -7,7 +7,9 @@ use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use warden_identity::request::{DEFAULT_SKEW, signed_request_bytes};
-use warden_identity::{IdentityKey, RequestVerifier, SignedRequest, SignedRequestError};
+use warden_identity::{
+    AcceptedNonce, IdentityKey, RequestVerifier, SignedRequest, SignedRequestError,
+};
 
 const T0: u64 = 1_800_000_000;
 const HASH: &str = "sha256:0000000000000000000000000000000000000000000000000000000000000000";
@@ -182,6 +184,57 @@ fn full_replay_cache_refuses_until_old_nonces_expire() {
     assert!(matches!(
         v.verify(&sign(1, T0), HASH, at(T0 + 61)),
         Err(SignedRequestError::Skew { .. })
+    ));
+}
+
+#[test]
+fn a_remembered_nonce_is_refused_by_a_new_verifier_until_it_expires() {
+    let first = RequestVerifier::default();
+    let req = SignedRequest::sign(&key(), HASH, at(T0), &nonce(1)).unwrap();
+    let accepted = first.verify(&req, HASH, at(T0)).unwrap();
+    assert_eq!(accepted.timestamp, T0);
+
+    // A verifier started later (after a restart) refuses the request only
+    // if it is told about the nonce.
+    let later = RequestVerifier::default();
+    assert!(later.remember(accepted, at(T0 + 10)));
+    assert!(matches!(
+        later.verify(&req, HASH, at(T0 + 10)),
+        Err(SignedRequestError::Replay { .. })
+    ));
+    assert!(
+        RequestVerifier::default()
+            .verify(&req, HASH, at(T0 + 10))
+            .is_ok()
+    );
+
+    // Outside the window it is not remembered: the skew check refuses it.
+    let skew = DEFAULT_SKEW.as_secs();
+    let expired = RequestVerifier::default();
+    assert!(expired.remember(accepted, at(T0 + skew)));
+    assert!(!RequestVerifier::default().remember(accepted, at(T0 + skew + 1)));
+    assert_eq!(expired.oldest_unexpired(at(T0 + skew + 1)), T0 + 1);
+}
+
+#[test]
+fn remembered_nonces_are_kept_beyond_the_capacity() {
+    let v = RequestVerifier::new(Duration::from_secs(60), 1);
+    for n in 0..3u8 {
+        let nonce = AcceptedNonce {
+            replay_id: [n; 32],
+            timestamp: T0,
+        };
+        assert!(v.remember(nonce, at(T0)));
+    }
+    assert_eq!(v.remembered(), 3);
+    // Full: a new nonce is refused rather than one of them forgotten.
+    assert!(matches!(
+        v.verify(
+            &SignedRequest::sign(&key(), HASH, at(T0), &nonce(9)).unwrap(),
+            HASH,
+            at(T0)
+        ),
+        Err(SignedRequestError::ReplayCacheFull { capacity: 1 })
     ));
 }
 

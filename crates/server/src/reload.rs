@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use anyhow::{Result, anyhow};
 use notify::{RecursiveMode, Watcher};
-use warden_gate::{Gate, IdentityContext, Runtime, files};
+use warden_gate::{Gate, IdentityContext, IdentityError, Runtime, files};
 use warden_identity::Did;
 use warden_policy::{CompiledPolicy, PolicyError};
 use warden_store::Store;
@@ -91,7 +91,10 @@ impl PolicySource {
     }
 
     /// Compiles the policy and builds a gate over it. With `previous` (the
-    /// gate it replaces), the new gate keeps its record of used nonces.
+    /// gate it replaces), the new gate keeps its record of used nonces;
+    /// without, it loads them from `audit`. Fails when the store's
+    /// revocations or nonces cannot be read: a gate without them would let
+    /// a revoked token or a replayed request through.
     pub fn build(
         &self,
         runtime: Arc<Runtime>,
@@ -111,7 +114,7 @@ impl PolicySource {
                 Some(old) => ctx.sharing_nonces_with(old),
                 None => ctx,
             })),
-            Err(e) => {
+            Err(e @ IdentityError::Issuers(_)) => {
                 // Without trusted issuers nothing can be verified: only a
                 // policy that asks for identity makes that worth a warning.
                 if policy.uses_identity() {
@@ -121,6 +124,7 @@ impl PolicySource {
                 }
                 None
             }
+            Err(e) => return Err(e.into()),
         };
         let mut gate = Gate::new(policy).with_runtime(runtime);
         if let Some(ctx) = identity {

@@ -3,7 +3,7 @@
 mod support;
 
 use serde_json::{Value, json};
-use support::{POLICY, TestServer};
+use support::{POLICY, SignedAgent, TestServer};
 use warden_store::SqliteStore;
 
 fn query(sql: &str, session: &str) -> Value {
@@ -332,6 +332,72 @@ async fn a_pending_approval_survives_a_restart_and_still_names_its_decision() {
     assert_eq!(body["decision_seq"], seq, "{body}");
     let used = server.decide(mail).await;
     assert_eq!(used["verdict"], "allow", "{used}");
+}
+
+/// A signed request accepted before a restart is refused as a replay after
+/// it: its nonce was stored with the decision's record and is loaded again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_signed_request_cannot_be_replayed_after_a_restart() {
+    let mut agent = SignedAgent::new(11);
+    let server = TestServer::start(&agent.policy()).await;
+    agent.register(&server);
+    let used = agent.signed_query();
+    let d = server.decide(used.clone()).await;
+    assert_eq!(d["verdict"], "allow", "{d}");
+
+    let server = server.restart().await;
+    let d = server.decide(used).await;
+    assert_eq!(
+        (d["verdict"].as_str(), d["reason"].as_str()),
+        (Some("deny"), Some("identity:signature_replayed")),
+        "a restart must not forget the nonces already used: {d}"
+    );
+    assert_eq!(
+        server.decide(agent.signed_query()).await["verdict"],
+        "allow"
+    );
+}
+
+/// A server that cannot read the nonces it stored does not start: it
+/// would accept the replay of a request accepted before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_does_not_start_over_nonces_it_cannot_read() {
+    let agent = SignedAgent::new(12);
+    let server = TestServer::start(&agent.policy()).await;
+    server
+        .state
+        .audit
+        .append_with(
+            warden_audit::Record::Event(warden_audit::EventRecord {
+                time_unix_nanos: 1,
+                actor: "test".into(),
+                action: "test".into(),
+                subject: "nonces".into(),
+                details: "{}".into(),
+            }),
+            warden_store::StateChange::PutState {
+                space: warden_gate::identity::NONCE_SPACE.into(),
+                key: "not a nonce".into(),
+                value: String::new(),
+            },
+        )
+        .unwrap();
+    let dir = server.stop().await;
+    let config = warden_server::Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: dir.path().join("data"),
+        policy: Some(dir.path().join("policy/policy.yaml")),
+        watch: false,
+        ..warden_server::Config::default()
+    };
+    let Err(e) = warden_server::Server::bind(config).await else {
+        panic!("the server started over an unreadable nonce");
+    };
+    let message = format!("{e:#}");
+    assert!(
+        message.contains("unreadable nonce key \"not a nonce\""),
+        "{message}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -6,7 +6,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use support::{POLICY, TestServer};
+use support::{POLICY, SignedAgent, TestServer};
 
 async fn wait_for_hash_change(server: &TestServer, old: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -100,81 +100,11 @@ async fn a_changed_policy_file_is_swapped_in_and_a_broken_one_is_refused() {
 /// it: the reloaded gate keeps the nonces already used.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_signed_request_cannot_be_replayed_after_a_reload() {
-    use rand::SeedableRng;
-    use std::time::SystemTime;
-    use warden_identity::trust::TrustState;
-    use warden_identity::{
-        Agent, Grant, IdentityKey, Ring, SignedRequest, Sponsor, Status, ToolPattern, issue,
-    };
-    use warden_store::StateChange;
+    let mut agent = SignedAgent::new(7);
+    let server = TestServer::start(&agent.policy()).await;
+    agent.register(&server);
 
-    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
-    let org = IdentityKey::generate(&mut rng);
-    let agent = IdentityKey::generate(&mut rng);
-    let policy = POLICY.replace(
-        "rules:\n",
-        &format!(
-            "identity: {{required: true, signed_requests: required, issuers: [{}]}}\nrules:\n",
-            org.did()
-        ),
-    );
-    let server = TestServer::start(&policy).await;
-    let sponsor = Sponsor::parse("alice@example.com").unwrap();
-    let record = Agent::restore(
-        agent.did().clone(),
-        "worker",
-        sponsor.clone(),
-        1_700_000_000,
-        Status::Active,
-        TrustState::restore(
-            500,
-            Ring::R3,
-            false,
-            warden_identity::unix_seconds(SystemTime::now()),
-        ),
-    )
-    .unwrap();
-    server
-        .state
-        .audit
-        .append_with(
-            warden_audit::Record::Event(warden_audit::EventRecord {
-                time_unix_nanos: 1,
-                actor: "test".into(),
-                action: "agent.created".into(),
-                subject: agent.did().to_string(),
-                details: "{}".into(),
-            }),
-            StateChange::PutAgent {
-                did: agent.did().to_string(),
-                record: serde_json::to_string(&record).unwrap(),
-            },
-        )
-        .unwrap();
-    let grant = Grant {
-        agent: agent.did().clone(),
-        sponsor,
-        tools: vec![ToolPattern::parse("db.*").unwrap()],
-        ring_ceiling: Ring::R0,
-        ttl: Duration::from_secs(3600),
-    };
-    let token = issue(&org, &grant, SystemTime::now(), &mut rng).unwrap();
-    let signed = |rng: &mut rand::rngs::StdRng| {
-        let mut action = json!({"point": "pre_tool_call", "tool": "db.query",
-            "args": {"sql": "SELECT 1"}, "context": {"token": token.as_str()}});
-        let parsed: warden_gate::Action = serde_json::from_value(action.clone()).unwrap();
-        let request = SignedRequest::sign_with_rng(
-            &agent,
-            &parsed.hash_for_signing(),
-            SystemTime::now(),
-            rng,
-        )
-        .unwrap();
-        action["context"]["signature"] = serde_json::to_value(&request).unwrap();
-        action
-    };
-
-    let used = signed(&mut rng);
+    let used = agent.signed_query();
     let d = server.decide(used.clone()).await;
     assert_eq!(d["verdict"], "allow", "{d}");
     assert_eq!(
@@ -190,7 +120,10 @@ async fn a_signed_request_cannot_be_replayed_after_a_reload() {
         (Some("deny"), Some("identity:signature_replayed")),
         "a reload must not forget the nonces already used: {d}"
     );
-    assert_eq!(server.decide(signed(&mut rng)).await["verdict"], "allow");
+    assert_eq!(
+        server.decide(agent.signed_query()).await["verdict"],
+        "allow"
+    );
 }
 
 /// Decisions sent while the policy is reloaded again and again all get an

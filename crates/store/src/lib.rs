@@ -13,7 +13,8 @@
 //!
 //! Beside the log, the same database keeps warden's other durable state:
 //! agents, token revocations and keyed state values (approvals, the kill
-//! switch). Each is changed only by [`Store::append_with`] or
+//! switch, session labels, the nonces of signed requests). Each is changed
+//! only by [`Store::append_with`] or
 //! [`Store::append_with_all`], in the transaction of the audit entry that
 //! records the change.
 //!
@@ -318,6 +319,17 @@ pub enum StateChange {
         /// The key inside the space.
         key: String,
     },
+    /// Remove every key in `space` that sorts before `key` (bytewise, the
+    /// order of [`Store::states`]), in one step however many there are: for
+    /// state keyed so that it expires in key order, such as the nonces of
+    /// signed requests (keyed by timestamp first). Removing none is not an
+    /// error.
+    DeleteStatesBefore {
+        /// Which kind of state.
+        space: String,
+        /// Keys below this one are removed; this one is kept.
+        key: String,
+    },
 }
 
 impl StateChange {
@@ -328,7 +340,9 @@ impl StateChange {
                 check_state_key(space, key)?;
                 check_len("state value", value, MAX_STATE_VALUE_BYTES)
             }
-            Self::DeleteState { space, key } => check_state_key(space, key),
+            Self::DeleteState { space, key } | Self::DeleteStatesBefore { space, key } => {
+                check_state_key(space, key)
+            }
             Self::PutAgent { .. } | Self::Revoke { .. } => Ok(()),
         }
     }

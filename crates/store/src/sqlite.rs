@@ -487,6 +487,12 @@ fn apply_change(conn: &Connection, change: StateChange, seq: u64) -> Result<(), 
             .prepare_cached("DELETE FROM state WHERE space = ?1 AND key = ?2")
             .and_then(|mut stmt| stmt.execute(params![space, key]))
             .map_err(|e| StoreError::db("deleting a state value", e))?,
+        // TEXT compares with memcmp (the BINARY collation), so `<` is the
+        // bytewise order `states` reads in; the primary key makes it a range.
+        StateChange::DeleteStatesBefore { space, key } => conn
+            .prepare_cached("DELETE FROM state WHERE space = ?1 AND key < ?2")
+            .and_then(|mut stmt| stmt.execute(params![space, key]))
+            .map_err(|e| StoreError::db("deleting state values", e))?,
     };
     Ok(())
 }

@@ -271,6 +271,47 @@ fn several_changes_commit_in_order_with_one_audit_entry() {
 }
 
 #[test]
+fn keys_before_a_key_are_deleted_in_one_change_and_only_in_their_space() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path(), config()).unwrap();
+    let before = |space: &str, key: &str| StateChange::DeleteStatesBefore {
+        space: space.into(),
+        key: key.into(),
+    };
+    let first = store
+        .append_with_all(
+            event("state.changed", "x", "{}"),
+            ["0010/a", "0019/b", "0020", "0020/c", "0030/d"]
+                .into_iter()
+                .map(|k| put_state("nonces", k, ""))
+                .chain([put_state("other", "0001", "")])
+                .collect(),
+        )
+        .unwrap()
+        .seq;
+    store
+        .append_with(event("state.changed", "x", "{}"), before("nonces", "0020"))
+        .unwrap();
+    // Bytewise: "0020" itself and the longer "0020/c" sort after the bound.
+    assert_eq!(
+        store.states("nonces").unwrap(),
+        [
+            stored("nonces", "0020", "", first),
+            stored("nonces", "0020/c", "", first),
+            stored("nonces", "0030/d", "", first),
+        ]
+    );
+    assert_eq!(store.states("other").unwrap().len(), 1);
+    // Deleting none is not an error, and is still logged.
+    let seq = store
+        .append_with(event("state.changed", "x", "{}"), before("nonces", ""))
+        .unwrap()
+        .seq;
+    assert_eq!(store.log_size().unwrap(), seq + 1);
+    assert_eq!(store.states("nonces").unwrap().len(), 3);
+}
+
+#[test]
 fn state_changes_whose_record_cannot_be_logged_are_not_applied() {
     let dir = tempfile::tempdir().unwrap();
     let store = SqliteStore::open(dir.path(), config()).unwrap();
@@ -339,6 +380,13 @@ fn state_space_key_and_value_limits_are_refused_before_anything_is_written() {
     );
     assert_eq!(
         too_large(delete_state("s", &over)),
+        ("state key", MAX_STATE_KEY_BYTES + 1, MAX_STATE_KEY_BYTES)
+    );
+    assert_eq!(
+        too_large(StateChange::DeleteStatesBefore {
+            space: "s".into(),
+            key: over.clone(),
+        }),
         ("state key", MAX_STATE_KEY_BYTES + 1, MAX_STATE_KEY_BYTES)
     );
     let over_value = "v".repeat(MAX_STATE_VALUE_BYTES + 1);

@@ -4,10 +4,19 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use serde_json::Value;
+use std::time::{Duration, SystemTime};
+
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use serde_json::{Value, json};
 use tempfile::TempDir;
 use tokio::sync::oneshot;
+use warden_identity::trust::TrustState;
+use warden_identity::{
+    Agent, Grant, IdentityKey, Ring, SignedRequest, Sponsor, Status, Token, ToolPattern, issue,
+};
 use warden_server::{AppState, Config, Server};
+use warden_store::StateChange;
 
 pub struct TestServer {
     pub url: String,
@@ -199,5 +208,99 @@ impl Drop for TestServer {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
         }
+    }
+}
+
+/// An agent that signs its requests, with a capability token for `db.*`
+/// from an organisation key that [`SignedAgent::policy`] trusts.
+pub struct SignedAgent {
+    org: IdentityKey,
+    key: IdentityKey,
+    token: Token,
+    rng: StdRng,
+}
+
+impl SignedAgent {
+    pub fn new(seed: u64) -> SignedAgent {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let org = IdentityKey::generate(&mut rng);
+        let key = IdentityKey::generate(&mut rng);
+        let grant = Grant {
+            agent: key.did().clone(),
+            sponsor: Sponsor::parse("alice@example.com").unwrap(),
+            tools: vec![ToolPattern::parse("db.*").unwrap()],
+            ring_ceiling: Ring::R0,
+            ttl: Duration::from_secs(3600),
+        };
+        let token = issue(&org, &grant, SystemTime::now(), &mut rng).unwrap();
+        SignedAgent {
+            org,
+            key,
+            token,
+            rng,
+        }
+    }
+
+    /// [`POLICY`], requiring signed requests under tokens the agent's
+    /// organisation issues.
+    pub fn policy(&self) -> String {
+        POLICY.replace(
+            "rules:\n",
+            &format!(
+                "identity: {{required: true, signed_requests: required, issuers: [{}]}}\nrules:\n",
+                self.org.did()
+            ),
+        )
+    }
+
+    /// Stores the agent, active at ring 3, in the server's store.
+    pub fn register(&self, server: &TestServer) {
+        let record = Agent::restore(
+            self.key.did().clone(),
+            "worker",
+            Sponsor::parse("alice@example.com").unwrap(),
+            1_700_000_000,
+            Status::Active,
+            TrustState::restore(
+                500,
+                Ring::R3,
+                false,
+                warden_identity::unix_seconds(SystemTime::now()),
+            ),
+        )
+        .unwrap();
+        server
+            .state
+            .audit
+            .append_with(
+                warden_audit::Record::Event(warden_audit::EventRecord {
+                    time_unix_nanos: 1,
+                    actor: "test".into(),
+                    action: "agent.created".into(),
+                    subject: self.key.did().to_string(),
+                    details: "{}".into(),
+                }),
+                StateChange::PutAgent {
+                    did: self.key.did().to_string(),
+                    record: serde_json::to_string(&record).unwrap(),
+                },
+            )
+            .unwrap();
+    }
+
+    /// A `db.query` with the agent's token, signed now with a fresh nonce.
+    pub fn signed_query(&mut self) -> Value {
+        let mut action = json!({"point": "pre_tool_call", "tool": "db.query",
+            "args": {"sql": "SELECT 1"}, "context": {"token": self.token.as_str()}});
+        let parsed: warden_gate::Action = serde_json::from_value(action.clone()).unwrap();
+        let request = SignedRequest::sign_with_rng(
+            &self.key,
+            &parsed.hash_for_signing(),
+            SystemTime::now(),
+            &mut self.rng,
+        )
+        .unwrap();
+        action["context"]["signature"] = serde_json::to_value(&request).unwrap();
+        action
     }
 }
