@@ -81,7 +81,7 @@ fn main() {
         *counts.entry(site).or_default() += 1;
     }
     let mut counts: Vec<_> = counts.into_iter().collect();
-    counts.sort_by(|a, b| b.1.cmp(&a.1));
+    counts.sort_by_key(|c| std::cmp::Reverse(c.1));
     for (site, n) in counts {
         println!("{:6.2}  {site}", n as f64 / decisions);
     }
