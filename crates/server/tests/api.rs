@@ -364,24 +364,14 @@ async fn a_signed_request_cannot_be_replayed_after_a_restart() {
 async fn a_server_does_not_start_over_nonces_it_cannot_read() {
     let agent = SignedAgent::new(12);
     let server = TestServer::start(&agent.policy()).await;
-    server
-        .state
-        .audit
-        .append_with(
-            warden_audit::Record::Event(warden_audit::EventRecord {
-                time_unix_nanos: 1,
-                actor: "test".into(),
-                action: "test".into(),
-                subject: "nonces".into(),
-                details: "{}".into(),
-            }),
-            warden_store::StateChange::PutState {
-                space: warden_gate::identity::NONCE_SPACE.into(),
-                key: "not a nonce".into(),
-                value: String::new(),
-            },
-        )
-        .unwrap();
+    server.store_change(
+        "nonces",
+        warden_store::StateChange::PutState {
+            space: warden_gate::identity::NONCE_SPACE.into(),
+            key: "not a nonce".into(),
+            value: String::new(),
+        },
+    );
     let dir = server.stop().await;
     let config = warden_server::Config {
         listen: "127.0.0.1:0".parse().unwrap(),

@@ -114,6 +114,24 @@ impl TestServer {
         self.dir.path().join("data")
     }
 
+    /// Writes `change` to the server's store behind a test event entry
+    /// about `subject`, as an API call or a decision would.
+    pub fn store_change(&self, subject: &str, change: StateChange) {
+        self.state
+            .audit
+            .append_with(
+                warden_audit::Record::Event(warden_audit::EventRecord {
+                    time_unix_nanos: 1,
+                    actor: "test".into(),
+                    action: "test.state".into(),
+                    subject: subject.into(),
+                    details: "{}".into(),
+                }),
+                change,
+            )
+            .unwrap();
+    }
+
     /// Stops the server the graceful way and waits for it.
     pub async fn stop(mut self) -> TempDir {
         if let Some(tx) = self.shutdown.take() {
@@ -269,23 +287,13 @@ impl SignedAgent {
             ),
         )
         .unwrap();
-        server
-            .state
-            .audit
-            .append_with(
-                warden_audit::Record::Event(warden_audit::EventRecord {
-                    time_unix_nanos: 1,
-                    actor: "test".into(),
-                    action: "agent.created".into(),
-                    subject: self.key.did().to_string(),
-                    details: "{}".into(),
-                }),
-                StateChange::PutAgent {
-                    did: self.key.did().to_string(),
-                    record: serde_json::to_string(&record).unwrap(),
-                },
-            )
-            .unwrap();
+        server.store_change(
+            self.key.did().as_str(),
+            StateChange::PutAgent {
+                did: self.key.did().to_string(),
+                record: serde_json::to_string(&record).unwrap(),
+            },
+        );
     }
 
     /// A `db.query` with the agent's token, signed now with a fresh nonce.
