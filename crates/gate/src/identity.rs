@@ -125,6 +125,19 @@ pub enum IdentityError {
     },
 }
 
+impl IdentityError {
+    /// A short machine-readable code: `issuers_invalid` (no trusted issuer,
+    /// or they clash), `store_unavailable` (the store could not be read) or
+    /// `store_malformed` (it holds a revocation or nonce warden cannot read).
+    pub fn code(&self) -> &'static str {
+        match self {
+            IdentityError::Issuers(_) => "issuers_invalid",
+            IdentityError::Store(_) | IdentityError::Nonces(_) => "store_unavailable",
+            IdentityError::Revocation { .. } | IdentityError::NonceKey { .. } => "store_malformed",
+        }
+    }
+}
+
 /// What the gate needs to check identities: the token verifier (trusted
 /// issuers, revocations, cache), the replay cache for signed requests, and
 /// the store that holds agent records, revocations and the nonces of

@@ -778,14 +778,30 @@ async fn policy(State(state): State<Arc<AppState>>) -> ApiResult {
 async fn reload(State(state): State<Arc<AppState>>) -> ApiResult {
     let s = state.clone();
     let result = blocking(move || Ok(s.policy.reload(&s))).await?;
-    match result {
-        Ok(r) => ok(r),
-        Err(e) => Err(ApiError::new(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "policy_invalid",
-            format!("the new policy does not compile; the previous one keeps deciding: {e:#}"),
-        )),
+    let e = match result {
+        Ok(r) => return ok(r),
+        Err(e) => e,
+    };
+    // The policy compiled, but the identities it needs could not be read
+    // from the store: not the policy's fault.
+    if let Some(store) = e.downcast_ref::<warden_gate::IdentityError>() {
+        let status = match store.code() {
+            "store_malformed" => StatusCode::INTERNAL_SERVER_ERROR,
+            _ => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        return Err(ApiError::new(
+            status,
+            store.code(),
+            format!(
+                "the new policy's identity step cannot read the store; the previous policy keeps deciding: {e:#}"
+            ),
+        ));
     }
+    Err(ApiError::new(
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "policy_invalid",
+        format!("the new policy does not compile; the previous one keeps deciding: {e:#}"),
+    ))
 }
 
 // ---- audit -------------------------------------------------------------------

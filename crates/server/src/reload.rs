@@ -154,7 +154,11 @@ impl PolicySource {
             }
             Err(e) => {
                 state.metrics.reload_failed();
-                tracing::error!(error = %e, "the new policy does not compile; the previous policy keeps deciding");
+                if e.downcast_ref::<IdentityError>().is_some() {
+                    tracing::error!(error = %e, "the new policy's identity step cannot read the store; the previous policy keeps deciding");
+                } else {
+                    tracing::error!(error = %e, "the new policy does not compile; the previous policy keeps deciding");
+                }
                 Err(e)
             }
         }
