@@ -54,6 +54,13 @@ fn main() {
     let seconds = opt("--seconds", 10);
     let connections = opt("--connections", 64) as usize;
     let rate = opt("--rate", 20_000);
+    // `--trace DIR`: every offered-rate request's (due µs, latency µs,
+    // connection) goes to DIR/<row>-server.txt and DIR/<row>-floor.txt.
+    let trace_dir = args
+        .iter()
+        .position(|a| a == "--trace")
+        .and_then(|i| args.get(i + 1))
+        .map(PathBuf::from);
 
     println!(
         "warden serve load test: {connections} connections, {seconds} s measured after 2 s warm-up"
@@ -63,7 +70,7 @@ fn main() {
         "{:<44} {:>10} {:>9} {:>9}",
         "policy / actions", "decisions/s", "p50", "p99"
     );
-    for (label, policy, actions) in [
+    for (row_index, (label, policy, actions)) in [
         (
             "bundled example policy, mixed actions",
             Policy::Bundled,
@@ -74,7 +81,15 @@ fn main() {
             Policy::Thousand,
             thousand_actions(),
         ),
-    ] {
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let trace = |what: &str| {
+            trace_dir
+                .as_ref()
+                .map(|d| d.join(format!("{}-{what}.txt", row_index + 1)))
+        };
         let actions = Arc::new(actions);
         let dir = tempfile::tempdir().unwrap();
         let mut server = Server::start(dir.path(), policy);
@@ -95,6 +110,7 @@ fn main() {
             );
         };
         row(label, &result);
+        let appends_before = append_buckets(&server.addr);
         let paced = load_at_rate(
             async || {
                 let mut callers = Vec::with_capacity(connections);
@@ -105,9 +121,15 @@ fn main() {
             },
             rate,
             Duration::from_secs(seconds),
+            trace("server"),
         );
         row(&format!("  same, offered at {rate}/s"), &paced);
-        let floor = durable_appends_alone(dir.path(), connections, rate, seconds);
+        println!(
+            "{:<44} {}",
+            "",
+            append_waits(&appends_before, &append_buckets(&server.addr))
+        );
+        let floor = durable_appends_alone(dir.path(), connections, rate, seconds, trace("floor"));
         row(
             &format!("  durable appends alone, same disk, {rate}/s"),
             &floor,
@@ -201,7 +223,13 @@ fn serve(dir: &Path) {
 /// server opens its own) in `dir`, with nothing else: no HTTP, no policy.
 /// Every answer the server gives waits for such an append; when this row's
 /// p99 is high, the disk's syncs are, and the server's cannot be lower.
-fn durable_appends_alone(dir: &Path, connections: usize, rate: u64, seconds: u64) -> LoadResult {
+fn durable_appends_alone(
+    dir: &Path,
+    connections: usize,
+    rate: u64,
+    seconds: u64,
+    trace: Option<PathBuf>,
+) -> LoadResult {
     let store = Arc::new(
         SqliteStore::open(dir.join("floor"), StoreConfig::new("bench.example/floor"))
             .expect("open the floor store"),
@@ -214,6 +242,7 @@ fn durable_appends_alone(dir: &Path, connections: usize, rate: u64, seconds: u64
         },
         rate,
         Duration::from_secs(seconds),
+        trace,
     );
     store.close().expect("close the floor store");
     result
@@ -456,6 +485,66 @@ fn floor_record(i: usize) -> Record {
     })
 }
 
+/// The server's own `warden_audit_append_duration_seconds` histogram now,
+/// as (upper bound in seconds, cumulative count) per bucket: how long each
+/// decision waited for its durable append, inside the server.
+fn append_buckets(addr: &str) -> Vec<(f64, u64)> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).expect("connect for /metrics");
+    stream
+        .write_all(b"GET /metrics HTTP/1.1\r\nhost: bench\r\nconnection: close\r\n\r\n")
+        .expect("ask for /metrics");
+    let mut text = String::new();
+    stream.read_to_string(&mut text).expect("read /metrics");
+    const BUCKET: &str = "warden_audit_append_duration_seconds_bucket{le=\"";
+    let buckets: Vec<(f64, u64)> = text
+        .lines()
+        .filter_map(|line| {
+            let rest = line.strip_prefix(BUCKET)?;
+            let (le, count) = rest.split_once("\"} ")?;
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().ok()?
+            };
+            Some((le, count.trim().parse().ok()?))
+        })
+        .collect();
+    assert!(!buckets.is_empty(), "no append histogram in /metrics");
+    buckets
+}
+
+/// What the appends between two scrapes of [`append_buckets`] waited: the
+/// bucket holding the 99th percentile, and the share over each bucket bound
+/// from 2 to 50 ms.
+fn append_waits(before: &[(f64, u64)], after: &[(f64, u64)]) -> String {
+    let diff: Vec<(f64, u64)> = after
+        .iter()
+        .zip(before)
+        .map(|(&(le, a), &(_, b))| (le, a.saturating_sub(b)))
+        .collect();
+    let total = diff.last().map_or(0, |&(_, n)| n).max(1);
+    let p99 = diff
+        .iter()
+        .find(|&&(_, n)| n as f64 >= 0.99 * total as f64)
+        .map_or(f64::INFINITY, |&(le, _)| le * 1e3);
+    let over: Vec<String> = diff
+        .iter()
+        .filter(|&&(le, _)| (0.002..0.05).contains(&le))
+        .map(|&(le, within)| {
+            format!(
+                "{:.1} ms {:.2} %",
+                le * 1e3,
+                100.0 * (total - within) as f64 / total as f64
+            )
+        })
+        .collect();
+    format!(
+        "of which waiting for the durable append (the server's histogram, warm-up included): p99 <= {p99:.1} ms; over {}",
+        over.join(", ")
+    )
+}
+
 /// The load offered at a fixed `rate` (calls/s over all `callers`), each
 /// caller (connection) on its own schedule. A request that could not be
 /// sent on time because the previous answer came late counts from when it
@@ -465,6 +554,7 @@ fn load_at_rate<C: Caller + 'static>(
     callers: impl AsyncFnOnce() -> Vec<C>,
     rate: u64,
     measure: Duration,
+    trace: Option<PathBuf>,
 ) -> LoadResult {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -480,11 +570,14 @@ fn load_at_rate<C: Caller + 'static>(
         let end = measure_from + measure;
         let period = Duration::from_secs_f64(connections as f64 / rate.max(1) as f64);
         let mut tasks = Vec::new();
+        let tracing = trace.is_some();
         for (c, mut caller) in callers.into_iter().enumerate() {
             // Spread the connections' schedules over one period.
             let first = start + period.mul_f64(c as f64 / connections as f64);
             tasks.push(tokio::task::spawn_local(async move {
                 let (mut samples, mut errors) = (Vec::with_capacity(16 * 1024), Errors::default());
+                // (due, latency) per sample, µs, when tracing.
+                let mut dues = Vec::new();
                 let mut last_answer = start;
                 let mut answered_in_window = 0u64;
                 for k in 0u32.. {
@@ -506,18 +599,36 @@ fn load_at_rate<C: Caller + 'static>(
                     last_answer = answered;
                     if due >= measure_from {
                         samples.push((answered - from).as_micros() as u64);
+                        if tracing {
+                            dues.push((due - start).as_micros() as u64);
+                        }
                     }
                 }
-                (samples, errors, answered_in_window)
+                (samples, errors, answered_in_window, dues)
             }));
         }
         let mut samples: Vec<u64> = Vec::new();
         let (mut errors, mut answered) = (Errors::default(), 0);
-        for t in tasks {
-            let (s, e, a) = t.await.unwrap();
+        let mut traced: Vec<(u64, u64, usize)> = Vec::new();
+        for (c, t) in tasks.into_iter().enumerate() {
+            let (s, e, a, dues) = t.await.unwrap();
+            traced.extend(
+                dues.into_iter()
+                    .zip(s.iter().copied())
+                    .map(|(d, l)| (d, l, c)),
+            );
             samples.extend(s);
             errors.add(e);
             answered += a;
+        }
+        if let Some(path) = trace {
+            traced.sort_unstable();
+            let text: String = traced
+                .iter()
+                .map(|(due, latency, c)| format!("{due} {latency} {c}\n"))
+                .collect();
+            std::fs::write(&path, text)
+                .unwrap_or_else(|e| panic!("cannot write the trace {}: {e}", path.display()));
         }
         // Throughput is what was answered inside the window, not what was due.
         LoadResult {
