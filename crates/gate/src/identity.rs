@@ -186,6 +186,31 @@ impl IdentityContext {
         store: Arc<dyn Store>,
         issuers: I,
     ) -> Result<IdentityContext, IdentityError> {
+        let context = IdentityContext::without_nonces(policy, store, issuers)?;
+        context.load_nonces()?;
+        Ok(context)
+    }
+
+    /// The context of `policy` replacing `previous` after a reload: as
+    /// [`IdentityContext::new`], but sharing `previous`'s nonces (see
+    /// [`IdentityContext::sharing_nonces_with`]) instead of reading the
+    /// stored ones again, which `previous` already holds together with the
+    /// ones accepted since.
+    pub fn replacing<I: IntoIterator<Item = Did>>(
+        policy: &CompiledPolicy,
+        store: Arc<dyn Store>,
+        issuers: I,
+        previous: &IdentityContext,
+    ) -> Result<IdentityContext, IdentityError> {
+        Ok(IdentityContext::without_nonces(policy, store, issuers)?.sharing_nonces_with(previous))
+    }
+
+    /// Everything of [`IdentityContext::new`] but the stored nonces.
+    fn without_nonces<I: IntoIterator<Item = Did>>(
+        policy: &CompiledPolicy,
+        store: Arc<dyn Store>,
+        issuers: I,
+    ) -> Result<IdentityContext, IdentityError> {
         let mut trusted: Vec<Did> = policy.identity().issuers.clone();
         for did in issuers {
             if !trusted.contains(&did) {
@@ -205,7 +230,6 @@ impl IdentityContext {
             agents: Mutex::new(HashMap::new()),
         };
         context.refresh_revocations()?;
-        context.load_nonces()?;
         Ok(context)
     }
 

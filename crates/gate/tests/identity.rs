@@ -857,6 +857,46 @@ fn a_context_refuses_to_start_over_an_unreadable_nonce() {
     );
 }
 
+/// A reload's context takes the running context's nonces (those stored
+/// and those accepted since) instead of reading the store's again: it is
+/// built over a nonce the store cannot give back, and knows the ones its
+/// predecessor accepted.
+#[test]
+fn a_replacing_context_shares_its_predecessors_nonces_without_reading_them_again() {
+    let w = World::new();
+    let text = REQUIRED.replace("identity: required", SIGNED_REQUIRED);
+    let gate = w.gate(&text).with_audit(w.store.clone());
+    let agent = w.active_agent();
+    let t = token(&w.org, &agent, &["db.*"]);
+    let used = signed(&call("db.read", Some(&t), json!({})), &agent);
+    assert_eq!(gate.decide(&used).verdict, Verdict::Allow);
+    w.store
+        .append_with(
+            event("test", "nonces"),
+            StateChange::PutState {
+                space: NONCE_SPACE.into(),
+                key: "not a nonce".into(),
+                value: String::new(),
+            },
+        )
+        .unwrap();
+    let issuers = || [w.org.did().clone()];
+    assert!(IdentityContext::new(&policy(&text), w.store.clone(), issuers()).is_err());
+    let previous = gate.identity().unwrap();
+    let ctx =
+        IdentityContext::replacing(&policy(&text), w.store.clone(), issuers(), previous).unwrap();
+    assert_eq!(ctx.remembered_nonces(), 1);
+    let reloaded = Gate::new(policy(&text))
+        .with_identity(Arc::new(ctx))
+        .with_audit(w.store.clone());
+    let d = reloaded.decide(&used);
+    assert_eq!(
+        (d.verdict, d.reason.as_str()),
+        (Verdict::Deny, reason::SIGNATURE_REPLAYED),
+        "{d:?}"
+    );
+}
+
 #[test]
 fn explain_shows_the_identity_and_records_nothing() {
     let w = World::new();

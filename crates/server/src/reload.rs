@@ -109,11 +109,15 @@ impl PolicySource {
             None => None,
         };
         let policy = load_policy(path)?;
-        let identity = match IdentityContext::new(&policy, audit, self.issuers.iter().cloned()) {
-            Ok(ctx) => Some(Arc::new(match previous.and_then(|g| g.identity()) {
-                Some(old) => ctx.sharing_nonces_with(old),
-                None => ctx,
-            })),
+        let issuers = self.issuers.iter().cloned();
+        // A reload shares the nonces the running gate holds (those stored
+        // plus those accepted since) rather than reading the stored ones again.
+        let context = match previous.and_then(|g| g.identity()) {
+            Some(old) => IdentityContext::replacing(&policy, audit, issuers, old),
+            None => IdentityContext::new(&policy, audit, issuers),
+        };
+        let identity = match context {
+            Ok(ctx) => Some(Arc::new(ctx)),
             Err(e @ IdentityError::Issuers(_)) => {
                 // Without trusted issuers nothing can be verified: only a
                 // policy that asks for identity makes that worth a warning.
