@@ -131,6 +131,20 @@ impl World {
             .unwrap();
     }
 
+    /// Stores the nonce key `not a nonce`, which no context can read.
+    fn store_bad_nonce_key(&self) {
+        self.store
+            .append_with(
+                event("test", "nonces"),
+                StateChange::PutState {
+                    space: NONCE_SPACE.into(),
+                    key: "not a nonce".into(),
+                    value: String::new(),
+                },
+            )
+            .unwrap();
+    }
+
     fn context(&self, policy: &warden_policy::CompiledPolicy) -> IdentityContext {
         IdentityContext::new(policy, self.store.clone(), [self.org.did().clone()]).unwrap()
     }
@@ -839,16 +853,7 @@ fn expired_nonces_are_not_loaded_and_the_next_signed_decision_deletes_them() {
 #[test]
 fn a_context_refuses_to_start_over_an_unreadable_nonce() {
     let w = World::new();
-    w.store
-        .append_with(
-            event("test", "nonces"),
-            StateChange::PutState {
-                space: NONCE_SPACE.into(),
-                key: "not a nonce".into(),
-                value: String::new(),
-            },
-        )
-        .unwrap();
+    w.store_bad_nonce_key();
     let err = IdentityContext::new(&policy(REQUIRED), w.store.clone(), [w.org.did().clone()])
         .unwrap_err();
     assert!(
@@ -870,16 +875,7 @@ fn a_replacing_context_shares_its_predecessors_nonces_without_reading_them_again
     let t = token(&w.org, &agent, &["db.*"]);
     let used = signed(&call("db.read", Some(&t), json!({})), &agent);
     assert_eq!(gate.decide(&used).verdict, Verdict::Allow);
-    w.store
-        .append_with(
-            event("test", "nonces"),
-            StateChange::PutState {
-                space: NONCE_SPACE.into(),
-                key: "not a nonce".into(),
-                value: String::new(),
-            },
-        )
-        .unwrap();
+    w.store_bad_nonce_key();
     let issuers = || [w.org.did().clone()];
     assert!(IdentityContext::new(&policy(&text), w.store.clone(), issuers()).is_err());
     let previous = gate.identity().unwrap();
