@@ -754,14 +754,44 @@ fn stored_nonces(store: &SqliteStore) -> Vec<String> {
 
 const SIGNED_REQUIRED: &str = "identity: {required: true, signed_requests: required}";
 
+/// A policy requiring signed requests, a gate over it recording to the
+/// world's store, an active agent with a token for `db.*`, and one signed
+/// `db.read` of that agent.
+struct SignedRead {
+    text: String,
+    gate: Gate,
+    agent: IdentityKey,
+    token: Token,
+    used: Action,
+}
+
+impl SignedRead {
+    fn new(w: &World) -> SignedRead {
+        let text = REQUIRED.replace("identity: required", SIGNED_REQUIRED);
+        let gate = w.gate(&text).with_audit(w.store.clone());
+        let agent = w.active_agent();
+        let token = token(&w.org, &agent, &["db.*"]);
+        let used = signed(&call("db.read", Some(&token), json!({})), &agent);
+        SignedRead {
+            text,
+            gate,
+            agent,
+            token,
+            used,
+        }
+    }
+}
+
 #[test]
 fn a_request_accepted_before_a_restart_is_still_a_replay_after_it() {
     let w = World::new();
-    let text = REQUIRED.replace("identity: required", SIGNED_REQUIRED);
-    let gate = w.gate(&text).with_audit(w.store.clone());
-    let agent = w.active_agent();
-    let t = token(&w.org, &agent, &["db.*"]);
-    let used = signed(&call("db.read", Some(&t), json!({})), &agent);
+    let SignedRead {
+        text,
+        gate,
+        agent,
+        token: t,
+        used,
+    } = SignedRead::new(&w);
     // Explaining stores nothing.
     assert_eq!(gate.explain(&used).0.verdict, Verdict::Allow);
     assert_eq!(stored_nonces(&w.store), Vec::<String>::new());
@@ -793,11 +823,7 @@ fn a_request_accepted_before_a_restart_is_still_a_replay_after_it() {
 #[tokio::test]
 async fn finish_async_stores_the_nonce_with_the_record_too() {
     let w = World::new();
-    let text = REQUIRED.replace("identity: required", SIGNED_REQUIRED);
-    let gate = w.gate(&text).with_audit(w.store.clone());
-    let agent = w.active_agent();
-    let t = token(&w.org, &agent, &["db.*"]);
-    let used = signed(&call("db.read", Some(&t), json!({})), &agent);
+    let SignedRead { gate, used, .. } = SignedRead::new(&w);
     let evaluated = gate.begin(&used);
     assert!(!gate.finishes_blocking(&evaluated));
     let d = gate.finish_async(&used, evaluated).await;
@@ -869,11 +895,9 @@ fn a_context_refuses_to_start_over_an_unreadable_nonce() {
 #[test]
 fn a_replacing_context_shares_its_predecessors_nonces_without_reading_them_again() {
     let w = World::new();
-    let text = REQUIRED.replace("identity: required", SIGNED_REQUIRED);
-    let gate = w.gate(&text).with_audit(w.store.clone());
-    let agent = w.active_agent();
-    let t = token(&w.org, &agent, &["db.*"]);
-    let used = signed(&call("db.read", Some(&t), json!({})), &agent);
+    let SignedRead {
+        text, gate, used, ..
+    } = SignedRead::new(&w);
     assert_eq!(gate.decide(&used).verdict, Verdict::Allow);
     w.store_bad_nonce_key();
     let issuers = || [w.org.did().clone()];
