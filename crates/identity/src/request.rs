@@ -310,11 +310,6 @@ impl RequestVerifier {
         self.lock().seen.len()
     }
 
-    /// The allowed clock difference, either way.
-    pub fn skew(&self) -> Duration {
-        Duration::from_secs(self.skew)
-    }
-
     /// The earliest timestamp still inside the skew window at `now`. A pair
     /// with an earlier timestamp need not be remembered: the skew check
     /// alone refuses its request.

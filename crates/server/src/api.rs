@@ -536,8 +536,9 @@ fn agents_error(e: AgentsError) -> ApiError {
     let status = match e.code() {
         "agent_not_found" => StatusCode::NOT_FOUND,
         "agent_exists" | "invalid_transition" => StatusCode::CONFLICT,
-        "store_unavailable" => StatusCode::SERVICE_UNAVAILABLE,
-        "store_malformed" => StatusCode::INTERNAL_SERVER_ERROR,
+        code @ ("store_unavailable" | "store_malformed") => {
+            return ApiError::store(code, e.to_string());
+        }
         _ => StatusCode::BAD_REQUEST,
     };
     ApiError::new(status, e.code(), e.to_string())
@@ -785,12 +786,7 @@ async fn reload(State(state): State<Arc<AppState>>) -> ApiResult {
     // The policy compiled, but the identities it needs could not be read
     // from the store: not the policy's fault.
     if let Some(store) = e.downcast_ref::<warden_gate::IdentityError>() {
-        let status = match store.code() {
-            "store_malformed" => StatusCode::INTERNAL_SERVER_ERROR,
-            _ => StatusCode::SERVICE_UNAVAILABLE,
-        };
-        return Err(ApiError::new(
-            status,
+        return Err(ApiError::store(
             store.code(),
             format!(
                 "the new policy's identity step cannot read the store; the previous policy keeps deciding: {e:#}"

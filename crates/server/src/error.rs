@@ -44,6 +44,16 @@ impl ApiError {
         )
     }
 
+    /// The store failed: 500 for `store_malformed` (it holds what warden
+    /// cannot read), 503 for any other `code` (`store_unavailable`).
+    pub fn store(code: &'static str, message: impl Into<String>) -> ApiError {
+        let status = match code {
+            "store_malformed" => StatusCode::INTERNAL_SERVER_ERROR,
+            _ => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        ApiError::new(status, code, message)
+    }
+
     /// 500 `internal`.
     pub fn internal(message: impl Into<String>) -> ApiError {
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", message)
