@@ -67,9 +67,44 @@ fn main() {
     );
     println!("{}", host_stalls(Duration::from_secs(2)));
     println!(
-        "{:<44} {:>10} {:>9} {:>9}",
+        "{:<44} {:>10} {:>9} {:>9}  CPU: both cores busy (of 2), server per decision",
         "policy / actions", "decisions/s", "p50", "p99"
     );
+    // `--peer ADDR`: first the same two loads against another HTTP/1.1
+    // server at ADDR (say nginx answering every POST with a fixed decision,
+    // no audit): what HTTP alone costs on this machine with this client.
+    if let Some(peer) = args
+        .iter()
+        .position(|a| a == "--peer")
+        .and_then(|i| args.get(i + 1))
+    {
+        let actions = Arc::new(mixed_actions());
+        let cpu = CpuMeter::start(None);
+        let closed = load(peer, &actions, connections, Duration::from_secs(seconds));
+        row(
+            &format!("peer at {peer}"),
+            &closed,
+            cpu.stop(closed.per_sec),
+        );
+        let cpu = CpuMeter::start(None);
+        let paced = load_at_rate(
+            async || {
+                let mut callers = Vec::with_capacity(connections);
+                for _ in 0..connections {
+                    callers.push(HttpCaller::connect(peer, &actions).await);
+                }
+                callers
+            },
+            rate,
+            Duration::from_secs(seconds),
+            trace_dir.as_ref().map(|d| d.join("0-peer.txt")),
+        );
+        row(
+            &format!("  same, offered at {rate}/s"),
+            &paced,
+            cpu.stop(paced.per_sec),
+        );
+    }
     for (row_index, (label, policy, actions)) in [
         (
             "bundled example policy, mixed actions",
@@ -94,23 +129,18 @@ fn main() {
         let dir = tempfile::tempdir().unwrap();
         let mut server = Server::start(dir.path(), policy);
         let rss_idle = rss_kib(server.child.id());
+        let pid = server.child.id();
+        let cpu = CpuMeter::start(Some(pid));
         let result = load(
             &server.addr,
             &actions,
             connections,
             Duration::from_secs(seconds),
         );
-        let rss_loaded = rss_kib(server.child.id());
-        let row = |label: &str, r: &LoadResult| {
-            println!(
-                "{label:<44} {:>10.0} {:>7.2}ms {:>7.2}ms",
-                r.per_sec,
-                r.p50_us as f64 / 1000.0,
-                r.p99_us as f64 / 1000.0
-            );
-        };
-        row(label, &result);
+        row(label, &result, cpu.stop(result.per_sec));
+        let rss_loaded = rss_kib(pid);
         let appends_before = append_buckets(&server.addr);
+        let cpu = CpuMeter::start(Some(pid));
         let paced = load_at_rate(
             async || {
                 let mut callers = Vec::with_capacity(connections);
@@ -123,16 +153,24 @@ fn main() {
             Duration::from_secs(seconds),
             trace("server"),
         );
-        row(&format!("  same, offered at {rate}/s"), &paced);
+        row(
+            &format!("  same, offered at {rate}/s"),
+            &paced,
+            cpu.stop(paced.per_sec),
+        );
         println!(
             "{:<44} {}",
             "",
             append_waits(&appends_before, &append_buckets(&server.addr))
         );
+        // In this process: the figure per decision is the append's writer
+        // and its callers together.
+        let cpu = CpuMeter::start(Some(std::process::id()));
         let floor = durable_appends_alone(dir.path(), connections, rate, seconds, trace("floor"));
         row(
             &format!("  durable appends alone, same disk, {rate}/s"),
             &floor,
+            cpu.stop(floor.per_sec),
         );
         println!(
             "{:<44} idle after start {:.1} MB, after the run {:.1} MB resident; {} errors, {} answered rate_limited",
@@ -144,6 +182,107 @@ fn main() {
         );
         server.stop();
     }
+}
+
+fn row(label: &str, r: &LoadResult, cpu: CpuUse) {
+    println!(
+        "{label:<44} {:>10.0} {:>7.2}ms {:>7.2}ms  {cpu}",
+        r.per_sec,
+        r.p50_us as f64 / 1000.0,
+        r.p99_us as f64 / 1000.0
+    );
+}
+
+/// The CPU a load used, warm-up included (it runs at the same load): how
+/// many of the machine's cores were busy on average (from `/proc/stat`:
+/// everything, the client and the kernel's work included), and the time
+/// one process (the server) spent per decision, user and system (from
+/// `/proc/PID/stat`). This is what a stall of the host has to be made up
+/// from: the busier the cores, the longer the backlog after a stall takes
+/// to drain.
+struct CpuMeter {
+    machine: Option<(u64, u64)>,
+    process: Option<(u32, u64)>,
+    start: Instant,
+}
+
+struct CpuUse {
+    busy_cores: Option<f64>,
+    process_us_per_call: Option<f64>,
+}
+
+impl std::fmt::Display for CpuUse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.busy_cores {
+            Some(c) => write!(f, "{c:.2}")?,
+            None => write!(f, "?")?,
+        }
+        if let Some(us) = self.process_us_per_call {
+            write!(f, ", {us:.1} µs")?;
+        }
+        Ok(())
+    }
+}
+
+/// Clock ticks per second in `/proc/stat` and `/proc/PID/stat` (USER_HZ,
+/// 100 on Linux).
+const TICKS_PER_SEC: f64 = 100.0;
+
+impl CpuMeter {
+    fn start(process: Option<u32>) -> CpuMeter {
+        CpuMeter {
+            machine: machine_ticks(),
+            process: process.and_then(|pid| Some((pid, process_ticks(pid)?))),
+            start: Instant::now(),
+        }
+    }
+
+    /// `calls_per_sec`: the load's rate, to turn the process's CPU time
+    /// into time per call.
+    fn stop(self, calls_per_sec: f64) -> CpuUse {
+        let elapsed = self.start.elapsed().as_secs_f64();
+        let busy_cores = match (self.machine, machine_ticks()) {
+            (Some((busy0, all0)), Some((busy1, all1))) if all1 > all0 => {
+                let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+                Some(cores * (busy1 - busy0) as f64 / (all1 - all0) as f64)
+            }
+            _ => None,
+        };
+        let process_us_per_call = self.process.and_then(|(pid, before)| {
+            let used = (process_ticks(pid)?.checked_sub(before)?) as f64 / TICKS_PER_SEC;
+            (calls_per_sec > 0.0).then(|| used * 1e6 / (calls_per_sec * elapsed))
+        });
+        CpuUse {
+            busy_cores,
+            process_us_per_call,
+        }
+    }
+}
+
+/// (busy, all) clock ticks of every CPU together, from `/proc/stat`.
+fn machine_ticks() -> Option<(u64, u64)> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().find(|l| l.starts_with("cpu "))?;
+    let fields: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal ...: idle and iowait
+    // are the cores doing nothing.
+    let all: u64 = fields.iter().take(8).sum();
+    let idle = fields.get(3)? + fields.get(4)?;
+    Some((all - idle, all))
+}
+
+/// User and system clock ticks of process `pid`, all its threads.
+fn process_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name, in parentheses, may contain spaces: count after it.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 here.
+    Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
 }
 
 #[derive(Clone, Copy)]
