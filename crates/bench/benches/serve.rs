@@ -308,6 +308,7 @@ impl Server {
         };
         let mut cmd = Command::new(std::env::current_exe().unwrap());
         cmd.env(SERVE_ENV, dir)
+            .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         if let Some(p) = &policy_path {
@@ -338,6 +339,14 @@ impl Server {
 
 /// The child: `warden serve` on a loopback port, printing its address.
 fn serve(dir: &Path) {
+    // The parent holds this child's stdin open for as long as it lives. If
+    // it dies first (killed, or its output piped into `head`), the read
+    // ends and so does the child, rather than serving on as an orphan that
+    // takes CPU from every later measurement on the machine.
+    std::thread::spawn(|| {
+        let _ = std::io::copy(&mut std::io::stdin(), &mut std::io::sink());
+        std::process::exit(0);
+    });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .max_blocking_threads(256)
