@@ -139,8 +139,19 @@ pub fn router(state: Arc<AppState>) -> Router {
         .with_state(state)
 }
 
+/// Room for a typical answer (a decision is about 500 bytes), so encoding
+/// it does not grow the buffer: `axum::Json` starts at 128 bytes and
+/// doubled it twice for every decision.
+const ANSWER_CAPACITY: usize = 1024;
+
 fn json(status: StatusCode, value: impl serde::Serialize) -> Response {
-    (status, axum::Json(value)).into_response()
+    let mut body = Vec::with_capacity(ANSWER_CAPACITY);
+    match serde_json::to_writer(&mut body, &value) {
+        Ok(()) => (status, [(header::CONTENT_TYPE, "application/json")], body).into_response(),
+        Err(e) => {
+            ApiError::internal(format!("cannot encode the answer as JSON: {e}")).into_response()
+        }
+    }
 }
 
 fn ok(value: impl serde::Serialize) -> ApiResult {
