@@ -566,7 +566,9 @@ impl Runtime {
         let now = unix_ms(self.now());
         let agent = agent.unwrap_or_default().to_string();
         let mut counters = lock(&self.counters);
-        let mut keys: Vec<(CounterKey, u64, Option<u64>)> = Vec::new();
+        // Each counter this action takes from: its key, window start, count
+        // so far, and whether the map holds it already.
+        let mut keys: Vec<(CounterKey, u64, u64, bool)> = Vec::new();
         for (scope, limit) in &applicable {
             if let Some(rate) = &limit.rate {
                 let per_ms = u64::try_from(rate.per.as_millis()).unwrap_or(u64::MAX);
@@ -576,6 +578,7 @@ impl Runtime {
                     session: None,
                 };
                 let c = counters.get(&key).copied();
+                let held = c.is_some();
                 let current = match c {
                     Some(c) if now.saturating_sub(c.start_ms) < per_ms => c,
                     _ => Counter {
@@ -592,7 +595,7 @@ impl Runtime {
                         retry_after: Some(wait_ms.div_ceil(1000).max(1)),
                     });
                 }
-                keys.push((key, current.start_ms, Some(current.count)));
+                keys.push((key, current.start_ms, current.count, held));
             }
             if let (Some(max), Some(session)) = (limit.per_session, action.session.as_deref()) {
                 let key = CounterKey {
@@ -600,7 +603,8 @@ impl Runtime {
                     agent: agent.clone(),
                     session: Some(session.to_string()),
                 };
-                let count = counters.get(&key).map_or(0, |c| c.count);
+                let held = counters.get(&key).map(|c| c.count);
+                let count = held.unwrap_or(0);
                 if count >= max {
                     self.rate_limited.fetch_add(1, Ordering::Relaxed);
                     return Err(Limited {
@@ -609,21 +613,35 @@ impl Runtime {
                         retry_after: None,
                     });
                 }
-                keys.push((key, 0, Some(count)));
+                keys.push((key, 0, count, held.is_some()));
             }
         }
-        let new_keys = keys.iter().filter(|k| !counters.contains_key(&k.0)).count();
+        let mut new_keys = keys.iter().filter(|k| !k.3).count();
         if counters.len() + new_keys > self.config.max_counters {
+            // A rate counter goes once its window has passed, whatever tool
+            // it counts (not only this action's: the others' live windows
+            // are limits still in force), or when the policy no longer
+            // limits its scope. Per-session counts stay.
+            let window_ms = |scope: &str| {
+                let limit = if scope == "agents" {
+                    limits.agents.as_ref()
+                } else {
+                    limits
+                        .tools
+                        .iter()
+                        .find(|t| t.tool == scope)
+                        .map(|t| &t.limit)
+                };
+                limit
+                    .and_then(|l| l.rate.as_ref())
+                    .map(|r| u64::try_from(r.per.as_millis()).unwrap_or(u64::MAX))
+            };
             counters.retain(|k, c| {
                 k.session.is_some()
-                    || applicable.iter().any(|(scope, l)| {
-                        *scope == k.scope
-                            && l.rate.as_ref().is_some_and(|r| {
-                                now.saturating_sub(c.start_ms)
-                                    < u64::try_from(r.per.as_millis()).unwrap_or(u64::MAX)
-                            })
-                    })
+                    || window_ms(&k.scope).is_some_and(|per| now.saturating_sub(c.start_ms) < per)
             });
+            // Dropping expired windows may have dropped this action's own.
+            new_keys = keys.iter().filter(|k| !counters.contains_key(&k.0)).count();
             if counters.len() + new_keys > self.config.max_counters {
                 self.rate_limited.fetch_add(1, Ordering::Relaxed);
                 return Err(Limited {
@@ -636,12 +654,12 @@ impl Runtime {
                 });
             }
         }
-        for (key, start_ms, count) in keys {
+        for (key, start_ms, count, _) in keys {
             counters.insert(
                 key,
                 Counter {
                     start_ms,
-                    count: count.unwrap_or(0) + 1,
+                    count: count + 1,
                 },
             );
         }

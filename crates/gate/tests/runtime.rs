@@ -148,6 +148,44 @@ fn explain_does_not_use_up_limits() {
     assert_eq!(gate.decide(&out).verdict, Verdict::Allow);
 }
 
+#[test]
+fn a_full_counter_table_keeps_other_tools_live_windows() {
+    let policy = "version: warden/v1\nname: l\ndefault: allow\nlimits:\n  tools:\n    a: {calls: 1, per: 1h}\n    b: {calls: 1, per: 1h}\n";
+    let dir = tempfile::tempdir().unwrap();
+    let config = RuntimeConfig {
+        max_counters: 2,
+        ..RuntimeConfig::default()
+    };
+    let runtime = Arc::new(Runtime::open(open(dir.path()), config).unwrap());
+    let gate = Gate::new(compile(parse("p.yaml", policy).unwrap()).unwrap()).with_runtime(runtime);
+    let call = |tool: &str, agent: &str| -> Action {
+        serde_json::from_value(json!({"point": "pre_tool_call", "tool": tool, "agent": agent}))
+            .unwrap()
+    };
+    assert_eq!(gate.decide(&call("a", "x")).verdict, Verdict::Allow);
+    assert_eq!(gate.decide(&call("b", "y")).verdict, Verdict::Allow);
+    // The table is full and both windows are live: a third agent gets no
+    // counter, and is refused rather than counted nowhere.
+    let full = gate.decide(&call("b", "z"));
+    assert_eq!(
+        (full.verdict, full.reason.as_str()),
+        (Verdict::Deny, reason::RATE_LIMITED)
+    );
+    assert!(
+        full.message.contains("counters are all in use"),
+        "{}",
+        full.message
+    );
+    // Making room for tool b did not drop tool a's live window: x has used
+    // its one call an hour.
+    let again = gate.decide(&call("a", "x"));
+    assert_eq!(
+        (again.verdict, again.reason.as_str()),
+        (Verdict::Deny, reason::RATE_LIMITED)
+    );
+    assert!(again.message.contains("limit 'a'"), "{}", again.message);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn finish_async_records_like_decide_and_its_labels_enter_even_if_the_caller_goes() {
     let dir = tempfile::tempdir().unwrap();
