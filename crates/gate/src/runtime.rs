@@ -230,6 +230,9 @@ pub(crate) struct Limited {
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 struct CounterKey {
     scope: String,
+    /// A tool limit's (`scope` is its glob), apart from `limits.agents`
+    /// even for a tool named `agents`.
+    tool: bool,
     agent: String,
     /// Set for a per-session count.
     session: Option<String>,
@@ -549,15 +552,16 @@ impl Runtime {
         if !counts {
             return Ok(());
         }
-        let mut applicable: Vec<(&str, &Limit)> = Vec::new();
+        // (scope, whether a tool limit's, limit)
+        let mut applicable: Vec<(&str, bool, &Limit)> = Vec::new();
         if let Some(l) = &limits.agents {
-            applicable.push(("agents", l));
+            applicable.push(("agents", false, l));
         }
         if action.point == Point::PreToolCall
             && let Some(tool) = action.tool.as_deref()
         {
             for t in limits.for_tool(tool) {
-                applicable.push((t.tool.as_str(), &t.limit));
+                applicable.push((t.tool.as_str(), true, &t.limit));
             }
         }
         if applicable.is_empty() {
@@ -569,11 +573,12 @@ impl Runtime {
         // Each counter this action takes from: its key, window start, count
         // so far, and whether the map holds it already.
         let mut keys: Vec<(CounterKey, u64, u64, bool)> = Vec::new();
-        for (scope, limit) in &applicable {
+        for &(scope, tool, limit) in &applicable {
             if let Some(rate) = &limit.rate {
                 let per_ms = u64::try_from(rate.per.as_millis()).unwrap_or(u64::MAX);
                 let key = CounterKey {
                     scope: scope.to_string(),
+                    tool,
                     agent: agent.clone(),
                     session: None,
                 };
@@ -600,6 +605,7 @@ impl Runtime {
             if let (Some(max), Some(session)) = (limit.per_session, action.session.as_deref()) {
                 let key = CounterKey {
                     scope: scope.to_string(),
+                    tool,
                     agent: agent.clone(),
                     session: Some(session.to_string()),
                 };
@@ -622,15 +628,15 @@ impl Runtime {
             // it counts (not only this action's: the others' live windows
             // are limits still in force), or when the policy no longer
             // limits its scope. Per-session counts stay.
-            let window_ms = |scope: &str| {
-                let limit = if scope == "agents" {
-                    limits.agents.as_ref()
-                } else {
+            let window_ms = |key: &CounterKey| {
+                let limit = if key.tool {
                     limits
                         .tools
                         .iter()
-                        .find(|t| t.tool == scope)
+                        .find(|t| t.tool == key.scope)
                         .map(|t| &t.limit)
+                } else {
+                    limits.agents.as_ref()
                 };
                 limit
                     .and_then(|l| l.rate.as_ref())
@@ -638,7 +644,7 @@ impl Runtime {
             };
             counters.retain(|k, c| {
                 k.session.is_some()
-                    || window_ms(&k.scope).is_some_and(|per| now.saturating_sub(c.start_ms) < per)
+                    || window_ms(k).is_some_and(|per| now.saturating_sub(c.start_ms) < per)
             });
             // Dropping expired windows may have dropped this action's own.
             new_keys = keys.iter().filter(|k| !counters.contains_key(&k.0)).count();

@@ -186,6 +186,28 @@ fn a_full_counter_table_keeps_other_tools_live_windows() {
     assert!(again.message.contains("limit 'a'"), "{}", again.message);
 }
 
+#[test]
+fn a_tool_named_agents_has_its_own_counter() {
+    let policy = "version: warden/v1\nname: l\ndefault: allow\nlimits:\n  agents: {calls: 5, per: 1h}\n  tools:\n    agents: {calls: 1, per: 1h}\n";
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = Arc::new(Runtime::open(open(dir.path()), RuntimeConfig::default()).unwrap());
+    let gate = Gate::new(compile(parse("p.yaml", policy).unwrap()).unwrap()).with_runtime(runtime);
+    let call = |tool: &str| -> Action {
+        serde_json::from_value(json!({"point": "pre_tool_call", "tool": tool, "agent": "x"}))
+            .unwrap()
+    };
+    // A call to another tool counts against the agent's limit only, not
+    // against the one call an hour of the tool named `agents`.
+    assert_eq!(gate.decide(&call("other")).verdict, Verdict::Allow);
+    assert_eq!(gate.decide(&call("agents")).verdict, Verdict::Allow);
+    let d = gate.decide(&call("agents"));
+    assert_eq!(
+        (d.verdict, d.reason.as_str()),
+        (Verdict::Deny, reason::RATE_LIMITED)
+    );
+    assert!(d.message.contains("1 calls per 1h"), "{}", d.message);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn finish_async_records_like_decide_and_its_labels_enter_even_if_the_caller_goes() {
     let dir = tempfile::tempdir().unwrap();
