@@ -87,16 +87,12 @@ fn main() {
             cpu.stop(closed.per_sec),
         );
         let cpu = CpuMeter::start(None);
-        let paced = load_at_rate(
-            async || {
-                let mut callers = Vec::with_capacity(connections);
-                for _ in 0..connections {
-                    callers.push(HttpCaller::connect(peer, &actions).await);
-                }
-                callers
-            },
+        let paced = load_http_at_rate(
+            peer,
+            &actions,
+            connections,
             rate,
-            Duration::from_secs(seconds),
+            seconds,
             trace_dir.as_ref().map(|d| d.join("0-peer.txt")),
         );
         row(
@@ -141,16 +137,12 @@ fn main() {
         let rss_loaded = rss_kib(pid);
         let appends_before = append_buckets(&server.addr);
         let cpu = CpuMeter::start(Some(pid));
-        let paced = load_at_rate(
-            async || {
-                let mut callers = Vec::with_capacity(connections);
-                for _ in 0..connections {
-                    callers.push(HttpCaller::connect(&server.addr, &actions).await);
-                }
-                callers
-            },
+        let paced = load_http_at_rate(
+            &server.addr,
+            &actions,
+            connections,
             rate,
-            Duration::from_secs(seconds),
+            seconds,
             trace("server"),
         );
         row(
@@ -184,6 +176,29 @@ fn main() {
     }
 }
 
+/// [`load_at_rate`] over `connections` keep-alive HTTP connections to `addr`.
+fn load_http_at_rate(
+    addr: &str,
+    actions: &Arc<Actions>,
+    connections: usize,
+    rate: u64,
+    seconds: u64,
+    trace: Option<PathBuf>,
+) -> LoadResult {
+    load_at_rate(
+        async || {
+            let mut callers = Vec::with_capacity(connections);
+            for _ in 0..connections {
+                callers.push(HttpCaller::connect(addr, actions).await);
+            }
+            callers
+        },
+        rate,
+        Duration::from_secs(seconds),
+        trace,
+    )
+}
+
 fn row(label: &str, r: &LoadResult, cpu: CpuUse) {
     println!(
         "{label:<44} {:>10.0} {:>7.2}ms {:>7.2}ms  {cpu}",
@@ -201,7 +216,7 @@ fn row(label: &str, r: &LoadResult, cpu: CpuUse) {
 /// from: the busier the cores, the longer the backlog after a stall takes
 /// to drain.
 struct CpuMeter {
-    machine: Option<(u64, u64)>,
+    machine: Option<(u64, u64, usize)>,
     process: Option<(u32, u64)>,
     start: Instant,
 }
@@ -242,9 +257,8 @@ impl CpuMeter {
     fn stop(self, calls_per_sec: f64) -> CpuUse {
         let elapsed = self.start.elapsed().as_secs_f64();
         let busy_cores = match (self.machine, machine_ticks()) {
-            (Some((busy0, all0)), Some((busy1, all1))) if all1 > all0 => {
-                let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
-                Some(cores * (busy1 - busy0) as f64 / (all1 - all0) as f64)
+            (Some((busy0, all0, _)), Some((busy1, all1, cores))) if all1 > all0 => {
+                Some(cores as f64 * (busy1 - busy0) as f64 / (all1 - all0) as f64)
             }
             _ => None,
         };
@@ -259,9 +273,17 @@ impl CpuMeter {
     }
 }
 
-/// (busy, all) clock ticks of every CPU together, from `/proc/stat`.
-fn machine_ticks() -> Option<(u64, u64)> {
+/// (busy, all) clock ticks of every CPU together, and how many CPUs that
+/// is, from `/proc/stat`.
+fn machine_ticks() -> Option<(u64, u64, usize)> {
     let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let cpus = stat
+        .lines()
+        .filter(|l| {
+            l.strip_prefix("cpu")
+                .is_some_and(|n| n.starts_with(|c: char| c.is_ascii_digit()))
+        })
+        .count();
     let line = stat.lines().find(|l| l.starts_with("cpu "))?;
     let fields: Vec<u64> = line
         .split_whitespace()
@@ -272,14 +294,14 @@ fn machine_ticks() -> Option<(u64, u64)> {
     // are the cores doing nothing.
     let all: u64 = fields.iter().take(8).sum();
     let idle = fields.get(3)? + fields.get(4)?;
-    Some((all - idle, all))
+    Some((all.checked_sub(idle)?, all, cpus))
 }
 
 /// User and system clock ticks of process `pid`, all its threads.
 fn process_ticks(pid: u32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name, in parentheses, may contain spaces: count after it.
-    let rest = &stat[stat.rfind(')')? + 2..];
+    let rest = stat.get(stat.rfind(')')? + 2..)?;
     let fields: Vec<&str> = rest.split_whitespace().collect();
     // utime and stime are fields 14 and 15 of the line, 12 and 13 here.
     Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
@@ -294,6 +316,8 @@ enum Policy {
 struct Server {
     child: Child,
     addr: String,
+    /// The child's stdin: open while this process lives (see [`serve`]).
+    alive: Option<std::process::ChildStdin>,
 }
 
 impl Server {
@@ -325,7 +349,10 @@ impl Server {
         assert!(!addr.is_empty(), "the server did not start");
         // Idle after start, as a deployment would be before traffic.
         std::thread::sleep(Duration::from_millis(1000));
-        Server { child, addr }
+        // Held until the child has exited: `Child::wait` would close it
+        // first, and the child takes a closed stdin for its parent's death.
+        let alive = child.stdin.take();
+        Server { child, addr, alive }
     }
 
     /// SIGTERM: the graceful shutdown.
@@ -334,6 +361,7 @@ impl Server {
             .args(["-TERM", &self.child.id().to_string()])
             .status();
         let _ = self.child.wait();
+        self.alive = None;
     }
 }
 
