@@ -186,40 +186,50 @@ impl Auth {
             .cloned()
             .ok_or_else(|| unauthorized("the bearer token is not known"))
     }
+
+    /// The caller behind `headers`, if it holds `role`: 401 for no or an
+    /// unknown token, 403 for a role that does not grant `role`.
+    pub fn authorize(
+        &self,
+        headers: &axum::http::HeaderMap,
+        role: Role,
+    ) -> Result<Principal, ApiError> {
+        let header = headers
+            .get(axum::http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        let principal = self.authenticate(header)?;
+        if let Some(has) = principal.role
+            && !has.grants(role)
+        {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                format!(
+                    "'{}' has the {} role; this route needs {}",
+                    principal.name,
+                    has.as_str(),
+                    role.as_str()
+                ),
+            ));
+        }
+        Ok(principal)
+    }
 }
 
-/// Middleware: the caller must hold `role`; the principal is put in the
-/// request's extensions.
+/// Middleware: the caller must hold `role` ([`Auth::authorize`]); the
+/// principal is put in the request's extensions.
 pub async fn require(
     State((state, role)): State<(Arc<AppState>, Role)>,
     mut request: Request,
     next: Next,
 ) -> Response {
-    let header = request
-        .headers()
-        .get(axum::http::header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    let principal = match state.auth.authenticate(header) {
-        Ok(p) => p,
-        Err(e) => return e.into_response(),
-    };
-    if let Some(has) = principal.role
-        && !has.grants(role)
-    {
-        return ApiError::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            format!(
-                "'{}' has the {} role; this route needs {}",
-                principal.name,
-                has.as_str(),
-                role.as_str()
-            ),
-        )
-        .into_response();
+    match state.auth.authorize(request.headers(), role) {
+        Ok(principal) => {
+            request.extensions_mut().insert(principal);
+            next.run(request).await
+        }
+        Err(e) => e.into_response(),
     }
-    request.extensions_mut().insert(principal);
-    next.run(request).await
 }
 
 #[cfg(test)]

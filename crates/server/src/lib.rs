@@ -197,7 +197,7 @@ impl Server {
         } else {
             None
         };
-        let app = api::router(self.state.clone());
+        let app = api::service(self.state.clone());
         tracing::info!(
             listen = %self.local_addr(),
             policy = %self.state.policy.describe(),
@@ -205,7 +205,7 @@ impl Server {
             auth = self.state.auth.enabled(),
             "warden is serving"
         );
-        axum::serve(self.listener, app)
+        axum::serve(self.listener, axum::ServiceExt::into_make_service(app))
             .with_graceful_shutdown(shutdown)
             .await
             .context("the HTTP server failed")?;

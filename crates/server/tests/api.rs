@@ -1064,3 +1064,116 @@ async fn an_approval_waits_fifteen_minutes_by_default() {
     let ttl = a["expires_unix_ms"].as_u64().unwrap() - a["created_unix_ms"].as_u64().unwrap();
     assert_eq!(ttl, 15 * 60 * 1000, "{a}");
 }
+
+/// `warden serve` sends `POST /v1/decide` past the router (`api::service`);
+/// every answer it gives must be the one the router would give.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_decide_fast_path_answers_as_the_router_does() {
+    use axum::body::Body;
+    use http_body_util::BodyExt;
+    use tower::Service;
+
+    let dir = tempfile::tempdir().unwrap();
+    let auth = dir.path().join("auth.yaml");
+    std::fs::write(
+        &auth,
+        "tokens:\n  - {name: bot, role: agent, token: agent-token-0123456789}\n  - {name: dba@example.com, role: approver, token: approver-token-0123456789}\n",
+    )
+    .unwrap();
+    let server = TestServer::start_with(POLICY, |c| {
+        c.auth_file = Some(auth);
+        c.max_body_bytes = 1024;
+    })
+    .await;
+    let mut router = warden_server::api::router(server.state.clone());
+    let mut fast = warden_server::api::service(server.state.clone());
+
+    async fn answer<S>(service: &mut S, token: &str, body: &[u8]) -> (u16, Value)
+    where
+        S: Service<axum::extract::Request, Response = axum::response::Response>,
+        S::Error: std::fmt::Debug,
+    {
+        let mut request =
+            axum::http::Request::post("/v1/decide").header("content-type", "application/json");
+        if !token.is_empty() {
+            request = request.header("authorization", format!("Bearer {token}"));
+        }
+        let request = request.body(Body::from(body.to_vec())).unwrap();
+        std::future::poll_fn(|cx| service.poll_ready(cx))
+            .await
+            .unwrap();
+        let response = service.call(request).await.unwrap();
+        let status = response.status().as_u16();
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        (status, serde_json::from_slice(&bytes).unwrap())
+    }
+
+    let drop_table = serde_json::to_vec(&query("DROP TABLE customers", "s1")).unwrap();
+    let select = serde_json::to_vec(&query("SELECT 1", "s1")).unwrap();
+    let agent = "agent-token-0123456789";
+    let cases: Vec<(&str, Vec<u8>, u16)> = vec![
+        ("", select.clone(), 401),
+        ("not-a-known-token-0123", select.clone(), 401),
+        ("approver-token-0123456789", select.clone(), 403),
+        (agent, b"{not json".to_vec(), 400),
+        (agent, Vec::new(), 400),
+        (agent, br#"{"point": "pre_tool_call"}"#.to_vec(), 400),
+        (agent, vec![b' '; 1025], 413),
+        (agent, drop_table, 200),
+        (agent, select, 200),
+    ];
+    for (token, body, status) in cases {
+        let shown = format!(
+            "{token:?} {}",
+            String::from_utf8_lossy(&body[..body.len().min(40)])
+        );
+        let (got_router, by_router) = answer(&mut router, token, &body).await;
+        let (got_fast, by_fast) = answer(&mut fast, token, &body).await;
+        assert_eq!((got_router, got_fast), (status, status), "{shown}");
+        if status == 200 {
+            for field in ["verdict", "rule", "reason"] {
+                assert_eq!(by_fast[field], by_router[field], "{shown}: {field}");
+            }
+        } else {
+            assert_eq!(by_fast, by_router, "{shown}");
+        }
+    }
+}
+
+/// A body over the limit with no length given (chunked) is cut off at the
+/// limit, over real HTTP, on the route `warden serve` answers directly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chunked_decide_body_over_the_limit_gets_413() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let server = TestServer::start_with(POLICY, |c| c.max_body_bytes = 1024).await;
+    let addr = server.url.trim_start_matches("http://");
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let chunk = " ".repeat(600);
+    let request = format!(
+        "POST /v1/decide HTTP/1.1\r\nhost: x\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n{len:x}\r\n{chunk}\r\n{len:x}\r\n{chunk}\r\n0\r\n\r\n",
+        len = chunk.len()
+    );
+    stream.write_all(request.as_bytes()).await.unwrap();
+    let mut head = vec![0u8; 4096];
+    let mut read = 0;
+    // Until the JSON error's closing braces (or 5 s: a server that kept
+    // reading would leave the connection open).
+    while !String::from_utf8_lossy(&head[..read]).ends_with("}}") {
+        let n = tokio::time::timeout(
+            std::time::Duration::from_secs(5),
+            stream.read(&mut head[read..]),
+        )
+        .await
+        .expect("no answer within 5 s")
+        .unwrap();
+        assert!(
+            n > 0,
+            "closed before answering: {}",
+            String::from_utf8_lossy(&head[..read])
+        );
+        read += n;
+    }
+    let text = String::from_utf8_lossy(&head[..read]);
+    assert!(text.starts_with("HTTP/1.1 413"), "{text}");
+}
