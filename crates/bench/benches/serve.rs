@@ -14,7 +14,8 @@
 //! busy (the stalls a virtual machine's host adds).
 //!
 //! `cargo bench -p warden-bench --bench serve` (options after `--`:
-//! `--seconds N`, `--connections N`, `--rate N`). The server runs in a child process
+//! `--seconds N`, `--connections N`, `--rate N`, `--peer ADDR`, `--trace DIR`;
+//! `--help` lists them, and a bad one stops it with exit code 2). The server runs in a child process
 //! (this binary, re-executed with `WARDEN_BENCH_SERVE=<dir>`) exactly as
 //! `warden serve` runs it: the same `warden_server::Server`, a multi-thread
 //! runtime, SQLite with `synchronous=FULL` in a temporary directory. The
@@ -38,29 +39,102 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const SERVE_ENV: &str = "WARDEN_BENCH_SERVE";
 
+const USAGE: &str = "usage: cargo bench -p warden-bench --bench serve -- [--seconds N] [--connections N] [--rate N] [--peer ADDR] [--trace DIR]
+  --seconds N      measured seconds per load, after 2 s of warm-up (10)
+  --connections N  keep-alive connections (64)
+  --rate N         the offered rate, requests per second over all connections (20000)
+  --peer ADDR      first run the same loads against another HTTP/1.1 server at ADDR
+  --trace DIR      write every offered-rate request's timing to DIR";
+
+/// The command line.
+#[derive(Debug)]
+struct Options {
+    seconds: u64,
+    connections: usize,
+    rate: u64,
+    trace_dir: Option<PathBuf>,
+    peer: Option<String>,
+}
+
+impl Options {
+    fn parse(args: impl IntoIterator<Item = String>) -> Result<Options, String> {
+        let mut options = Options {
+            seconds: 10,
+            connections: 64,
+            rate: 20_000,
+            trace_dir: None,
+            peer: None,
+        };
+        let mut args = args.into_iter();
+        while let Some(arg) = args.next() {
+            let mut value = |name: &str| args.next().ok_or_else(|| format!("{name} needs a value"));
+            let number = |name: &str, v: String| {
+                v.parse::<u64>()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .ok_or_else(|| format!("{name} takes a whole number above 0, not {v:?}"))
+            };
+            match arg.as_str() {
+                // cargo bench passes this to every bench target.
+                "--bench" => {}
+                "--seconds" => options.seconds = number("--seconds", value("--seconds")?)?,
+                "--connections" => {
+                    let n = number("--connections", value("--connections")?)?;
+                    options.connections = usize::try_from(n).map_err(|e| e.to_string())?;
+                }
+                "--rate" => options.rate = number("--rate", value("--rate")?)?,
+                "--trace" => options.trace_dir = Some(PathBuf::from(value("--trace")?)),
+                "--peer" => options.peer = Some(value("--peer")?),
+                other => return Err(format!("unknown argument {other:?}")),
+            }
+        }
+        Ok(options)
+    }
+}
+
+/// Whether a TCP connection to `addr` opens within 2 s.
+fn reachable(addr: &str) -> std::io::Result<()> {
+    use std::net::ToSocketAddrs;
+    let mut last = std::io::Error::new(std::io::ErrorKind::NotFound, "no address");
+    for a in addr.to_socket_addrs()? {
+        match std::net::TcpStream::connect_timeout(&a, Duration::from_secs(2)) {
+            Ok(_) => return Ok(()),
+            Err(e) => last = e,
+        }
+    }
+    Err(last)
+}
+
 fn main() {
     if let Ok(dir) = std::env::var(SERVE_ENV) {
         serve(Path::new(&dir));
         return;
     }
-    let args: Vec<String> = std::env::args().collect();
-    let opt = |name: &str, default: u64| {
-        args.iter()
-            .position(|a| a == name)
-            .and_then(|i| args.get(i + 1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(default)
+    if std::env::args().any(|a| a == "--help" || a == "-h") {
+        println!("{USAGE}");
+        return;
+    }
+    let Options {
+        seconds,
+        connections,
+        rate,
+        trace_dir,
+        peer,
+    } = match Options::parse(std::env::args().skip(1)) {
+        Ok(options) => options,
+        Err(message) => {
+            eprintln!("serve bench: {message}\n\n{USAGE}");
+            std::process::exit(2);
+        }
     };
-    let seconds = opt("--seconds", 10);
-    let connections = opt("--connections", 64) as usize;
-    let rate = opt("--rate", 20_000);
-    // `--trace DIR`: every offered-rate request's (due µs, latency µs,
-    // connection) goes to DIR/<row>-server.txt and DIR/<row>-floor.txt.
-    let trace_dir = args
-        .iter()
-        .position(|a| a == "--trace")
-        .and_then(|i| args.get(i + 1))
-        .map(PathBuf::from);
+    if let Some(peer) = &peer
+        && let Err(e) = reachable(peer)
+    {
+        eprintln!(
+            "serve bench: cannot reach the peer at {peer}: {e} (start it first, e.g. nginx -c \"$PWD/crates/bench/peer/nginx.conf\" -g 'daemon off;')"
+        );
+        std::process::exit(2);
+    }
 
     println!(
         "warden serve load test: {connections} connections, {seconds} s measured after 2 s warm-up"
@@ -73,11 +147,7 @@ fn main() {
     // `--peer ADDR`: first the same two loads against another HTTP/1.1
     // server at ADDR (say nginx answering every POST with a fixed decision,
     // no audit): what HTTP alone costs on this machine with this client.
-    if let Some(peer) = args
-        .iter()
-        .position(|a| a == "--peer")
-        .and_then(|i| args.get(i + 1))
-    {
+    if let Some(peer) = &peer {
         let actions = Arc::new(mixed_actions());
         let cpu = CpuMeter::start(None);
         let closed = load(peer, &actions, connections, Duration::from_secs(seconds));
