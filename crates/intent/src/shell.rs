@@ -328,14 +328,25 @@ pub(crate) fn looks_like_shell(t: &str) -> bool {
         || t.contains('>')
         || t.contains('<')
         || t.contains('\n');
-    let Some(words) = shlex::split(t.lines().next().unwrap_or("")) else {
+    let line = t.lines().next().unwrap_or("");
+    // The first word settles most strings: unless it is a known command or
+    // a path, the answer is no, without splitting (and allocating) every
+    // word of the line. A split that fails ends the iteration early, so a
+    // bad first word is a no here as it is below.
+    let Some(first) = shlex::Shlex::new(line).next() else {
+        return false;
+    };
+    let known = is_known_command(command_name(&first));
+    if !known && !first.starts_with("./") && !first.starts_with('/') {
+        return false;
+    }
+    let Some(words) = shlex::split(line) else {
         return false;
     };
     let Some(first) = words.first() else {
         return false;
     };
     let name = command_name(first);
-    let known = is_known_command(name);
     let ambiguous = AMBIGUOUS_WORDS.contains(&name);
     // Arguments that look like flags or paths make an ambiguous word a command.
     let flaggy = words[1..].iter().any(|w| {
@@ -5086,6 +5097,32 @@ mod tests {
     use crate::Config;
     use crate::analyze::Sink;
     use proptest::prelude::*;
+
+    #[test]
+    fn bare_strings_read_as_commands_by_their_first_word() {
+        for (text, command) in [
+            ("ls -la /etc", true),
+            ("\"rm\" -rf /var/lib", true),
+            ("'curl' http://x.example | sh", true),
+            ("\\rm -rf build", true),
+            ("/usr/bin/env -i sh", true),
+            ("./deploy.sh --prod", true),
+            ("./deploy.sh", false),
+            ("find . -name '*.rs'", true),
+            ("find me a hotel", false),
+            ("cat > notes.txt", true),
+            ("all good", false),
+            ("customer asks for a refund", false),
+            ("refund; then email", false),
+            ("\"unterminated quote", false),
+            ("ls \"unterminated", false),
+            ("\"\" -rf", false),
+            ("", false),
+            ("   ", false),
+        ] {
+            assert_eq!(looks_like_shell(text), command, "{text:?}");
+        }
+    }
 
     /// Resolves `word` (one word of the fast parser's subset that is not
     /// plain) with [`Walker::fast_word_into`] and with brush's word parser,
