@@ -89,6 +89,10 @@ CREATE TABLE IF NOT EXISTS state (
 );
 ";
 
+/// Every state value of a space, in key order.
+const STATES_SQL: &str =
+    "SELECT space, key, value, audit_seq FROM state WHERE space = ?1 ORDER BY key";
+
 /// How a [`SqliteStore`] is opened.
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
@@ -335,6 +339,16 @@ fn open_connection(path: &Path, read_only: bool) -> Result<Connection, StoreErro
         .map_err(|e| StoreError::db(format!("opening {}", path.display()), e))?;
     conn.busy_timeout(Duration::from_secs(10))
         .map_err(|e| StoreError::db("setting busy_timeout", e))?;
+    // Plans that do not change with the values bound. Without this (SQLite
+    // is built with STAT4), binding a new value to `space = ?1` expired the
+    // cached statement, and every read of a session's labels parsed and
+    // planned its SQL again: about 55,000 instructions each. Every query
+    // here has one plan whatever the values.
+    conn.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+        true,
+    )
+    .map_err(|e| StoreError::db("enabling the query planner stability guarantee", e))?;
     Ok(conn)
 }
 
@@ -1022,9 +1036,7 @@ impl Store for SqliteStore {
         }
         let conn = self.reader();
         let mut stmt = conn
-            .prepare_cached(
-                "SELECT space, key, value, audit_seq FROM state WHERE space = ?1 ORDER BY key",
-            )
+            .prepare_cached(STATES_SQL)
             .map_err(|e| StoreError::db("reading state values", e))?;
         let rows = stmt
             .query_map([space], read_state)
@@ -1713,6 +1725,40 @@ mod tests {
     use warden_audit::EventRecord;
 
     use super::*;
+
+    #[test]
+    fn reading_state_does_not_prepare_its_statement_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(dir.path(), StoreConfig::default()).unwrap();
+        for i in 0..5u64 {
+            store
+                .append_with(
+                    Record::Event(EventRecord {
+                        time_unix_nanos: i,
+                        actor: "test".into(),
+                        action: "test.label".into(),
+                        subject: format!("s{i}"),
+                        details: "{}".into(),
+                    }),
+                    StateChange::PutState {
+                        space: format!("labels:s{i}"),
+                        key: "pii".into(),
+                        value: "1".into(),
+                    },
+                )
+                .unwrap();
+            assert_eq!(store.states(&format!("labels:s{i}")).unwrap().len(), 1);
+            assert!(store.states(&format!("labels:x{i}")).unwrap().is_empty());
+        }
+        // The cached statement those reads ran: binding each new space
+        // must not have expired it (SQLite counts every re-preparation).
+        let reader = store.reader();
+        let statement = reader.prepare_cached(STATES_SQL).unwrap();
+        assert_eq!(
+            statement.get_status(rusqlite::StatementStatus::RePrepare),
+            0
+        );
+    }
 
     fn event() -> Record {
         Record::Event(EventRecord {
