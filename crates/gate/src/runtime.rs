@@ -238,6 +238,18 @@ struct CounterKey {
     session: Option<String>,
 }
 
+/// The rate-limit counters, and what the last purge of a full table
+/// learnt.
+#[derive(Debug, Default)]
+struct Counters {
+    map: HashMap<CounterKey, Counter>,
+    /// Set when a purge left the table full: no counter can expire before
+    /// this time (ms) under the policy with this hash, so until then a
+    /// purge would scan the whole table (under the lock every decision
+    /// takes) for nothing.
+    full_until: Option<(u64, String)>,
+}
+
 #[derive(Debug, Clone, Copy)]
 struct Counter {
     start_ms: u64,
@@ -267,7 +279,7 @@ pub struct Runtime {
     kill: RwLock<KillStatusMap>,
     killed_any: AtomicBool,
     sessions: Mutex<Sessions>,
-    counters: Mutex<HashMap<CounterKey, Counter>>,
+    counters: Mutex<Counters>,
     approvals: Mutex<ApprovalBook>,
     rate_limited: AtomicU64,
 }
@@ -355,7 +367,7 @@ impl Runtime {
             kill: RwLock::new(KillStatusMap::default()),
             killed_any: AtomicBool::new(false),
             sessions: Mutex::new(Sessions::default()),
-            counters: Mutex::new(HashMap::new()),
+            counters: Mutex::new(Counters::default()),
             approvals: Mutex::new(ApprovalBook::default()),
             rate_limited: AtomicU64::new(0),
         };
@@ -569,7 +581,11 @@ impl Runtime {
         }
         let now = unix_ms(self.now());
         let agent = agent.unwrap_or_default().to_string();
-        let mut counters = lock(&self.counters);
+        let mut table = lock(&self.counters);
+        let Counters {
+            map: counters,
+            full_until,
+        } = &mut *table;
         // Each counter this action takes from: its key, window start, count
         // so far, and whether the map holds it already.
         let mut keys: Vec<(CounterKey, u64, u64, bool)> = Vec::new();
@@ -623,7 +639,12 @@ impl Runtime {
             }
         }
         let mut new_keys = keys.iter().filter(|k| !k.3).count();
-        if counters.len() + new_keys > self.config.max_counters {
+        // Whether the last purge proved nothing can go yet (same policy,
+        // before the first live window it saw ends).
+        let nothing_to_purge = full_until
+            .as_ref()
+            .is_some_and(|(until, hash)| now < *until && hash == policy.hash());
+        if counters.len() + new_keys > self.config.max_counters && !nothing_to_purge {
             // A rate counter goes once its window has passed, whatever tool
             // it counts (not only this action's: the others' live windows
             // are limits still in force), or when the policy no longer
@@ -642,23 +663,40 @@ impl Runtime {
                     .and_then(|l| l.rate.as_ref())
                     .map(|r| u64::try_from(r.per.as_millis()).unwrap_or(u64::MAX))
             };
+            let mut first_expiry = u64::MAX;
             counters.retain(|k, c| {
-                k.session.is_some()
-                    || window_ms(k).is_some_and(|per| now.saturating_sub(c.start_ms) < per)
+                if k.session.is_some() {
+                    return true;
+                }
+                let Some(per) = window_ms(k) else {
+                    return false;
+                };
+                let live = now.saturating_sub(c.start_ms) < per;
+                if live {
+                    first_expiry = first_expiry.min(c.start_ms.saturating_add(per));
+                }
+                live
             });
             // Dropping expired windows may have dropped this action's own.
             new_keys = keys.iter().filter(|k| !counters.contains_key(&k.0)).count();
-            if counters.len() + new_keys > self.config.max_counters {
-                self.rate_limited.fetch_add(1, Ordering::Relaxed);
-                return Err(Limited {
-                    scope: "capacity".into(),
-                    what: format!(
-                        "the gate's {} rate-limit counters are all in use",
-                        self.config.max_counters
-                    ),
-                    retry_after: Some(1),
-                });
-            }
+            // Still full: nothing can go before the first live window ends.
+            *full_until = (counters.len() + new_keys > self.config.max_counters)
+                .then(|| (first_expiry, policy.hash().to_string()));
+        }
+        if counters.len() + new_keys > self.config.max_counters {
+            self.rate_limited.fetch_add(1, Ordering::Relaxed);
+            return Err(Limited {
+                scope: "capacity".into(),
+                what: format!(
+                    "the gate's {} rate-limit counters are all in use",
+                    self.config.max_counters
+                ),
+                retry_after: Some(1),
+            });
+        }
+        if new_keys > 0 {
+            // A new counter may end before the first window the purge saw.
+            *full_until = None;
         }
         for (key, start_ms, count, _) in keys {
             counters.insert(

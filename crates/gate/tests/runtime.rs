@@ -186,6 +186,61 @@ fn a_full_counter_table_keeps_other_tools_live_windows() {
     assert!(again.message.contains("limit 'a'"), "{}", again.message);
 }
 
+/// The test clock of `a_full_counter_table_is_purged_again_once_a_window_can_have_ended`, in ms.
+static FULL_TABLE_NOW_MS: std::sync::atomic::AtomicU64 =
+    std::sync::atomic::AtomicU64::new(1_700_000_000_000);
+
+#[test]
+fn a_full_counter_table_is_purged_again_once_a_window_can_have_ended() {
+    use std::sync::atomic::Ordering;
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+    fn clock() -> SystemTime {
+        UNIX_EPOCH + Duration::from_millis(FULL_TABLE_NOW_MS.load(Ordering::SeqCst))
+    }
+    let advance = |ms: u64| FULL_TABLE_NOW_MS.fetch_add(ms, Ordering::SeqCst);
+    let limits_a = "version: warden/v1\nname: a\ndefault: allow\nlimits:\n  tools:\n    a: {calls: 1, per: 1m}\n";
+    let limits_b = "version: warden/v1\nname: b\ndefault: allow\nlimits:\n  tools:\n    b: {calls: 1, per: 1m}\n";
+    let dir = tempfile::tempdir().unwrap();
+    let config = RuntimeConfig {
+        max_counters: 2,
+        ..RuntimeConfig::default()
+    };
+    let runtime = Arc::new(
+        Runtime::open(open(dir.path()), config)
+            .unwrap()
+            .with_clock(clock),
+    );
+    let gate_for = |policy: &str| {
+        Gate::new(compile(parse("p.yaml", policy).unwrap()).unwrap()).with_runtime(runtime.clone())
+    };
+    let call = |tool: &str, agent: &str| -> Action {
+        serde_json::from_value(json!({"point": "pre_tool_call", "tool": tool, "agent": agent}))
+            .unwrap()
+    };
+    let full = |d: &warden_gate::Decision| {
+        d.verdict == Verdict::Deny && d.message.contains("counters are all in use")
+    };
+    let gate = gate_for(limits_a);
+    assert_eq!(gate.decide(&call("a", "x")).verdict, Verdict::Allow);
+    advance(10_000);
+    assert_eq!(gate.decide(&call("a", "y")).verdict, Verdict::Allow);
+    // Full of live windows: refused, and refused again without a change.
+    assert!(full(&gate.decide(&call("a", "z"))));
+    assert!(full(&gate.decide(&call("a", "z"))));
+    // x's window ends 60 s after its call: the table has room again then,
+    // not before.
+    advance(49_000);
+    assert!(full(&gate.decide(&call("a", "z"))));
+    advance(1_000);
+    assert_eq!(gate.decide(&call("a", "z")).verdict, Verdict::Allow);
+    // Full again (y and z). A policy that no longer limits tool a frees
+    // those counters at once, windows or not.
+    assert!(full(&gate.decide(&call("a", "w"))));
+    let gate = gate_for(limits_b);
+    assert_eq!(gate.decide(&call("b", "w")).verdict, Verdict::Allow);
+    assert_eq!(gate.decide(&call("b", "v")).verdict, Verdict::Allow);
+}
+
 #[test]
 fn a_tool_named_agents_has_its_own_counter() {
     let policy = "version: warden/v1\nname: l\ndefault: allow\nlimits:\n  agents: {calls: 5, per: 1h}\n  tools:\n    agents: {calls: 1, per: 1h}\n";
