@@ -685,13 +685,21 @@ impl Runtime {
         }
         if counters.len() + new_keys > self.config.max_counters {
             self.rate_limited.fetch_add(1, Ordering::Relaxed);
+            // Room comes when the first live window ends; per-session
+            // counts alone never make room.
+            let retry_after = match full_until {
+                Some((until, _)) if *until < u64::MAX => {
+                    Some(until.saturating_sub(now).div_ceil(1000).max(1))
+                }
+                _ => None,
+            };
             return Err(Limited {
                 scope: "capacity".into(),
                 what: format!(
                     "the gate's {} rate-limit counters are all in use",
                     self.config.max_counters
                 ),
-                retry_after: Some(1),
+                retry_after,
             });
         }
         if new_keys > 0 {

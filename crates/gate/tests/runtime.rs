@@ -224,13 +224,18 @@ fn a_full_counter_table_is_purged_again_once_a_window_can_have_ended() {
     assert_eq!(gate.decide(&call("a", "x")).verdict, Verdict::Allow);
     advance(10_000);
     assert_eq!(gate.decide(&call("a", "y")).verdict, Verdict::Allow);
-    // Full of live windows: refused, and refused again without a change.
-    assert!(full(&gate.decide(&call("a", "z"))));
-    assert!(full(&gate.decide(&call("a", "z"))));
-    // x's window ends 60 s after its call: the table has room again then,
-    // not before.
+    // Full of live windows: refused, and refused again without a change,
+    // with the time until x's window ends (60 s after its call).
+    for _ in 0..2 {
+        let d = gate.decide(&call("a", "z"));
+        assert!(full(&d), "{}", d.message);
+        assert_eq!(d.retry_after, Some(50));
+    }
+    // The table has room again then, not before.
     advance(49_000);
-    assert!(full(&gate.decide(&call("a", "z"))));
+    let d = gate.decide(&call("a", "z"));
+    assert!(full(&d), "{}", d.message);
+    assert_eq!(d.retry_after, Some(1));
     advance(1_000);
     assert_eq!(gate.decide(&call("a", "z")).verdict, Verdict::Allow);
     // Full again (y and z). A policy that no longer limits tool a frees
