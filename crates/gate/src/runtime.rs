@@ -337,8 +337,12 @@ pub(crate) struct StagedLabels {
 }
 
 fn unix_ms(t: SystemTime) -> u64 {
-    t.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    t.duration_since(UNIX_EPOCH).map_or(0, millis)
+}
+
+/// `d` in whole milliseconds, at most `u64::MAX`.
+fn millis(d: Duration) -> u64 {
+    u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
 }
 
 fn unix_nanos(t: SystemTime) -> u64 {
@@ -591,7 +595,7 @@ impl Runtime {
         let mut keys: Vec<(CounterKey, u64, u64, bool)> = Vec::new();
         for &(scope, tool, limit) in &applicable {
             if let Some(rate) = &limit.rate {
-                let per_ms = u64::try_from(rate.per.as_millis()).unwrap_or(u64::MAX);
+                let per_ms = millis(rate.per);
                 let key = CounterKey {
                     scope: scope.to_string(),
                     tool,
@@ -639,12 +643,13 @@ impl Runtime {
             }
         }
         let mut new_keys = keys.iter().filter(|k| !k.3).count();
-        // Whether the last purge proved nothing can go yet (same policy,
-        // before the first live window it saw ends).
-        let nothing_to_purge = full_until
-            .as_ref()
-            .is_some_and(|(until, hash)| now < *until && hash == policy.hash());
-        if counters.len() + new_keys > self.config.max_counters && !nothing_to_purge {
+        // Full, unless the last purge proved nothing can go yet (same
+        // policy, before the first live window it saw ends): purge.
+        if counters.len() + new_keys > self.config.max_counters
+            && !full_until
+                .as_ref()
+                .is_some_and(|(until, hash)| now < *until && hash == policy.hash())
+        {
             // A rate counter goes once its window has passed, whatever tool
             // it counts (not only this action's: the others' live windows
             // are limits still in force), or when the policy no longer
@@ -659,9 +664,7 @@ impl Runtime {
                 } else {
                     limits.agents.as_ref()
                 };
-                limit
-                    .and_then(|l| l.rate.as_ref())
-                    .map(|r| u64::try_from(r.per.as_millis()).unwrap_or(u64::MAX))
+                limit.and_then(|l| l.rate.as_ref()).map(|r| millis(r.per))
             };
             let mut first_expiry = u64::MAX;
             counters.retain(|k, c| {
@@ -881,9 +884,7 @@ impl Runtime {
                     approvers: decision.approvers.clone(),
                     decision_seq: None,
                     created_unix_ms: now,
-                    expires_unix_ms: now.saturating_add(
-                        u64::try_from(self.config.approval_ttl.as_millis()).unwrap_or(u64::MAX),
-                    ),
+                    expires_unix_ms: now.saturating_add(millis(self.config.approval_ttl)),
                     decided_by: None,
                     decided_unix_ms: None,
                     signature: None,
@@ -1081,9 +1082,7 @@ impl Runtime {
         next.signature = signature.clone();
         next.comment = comment.clone();
         if approve {
-            next.expires_unix_ms = now.saturating_add(
-                u64::try_from(self.config.approval_ttl.as_millis()).unwrap_or(u64::MAX),
-            );
+            next.expires_unix_ms = now.saturating_add(millis(self.config.approval_ttl));
         }
         let action = if approve {
             "approval.approved"
