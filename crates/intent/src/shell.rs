@@ -320,14 +320,6 @@ pub(crate) fn looks_like_shell(t: &str) -> bool {
     if t.is_empty() || t.len() > crate::MAX_INPUT_BYTES {
         return false;
     }
-    let syntax = t.contains('|')
-        || t.contains("&&")
-        || t.contains(';')
-        || t.contains("$(")
-        || t.contains('`')
-        || t.contains('>')
-        || t.contains('<')
-        || t.contains('\n');
     let line = t.lines().next().unwrap_or("");
     // The first word settles most strings: unless it is a known command or
     // a path, the answer is no, without splitting (and allocating) every
@@ -336,26 +328,32 @@ pub(crate) fn looks_like_shell(t: &str) -> bool {
     let Some(first) = shlex::Shlex::new(line).next() else {
         return false;
     };
-    let known = is_known_command(command_name(&first));
-    if !known && !first.starts_with("./") && !first.starts_with('/') {
+    let name = command_name(&first);
+    let known = is_known_command(name);
+    let path = first.starts_with("./") || first.starts_with('/');
+    if !known && !path {
         return false;
     }
     let Some(words) = shlex::split(line) else {
         return false;
     };
-    let Some(first) = words.first() else {
-        return false;
-    };
-    let name = command_name(first);
     let ambiguous = AMBIGUOUS_WORDS.contains(&name);
     // Arguments that look like flags or paths make an ambiguous word a command.
-    let flaggy = words[1..].iter().any(|w| {
+    let flaggy = words.iter().skip(1).any(|w| {
         w.starts_with('-') || w.starts_with('/') || w.starts_with("~/") || w.starts_with("./")
     });
     if known && !ambiguous {
         return !nesting_exceeds_limit(t) && parses(t);
     }
-    if (known || first.starts_with("./") || first.starts_with('/')) && (flaggy || syntax) {
+    let syntax = t.contains('|')
+        || t.contains("&&")
+        || t.contains(';')
+        || t.contains("$(")
+        || t.contains('`')
+        || t.contains('>')
+        || t.contains('<')
+        || t.contains('\n');
+    if (known || path) && (flaggy || syntax) {
         return !nesting_exceeds_limit(t) && parses(t);
     }
     false
