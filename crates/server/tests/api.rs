@@ -788,6 +788,13 @@ async fn a_non_loopback_address_needs_authentication() {
 /// A server with one bearer token per role (`agent-token-0123456789`,
 /// `approver-token-…`, `admin-token-…`); the directory holds its tokens file.
 async fn with_role_tokens() -> (tempfile::TempDir, TestServer) {
+    with_role_tokens_and(|_| {}).await
+}
+
+/// [`with_role_tokens`], with `tweak` applied to the rest of the config.
+async fn with_role_tokens_and(
+    tweak: impl FnOnce(&mut warden_server::Config),
+) -> (tempfile::TempDir, TestServer) {
     let dir = tempfile::tempdir().unwrap();
     let auth = dir.path().join("auth.yaml");
     std::fs::write(
@@ -795,7 +802,11 @@ async fn with_role_tokens() -> (tempfile::TempDir, TestServer) {
         "tokens:\n  - {name: bot, role: agent, token: agent-token-0123456789}\n  - {name: dba@example.com, role: approver, token: approver-token-0123456789}\n  - {name: root@example.com, role: admin, token: admin-token-0123456789}\n",
     )
     .unwrap();
-    let server = TestServer::start_with(POLICY, |c| c.auth_file = Some(auth)).await;
+    let server = TestServer::start_with(POLICY, |c| {
+        c.auth_file = Some(auth);
+        tweak(c);
+    })
+    .await;
     (dir, server)
 }
 
@@ -1073,18 +1084,7 @@ async fn the_decide_fast_path_answers_as_the_router_does() {
     use http_body_util::BodyExt;
     use tower::Service;
 
-    let dir = tempfile::tempdir().unwrap();
-    let auth = dir.path().join("auth.yaml");
-    std::fs::write(
-        &auth,
-        "tokens:\n  - {name: bot, role: agent, token: agent-token-0123456789}\n  - {name: dba@example.com, role: approver, token: approver-token-0123456789}\n",
-    )
-    .unwrap();
-    let server = TestServer::start_with(POLICY, |c| {
-        c.auth_file = Some(auth);
-        c.max_body_bytes = 1024;
-    })
-    .await;
+    let (_auth, server) = with_role_tokens_and(|c| c.max_body_bytes = 1024).await;
     let mut router = warden_server::api::router(server.state.clone());
     let mut fast = warden_server::api::service(server.state.clone());
 
