@@ -6,6 +6,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 use warden_server::{Config, LogFormat, Server};
+use warden_store::StoreConfig;
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -30,6 +31,17 @@ pub struct Args {
         value_name = "SECONDS"
     )]
     approval_ttl: u64,
+    /// Under load, start an audit commit no sooner than this many
+    /// milliseconds after the previous one, so that one sync covers more
+    /// decisions. It applies only while the previous commit carried 8
+    /// decisions or more; 0 commits as soon as the previous one is done.
+    #[arg(
+        long,
+        env = "WARDEN_COMMIT_GATHER",
+        default_value_t = 1.0,
+        value_name = "MS"
+    )]
+    commit_gather: f64,
     /// Do not watch the policy file (reload with POST /v1/policy/reload).
     /// In the environment: 1/0, true/false, yes/no, on/off.
     #[arg(long, env = "WARDEN_NO_WATCH", value_parser = clap::builder::BoolishValueParser::new())]
@@ -66,6 +78,12 @@ fn serve(args: Args, format: LogFormat) -> Result<()> {
     if args.max_body < 1024 {
         bail!("--max-body must be at least 1024 bytes");
     }
+    if !(0.0..=100.0).contains(&args.commit_gather) {
+        bail!(
+            "--commit-gather must be between 0 and 100 milliseconds, not {}",
+            args.commit_gather
+        );
+    }
     // Tokens minted by this data directory's issuer are trusted, as by 'check'.
     let issuers = keys::existing_issuer(&args.data.data_dir)?
         .into_iter()
@@ -79,7 +97,10 @@ fn serve(args: Args, format: LogFormat) -> Result<()> {
         approval_ttl: Duration::from_secs(args.approval_ttl),
         issuers,
         watch: !args.no_watch,
-        ..Config::default()
+        store: StoreConfig {
+            gather: Duration::from_secs_f64(args.commit_gather / 1000.0),
+            ..StoreConfig::default()
+        },
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

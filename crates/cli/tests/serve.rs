@@ -342,6 +342,18 @@ fn serve_refuses_what_it_cannot_do_safely() {
             ],
             "missing-auth.yaml",
         ),
+        (
+            vec!["serve", "--commit-gather", "500", "--listen", "127.0.0.1:0"],
+            "--commit-gather must be between 0 and 100",
+        ),
+        (
+            vec!["serve", "--commit-gather=-1", "--listen", "127.0.0.1:0"],
+            "--commit-gather must be between 0 and 100",
+        ),
+        (
+            vec!["serve", "--commit-gather", "NaN", "--listen", "127.0.0.1:0"],
+            "--commit-gather must be between 0 and 100",
+        ),
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_warden"))
             .current_dir(cwd.path())

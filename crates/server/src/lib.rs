@@ -40,6 +40,9 @@ pub use error::ApiError;
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:7878";
 /// The largest request body accepted by default (1 MiB, the gate's action limit).
 pub const DEFAULT_MAX_BODY_BYTES: usize = 1024 * 1024;
+/// How long a busy audit writer gathers decisions into one commit by
+/// default ([`StoreConfig::gather`]): 1 ms.
+pub const DEFAULT_COMMIT_GATHER: Duration = Duration::from_millis(1);
 
 /// How `warden serve` runs.
 #[derive(Debug, Clone)]
@@ -61,7 +64,8 @@ pub struct Config {
     pub issuers: Vec<Did>,
     /// Watch the policy's directory and reload on change.
     pub watch: bool,
-    /// Audit log settings (checkpoint cadence).
+    /// Audit log settings: checkpoint cadence, and the commit gathering
+    /// ([`DEFAULT_COMMIT_GATHER`]).
     pub store: StoreConfig,
 }
 
@@ -76,7 +80,10 @@ impl Default for Config {
             approval_ttl: warden_gate::runtime::DEFAULT_APPROVAL_TTL,
             issuers: Vec::new(),
             watch: true,
-            store: StoreConfig::default(),
+            store: StoreConfig {
+                gather: DEFAULT_COMMIT_GATHER,
+                ..StoreConfig::default()
+            },
         }
     }
 }

@@ -52,7 +52,7 @@ mod sqlite;
 mod verify;
 
 pub use error::StoreError;
-pub use sqlite::{DB_FILE, KEY_FILE, MAX_BATCH, SqliteStore, StoreConfig};
+pub use sqlite::{DB_FILE, GATHER_FROM, KEY_FILE, MAX_BATCH, SqliteStore, StoreConfig};
 pub use verify::{
     ConsistencyProof, InclusionProof, Problem, ProblemKind, VerifyReport, consistency_proof,
     inclusion_proof, verify,

@@ -210,6 +210,94 @@ fn concurrent_appends_get_unique_contiguous_seqs() {
     );
 }
 
+/// Appends from `threads` threads, each waiting for its own before sending
+/// the next, for `run`: how many were committed.
+fn appends_in(store: &Arc<SqliteStore>, threads: u64, run: Duration) -> u64 {
+    let until = std::time::Instant::now() + run;
+    let handles: Vec<_> = (0..threads)
+        .map(|t| {
+            let store = Arc::clone(store);
+            std::thread::spawn(move || {
+                let mut done = 0;
+                while std::time::Instant::now() < until {
+                    store.append(decision(t * 1_000_000 + done)).unwrap();
+                    done += 1;
+                }
+                done
+            })
+        })
+        .collect();
+    handles.into_iter().map(|h| h.join().unwrap()).sum()
+}
+
+#[test]
+fn a_busy_writer_gathers_appends_for_the_gather_interval() {
+    // 16 callers keep every commit above GATHER_FROM appends, so commits
+    // start at most every 250 ms: about 5 in 1.2 s, each carrying the 16
+    // (the first ones, before the writer is busy, carry fewer). Without
+    // gathering this disk commits hundreds of batches in that time.
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(
+        SqliteStore::open(
+            dir.path(),
+            StoreConfig {
+                gather: Duration::from_millis(250),
+                ..config(0)
+            },
+        )
+        .unwrap(),
+    );
+    let appended = appends_in(&store, 16, Duration::from_millis(1200));
+    assert!(appended >= 16, "{appended} appends: the writer must go on");
+    assert!(
+        appended <= 16 * 12,
+        "{appended} appends in 1.2 s: commits did not wait for the gather interval"
+    );
+    store.close().unwrap();
+    assert_eq!(
+        verify(store.as_ref(), &store.verifier(), None)
+            .unwrap()
+            .problem,
+        None
+    );
+}
+
+#[test]
+fn a_lone_caller_never_waits_for_the_gather_interval() {
+    // One caller at a time is never a busy writer: with a 10 s gather
+    // interval, 20 appends in a row still take well under one interval.
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(
+        SqliteStore::open(
+            dir.path(),
+            StoreConfig {
+                gather: Duration::from_secs(10),
+                ..config(0)
+            },
+        )
+        .unwrap(),
+    );
+    let started = std::time::Instant::now();
+    for i in 0..20 {
+        assert_eq!(store.append(decision(i)).unwrap().seq, i);
+    }
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "20 lone appends took {:?}",
+        started.elapsed()
+    );
+    // Seven callers (fewer than GATHER_FROM) are not busy enough either.
+    let appended = appends_in(
+        &store,
+        warden_store::GATHER_FROM as u64 - 1,
+        Duration::from_secs(1),
+    );
+    assert!(
+        appended > 7 * 2,
+        "{appended} appends from 7 callers in 1 s: they waited for the gather interval"
+    );
+}
+
 #[test]
 fn an_oversized_record_fails_alone_and_the_batch_goes_on() {
     let dir = tempfile::tempdir().unwrap();
