@@ -733,7 +733,9 @@ fn signature(
                 reason::SIGNATURE_MALFORMED
             }
             SignedRequestError::ActionMismatch { .. } => reason::SIGNATURE_ACTION_MISMATCH,
-            SignedRequestError::Skew { .. } => reason::SIGNATURE_SKEW,
+            SignedRequestError::Skew { .. } | SignedRequestError::Forgotten { .. } => {
+                reason::SIGNATURE_SKEW
+            }
             SignedRequestError::BadSignature { .. } => reason::SIGNATURE_INVALID,
             SignedRequestError::Replay { .. } => reason::SIGNATURE_REPLAYED,
             SignedRequestError::ReplayCacheFull { .. } => reason::SIGNATURE_REPLAY_CACHE_FULL,

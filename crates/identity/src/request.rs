@@ -26,7 +26,10 @@
 //! the (DID, nonce) pair has not been seen. Seen pairs are kept until their
 //! timestamp leaves the skew window (after which the skew check alone rejects
 //! them); when the cache is full of unexpired pairs, requests are refused
-//! ([`SignedRequestError::ReplayCacheFull`]), never let through.
+//! ([`SignedRequestError::ReplayCacheFull`]), never let through. The bound
+//! it forgets below never goes back: if the clock does, requests from
+//! before that bound are refused ([`SignedRequestError::Forgotten`]) until
+//! the clock catches up, rather than their replays being let in again.
 //!
 //! The cache is memory. A caller that must refuse replays across restarts
 //! keeps each [`AcceptedNonce`] that `verify` returns somewhere durable and
@@ -109,6 +112,17 @@ pub enum SignedRequestError {
     BadSignature {
         /// The DID the request claims.
         did: String,
+    },
+    /// The timestamp is within the skew of `now`, but before a window this
+    /// verifier has already forgotten nonces from: its clock went back.
+    #[error(
+        "signed request timestamp {timestamp} is before {floor}, from when this verifier may have forgotten nonces (its clock went back; hint: check the server's clock)"
+    )]
+    Forgotten {
+        /// The request's timestamp.
+        timestamp: u64,
+        /// The earliest timestamp whose nonces are all still remembered.
+        floor: u64,
     },
     /// The nonce was used before by this DID.
     #[error("signed request replayed: {did} already used this nonce")]
@@ -255,12 +269,19 @@ impl SignedRequest {
 struct ReplayCache {
     seen: HashMap<[u8; 32], u64>,
     by_time: BTreeSet<(u64, [u8; 32])>,
+    /// The latest bound pruned to: pairs with earlier timestamps may be
+    /// forgotten, so their requests are refused even if the clock goes
+    /// back and the skew check alone would let them in again.
+    floor: u64,
 }
 
 impl ReplayCache {
-    /// Forgets pairs whose timestamp is before `oldest`: a replay of them
-    /// fails the skew check anyway.
+    /// Forgets pairs whose timestamp is before `oldest` (or before an
+    /// earlier, later bound: the floor never goes back): a replay of them
+    /// fails the skew or the floor check.
     fn prune(&mut self, oldest: u64) {
+        self.floor = self.floor.max(oldest);
+        let oldest = self.floor;
         while let Some(&(ts, id)) = self.by_time.first() {
             if ts >= oldest {
                 break;
@@ -324,10 +345,11 @@ impl RequestVerifier {
     /// count towards the capacity but are kept even beyond it: forgetting
     /// one would let its request through again.
     pub fn remember(&self, nonce: AcceptedNonce, now: SystemTime) -> bool {
-        if nonce.timestamp < self.oldest_unexpired(now) {
+        let mut cache = self.lock();
+        if nonce.timestamp < self.oldest_unexpired(now).max(cache.floor) {
             return false;
         }
-        self.lock().insert(nonce);
+        cache.insert(nonce);
         true
     }
 
@@ -384,6 +406,12 @@ impl RequestVerifier {
         };
         let mut cache = self.lock();
         cache.prune(oldest);
+        if request.timestamp < cache.floor {
+            return Err(SignedRequestError::Forgotten {
+                timestamp: request.timestamp,
+                floor: cache.floor,
+            });
+        }
         if cache.seen.contains_key(&accepted.replay_id) {
             return Err(SignedRequestError::Replay {
                 did: request.did.to_string(),

@@ -188,6 +188,43 @@ fn full_replay_cache_refuses_until_old_nonces_expire() {
 }
 
 #[test]
+fn a_clock_that_goes_back_does_not_readmit_forgotten_nonces() {
+    let v = RequestVerifier::new(Duration::from_secs(60), 100);
+    let sign = |n, t| SignedRequest::sign(&key(), HASH, at(t), &nonce(n)).unwrap();
+    let first = sign(1, T0);
+    assert!(v.verify(&first, HASH, at(T0)).is_ok());
+    // The clock jumps 200 s ahead: a request then forgets nonces before
+    // T0 + 140, the first among them.
+    assert!(v.verify(&sign(2, T0 + 200), HASH, at(T0 + 200)).is_ok());
+    assert_eq!(v.remembered(), 1);
+    // Back to T0 + 10: the first request is within the skew again, but its
+    // nonce is forgotten, so it is refused rather than let in twice; so is
+    // any request from before the bound, until the clock catches up.
+    let forgotten = |r| {
+        matches!(
+            r,
+            Err(SignedRequestError::Forgotten { floor, .. }) if floor == T0 + 140
+        )
+    };
+    assert!(forgotten(v.verify(&first, HASH, at(T0 + 10))));
+    assert!(forgotten(v.verify(&sign(3, T0 + 10), HASH, at(T0 + 10))));
+    assert!(
+        v.verify(&sign(3, T0 + 10), HASH, at(T0 + 10))
+            .unwrap_err()
+            .to_string()
+            .contains("clock went back")
+    );
+    assert!(!v.remember(
+        AcceptedNonce {
+            replay_id: [7; 32],
+            timestamp: T0 + 10
+        },
+        at(T0 + 10)
+    ));
+    assert!(v.verify(&sign(4, T0 + 140), HASH, at(T0 + 140)).is_ok());
+}
+
+#[test]
 fn a_remembered_nonce_is_refused_by_a_new_verifier_until_it_expires() {
     let first = RequestVerifier::default();
     let req = SignedRequest::sign(&key(), HASH, at(T0), &nonce(1)).unwrap();
