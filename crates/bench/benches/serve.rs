@@ -477,8 +477,15 @@ fn durable_appends_alone(
     trace: Option<PathBuf>,
 ) -> LoadResult {
     let store = Arc::new(
-        SqliteStore::open(dir.join("floor"), StoreConfig::new("bench.example/floor"))
-            .expect("open the floor store"),
+        SqliteStore::open(
+            dir.join("floor"),
+            StoreConfig {
+                origin: Some("bench.example/floor".into()),
+                // The server's commit gathering too.
+                ..warden_server::Config::default().store
+            },
+        )
+        .expect("open the floor store"),
     );
     let result = load_at_rate(
         async || {

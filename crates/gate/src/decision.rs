@@ -62,8 +62,8 @@ pub struct Decision {
     pub identity: Option<IdentityInfo>,
     /// Seconds until the action would be counted again, when it was
     /// refused as `rate_limited` by a limit with a window (a per-session
-    /// limit has none), or, with the gate's counter table full, until the
-    /// first live window ends (none when per-session counts fill it).
+    /// limit has none), or, with the gate's counter table full of live
+    /// windows, until the first of them ends.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub retry_after: Option<u64>,
     /// The approval this decision created, waits for, used or closed.

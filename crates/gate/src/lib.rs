@@ -569,16 +569,9 @@ impl Gate {
                 && let Err(limited) =
                     rt.take_budget(policy, action, proven.or(action.agent.as_deref()))
             {
-                let wait = limited.retry_after.map_or_else(
-                    || "for the rest of the session".to_string(),
-                    |s| format!("retry after {s} s"),
-                );
                 let mut d = refuse(
                     reason::RATE_LIMITED,
-                    format!(
-                        "limit '{}' of {} is used up; {wait}",
-                        limited.scope, limited.what
-                    ),
+                    limited.message,
                     intents,
                     findings,
                     who(),

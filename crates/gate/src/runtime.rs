@@ -51,8 +51,12 @@ pub struct RuntimeConfig {
     /// used are dropped beyond it (their labels stay in the store and are
     /// read again on their next action).
     pub max_sessions: usize,
-    /// Most rate-limit counters. When full even after dropping expired
-    /// windows, actions that need a new counter are denied.
+    /// Most rate-limit counters. When full, the windows that have passed
+    /// go, then per-session counts, the least recently counted first (a
+    /// tenth of the table at a time: an agent can start a new session
+    /// anyway, so dropping its count lifts nothing it could not lift
+    /// itself); when only live windows are left, actions that need a new
+    /// counter are denied.
     pub max_counters: usize,
 }
 
@@ -218,13 +222,23 @@ pub enum ApprovalError {
 /// A `rate_limited` refusal.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Limited {
-    /// Which limit: `agents` or the tool glob.
-    pub scope: String,
-    /// What was exceeded, for the message.
-    pub what: String,
+    /// The decision's message: which limit is used up, what it allows and
+    /// when a call can count again ("the per-agent limit of 600 calls per
+    /// 1m is used up; retry after 12 s").
+    pub message: String,
     /// Seconds until a call would be counted again; `None` for a session
     /// limit (it lasts as long as the session).
     pub retry_after: Option<u64>,
+}
+
+/// A limit as a message names it: the policy's `limits.agents` and a tool
+/// limit are told apart even for a tool named `agents`.
+fn limit_name(scope: &str, tool: bool) -> String {
+    if tool {
+        format!("the limit on tool '{scope}'")
+    } else {
+        "the per-agent limit".to_string()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -252,6 +266,8 @@ struct Counters {
 
 #[derive(Debug, Clone, Copy)]
 struct Counter {
+    /// A window's start (ms); for a per-session count, when it last
+    /// counted a call.
     start_ms: u64,
     count: u64,
 }
@@ -614,10 +630,15 @@ impl Runtime {
                 if current.count >= rate.calls {
                     let wait_ms = (current.start_ms + per_ms).saturating_sub(now);
                     self.rate_limited.fetch_add(1, Ordering::Relaxed);
+                    let retry_after = wait_ms.div_ceil(1000).max(1);
                     return Err(Limited {
-                        scope: scope.to_string(),
-                        what: format!("{} calls per {}", rate.calls, human(rate.per)),
-                        retry_after: Some(wait_ms.div_ceil(1000).max(1)),
+                        message: format!(
+                            "{} of {} calls per {} is used up; retry after {retry_after} s",
+                            limit_name(scope, tool),
+                            rate.calls,
+                            human(rate.per)
+                        ),
+                        retry_after: Some(retry_after),
                     });
                 }
                 keys.push((key, current.start_ms, current.count, held));
@@ -634,12 +655,14 @@ impl Runtime {
                 if count >= max {
                     self.rate_limited.fetch_add(1, Ordering::Relaxed);
                     return Err(Limited {
-                        scope: scope.to_string(),
-                        what: format!("{max} calls per session"),
+                        message: format!(
+                            "{} of {max} calls per session is used up for the rest of the session",
+                            limit_name(scope, tool)
+                        ),
                         retry_after: None,
                     });
                 }
-                keys.push((key, 0, count, held.is_some()));
+                keys.push((key, now, count, held.is_some()));
             }
         }
         let mut new_keys = keys.iter().filter(|k| !k.3).count();
@@ -652,10 +675,10 @@ impl Runtime {
         {
             // A rate counter goes once its window has passed, whatever tool
             // it counts (not only this action's: the others' live windows
-            // are limits still in force), or when the policy no longer
-            // limits its scope. Per-session counts stay.
-            let window_ms = |key: &CounterKey| {
-                let limit = if key.tool {
+            // are limits still in force), and any counter goes when the
+            // policy no longer has its limit.
+            let limit_of = |key: &CounterKey| {
+                if key.tool {
                     limits
                         .tools
                         .iter()
@@ -663,15 +686,17 @@ impl Runtime {
                         .map(|t| &t.limit)
                 } else {
                     limits.agents.as_ref()
-                };
-                limit.and_then(|l| l.rate.as_ref()).map(|r| millis(r.per))
+                }
             };
             let mut first_expiry = u64::MAX;
             counters.retain(|k, c| {
+                let Some(limit) = limit_of(k) else {
+                    return false;
+                };
                 if k.session.is_some() {
-                    return true;
+                    return limit.per_session.is_some();
                 }
-                let Some(per) = window_ms(k) else {
+                let Some(per) = limit.rate.as_ref().map(|r| millis(r.per)) else {
                     return false;
                 };
                 let live = now.saturating_sub(c.start_ms) < per;
@@ -680,26 +705,50 @@ impl Runtime {
                 }
                 live
             });
-            // Dropping expired windows may have dropped this action's own.
+            // Then the per-session counts counted least recently: enough
+            // for this action and a tenth of the table more, so that the
+            // next purge is far off (those counted in the same millisecond
+            // as the last to go go with it).
+            let over = (counters.len() + new_keys).saturating_sub(self.config.max_counters);
+            if over > 0 {
+                let mut last_counted: Vec<u64> = counters
+                    .iter()
+                    .filter(|(k, _)| k.session.is_some())
+                    .map(|(_, c)| c.start_ms)
+                    .collect();
+                let drop = over
+                    .max(self.config.max_counters / 10)
+                    .min(last_counted.len());
+                if drop > 0 {
+                    let cutoff = *last_counted.select_nth_unstable(drop - 1).1;
+                    counters.retain(|k, c| k.session.is_none() || c.start_ms > cutoff);
+                }
+            }
+            // Dropping may have dropped this action's own counters; they
+            // are put back below with their counts.
             new_keys = keys.iter().filter(|k| !counters.contains_key(&k.0)).count();
-            // Still full: nothing can go before the first live window ends.
+            // Still full, of live windows only: nothing can go before the
+            // first of them ends.
             *full_until = (counters.len() + new_keys > self.config.max_counters)
                 .then(|| (first_expiry, policy.hash().to_string()));
         }
         if counters.len() + new_keys > self.config.max_counters {
             self.rate_limited.fetch_add(1, Ordering::Relaxed);
-            // Room comes when the first live window ends; per-session
-            // counts alone never make room.
+            // Room comes when the first live window ends.
             let retry_after = match full_until {
                 Some((until, _)) if *until < u64::MAX => {
                     Some(until.saturating_sub(now).div_ceil(1000).max(1))
                 }
                 _ => None,
             };
+            let wait = match retry_after {
+                Some(s) => format!("retry after {s} s"),
+                // Only with room for fewer counters than one action needs.
+                None => "no counter can be freed".into(),
+            };
             return Err(Limited {
-                scope: "capacity".into(),
-                what: format!(
-                    "the gate's {} rate-limit counters are all in use",
+                message: format!(
+                    "the gate's {} rate-limit counters are all in use; {wait}",
                     self.config.max_counters
                 ),
                 retry_after,

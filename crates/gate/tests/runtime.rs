@@ -183,7 +183,71 @@ fn a_full_counter_table_keeps_other_tools_live_windows() {
         (again.verdict, again.reason.as_str()),
         (Verdict::Deny, reason::RATE_LIMITED)
     );
-    assert!(again.message.contains("limit 'a'"), "{}", again.message);
+    assert!(
+        again
+            .message
+            .starts_with("the limit on tool 'a' of 1 calls per 1h is used up; retry after "),
+        "{}",
+        again.message
+    );
+}
+
+/// The test clock of `a_full_table_drops_the_least_recently_counted_session_counts`, in ms.
+static SESSIONS_NOW_MS: std::sync::atomic::AtomicU64 =
+    std::sync::atomic::AtomicU64::new(1_700_000_000_000);
+
+#[test]
+fn a_full_table_drops_the_least_recently_counted_session_counts() {
+    use std::sync::atomic::Ordering;
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+    fn clock() -> SystemTime {
+        UNIX_EPOCH + Duration::from_millis(SESSIONS_NOW_MS.load(Ordering::SeqCst))
+    }
+    let advance = || SESSIONS_NOW_MS.fetch_add(1_000, Ordering::SeqCst);
+    let policy = "version: warden/v1\nname: l\ndefault: allow\nlimits:\n  tools:\n    \"db.*\": {per_session: 2}\n";
+    let dir = tempfile::tempdir().unwrap();
+    let config = RuntimeConfig {
+        max_counters: 10,
+        ..RuntimeConfig::default()
+    };
+    let runtime = Arc::new(
+        Runtime::open(open(dir.path()), config)
+            .unwrap()
+            .with_clock(clock),
+    );
+    let gate = Gate::new(compile(parse("p.yaml", policy).unwrap()).unwrap()).with_runtime(runtime);
+    let call = |session: usize| -> Action {
+        serde_json::from_value(json!({"point": "pre_tool_call", "tool": "db.query", "agent": "x", "session": format!("s{session}")}))
+            .unwrap()
+    };
+    let verdict = |session: usize| {
+        advance();
+        gate.decide(&call(session)).verdict
+    };
+    // Ten sessions, one call each, fill the table; s0 then counts again
+    // and so is no longer the least recently counted.
+    for s in 0..10 {
+        assert_eq!(verdict(s), Verdict::Allow, "s{s}");
+    }
+    assert_eq!(verdict(0), Verdict::Allow);
+    // A new session is not locked out: s1's count goes (s0's stays).
+    assert_eq!(verdict(10), Verdict::Allow);
+    let d = gate.decide(&call(0));
+    assert_eq!(
+        (d.verdict, d.reason.as_str()),
+        (Verdict::Deny, reason::RATE_LIMITED),
+        "s0 keeps its count of 2: {}",
+        d.message
+    );
+    // s1 starts counting afresh (as a new session would), which drops s2.
+    assert_eq!(verdict(1), Verdict::Allow);
+    assert_eq!(verdict(1), Verdict::Allow);
+    assert_eq!(verdict(1), Verdict::Deny);
+    // The sessions counted since keep their counts: one call left each.
+    for s in 3..11 {
+        assert_eq!(verdict(s), Verdict::Allow, "s{s}");
+        assert_eq!(verdict(s), Verdict::Deny, "s{s}");
+    }
 }
 
 /// The test clock of `a_full_counter_table_is_purged_again_once_a_window_can_have_ended`, in ms.
@@ -265,7 +329,54 @@ fn a_tool_named_agents_has_its_own_counter() {
         (d.verdict, d.reason.as_str()),
         (Verdict::Deny, reason::RATE_LIMITED)
     );
-    assert!(d.message.contains("1 calls per 1h"), "{}", d.message);
+    assert!(
+        d.message
+            .starts_with("the limit on tool 'agents' of 1 calls per 1h is used up; retry after "),
+        "{}",
+        d.message
+    );
+    // The agent-wide limit (5 an hour: two used) reads differently.
+    for _ in 0..3 {
+        assert_eq!(gate.decide(&call("other")).verdict, Verdict::Allow);
+    }
+    let d = gate.decide(&call("other"));
+    assert_eq!(d.reason, reason::RATE_LIMITED);
+    assert!(
+        d.message
+            .starts_with("the per-agent limit of 5 calls per 1h is used up; retry after "),
+        "{}",
+        d.message
+    );
+    assert!(
+        d.retry_after.is_some_and(|s| s > 3500),
+        "{:?}",
+        d.retry_after
+    );
+}
+
+#[test]
+fn a_used_up_session_limit_says_it_lasts_for_the_session() {
+    let policy = "version: warden/v1\nname: l\ndefault: allow\nlimits:\n  tools:\n    \"db.*\": {per_session: 1}\n";
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = Arc::new(Runtime::open(open(dir.path()), RuntimeConfig::default()).unwrap());
+    let gate = Gate::new(compile(parse("p.yaml", policy).unwrap()).unwrap()).with_runtime(runtime);
+    let call = |session: &str| -> Action {
+        serde_json::from_value(
+            json!({"point": "pre_tool_call", "tool": "db.query", "agent": "x", "session": session}),
+        )
+        .unwrap()
+    };
+    assert_eq!(gate.decide(&call("s1")).verdict, Verdict::Allow);
+    let d = gate.decide(&call("s1"));
+    assert_eq!(
+        (d.verdict, d.reason.as_str(), d.retry_after),
+        (Verdict::Deny, reason::RATE_LIMITED, None)
+    );
+    assert_eq!(
+        d.message,
+        "the limit on tool 'db.*' of 1 calls per session is used up for the rest of the session"
+    );
+    assert_eq!(gate.decide(&call("s2")).verdict, Verdict::Allow);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
