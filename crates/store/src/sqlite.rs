@@ -321,15 +321,6 @@ pub const GATHER_FROM: usize = 8;
 /// How often the background checkpointer looks for new WAL frames.
 const CHECKPOINT_TICK: Duration = Duration::from_millis(20);
 
-/// Copies committed WAL frames into the database file in the background
-/// (`PRAGMA wal_checkpoint(PASSIVE)` on its own connection, which never
-/// waits for the writer), whenever commits came since it last looked.
-///
-/// The writer keeps SQLite's automatic checkpoint, the one that restarts the
-/// WAL; done inline, it copied about 1,000 frames and synced the database
-/// file inside a commit every few hundred commits, holding up every caller
-/// of that batch for milliseconds. With this thread ahead of it, it finds
-/// almost everything copied. Stops when `stop` is dropped.
 /// Move what is queued for the writer into `batch`, up to [`MAX_BATCH`].
 fn take_queued(receiver: &Receiver<Command>, batch: &mut Vec<Command>) {
     while batch.len() < MAX_BATCH {
@@ -340,6 +331,15 @@ fn take_queued(receiver: &Receiver<Command>, batch: &mut Vec<Command>) {
     }
 }
 
+/// Copies committed WAL frames into the database file in the background
+/// (`PRAGMA wal_checkpoint(PASSIVE)` on its own connection, which never
+/// waits for the writer), whenever commits came since it last looked.
+///
+/// The writer keeps SQLite's automatic checkpoint, the one that restarts the
+/// WAL; done inline, it copied about 1,000 frames and synced the database
+/// file inside a commit every few hundred commits, holding up every caller
+/// of that batch for milliseconds. With this thread ahead of it, it finds
+/// almost everything copied. Stops when `stop` is dropped.
 fn checkpointer(conn: Connection, commits: Arc<AtomicU64>, stop: Receiver<()>) {
     let mut seen = commits.load(Ordering::Relaxed);
     while let Err(RecvTimeoutError::Timeout) = stop.recv_timeout(CHECKPOINT_TICK) {
