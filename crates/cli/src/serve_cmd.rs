@@ -38,7 +38,7 @@ pub struct Args {
     #[arg(
         long,
         env = "WARDEN_COMMIT_GATHER",
-        default_value_t = 1.0,
+        default_value_t = warden_server::DEFAULT_COMMIT_GATHER.as_secs_f64() * 1000.0,
         value_name = "MS"
     )]
     commit_gather: f64,

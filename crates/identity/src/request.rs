@@ -276,9 +276,9 @@ struct ReplayCache {
 }
 
 impl ReplayCache {
-    /// Forgets pairs whose timestamp is before `oldest` (or before an
-    /// earlier, later bound: the floor never goes back): a replay of them
-    /// fails the skew or the floor check.
+    /// Forgets pairs whose timestamp is before `oldest`, or before the
+    /// highest bound given so far (the floor never goes back): a replay of
+    /// them fails the skew or the floor check.
     fn prune(&mut self, oldest: u64) {
         self.floor = self.floor.max(oldest);
         let oldest = self.floor;
