@@ -23,6 +23,25 @@ fn open(dir: &std::path::Path) -> Arc<SqliteStore> {
     Arc::new(SqliteStore::open(dir, StoreConfig::default()).unwrap())
 }
 
+/// A runtime over a store in `dir` with room for `max_counters`
+/// rate-limit counters, reading the time from `clock`.
+fn limits_runtime(
+    dir: &std::path::Path,
+    max_counters: usize,
+    clock: fn() -> std::time::SystemTime,
+) -> Arc<Runtime> {
+    let config = RuntimeConfig {
+        max_counters,
+        ..RuntimeConfig::default()
+    };
+    Arc::new(Runtime::open(open(dir), config).unwrap().with_clock(clock))
+}
+
+/// A gate deciding by `policy` (YAML) with `runtime`.
+fn gate_with(policy: &str, runtime: &Arc<Runtime>) -> Gate {
+    Gate::new(compile(parse("p.yaml", policy).unwrap()).unwrap()).with_runtime(runtime.clone())
+}
+
 fn mail(session: &str) -> Action {
     serde_json::from_value(json!({"point": "pre_tool_call", "tool": "email.send", "session": session, "args": {"to": "x@example.com"}})).unwrap()
 }
@@ -128,8 +147,12 @@ fn explain_does_not_use_up_limits() {
     let policy =
         "version: warden/v1\nname: l\ndefault: allow\nlimits:\n  agents: {calls: 1, per: 1h}\n";
     let dir = tempfile::tempdir().unwrap();
-    let runtime = Arc::new(Runtime::open(open(dir.path()), RuntimeConfig::default()).unwrap());
-    let gate = Gate::new(compile(parse("p.yaml", policy).unwrap()).unwrap()).with_runtime(runtime);
+    let runtime = limits_runtime(
+        dir.path(),
+        RuntimeConfig::default().max_counters,
+        std::time::SystemTime::now,
+    );
+    let gate = gate_with(policy, &runtime);
     let a: Action =
         serde_json::from_value(json!({"point": "pre_tool_call", "tool": "t", "agent": "x"}))
             .unwrap();
@@ -152,12 +175,8 @@ fn explain_does_not_use_up_limits() {
 fn a_full_counter_table_keeps_other_tools_live_windows() {
     let policy = "version: warden/v1\nname: l\ndefault: allow\nlimits:\n  tools:\n    a: {calls: 1, per: 1h}\n    b: {calls: 1, per: 1h}\n";
     let dir = tempfile::tempdir().unwrap();
-    let config = RuntimeConfig {
-        max_counters: 2,
-        ..RuntimeConfig::default()
-    };
-    let runtime = Arc::new(Runtime::open(open(dir.path()), config).unwrap());
-    let gate = Gate::new(compile(parse("p.yaml", policy).unwrap()).unwrap()).with_runtime(runtime);
+    let runtime = limits_runtime(dir.path(), 2, std::time::SystemTime::now);
+    let gate = gate_with(policy, &runtime);
     let call = |tool: &str, agent: &str| -> Action {
         serde_json::from_value(json!({"point": "pre_tool_call", "tool": tool, "agent": agent}))
             .unwrap()
@@ -206,16 +225,7 @@ fn a_full_table_drops_the_least_recently_counted_session_counts() {
     let advance = || SESSIONS_NOW_MS.fetch_add(1_000, Ordering::SeqCst);
     let policy = "version: warden/v1\nname: l\ndefault: allow\nlimits:\n  tools:\n    \"db.*\": {per_session: 2}\n";
     let dir = tempfile::tempdir().unwrap();
-    let config = RuntimeConfig {
-        max_counters: 10,
-        ..RuntimeConfig::default()
-    };
-    let runtime = Arc::new(
-        Runtime::open(open(dir.path()), config)
-            .unwrap()
-            .with_clock(clock),
-    );
-    let gate = Gate::new(compile(parse("p.yaml", policy).unwrap()).unwrap()).with_runtime(runtime);
+    let gate = gate_with(policy, &limits_runtime(dir.path(), 10, clock));
     let call = |session: usize| -> Action {
         serde_json::from_value(json!({"point": "pre_tool_call", "tool": "db.query", "agent": "x", "session": format!("s{session}")}))
             .unwrap()
@@ -265,18 +275,8 @@ fn a_full_counter_table_is_purged_again_once_a_window_can_have_ended() {
     let limits_a = "version: warden/v1\nname: a\ndefault: allow\nlimits:\n  tools:\n    a: {calls: 1, per: 1m}\n";
     let limits_b = "version: warden/v1\nname: b\ndefault: allow\nlimits:\n  tools:\n    b: {calls: 1, per: 1m}\n";
     let dir = tempfile::tempdir().unwrap();
-    let config = RuntimeConfig {
-        max_counters: 2,
-        ..RuntimeConfig::default()
-    };
-    let runtime = Arc::new(
-        Runtime::open(open(dir.path()), config)
-            .unwrap()
-            .with_clock(clock),
-    );
-    let gate_for = |policy: &str| {
-        Gate::new(compile(parse("p.yaml", policy).unwrap()).unwrap()).with_runtime(runtime.clone())
-    };
+    let runtime = limits_runtime(dir.path(), 2, clock);
+    let gate_for = |policy: &str| gate_with(policy, &runtime);
     let call = |tool: &str, agent: &str| -> Action {
         serde_json::from_value(json!({"point": "pre_tool_call", "tool": tool, "agent": agent}))
             .unwrap()
@@ -314,8 +314,12 @@ fn a_full_counter_table_is_purged_again_once_a_window_can_have_ended() {
 fn a_tool_named_agents_has_its_own_counter() {
     let policy = "version: warden/v1\nname: l\ndefault: allow\nlimits:\n  agents: {calls: 5, per: 1h}\n  tools:\n    agents: {calls: 1, per: 1h}\n";
     let dir = tempfile::tempdir().unwrap();
-    let runtime = Arc::new(Runtime::open(open(dir.path()), RuntimeConfig::default()).unwrap());
-    let gate = Gate::new(compile(parse("p.yaml", policy).unwrap()).unwrap()).with_runtime(runtime);
+    let runtime = limits_runtime(
+        dir.path(),
+        RuntimeConfig::default().max_counters,
+        std::time::SystemTime::now,
+    );
+    let gate = gate_with(policy, &runtime);
     let call = |tool: &str| -> Action {
         serde_json::from_value(json!({"point": "pre_tool_call", "tool": tool, "agent": "x"}))
             .unwrap()
@@ -358,8 +362,12 @@ fn a_tool_named_agents_has_its_own_counter() {
 fn a_used_up_session_limit_says_it_lasts_for_the_session() {
     let policy = "version: warden/v1\nname: l\ndefault: allow\nlimits:\n  tools:\n    \"db.*\": {per_session: 1}\n";
     let dir = tempfile::tempdir().unwrap();
-    let runtime = Arc::new(Runtime::open(open(dir.path()), RuntimeConfig::default()).unwrap());
-    let gate = Gate::new(compile(parse("p.yaml", policy).unwrap()).unwrap()).with_runtime(runtime);
+    let runtime = limits_runtime(
+        dir.path(),
+        RuntimeConfig::default().max_counters,
+        std::time::SystemTime::now,
+    );
+    let gate = gate_with(policy, &runtime);
     let call = |session: &str| -> Action {
         serde_json::from_value(
             json!({"point": "pre_tool_call", "tool": "db.query", "agent": "x", "session": session}),

@@ -210,6 +210,15 @@ fn concurrent_appends_get_unique_contiguous_seqs() {
     );
 }
 
+/// A store without checkpoints that gathers commits for `gather`.
+fn gathering(dir: &Path, gather: Duration) -> Arc<SqliteStore> {
+    let config = StoreConfig {
+        gather,
+        ..config(0)
+    };
+    Arc::new(SqliteStore::open(dir, config).unwrap())
+}
+
 /// Appends from `threads` threads, each waiting for its own before sending
 /// the next, for `run`: how many were committed.
 fn appends_in(store: &Arc<SqliteStore>, threads: u64, run: Duration) -> u64 {
@@ -237,16 +246,7 @@ fn a_busy_writer_gathers_appends_for_the_gather_interval() {
     // (the first ones, before the writer is busy, carry fewer). Without
     // gathering this disk commits hundreds of batches in that time.
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(
-        SqliteStore::open(
-            dir.path(),
-            StoreConfig {
-                gather: Duration::from_millis(250),
-                ..config(0)
-            },
-        )
-        .unwrap(),
-    );
+    let store = gathering(dir.path(), Duration::from_millis(250));
     let appended = appends_in(&store, 16, Duration::from_millis(1200));
     assert!(appended >= 16, "{appended} appends: the writer must go on");
     assert!(
@@ -267,16 +267,7 @@ fn a_lone_caller_never_waits_for_the_gather_interval() {
     // One caller at a time is never a busy writer: with a 10 s gather
     // interval, 20 appends in a row still take well under one interval.
     let dir = tempfile::tempdir().unwrap();
-    let store = Arc::new(
-        SqliteStore::open(
-            dir.path(),
-            StoreConfig {
-                gather: Duration::from_secs(10),
-                ..config(0)
-            },
-        )
-        .unwrap(),
-    );
+    let store = gathering(dir.path(), Duration::from_secs(10));
     let started = std::time::Instant::now();
     for i in 0..20 {
         assert_eq!(store.append(decision(i)).unwrap().seq, i);
