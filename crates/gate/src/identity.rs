@@ -32,8 +32,11 @@
 //! write deletes the nonces that have left the window (their keys start
 //! with the timestamp, so that is one range delete), which keeps the table
 //! at about one skew window's worth of nonces without an audit entry of
-//! its own. [`IdentityContext::new`] loads the unexpired ones, and fails if
-//! it cannot: a request accepted before a restart is refused after it.
+//! its own. The bound they were deleted below is stored beside them (space
+//! [`NONCE_FLOOR_SPACE`]). [`IdentityContext::new`] loads the unexpired
+//! nonces and the highest bound, and fails if it cannot: a request accepted
+//! before a restart is refused after it, and so is one from before the
+//! bound, even when the clock was set back across the restart.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -72,22 +75,46 @@ const MAX_SIGNATURE_BYTES: usize = 4096;
 /// ones are a prefix); the value is empty.
 pub const NONCE_SPACE: &str = "nonces";
 
+/// The store space of the bound the stored nonces were last deleted below
+/// (see [`NONCE_SPACE`]): a key is that timestamp, 20 decimal digits; the
+/// value is empty. Each signed decision stores its bound and deletes the
+/// lower ones, so the highest survives even when two decisions commit in
+/// the other order than they computed their bounds; the highest is what
+/// [`IdentityContext::new`] takes as the verifier's floor.
+pub const NONCE_FLOOR_SPACE: &str = "nonce_floor";
+
+/// A timestamp as the key it has in [`NONCE_SPACE`] and [`NONCE_FLOOR_SPACE`].
+fn timestamp_key(timestamp: u64) -> String {
+    format!("{timestamp:020}")
+}
+
+/// The timestamp a key of [`NONCE_FLOOR_SPACE`] names, if it is one
+/// [`timestamp_key`] wrote.
+fn parse_timestamp_key(key: &str) -> Option<u64> {
+    if key.len() != 20 || !key.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    key.parse().ok()
+}
+
 /// The key of `nonce` in [`NONCE_SPACE`].
 fn nonce_key(nonce: &AcceptedNonce) -> String {
-    format!("{:020}.{}", nonce.timestamp, hex::encode(nonce.replay_id))
+    format!(
+        "{}.{}",
+        timestamp_key(nonce.timestamp),
+        hex::encode(nonce.replay_id)
+    )
 }
 
 /// The nonce a key of [`NONCE_SPACE`] names, if it is one [`nonce_key`] wrote.
 fn parse_nonce_key(key: &str) -> Option<AcceptedNonce> {
     let (timestamp, id) = key.split_once('.')?;
-    if timestamp.len() != 20 || !timestamp.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
+    let timestamp = parse_timestamp_key(timestamp)?;
     let mut replay_id = [0u8; 32];
     hex::decode_to_slice(id, &mut replay_id).ok()?;
     Some(AcceptedNonce {
         replay_id,
-        timestamp: timestamp.parse().ok()?,
+        timestamp,
     })
 }
 
@@ -123,6 +150,14 @@ pub enum IdentityError {
         /// The key as stored.
         key: String,
     },
+    /// A key in the nonce floor space is not one warden wrote.
+    #[error(
+        "the store holds an unreadable key {key:?} in space '{NONCE_FLOOR_SPACE}' (hint: it was not written by warden; remove it from the data directory's state table)"
+    )]
+    NonceFloorKey {
+        /// The key as stored.
+        key: String,
+    },
 }
 
 impl IdentityError {
@@ -133,7 +168,9 @@ impl IdentityError {
         match self {
             IdentityError::Issuers(_) => "issuers_invalid",
             IdentityError::Store(_) | IdentityError::Nonces(_) => "store_unavailable",
-            IdentityError::Revocation { .. } | IdentityError::NonceKey { .. } => "store_malformed",
+            IdentityError::Revocation { .. }
+            | IdentityError::NonceKey { .. }
+            | IdentityError::NonceFloorKey { .. } => "store_malformed",
         }
     }
 }
@@ -233,10 +270,23 @@ impl IdentityContext {
         Ok(context)
     }
 
-    /// Remembers the unexpired nonces stored in [`NONCE_SPACE`]. Expired
-    /// ones are left for the next recorded signed decision to delete, so
-    /// that starting writes nothing.
+    /// Remembers the unexpired nonces stored in [`NONCE_SPACE`], below the
+    /// highest floor stored in [`NONCE_FLOOR_SPACE`]. Expired ones are left
+    /// for the next recorded signed decision to delete, so that starting
+    /// writes nothing.
     fn load_nonces(&self) -> Result<(), IdentityError> {
+        let mut floor = 0;
+        for stored in self
+            .store
+            .states(NONCE_FLOOR_SPACE)
+            .map_err(IdentityError::Nonces)?
+        {
+            let Some(bound) = parse_timestamp_key(&stored.key) else {
+                return Err(IdentityError::NonceFloorKey { key: stored.key });
+            };
+            floor = floor.max(bound);
+        }
+        self.requests.raise_floor(floor);
         let now = (self.clock)();
         for stored in self
             .store
@@ -258,19 +308,29 @@ impl IdentityContext {
     }
 
     /// The state changes that record `nonce` (accepted at `now`) with a
-    /// decision: store it, and delete the stored nonces that have left the
-    /// skew window.
-    fn nonce_changes(&self, nonce: &AcceptedNonce, now: SystemTime) -> [StateChange; 2] {
+    /// decision: store it, delete the stored nonces that have left the skew
+    /// window, and store the bound they were deleted below.
+    fn nonce_changes(&self, nonce: &AcceptedNonce, now: SystemTime) -> [StateChange; 4] {
+        // Every key of an earlier timestamp sorts before this one.
+        let bound = timestamp_key(self.requests.oldest_unexpired(now));
         [
             StateChange::PutState {
                 space: NONCE_SPACE.into(),
                 key: nonce_key(nonce),
                 value: String::new(),
             },
-            // Every key of an earlier timestamp sorts before this one.
             StateChange::DeleteStatesBefore {
                 space: NONCE_SPACE.into(),
-                key: format!("{:020}", self.requests.oldest_unexpired(now)),
+                key: bound.clone(),
+            },
+            StateChange::PutState {
+                space: NONCE_FLOOR_SPACE.into(),
+                key: bound.clone(),
+                value: String::new(),
+            },
+            StateChange::DeleteStatesBefore {
+                space: NONCE_FLOOR_SPACE.into(),
+                key: bound,
             },
         ]
     }

@@ -11,7 +11,7 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use serde_json::{Value, json};
 use warden_audit::{EventRecord, Record};
-use warden_gate::identity::NONCE_SPACE;
+use warden_gate::identity::{NONCE_FLOOR_SPACE, NONCE_SPACE};
 use warden_gate::{Action, Gate, IdentityContext, IdentityError, reason};
 use warden_identity::trust::TrustState;
 use warden_identity::{
@@ -133,12 +133,17 @@ impl World {
 
     /// Stores the nonce key `not a nonce`, which no context can read.
     fn store_bad_nonce_key(&self) {
+        self.store_key(NONCE_SPACE, "not a nonce");
+    }
+
+    /// Stores `key` in state `space`, with an empty value.
+    fn store_key(&self, space: &str, key: &str) {
         self.store
             .append_with(
-                event("test", "nonces"),
+                event("test", space),
                 StateChange::PutState {
-                    space: NONCE_SPACE.into(),
-                    key: "not a nonce".into(),
+                    space: space.into(),
+                    key: key.into(),
                     value: String::new(),
                 },
             )
@@ -874,6 +879,83 @@ fn expired_nonces_are_not_loaded_and_the_next_signed_decision_deletes_them() {
     let keys = stored_nonces(&w.store);
     assert_eq!(keys.len(), 1, "{keys:?}");
     assert_ne!(keys, old_key, "the expired nonce is deleted");
+}
+
+/// 400 s ago: 200 s after [`ten_minutes_ago`], so a signed decision then
+/// deletes the nonces of requests signed ten minutes ago.
+fn four_hundred_seconds_ago() -> SystemTime {
+    SystemTime::now() - Duration::from_secs(400)
+}
+
+/// 10 s after [`ten_minutes_ago`]: a clock set back to when a request
+/// signed ten minutes ago was still inside the skew window.
+fn five_hundred_ninety_seconds_ago() -> SystemTime {
+    SystemTime::now() - Duration::from_secs(590)
+}
+
+#[test]
+fn a_clock_set_back_across_a_restart_does_not_readmit_a_deleted_nonce() {
+    let w = World::new();
+    let text = REQUIRED.replace("identity: required", SIGNED_REQUIRED);
+    let agent = w.active_agent();
+    let t = token_at(&w.org, &agent, &["db.*"], Ring::R0, ten_minutes_ago());
+    let gate_at = |w: &World, clock: fn() -> SystemTime| {
+        Gate::new(policy(&text))
+            .with_identity(Arc::new(w.context(&policy(&text)).with_clock(clock)))
+            .with_audit(w.store.clone())
+    };
+    let first = signed_at(
+        &call("db.read", Some(&t), json!({})),
+        &agent,
+        ten_minutes_ago(),
+    );
+    assert_eq!(
+        gate_at(&w, ten_minutes_ago).decide(&first).verdict,
+        Verdict::Allow
+    );
+    // 200 s later the next signed decision deletes the first one's nonce.
+    let later = signed_at(
+        &call("db.read", Some(&t), json!({})),
+        &agent,
+        four_hundred_seconds_ago(),
+    );
+    let d = gate_at(&w, four_hundred_seconds_ago).decide(&later);
+    assert_eq!(d.verdict, Verdict::Allow, "{d:?}");
+    assert_eq!(
+        stored_nonces(&w.store).len(),
+        1,
+        "the first nonce is deleted"
+    );
+
+    // Restarted with the clock set back to 10 s after the first request:
+    // the skew check alone would let its replay in.
+    let w = w.reopen();
+    let d = gate_at(&w, five_hundred_ninety_seconds_ago).decide(&first);
+    assert_eq!(
+        (d.verdict, d.reason.as_str()),
+        (Verdict::Deny, reason::SIGNATURE_SKEW),
+        "{d:?}"
+    );
+    assert!(d.message.contains("clock went back"), "{}", d.message);
+    // Once the clock is right again, new requests are accepted.
+    let fresh = signed(&call("db.read", Some(&t), json!({})), &agent);
+    assert_eq!(
+        gate_at(&w, SystemTime::now).decide(&fresh).verdict,
+        Verdict::Allow
+    );
+}
+
+#[test]
+fn a_context_refuses_to_start_over_an_unreadable_nonce_floor() {
+    let w = World::new();
+    w.store_key(NONCE_FLOOR_SPACE, "yesterday");
+    let err = IdentityContext::new(&policy(REQUIRED), w.store.clone(), [w.org.did().clone()])
+        .unwrap_err();
+    assert!(
+        matches!(err, IdentityError::NonceFloorKey { ref key } if key == "yesterday"),
+        "{err}"
+    );
+    assert_eq!(err.code(), "store_malformed");
 }
 
 #[test]

@@ -33,8 +33,9 @@
 //!
 //! The cache is memory. A caller that must refuse replays across restarts
 //! keeps each [`AcceptedNonce`] that `verify` returns somewhere durable and
-//! hands the unexpired ones to [`RequestVerifier::remember`] when it starts
-//! (warden's gate stores them with the decision's audit record).
+//! hands the unexpired ones to [`RequestVerifier::remember`] when it starts,
+//! and the bound it deletes them below to [`RequestVerifier::raise_floor`]
+//! (warden's gate stores both with the decision's audit record).
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
@@ -329,6 +330,21 @@ impl RequestVerifier {
     /// How many nonces are remembered now.
     pub fn remembered(&self) -> usize {
         self.lock().seen.len()
+    }
+
+    /// The timestamp below which nonces may have been forgotten: a request
+    /// timestamped earlier is refused ([`SignedRequestError::Forgotten`])
+    /// whatever the clock says. It only ever rises.
+    pub fn floor(&self) -> u64 {
+        self.lock().floor
+    }
+
+    /// Raises the floor to `floor` (never lowers it) and forgets the nonces
+    /// below it: for the bound a store's copy of the nonces was pruned to
+    /// before a restart, so that a clock set back since cannot let a replay
+    /// of a deleted nonce in.
+    pub fn raise_floor(&self, floor: u64) {
+        self.lock().prune(floor);
     }
 
     /// The earliest timestamp still inside the skew window at `now`. A pair
