@@ -876,10 +876,19 @@ fn load_at_rate<C: Caller + 'static>(
         }
         if let Some(path) = trace {
             traced.sort_unstable();
-            let text: String = traced
-                .iter()
-                .map(|(due, latency, c)| format!("{due} {latency} {c}\n"))
-                .collect();
+            // The wall-clock start, to line the trace up with other
+            // timelines (the kernel's steal time, the server's logs).
+            let started_unix_us = (std::time::SystemTime::now() - start.elapsed())
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_micros());
+            let mut text = format!(
+                "# started_unix_us {started_unix_us}; then: due_us latency_us connection\n"
+            );
+            text.extend(
+                traced
+                    .iter()
+                    .map(|(due, latency, c)| format!("{due} {latency} {c}\n")),
+            );
             std::fs::write(&path, text)
                 .unwrap_or_else(|e| panic!("cannot write the trace {}: {e}", path.display()));
         }
