@@ -88,8 +88,7 @@ fn timestamp_key(timestamp: u64) -> String {
     format!("{timestamp:020}")
 }
 
-/// The timestamp a key of [`NONCE_FLOOR_SPACE`] names, if it is one
-/// [`timestamp_key`] wrote.
+/// The timestamp `key` names, if [`timestamp_key`] wrote it.
 fn parse_timestamp_key(key: &str) -> Option<u64> {
     if key.len() != 20 || !key.bytes().all(|b| b.is_ascii_digit()) {
         return None;
@@ -270,10 +269,10 @@ impl IdentityContext {
         Ok(context)
     }
 
-    /// Remembers the unexpired nonces stored in [`NONCE_SPACE`], below the
-    /// highest floor stored in [`NONCE_FLOOR_SPACE`]. Expired ones are left
-    /// for the next recorded signed decision to delete, so that starting
-    /// writes nothing.
+    /// Raises the verifier's floor to the highest bound stored in
+    /// [`NONCE_FLOOR_SPACE`], then remembers the unexpired nonces stored in
+    /// [`NONCE_SPACE`]. Expired ones are left for the next recorded signed
+    /// decision to delete, so that starting writes nothing.
     fn load_nonces(&self) -> Result<(), IdentityError> {
         let mut floor = 0;
         for stored in self
