@@ -33,6 +33,27 @@ use warden_identity::{Did, Sponsor};
 use crate::auth::{Principal, Role, require};
 use crate::{ApiError, AppState};
 
+/// Path parameters, refused as the API's JSON error (`invalid_path`, 400)
+/// instead of axum's plain-text one, e.g. for `/v1/approvals/%FF`, which
+/// does not decode to UTF-8.
+struct PathParams<T>(T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned + Send> axum::extract::FromRequestParts<S>
+    for PathParams<T>
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, ApiError> {
+        match Path::<T>::from_request_parts(parts, state).await {
+            Ok(Path(value)) => Ok(PathParams(value)),
+            Err(e) => Err(ApiError::bad_request("invalid_path", e.body_text())),
+        }
+    }
+}
+
 /// The OpenAPI 3.1 document.
 pub const OPENAPI: &str = include_str!("openapi.json");
 
@@ -527,7 +548,10 @@ async fn list_approvals(
     ok(json!({"approvals": state.runtime.approvals(filter)}))
 }
 
-async fn get_approval(State(state): State<Arc<AppState>>, Path(id): Path<String>) -> ApiResult {
+async fn get_approval(
+    State(state): State<Arc<AppState>>,
+    PathParams(id): PathParams<String>,
+) -> ApiResult {
     match state.runtime.approval(&id) {
         Some(a) => ok(a),
         None => Err(ApiError::not_found(format!(
@@ -551,7 +575,7 @@ struct Answer {
 async fn approve(
     state: State<Arc<AppState>>,
     principal: Extension<Principal>,
-    id: Path<String>,
+    id: PathParams<String>,
     raw: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
     answer(state, principal, id, raw, true).await
@@ -560,7 +584,7 @@ async fn approve(
 async fn deny(
     state: State<Arc<AppState>>,
     principal: Extension<Principal>,
-    id: Path<String>,
+    id: PathParams<String>,
     raw: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
     answer(state, principal, id, raw, false).await
@@ -569,7 +593,7 @@ async fn deny(
 async fn answer(
     State(state): State<Arc<AppState>>,
     Extension(principal): Extension<Principal>,
-    Path(id): Path<String>,
+    PathParams(id): PathParams<String>,
     raw: Result<Bytes, BytesRejection>,
     approve: bool,
 ) -> ApiResult {
@@ -652,7 +676,10 @@ async fn list_agents(State(state): State<Arc<AppState>>) -> ApiResult {
     .await
 }
 
-async fn get_agent(State(state): State<Arc<AppState>>, Path(text): Path<String>) -> ApiResult {
+async fn get_agent(
+    State(state): State<Arc<AppState>>,
+    PathParams(text): PathParams<String>,
+) -> ApiResult {
     let did = did(&text)?;
     let audit = state.audit.clone();
     blocking(move || {
@@ -710,7 +737,7 @@ async fn create_agent(
 async fn move_agent(
     State(state): State<Arc<AppState>>,
     Extension(principal): Extension<Principal>,
-    Path((text, transition)): Path<(String, String)>,
+    PathParams((text, transition)): PathParams<(String, String)>,
     raw: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
     #[derive(Deserialize, Default)]
@@ -922,7 +949,7 @@ struct SizeQuery {
 
 async fn proof(
     State(state): State<Arc<AppState>>,
-    Path(seq): Path<String>,
+    PathParams(seq): PathParams<String>,
     query: Result<Query<SizeQuery>, axum::extract::rejection::QueryRejection>,
 ) -> ApiResult {
     let seq: u64 = seq.parse().map_err(|_| {

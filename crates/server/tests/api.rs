@@ -110,6 +110,21 @@ async fn bad_requests_get_json_errors_not_panics() {
         (status, value["error"]["code"].as_str()),
         (405, Some("method_not_allowed"))
     );
+    // Path parameters that do not decode get the JSON error too.
+    for path in ["/v1/approvals/%FF", "/v1/agents/%FF", "/v1/audit/proof/%FF"] {
+        let (status, value) = server.get(path).await;
+        assert_eq!(
+            (status, value["error"]["code"].as_str()),
+            (400, Some("invalid_path")),
+            "{path}: {value}"
+        );
+    }
+    let (status, value) = server.post("/v1/agents/%FF/suspend", &json!({})).await;
+    assert_eq!(
+        (status, value["error"]["code"].as_str()),
+        (400, Some("invalid_path")),
+        "{value}"
+    );
     // Still answering.
     assert_eq!(
         server.decide(query("SELECT 1", "s")).await["verdict"],
