@@ -99,7 +99,7 @@ fn serve(args: Args, format: LogFormat) -> Result<()> {
         watch: !args.no_watch,
         store: StoreConfig {
             gather: Duration::from_secs_f64(args.commit_gather / 1000.0),
-            ..StoreConfig::default()
+            ..args.data.store_config()
         },
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()

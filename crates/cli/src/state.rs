@@ -16,13 +16,25 @@ pub struct DataDir {
         value_name = "DIR"
     )]
     pub data_dir: PathBuf,
+    /// The audit log's signing key, created (mode 0600) on first use if
+    /// missing (default: audit.key in the data directory).
+    #[arg(long, env = "WARDEN_AUDIT_KEY", value_name = "FILE")]
+    pub audit_key: Option<PathBuf>,
 }
 
 impl DataDir {
     /// Opens the store for writing, creating the directory, database and log
     /// key on first use.
     pub fn open(&self) -> Result<SqliteStore> {
-        Ok(SqliteStore::open(&self.data_dir, StoreConfig::default())?)
+        Ok(SqliteStore::open(&self.data_dir, self.store_config())?)
+    }
+
+    /// The store's defaults, with the key file from `--audit-key`.
+    pub fn store_config(&self) -> StoreConfig {
+        StoreConfig {
+            key_file: self.audit_key.clone(),
+            ..StoreConfig::default()
+        }
     }
 
     /// Opens an existing store read-only (it may be in use by a writer).

@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 
 /// Every variable `warden serve` reads, cleared so the tests' own
 /// environment cannot leak in.
-const SERVE_VARS: [&str; 8] = [
+const SERVE_VARS: [&str; 10] = [
     "WARDEN_LISTEN",
     "WARDEN_POLICY",
     "WARDEN_AUTH",
@@ -22,6 +22,8 @@ const SERVE_VARS: [&str; 8] = [
     "WARDEN_NO_WATCH",
     "WARDEN_LOG_FORMAT",
     "WARDEN_DATA_DIR",
+    "WARDEN_AUDIT_KEY",
+    "WARDEN_COMMIT_GATHER",
 ];
 
 struct Served {
@@ -343,6 +345,16 @@ fn serve_refuses_what_it_cannot_do_safely() {
             "missing-auth.yaml",
         ),
         (
+            vec![
+                "serve",
+                "--audit-key",
+                "no-such-dir/log.key",
+                "--listen",
+                "127.0.0.1:0",
+            ],
+            "no-such-dir/log.key",
+        ),
+        (
             vec!["serve", "--commit-gather", "500", "--listen", "127.0.0.1:0"],
             "--commit-gather must be between 0 and 100",
         ),
@@ -364,6 +376,33 @@ fn serve_refuses_what_it_cannot_do_safely() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(needle), "{args:?}: {err}");
     }
+}
+
+/// A log is signed by the key it was created with: `--audit-key` naming
+/// a file that does not hold it stops the start, and makes no new key.
+#[test]
+fn serve_refuses_an_audit_key_the_log_was_not_created_with() {
+    let cwd = tempfile::tempdir().unwrap();
+    let mut first = serve(cwd.path(), &[]);
+    assert!(terminate(&mut first).success());
+    assert!(cwd.path().join(".warden/audit.key").is_file());
+    let out = warden_command(cwd.path())
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--audit-key",
+            "other.key",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("exists but its signing key other.key does not"),
+        "{err}"
+    );
+    assert!(!cwd.path().join("other.key").exists());
 }
 
 /// Without `--listen`, `warden serve` listens on 127.0.0.1:7878. Another
@@ -435,6 +474,7 @@ fn settings(cwd: &Path) -> Vec<(&'static str, &'static str, String)> {
         format!("tokens:\n  - {{name: bot, role: agent, token: {AGENT_TOKEN}}}\n  - {{name: dba@example.com, role: approver, token: {APPROVER_TOKEN}}}\n"),
     )
     .unwrap();
+    std::fs::create_dir(cwd.join("keys")).unwrap();
     vec![
         ("--listen", "WARDEN_LISTEN", "127.0.0.1:0".into()),
         ("--policy", "WARDEN_POLICY", "custom.yaml".into()),
@@ -443,6 +483,7 @@ fn settings(cwd: &Path) -> Vec<(&'static str, &'static str, String)> {
         ("--approval-ttl", "WARDEN_APPROVAL_TTL", "7".into()),
         ("--log-format", "WARDEN_LOG_FORMAT", "json".into()),
         ("--data-dir", "WARDEN_DATA_DIR", "state".into()),
+        ("--audit-key", "WARDEN_AUDIT_KEY", "keys/log.key".into()),
     ]
 }
 
@@ -474,6 +515,13 @@ fn assert_settings_took_effect(cwd: &Path, mut served: Served) {
     );
     assert!(cwd.join("state/warden.db").is_file());
     assert!(!cwd.join(".warden").exists());
+    // audit key: created where it was asked for, owner-only, and not in the data directory.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let key = std::fs::metadata(cwd.join("keys/log.key")).unwrap();
+        assert_eq!(key.permissions().mode() & 0o777, 0o600);
+        assert!(!cwd.join("state/audit.key").exists());
+    }
     // max body: 2048 bytes are decided, 2049 refused before parsing.
     let padded = |n: usize| {
         let mut body = select.to_string().into_bytes();

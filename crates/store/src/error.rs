@@ -59,6 +59,15 @@ pub enum StoreError {
         /// The origin of the existing log.
         stored: String,
     },
+    /// The log exists but its key file does not: a new key could not sign
+    /// for it, so none is made.
+    #[error("the audit log in {log} exists but its signing key {key} does not; hint: point at the key file the log was created with (warden serve --audit-key, WARDEN_AUDIT_KEY) or restore it from a backup", log = log.display(), key = key.display())]
+    KeyMissing {
+        /// The data directory.
+        log: PathBuf,
+        /// The key file looked for.
+        key: PathBuf,
+    },
     /// The key file holds another key than the one the log was created with.
     #[error("{path} holds key {found}, but this log was created with {stored}; hint: restore the original key file (a new key would make old checkpoints unverifiable with it)", path = path.display())]
     KeyMismatch {

@@ -1,4 +1,5 @@
-//! The log's Ed25519 key, kept in the data directory.
+//! The log's Ed25519 key, kept in the data directory unless the
+//! store's configuration names another file.
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;
@@ -81,18 +82,27 @@ fn create(path: &Path, origin: Option<&str>) -> Result<LogSigner, StoreError> {
         .create_new(true)
         .mode(0o600)
         .open(path)
-        .map_err(|e| StoreError::io(path, e, "check that the data directory is writable"))?;
+        .map_err(|e| {
+            StoreError::io(
+                path,
+                e,
+                "check that the key file's directory exists and is writable",
+            )
+        })?;
     let write = |file: &mut fs::File| -> std::io::Result<()> {
         file.write_all(signer.to_key_string().as_bytes())?;
         file.write_all(b"\n")?;
         file.sync_all()
     };
     write(&mut file).map_err(|e| StoreError::io(path, e, "check disk space"))?;
-    // Make the new directory entry durable too.
-    if let Some(dir) = path.parent() {
-        fs::File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(|e| StoreError::io(dir, e, "check the data directory"))?;
-    }
+    // Make the new directory entry durable too. A bare file name's parent
+    // is "", which is the current directory.
+    let dir = match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    };
+    fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| StoreError::io(dir, e, "check the key file's directory"))?;
     Ok(signer)
 }

@@ -127,6 +127,10 @@ pub struct StoreConfig {
     /// (32 such callers: at most 32 appends a millisecond). Zero, the
     /// default, turns it off.
     pub gather: Duration,
+    /// The log's signing key file, created (mode 0600) if absent. `None`:
+    /// [`KEY_FILE`] in the data directory. Kept elsewhere, a copy of the
+    /// data directory alone cannot sign checkpoints.
+    pub key_file: Option<PathBuf>,
 }
 
 impl StoreConfig {
@@ -149,6 +153,7 @@ impl Default for StoreConfig {
             max_page_count: None,
             hold_at_most: Duration::from_millis(10),
             gather: Duration::ZERO,
+            key_file: None,
         }
     }
 }
@@ -731,7 +736,20 @@ impl SqliteStore {
             }
         }
 
-        let signer = keyfile::load_or_create(&dir.join(KEY_FILE), config.origin.as_deref())?;
+        let key_path = config
+            .key_file
+            .clone()
+            .unwrap_or_else(|| dir.join(KEY_FILE));
+        let db_path = dir.join(DB_FILE);
+        if fs::symlink_metadata(&db_path).is_ok()
+            && matches!(fs::symlink_metadata(&key_path), Err(e) if e.kind() == std::io::ErrorKind::NotFound)
+        {
+            return Err(StoreError::KeyMissing {
+                log: dir,
+                key: key_path,
+            });
+        }
+        let signer = keyfile::load_or_create(&key_path, config.origin.as_deref())?;
         if let Some(origin) = &config.origin
             && origin != signer.name()
         {
@@ -742,7 +760,6 @@ impl SqliteStore {
             });
         }
 
-        let db_path = dir.join(DB_FILE);
         let mut conn = open_connection(&db_path, false)?;
         pragma(&conn, "journal_mode", "WAL")?;
         pragma(&conn, "synchronous", "FULL")?;
@@ -772,7 +789,7 @@ impl SqliteStore {
         let key = signer.verifier().to_key_string();
         if stored_key != key {
             return Err(StoreError::KeyMismatch {
-                path: dir.join(KEY_FILE),
+                path: key_path,
                 stored: stored_key,
                 found: key,
             });

@@ -374,6 +374,57 @@ fn a_replaced_key_file_is_refused() {
 }
 
 #[test]
+fn a_log_whose_key_file_is_missing_is_refused_without_making_a_new_key() {
+    let dir = tempfile::tempdir().unwrap();
+    log_of(dir.path(), 1, 0);
+    let key = dir.path().join(KEY_FILE);
+    std::fs::remove_file(&key).unwrap();
+    let err = SqliteStore::open(dir.path(), config(0)).unwrap_err();
+    assert!(matches!(err, StoreError::KeyMissing { .. }), "{err}");
+    assert!(err.to_string().contains("--audit-key"), "{err}");
+    assert!(!key.exists(), "a new key was made");
+    // Another key file named for an existing log: the same.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let other = elsewhere.path().join("log.key");
+    let err = SqliteStore::open(
+        dir.path(),
+        StoreConfig {
+            key_file: Some(other.clone()),
+            ..config(0)
+        },
+    )
+    .unwrap_err();
+    assert!(matches!(err, StoreError::KeyMissing { .. }), "{err}");
+    assert!(!other.exists());
+}
+
+#[test]
+fn the_key_file_can_live_outside_the_data_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = tempfile::tempdir().unwrap();
+    let key = keys.path().join("log.key");
+    let with_key = || StoreConfig {
+        key_file: Some(key.clone()),
+        ..config(0)
+    };
+    let store = SqliteStore::open(dir.path(), with_key()).unwrap();
+    let verifier = store.verifier().to_key_string();
+    store.close().unwrap();
+    drop(store);
+    assert!(!dir.path().join(KEY_FILE).exists());
+    assert_eq!(
+        std::fs::metadata(&key).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    // Reopened with it: the same log and key. Without it: refused.
+    let store = SqliteStore::open(dir.path(), with_key()).unwrap();
+    assert_eq!(store.verifier().to_key_string(), verifier);
+    drop(store);
+    let err = SqliteStore::open(dir.path(), config(0)).unwrap_err();
+    assert!(matches!(err, StoreError::KeyMissing { .. }), "{err}");
+}
+
+#[test]
 fn a_log_keeps_its_origin() {
     let dir = tempfile::tempdir().unwrap();
     log_of(dir.path(), 1, 0);
