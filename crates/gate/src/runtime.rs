@@ -277,6 +277,21 @@ struct Sessions {
     /// Labels per session, with the tick of the last use.
     by_id: HashMap<String, (Arc<Vec<String>>, u64)>,
     tick: u64,
+    /// The tick of the last label commit of each session that was not in
+    /// memory then: a store read that began before it may miss its labels,
+    /// so it is not kept ([`Runtime::cache_labels`]).
+    absent_commits: HashMap<String, u64>,
+    /// Bumped whenever `absent_commits` is emptied to bound it: no read
+    /// that began before is kept either.
+    epoch: u64,
+}
+
+/// Where a read of a session's labels from the store began
+/// ([`Runtime::cached_labels`]).
+#[derive(Debug, Clone, Copy)]
+struct ReadStart {
+    tick: u64,
+    epoch: u64,
 }
 
 #[derive(Debug, Default)]
@@ -774,31 +789,68 @@ impl Runtime {
 
     /// The labels that entered `session` so far (sorted).
     pub fn session_labels(&self, session: &str) -> Result<Arc<Vec<String>>, StoreError> {
-        {
-            let mut sessions = lock(&self.sessions);
-            sessions.tick += 1;
-            let tick = sessions.tick;
-            if let Some((labels, last)) = sessions.by_id.get_mut(session) {
-                *last = tick;
-                return Ok(labels.clone());
-            }
-        }
+        let start = match self.cached_labels(session) {
+            Ok(labels) => return Ok(labels),
+            Err(start) => start,
+        };
         let stored: Vec<String> = self
             .store
             .states(&label_space(session))?
             .into_iter()
             .map(|s| s.key)
             .collect();
+        Ok(self.cache_labels(session, stored, start))
+    }
+
+    /// The session's labels if they are in memory; otherwise where a read
+    /// from the store begins.
+    fn cached_labels(&self, session: &str) -> Result<Arc<Vec<String>>, ReadStart> {
         let mut sessions = lock(&self.sessions);
+        sessions.tick += 1;
         let tick = sessions.tick;
-        let labels = sessions
+        if let Some((labels, last)) = sessions.by_id.get_mut(session) {
+            *last = tick;
+            return Ok(labels.clone());
+        }
+        Err(ReadStart {
+            tick,
+            epoch: sessions.epoch,
+        })
+    }
+
+    /// Keeps `stored`, the session's labels read from the store since
+    /// `start`, in memory, and returns the labels to decide with. A read
+    /// during which labels of the session were committed (the session was
+    /// not in memory, so the commit had nothing to add them to) may miss
+    /// them: it is used for the decision in flight, which ran alongside
+    /// that commit, but not kept, so that no later decision misses them.
+    /// Labels another reader kept meanwhile win.
+    fn cache_labels(
+        &self,
+        session: &str,
+        stored: Vec<String>,
+        start: ReadStart,
+    ) -> Arc<Vec<String>> {
+        let mut sessions = lock(&self.sessions);
+        if let Some((labels, _)) = sessions.by_id.get(session) {
+            return labels.clone();
+        }
+        let stored = Arc::new(stored);
+        let committed_meanwhile = sessions.epoch != start.epoch
+            || sessions
+                .absent_commits
+                .get(session)
+                .is_some_and(|&tick| tick > start.tick);
+        if committed_meanwhile {
+            return stored;
+        }
+        sessions.absent_commits.remove(session);
+        let tick = sessions.tick;
+        sessions
             .by_id
-            .entry(session.to_string())
-            .or_insert_with(|| (Arc::new(stored), tick))
-            .0
-            .clone();
+            .insert(session.to_string(), (stored.clone(), tick));
         self.trim_sessions(&mut sessions);
-        Ok(labels)
+        stored
     }
 
     fn trim_sessions(&self, sessions: &mut Sessions) {
@@ -1040,8 +1092,15 @@ impl Runtime {
                 merged.sort();
                 *labels = Arc::new(merged);
                 *last = tick;
+            } else {
+                // Read from the store next time; a read already under way
+                // may have missed these labels and must not be kept.
+                sessions.absent_commits.insert(session, tick);
+                if sessions.absent_commits.len() > self.config.max_sessions.max(1) {
+                    sessions.absent_commits.clear();
+                    sessions.epoch += 1;
+                }
             }
-            // A session not in memory is read from the store next time.
         }
     }
 
@@ -1199,5 +1258,76 @@ fn human(d: Duration) -> String {
         s if s > 0 && s % 3_600 == 0 => format!("{}h", s / 3_600),
         s if s > 0 && s % 60 == 0 => format!("{}m", s / 60),
         s => format!("{s}s"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use warden_audit::{EventRecord, Record};
+    use warden_store::{SqliteStore, StoreConfig};
+
+    /// Commits `label` to `session` as a decision does: durable in the
+    /// store first, then in memory.
+    fn commit_label(runtime: &Runtime, store: &SqliteStore, session: &str, label: &str) {
+        store
+            .append_with(
+                Record::Event(EventRecord {
+                    time_unix_nanos: 1,
+                    actor: "test".into(),
+                    action: "labels".into(),
+                    subject: session.into(),
+                    details: "{}".into(),
+                }),
+                StateChange::PutState {
+                    space: label_space(session),
+                    key: label.into(),
+                    value: String::new(),
+                },
+            )
+            .unwrap();
+        runtime.commit_labels(Some((session.into(), vec![label.into()])));
+    }
+
+    /// A decision reads a session's labels from the store (the session is
+    /// not in memory) while another decision's label commits: the read is
+    /// from before the commit, and keeping it would hide the label from
+    /// every later decision of the session (a fail-open: `pii` missing,
+    /// `exfiltration` allowed).
+    #[test]
+    fn a_read_that_raced_a_label_commit_is_not_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SqliteStore::open(dir.path(), StoreConfig::default()).unwrap());
+        let runtime = Runtime::open(store.clone(), RuntimeConfig::default()).unwrap();
+
+        let start = runtime.cached_labels("s").unwrap_err();
+        let before: Vec<String> = store
+            .states(&label_space("s"))
+            .unwrap()
+            .into_iter()
+            .map(|s| s.key)
+            .collect();
+        assert!(before.is_empty());
+        commit_label(&runtime, &store, "s", "pii");
+        // The racing decision decides with what it read...
+        assert!(runtime.cache_labels("s", before, start).is_empty());
+        // ... and the next one sees the label.
+        assert_eq!(
+            *runtime.session_labels("s").unwrap(),
+            vec!["pii".to_string()]
+        );
+
+        // A read that began after the commit is kept, and later commits add to it.
+        commit_label(&runtime, &store, "t", "untrusted");
+        assert_eq!(
+            *runtime.session_labels("t").unwrap(),
+            vec!["untrusted".to_string()]
+        );
+        commit_label(&runtime, &store, "t", "pii");
+        assert_eq!(
+            *runtime.session_labels("t").unwrap(),
+            vec!["pii".to_string(), "untrusted".to_string()]
+        );
+        assert!(lock(&runtime.sessions).by_id.contains_key("t"));
     }
 }
