@@ -13,6 +13,10 @@ use warden_store::{
 
 use crate::metrics::Metrics;
 
+/// The room the readiness probe asks for after an append failed: about a
+/// batch of decision records.
+const RECOVERY_ROOM: usize = 64 * 1024;
+
 pub(crate) struct TimedStore {
     inner: Arc<SqliteStore>,
     metrics: Metrics,
@@ -117,21 +121,38 @@ impl Store for TimedStore {
         self.inner.states(space)
     }
 
-    /// The writer's probe, and then whether the latest append succeeded.
+    /// The writer's probe; after a failed append, one that needs the room
+    /// of a batch of appends ([`RECOVERY_ROOM`]), and that clears the
+    /// failure when it succeeds. So readiness comes back with the room,
+    /// without waiting for traffic that a failing readiness keeps away.
     fn check_writable(&self) -> Result<(), StoreError> {
-        self.inner.check_writable()?;
-        match self
+        let last = self
             .last_failure
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .clone()
-        {
-            None => Ok(()),
-            Some(message) => Err(StoreError::Database {
+            .clone();
+        let Some(message) = last else {
+            return self.inner.check_writable();
+        };
+        if let Err(e) = self.inner.check_room(RECOVERY_ROOM) {
+            return Err(StoreError::Database {
                 doing: "the latest audit append".into(),
-                message,
-                hint: "ready again once an append succeeds; check disk space and permissions of the data directory",
+                message: format!("{message}; and now: {e}"),
+                hint: "ready again once there is room to append; check disk space and permissions of the data directory",
+            });
+        }
+        let mut failure = self.last_failure.lock().unwrap_or_else(|e| e.into_inner());
+        match failure.clone() {
+            Some(latest) if latest != message => Err(StoreError::Database {
+                // An append that failed meanwhile says more than the probe.
+                doing: "the latest audit append".into(),
+                message: latest,
+                hint: "ready again once there is room to append; check disk space and permissions of the data directory",
             }),
+            _ => {
+                *failure = None;
+                Ok(())
+            }
         }
     }
 

@@ -180,16 +180,31 @@ async fn a_database_made_read_only_denies_everything_and_the_log_resumes_once_wr
     assert_eq!(status, 503, "{ready}");
     assert_eq!(ready["store"]["writable"], false, "{ready}");
 
-    // Writable again, and restarted: the log continues where it was.
+    // Writable again: ready again without a decision to show it (a
+    // balancer that saw 503 sends none), and the log continues where it was.
     immutable(&files, false);
     drop(guard);
-    let server = server.restart_unclean().await;
+    let (status, ready) = server.get("/readyz").await;
+    assert_eq!(status, 200, "{ready}");
     let d = server.decide(select(6)).await;
     assert_eq!(d["verdict"], "allow", "{d}");
     assert_eq!(
         d["seq"].as_u64().unwrap(),
         acknowledged.last().unwrap().0 + 1,
         "no gap: nothing acknowledged was lost, nothing denied was logged"
+    );
+    acknowledged.push((
+        d["seq"].as_u64().unwrap(),
+        d["action_hash"].as_str().unwrap().to_string(),
+    ));
+    // And after a restart too.
+    let server = server.restart_unclean().await;
+    let d = server.decide(select(7)).await;
+    assert_eq!(d["verdict"], "allow", "{d}");
+    assert_eq!(
+        d["seq"].as_u64().unwrap(),
+        acknowledged.last().unwrap().0 + 1,
+        "no gap"
     );
     let dir = server.stop().await;
     assert_logged(&dir, &acknowledged);

@@ -190,6 +190,16 @@ pub trait Store: Send + Sync {
         Ok(())
     }
 
+    /// As [`Store::check_writable`], but the write needs `bytes` of new
+    /// room, as an append does (a small write can succeed on a full disk
+    /// by reusing free space): for telling that appends could succeed
+    /// again after one failed. Nothing of it stays in the log. This
+    /// default calls [`Store::check_writable`].
+    fn check_room(&self, bytes: usize) -> Result<(), StoreError> {
+        let _ = bytes;
+        self.check_writable()
+    }
+
     /// The agent with this DID, if one was stored.
     fn agent(&self, did: &str) -> Result<Option<StoredAgent>, StoreError>;
 

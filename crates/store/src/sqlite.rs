@@ -210,8 +210,9 @@ enum Command {
     /// [`Store::append_held`]: an append that waits for the next command.
     Held(Record, Vec<StateChange>, Reply<Appended>),
     Checkpoint(Reply<Option<StoredCheckpoint>>),
-    /// [`Store::check_writable`]: commit a small write.
-    Probe(Reply<()>),
+    /// [`Store::check_writable`] (0) and [`Store::check_room`] (the room
+    /// asked for, in bytes): commit a write.
+    Probe(usize, Reply<()>),
     Shutdown(Reply<()>),
     /// Make the next append batch panic before it commits.
     #[cfg(test)]
@@ -1275,7 +1276,11 @@ impl Store for SqliteStore {
     }
 
     fn check_writable(&self) -> Result<(), StoreError> {
-        self.send(Command::Probe)
+        self.send(|reply| Command::Probe(0, reply))
+    }
+
+    fn check_room(&self, bytes: usize) -> Result<(), StoreError> {
+        self.send(|reply| Command::Probe(bytes, reply))
     }
 
     fn verifier(&self) -> LogVerifier {
@@ -1573,8 +1578,8 @@ impl WriterThread {
                 Command::Checkpoint(reply) => {
                     reply.send(self.checkpoint_in_own_transaction());
                 }
-                Command::Probe(reply) => {
-                    reply.send(self.probe());
+                Command::Probe(room, reply) => {
+                    reply.send(self.probe(room));
                 }
                 Command::Shutdown(reply) => {
                     reply.send(self.checkpoint_in_own_transaction().map(|_| ()));
@@ -1676,7 +1681,10 @@ impl WriterThread {
 
     /// Commit a small write (the time, in `meta`), as an append would: the
     /// write lock, a synced WAL write, and the database file's identity.
-    fn probe(&mut self) -> Result<(), StoreError> {
+    /// Commits a small write; with `room` > 0, also a blob of that many
+    /// bytes, deleted in the same transaction: its pages are new (the
+    /// database grows, or a full disk refuses) and then free for appends.
+    fn probe(&mut self, room: usize) -> Result<(), StoreError> {
         let tx = WriteTransaction::begin(&self.conn, "the write probe")?;
         tx.execute(
             "INSERT INTO meta(key, value) VALUES ('write_probe_unix_nanos', ?1)
@@ -1684,6 +1692,15 @@ impl WriterThread {
             [now_unix_nanos().to_string()],
         )
         .map_err(|e| StoreError::db("writing the write probe", e))?;
+        if room > 0 {
+            tx.execute(
+                "INSERT INTO meta(key, value) VALUES ('write_probe_room', zeroblob(?1))
+                 ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+                [i64::try_from(room).unwrap_or(i64::MAX)],
+            )
+            .and_then(|_| tx.execute("DELETE FROM meta WHERE key = 'write_probe_room'", []))
+            .map_err(|e| StoreError::db("writing the write probe's room", e))?;
+        }
         self.db.check()?;
         tx.commit("the write probe")
     }

@@ -687,3 +687,29 @@ fn entries_from_pages_through_the_log_and_picks_up_later_appends() {
     assert_eq!(more, vec![2500, 2501], "what was appended since");
     assert_eq!(entries_from(&store, 9999).count(), 0);
 }
+
+/// A small probe can reuse free pages of a full database; the probe for
+/// room needs new ones, as appends do, and leaves nothing in the log.
+#[test]
+fn check_room_fails_when_appends_do_and_adds_nothing_to_the_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(
+        dir.path(),
+        StoreConfig {
+            max_page_count: Some(60),
+            ..config(0)
+        },
+    )
+    .unwrap();
+    store.check_room(64 * 1024).unwrap();
+    assert_eq!(store.log_size().unwrap(), 0);
+    let mut i = 0;
+    while store.append(decision(i)).is_ok() {
+        i += 1;
+        assert!(i < 10_000, "the quota never filled");
+    }
+    assert!(i > 0);
+    let err = store.check_room(64 * 1024).unwrap_err();
+    assert!(err.to_string().contains("full"), "{err}");
+    assert_eq!(store.log_size().unwrap(), i);
+}
