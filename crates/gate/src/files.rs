@@ -4,6 +4,7 @@
 use std::fs;
 use std::io::Read;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use warden_policy::{
     CompiledPolicy, Diagnostic, PolicyError, Pos, Sources, limits::MAX_POLICY_BYTES,
 };
@@ -14,6 +15,8 @@ use warden_policy::{
 #[derive(Debug, Clone)]
 pub struct DirSources {
     root_dir: Option<PathBuf>,
+    /// Every path asked for, in order, whether it could be read or not.
+    asked: Arc<Mutex<Vec<String>>>,
 }
 
 impl DirSources {
@@ -28,12 +31,23 @@ impl DirSources {
         });
         DirSources {
             root_dir: dir.and_then(|d| fs::canonicalize(d).ok()),
+            asked: Arc::default(),
         }
+    }
+
+    /// Every path read or tried so far (the root and its includes, as
+    /// resolved), in order: the files a change to which changes the policy.
+    pub fn asked(&self) -> Vec<String> {
+        self.asked.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 }
 
 impl Sources for DirSources {
     fn read(&self, path: &str) -> Result<String, String> {
+        self.asked
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(path.to_string());
         let real = fs::canonicalize(path).map_err(|e| e.to_string())?;
         match &self.root_dir {
             Some(dir) if real.starts_with(dir) => {}
@@ -64,6 +78,19 @@ impl Sources for DirSources {
 
 /// Loads and compiles the policy file at `path` with its includes.
 pub fn load_policy(path: &str) -> Result<CompiledPolicy, PolicyError> {
+    load_policy_reading(path).0
+}
+
+/// [`load_policy`], and the files it read or tried to (see
+/// [`DirSources::asked`]), whether it succeeded or not: what a watcher of
+/// the policy watches.
+pub fn load_policy_reading(path: &str) -> (Result<CompiledPolicy, PolicyError>, Vec<String>) {
+    let sources = DirSources::for_root(path);
+    let loaded = compile_file(path, &sources);
+    (loaded, sources.asked())
+}
+
+fn compile_file(path: &str, sources: &DirSources) -> Result<CompiledPolicy, PolicyError> {
     if !Path::new(path).is_file() {
         return Err(PolicyError {
             diagnostics: vec![Diagnostic {
@@ -75,5 +102,5 @@ pub fn load_policy(path: &str) -> Result<CompiledPolicy, PolicyError> {
             }],
         });
     }
-    warden_policy::load_compiled(path, &DirSources::for_root(path))
+    warden_policy::load_compiled(path, sources)
 }

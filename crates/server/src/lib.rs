@@ -199,16 +199,15 @@ impl Server {
     /// requests in flight finish, and closes the store (which signs a
     /// final checkpoint).
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
-        let watcher = if self.watch {
-            reload::watch(self.state.clone())
-        } else {
-            None
-        };
+        let watching = self.watch && reload::watch(self.state.clone());
+        // The watcher's task holds the state: ending it, however this
+        // returns (or is dropped), lets the state and its store go.
+        let _unwatch = StopWatching(self.state.clone());
         let app = api::service(self.state.clone());
         tracing::info!(
             listen = %self.local_addr(),
             policy = %self.state.policy.describe(),
-            watching = watcher.is_some(),
+            watching,
             auth = self.state.auth.enabled(),
             "warden is serving"
         );
@@ -224,6 +223,15 @@ impl Server {
             .context("closing the store (final checkpoint)")?;
         tracing::info!("stopped");
         Ok(())
+    }
+}
+
+/// Stops the policy watcher when dropped.
+struct StopWatching(Arc<AppState>);
+
+impl Drop for StopWatching {
+    fn drop(&mut self) {
+        self.0.policy.stop_watching();
     }
 }
 

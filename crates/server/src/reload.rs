@@ -1,13 +1,17 @@
 //! Where the policy comes from, and hot reload.
 //!
-//! The policy file's directory is watched (notify); a change compiles the
+//! The directories of the policy file and of its includes are watched
+//! (notify, each directory on its own, updated after every load); a change
+//! to a YAML file there, or a Kubernetes-style `..data` symlink swap,
+//! compiles the
 //! new version and swaps the whole gate atomically: a decision in flight
 //! finishes on the gate it started with. A policy that does not compile
 //! leaves the old one deciding, is logged with the compiler's message and
 //! counts in `warden_policy_reload_errors_total`. `POST /v1/policy/reload`
 //! does the same on demand.
 
-use std::path::PathBuf;
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -32,6 +36,10 @@ pub struct PolicySource {
     issuers: Vec<Did>,
     /// Serialises reloads (a watcher event and a forced reload).
     lock: Mutex<()>,
+    /// The directories of the files the latest load read or tried to read.
+    dirs: Mutex<BTreeSet<PathBuf>>,
+    /// The watcher, once [`watch`] started it, and the directories it watches.
+    watcher: Mutex<Option<(notify::RecommendedWatcher, BTreeSet<PathBuf>)>>,
 }
 
 /// The first diagnostic of a policy error, and how many more there are.
@@ -80,6 +88,8 @@ impl PolicySource {
             path,
             issuers,
             lock: Mutex::new(()),
+            dirs: Mutex::default(),
+            watcher: Mutex::default(),
         }
     }
 
@@ -108,7 +118,18 @@ impl PolicySource {
             ),
             None => None,
         };
-        let policy = load_policy(path)?;
+        let policy = match path {
+            Some(p) => {
+                let (loaded, read) = files::load_policy_reading(p);
+                let dirs = std::iter::once(p)
+                    .chain(read.iter().map(String::as_str))
+                    .map(dir_of)
+                    .collect();
+                *self.dirs.lock().unwrap_or_else(|e| e.into_inner()) = dirs;
+                loaded.map_err(|e| anyhow!(summarize(&e)))?
+            }
+            None => load_policy(None)?,
+        };
         let issuers = self.issuers.iter().cloned();
         // A reload shares the nonces the running gate holds (those stored
         // plus those accepted since) rather than reading the stored ones again.
@@ -138,8 +159,16 @@ impl PolicySource {
     }
 
     /// Recompiles and swaps the gate; on error the old gate keeps deciding.
+    /// Either way the watcher, if any, then watches the directories of the
+    /// files this load read (an include may have come or gone).
     pub fn reload(&self, state: &AppState) -> Result<Reloaded> {
         let _one = self.lock.lock().unwrap_or_else(|e| e.into_inner());
+        let result = self.reload_locked(state);
+        self.sync_watches();
+        result
+    }
+
+    fn reload_locked(&self, state: &AppState) -> Result<Reloaded> {
         let old_hash = state.gate.load().policy().map(|p| p.hash().to_string());
         let previous = state.gate.load_full();
         match self.build(state.runtime.clone(), state.audit.clone(), Some(&previous)) {
@@ -168,49 +197,107 @@ impl PolicySource {
         }
     }
 
-    /// The directory to watch, if the policy is a file.
-    fn watched_dir(&self) -> Option<PathBuf> {
-        let path = self.path.as_ref()?;
-        let dir = path.parent().map(|p| {
-            if p.as_os_str().is_empty() {
-                PathBuf::from(".")
-            } else {
-                p.to_path_buf()
-            }
-        })?;
-        Some(dir)
+    /// Drops the watcher, which ends [`watch`]'s task.
+    pub fn stop_watching(&self) {
+        *self.watcher.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
+
+    /// Makes the watcher, if any, watch exactly the directories of the
+    /// files the latest load read. A directory that cannot be watched is
+    /// logged and tried again after the next load.
+    fn sync_watches(&self) {
+        let mut guard = self.watcher.lock().unwrap_or_else(|e| e.into_inner());
+        let Some((watcher, watching)) = guard.as_mut() else {
+            return;
+        };
+        let wanted = self.dirs.lock().unwrap_or_else(|e| e.into_inner()).clone();
+        for gone in watching.difference(&wanted).cloned().collect::<Vec<_>>() {
+            let _ = watcher.unwatch(&gone);
+            watching.remove(&gone);
+        }
+        for dir in wanted.difference(&watching.clone()) {
+            match watcher.watch(dir, RecursiveMode::NonRecursive) {
+                Ok(()) => {
+                    watching.insert(dir.clone());
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, dir = %dir.display(), "cannot watch a directory of the policy; changes there need POST /v1/policy/reload");
+                }
+            }
+        }
+    }
+}
+
+/// The directory of a policy file as given (`.` for a bare file name).
+fn dir_of(file: &str) -> PathBuf {
+    match Path::new(file).parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
+/// Whether a file event at `path` may change the policy: a YAML file, or
+/// the `..data` symlink (and its temporary twin) through which Kubernetes
+/// swaps a mounted ConfigMap's files all at once.
+fn concerns_policy(path: &Path) -> bool {
+    matches!(
+        path.extension().and_then(|e| e.to_str()),
+        Some("yaml" | "yml")
+    ) || path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.starts_with(".."))
 }
 
 /// How long file events settle before a reload (editors write in steps).
 const SETTLE: Duration = Duration::from_millis(200);
 
-/// Watches the policy's directory and reloads on change; `None` for the
-/// bundled policy or when watching is not possible (logged).
-pub fn watch(state: Arc<AppState>) -> Option<notify::RecommendedWatcher> {
-    let dir = state.policy.watched_dir()?;
+/// Watches the directories of the policy and its includes and reloads on
+/// change; false for the bundled policy or when the policy's own directory
+/// cannot be watched (logged).
+pub fn watch(state: Arc<AppState>) -> bool {
+    let Some(path) = &state.policy.path else {
+        return false;
+    };
+    let Some(root_dir) = path.to_str().map(dir_of) else {
+        return false;
+    };
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
-    let mut watcher =
-        match notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-            if let Ok(event) = event
-                && (event.kind.is_modify() || event.kind.is_create() || event.kind.is_remove())
-                && event
-                    .paths
-                    .iter()
-                    .any(|p| matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")))
-            {
-                let _ = tx.send(());
-            }
-        }) {
-            Ok(w) => w,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot watch the policy; use POST /v1/policy/reload");
-                return None;
-            }
-        };
-    if let Err(e) = watcher.watch(&dir, RecursiveMode::NonRecursive) {
-        tracing::warn!(error = %e, dir = %dir.display(), "cannot watch the policy's directory; use POST /v1/policy/reload");
-        return None;
+    let watcher = match notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
+        if let Ok(event) = event
+            && (event.kind.is_modify() || event.kind.is_create() || event.kind.is_remove())
+            && event.paths.iter().any(|p| concerns_policy(p))
+        {
+            let _ = tx.send(());
+        }
+    }) {
+        Ok(w) => w,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot watch the policy; use POST /v1/policy/reload");
+            return false;
+        }
+    };
+    *state
+        .policy
+        .watcher
+        .lock()
+        .unwrap_or_else(|e| e.into_inner()) = Some((watcher, BTreeSet::new()));
+    state.policy.sync_watches();
+    let watching_root = state
+        .policy
+        .watcher
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .as_ref()
+        .is_some_and(|(_, dirs)| dirs.contains(&root_dir));
+    if !watching_root {
+        *state
+            .policy
+            .watcher
+            .lock()
+            .unwrap_or_else(|e| e.into_inner()) = None;
+        tracing::warn!(dir = %root_dir.display(), "cannot watch the policy's directory; use POST /v1/policy/reload");
+        return false;
     }
     tokio::spawn(async move {
         while rx.recv().await.is_some() {
@@ -220,5 +307,5 @@ pub fn watch(state: Arc<AppState>) -> Option<notify::RecommendedWatcher> {
             let _ = tokio::task::spawn_blocking(move || state.policy.reload(&state)).await;
         }
     });
-    Some(watcher)
+    true
 }

@@ -242,3 +242,78 @@ async fn decisions_sent_during_reloads_all_get_answers() {
         "decisions came from both versions, and only those"
     );
 }
+
+/// The verdict on a call of `tool`.
+async fn verdict_on(server: &TestServer, tool: &str) -> String {
+    let d = server
+        .decide(json!({"point": "pre_tool_call", "tool": tool, "args": {}}))
+        .await;
+    d["verdict"].as_str().unwrap().to_string()
+}
+
+fn extra_rules(verdict: &str) -> String {
+    format!(
+        "version: warden/v1\nrules:\n  - {{id: extra, match: {{tool: extra.tool}}, verdict: {verdict}}}\n"
+    )
+}
+
+/// An include below the policy's directory is watched as soon as a load
+/// reads it, and a change to it alone reloads the policy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_changed_include_in_a_subdirectory_is_reloaded() {
+    let server = TestServer::start_with(POLICY, |c| c.watch = true).await;
+    let (_, p) = server.get("/v1/policy").await;
+    let first = p["hash"].as_str().unwrap().to_string();
+    let rules = server.policy_path().parent().unwrap().join("rules");
+    std::fs::create_dir(&rules).unwrap();
+    std::fs::write(rules.join("extra.yaml"), extra_rules("allow")).unwrap();
+    std::fs::write(
+        server.policy_path(),
+        format!("{POLICY}include: [rules/extra.yaml]\n"),
+    )
+    .unwrap();
+    let second = wait_for_hash_change(&server, &first).await;
+    assert_eq!(verdict_on(&server, "extra.tool").await, "allow");
+
+    std::fs::write(rules.join("extra.yaml"), extra_rules("deny")).unwrap();
+    wait_for_hash_change(&server, &second).await;
+    assert_eq!(verdict_on(&server, "extra.tool").await, "deny");
+}
+
+/// A Kubernetes ConfigMap volume: `policy.yaml` links to
+/// `..data/policy.yaml`, and an update swaps the `..data` link to a new
+/// directory, so no YAML file itself is written in the watched directory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kubernetes_style_symlink_swap_is_reloaded() {
+    let volume = tempfile::tempdir().unwrap();
+    let v = volume.path();
+    let version = |name: &str, text: &str| {
+        std::fs::create_dir(v.join(name)).unwrap();
+        std::fs::write(v.join(name).join("policy.yaml"), text).unwrap();
+    };
+    version("..2026_12_07_1", POLICY);
+    std::os::unix::fs::symlink("..2026_12_07_1", v.join("..data")).unwrap();
+    std::os::unix::fs::symlink("..data/policy.yaml", v.join("policy.yaml")).unwrap();
+    let policy = v.join("policy.yaml");
+    let server = TestServer::start_with(POLICY, |c| {
+        c.watch = true;
+        c.policy = Some(policy);
+    })
+    .await;
+    let (_, p) = server.get("/v1/policy").await;
+    let first = p["hash"].as_str().unwrap().to_string();
+    assert_eq!(verdict_on(&server, "db.query").await, "allow");
+
+    // As the kubelet updates it: a new directory, a new link, renamed over.
+    version(
+        "..2026_12_07_2",
+        &POLICY.replace(
+            "match: {tool: [db.query, web.fetch, limited.tool, session.tool]}",
+            "match: {tool: [web.fetch]}",
+        ),
+    );
+    std::os::unix::fs::symlink("..2026_12_07_2", v.join("..data_tmp")).unwrap();
+    std::fs::rename(v.join("..data_tmp"), v.join("..data")).unwrap();
+    wait_for_hash_change(&server, &first).await;
+    assert_eq!(verdict_on(&server, "db.query").await, "deny");
+}
