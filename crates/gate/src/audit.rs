@@ -62,15 +62,16 @@ pub(crate) fn settle(mut decision: Decision, appended: Result<Appended, StoreErr
     }
 }
 
-/// The record of `decision` about `action`: every field of the decision.
-pub(crate) fn decision_record(
+/// The arguments as the audit log records them for `decision` about
+/// `action`: a transform's rewritten arguments, not the originals, so what
+/// the policy redacts never lands in the log (the action hash still commits
+/// to the original action); only their hash when the policy says so or
+/// they are over [`MAX_INLINE_ARGUMENTS_BYTES`].
+pub(crate) fn recorded_arguments(
     policy: Option<&CompiledPolicy>,
     action: &Action,
     decision: &Decision,
-) -> DecisionRecord {
-    // A transform's rewritten arguments are recorded, not the originals: what
-    // the policy redacts never lands in the log (the action hash still
-    // commits to the original action).
+) -> Arguments {
     let json = decision
         .args
         .as_ref()
@@ -78,11 +79,20 @@ pub(crate) fn decision_record(
         .map_or_else(|| "{}".to_string(), crate::canonical::to_string);
     let by_hash = policy.is_some_and(|p| p.audit().arguments == AuditArguments::Hash)
         || json.len() > MAX_INLINE_ARGUMENTS_BYTES;
-    let arguments = if by_hash {
+    if by_hash {
         Arguments::hashed(&json)
     } else {
         Arguments::Json(json)
-    };
+    }
+}
+
+/// The record of `decision` about `action`: every field of the decision.
+pub(crate) fn decision_record(
+    policy: Option<&CompiledPolicy>,
+    action: &Action,
+    decision: &Decision,
+) -> DecisionRecord {
+    let arguments = recorded_arguments(policy, action, decision);
     DecisionRecord {
         time_unix_nanos: SystemTime::now()
             .duration_since(UNIX_EPOCH)

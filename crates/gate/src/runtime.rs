@@ -24,7 +24,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sha2::{Digest, Sha256};
-use warden_audit::{EventRecord, Record};
+use warden_audit::{Arguments, EventRecord, Record};
 use warden_policy::{CompiledPolicy, Limit, Point, Verdict};
 use warden_store::{StateChange, Store, StoreError};
 
@@ -150,6 +150,13 @@ pub struct Approval {
     pub point: String,
     /// The tool.
     pub tool: Option<String>,
+    /// The action's arguments as canonical JSON, as the audit log records
+    /// them (a transform's rewrite, not the original), so the approver sees
+    /// what they approve; absent when the policy records arguments only by
+    /// hash (`audit: {arguments: hash}`) or they are over the log's inline
+    /// limit: then `action_hash` is what identifies them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub arguments: Option<String>,
     /// The rule that asked for approval.
     pub rule: Option<String>,
     /// The rule's reason.
@@ -886,7 +893,12 @@ impl Runtime {
         };
         if decision.verdict == Verdict::RequireApproval {
             let book = lock(&self.approvals);
-            let approval = self.resolve(book.current(&action.hash_for_signing()), action, decision);
+            let approval = self.resolve(
+                book.current(&action.hash_for_signing()),
+                policy,
+                action,
+                decision,
+            );
             let (approval, change) = self.apply_resolution(approval, decision);
             staged.changes.push(change);
             staged.approval = Some((book, approval));
@@ -949,6 +961,7 @@ impl Runtime {
     fn resolve(
         &self,
         current: Option<&Approval>,
+        policy: Option<&CompiledPolicy>,
         action: &Action,
         decision: &Decision,
     ) -> Resolution {
@@ -980,6 +993,10 @@ impl Runtime {
                     session: action.session.clone(),
                     point: action.point.as_str().to_string(),
                     tool: action.tool.clone(),
+                    arguments: match crate::audit::recorded_arguments(policy, action, decision) {
+                        Arguments::Json(json) => Some(json),
+                        _ => None,
+                    },
                     rule: decision.rule.as_deref().map(String::from),
                     reason: decision.reason.clone(),
                     approvers: decision.approvers.clone(),

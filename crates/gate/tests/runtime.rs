@@ -76,6 +76,35 @@ fn an_approval_is_used_once_by_concurrent_identical_actions() {
     assert_eq!(runtime.approval(&id).unwrap().state, ApprovalState::Used);
 }
 
+/// An approval shows the approver the arguments as the log records them,
+/// and nothing of them when the policy records arguments only by hash.
+#[test]
+fn an_approval_carries_the_arguments_the_log_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let (gate, runtime) = gate(open(dir.path()));
+    let id = gate.decide(&mail("s")).approval.unwrap().id;
+    assert_eq!(
+        runtime.approval(&id).unwrap().arguments.as_deref(),
+        Some(r#"{"to":"x@example.com"}"#)
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = Arc::new(Runtime::open(open(dir.path()), RuntimeConfig::default()).unwrap());
+    let hashed = POLICY.replace(
+        "default: deny\n",
+        "default: deny\naudit: {arguments: hash}\n",
+    );
+    assert_ne!(hashed, POLICY);
+    let id = gate_with(&hashed, &runtime)
+        .decide(&mail("s"))
+        .approval
+        .unwrap()
+        .id;
+    let approval = runtime.approval(&id).unwrap();
+    assert_eq!(approval.arguments, None);
+    assert!(approval.action_hash.starts_with("sha256:"));
+}
+
 #[test]
 fn a_decision_that_cannot_be_recorded_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();

@@ -251,6 +251,11 @@ async fn an_approved_action_is_allowed_exactly_once() {
         pending["approvals"][0]["approvers"],
         json!(["dba@example.com"])
     );
+    // The approver sees what they are asked to approve.
+    assert_eq!(
+        pending["approvals"][0]["arguments"], r#"{"body":"hi","to":"a@example.com"}"#,
+        "{pending}"
+    );
 
     // Only a listed approver may answer.
     let (status, body) = server
