@@ -216,13 +216,13 @@ impl tower::Service<Request> for Service {
 /// `POST /v1/decide` without the router: see [`Service`].
 async fn decide_direct(state: Arc<AppState>, request: Request) -> ApiResult {
     let (parts, body) = request.into_parts();
-    state.auth.authorize(&parts.headers, Role::Agent)?;
+    let principal = state.auth.authorize(&parts.headers, Role::Agent)?;
     let bytes = match Limited::new(body, state.max_body_bytes).collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(e) if e.is::<LengthLimitError>() => return Err(body_too_large()),
         Err(e) => return Err(unreadable_body(e)),
     };
-    decide_bytes(&state, &bytes).await
+    decide_bytes(&state, &principal, &bytes).await
 }
 
 /// Room for a typical answer (a decision is about 500 bytes), so encoding
@@ -396,18 +396,21 @@ async fn decide_one(state: &Arc<AppState>, action: Action) -> Result<Decision, A
 
 async fn decide(
     State(state): State<Arc<AppState>>,
+    Extension(principal): Extension<Principal>,
     raw: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
-    decide_bytes(&state, &body(raw)?).await
+    decide_bytes(&state, &principal, &body(raw)?).await
 }
 
-async fn decide_bytes(state: &Arc<AppState>, bytes: &[u8]) -> ApiResult {
-    let action = Action::from_json(bytes).map_err(action_error)?;
+async fn decide_bytes(state: &Arc<AppState>, principal: &Principal, bytes: &[u8]) -> ApiResult {
+    let mut action = Action::from_json(bytes).map_err(action_error)?;
+    principal.bind(&mut action)?;
     ok(decide_one(state, action).await?)
 }
 
 async fn decide_batch(
     State(state): State<Arc<AppState>>,
+    Extension(principal): Extension<Principal>,
     raw: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
     #[derive(Deserialize)]
@@ -428,11 +431,15 @@ async fn decide_batch(
     }
     let mut actions = Vec::with_capacity(batch.actions.len());
     for (i, v) in batch.actions.into_iter().enumerate() {
-        let action: Action = serde_json::from_value(v)
+        let mut action: Action = serde_json::from_value(v)
             .map_err(|e| ApiError::bad_request("invalid_action", format!("actions[{i}]: {e}")))?;
         action
             .check()
             .map_err(|e| ApiError::bad_request("invalid_action", format!("actions[{i}]: {e}")))?;
+        principal.bind(&mut action).map_err(|mut e| {
+            e.message = format!("actions[{i}]: {}", e.message);
+            e
+        })?;
         actions.push(action);
     }
     // Decided concurrently, so their audit appends share commits.

@@ -14,7 +14,11 @@
 //!
 //! `token_sha256` (hex SHA-256 of the token) keeps the secret out of the
 //! file. An approver's `name` is what an approval's `approvers` list
-//! names. Without `--auth` every caller has every role, which the server
+//! names. An agent token may be bound to one agent (`agent: <DID or
+//! name>`): its actions then act as that agent (an action naming none is
+//! given it, one naming another is refused with 403 `agent_mismatch`), so
+//! the agent's kill switch, status and limits cannot be dodged by
+//! renaming it. Without `--auth` every caller has every role, which the server
 //! only allows on a loopback address.
 
 use std::collections::HashMap;
@@ -68,6 +72,8 @@ pub struct Principal {
     pub name: String,
     /// The role; `None` without authentication (every role).
     pub role: Option<Role>,
+    /// The one agent an agent token acts as, if its entry names one.
+    pub agent: Option<String>,
 }
 
 impl Principal {
@@ -90,6 +96,7 @@ struct Entry {
     role: Role,
     token: Option<String>,
     token_sha256: Option<String>,
+    agent: Option<String>,
 }
 
 /// The bearer tokens, by the SHA-256 of the token.
@@ -152,9 +159,21 @@ impl Auth {
                 (Some(_), Some(_)) => bail!("{at}: give 'token' or 'token_sha256', not both"),
                 (None, None) => bail!("{at}: give 'token' or 'token_sha256'"),
             };
+            if let Some(agent) = &e.agent {
+                if e.role != Role::Agent {
+                    bail!(
+                        "{at}: 'agent' binds an agent token; this one has the {} role",
+                        e.role.as_str()
+                    );
+                }
+                if agent.trim().is_empty() || agent.chars().any(char::is_control) {
+                    bail!("{at}: 'agent' must be printable text");
+                }
+            }
             let principal = Principal {
                 name: e.name,
                 role: Some(e.role),
+                agent: e.agent,
             };
             if tokens.insert(hash, principal).is_some() {
                 bail!("{at}: the same token is given twice");
@@ -171,6 +190,7 @@ impl Auth {
             return Ok(Principal {
                 name: "local".into(),
                 role: None,
+                agent: None,
             });
         };
         let unauthorized = |m: &str| ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", m);
@@ -213,6 +233,32 @@ impl Auth {
             ));
         }
         Ok(principal)
+    }
+}
+
+impl Principal {
+    /// Makes `action` act as the agent this caller's token is bound to:
+    /// fills in an action that names no agent, refuses one that names
+    /// another (403 `agent_mismatch`).
+    pub fn bind(&self, action: &mut warden_gate::Action) -> Result<(), ApiError> {
+        let Some(bound) = &self.agent else {
+            return Ok(());
+        };
+        match &action.agent {
+            None => {
+                action.agent = Some(bound.clone());
+                Ok(())
+            }
+            Some(named) if named == bound => Ok(()),
+            Some(named) => Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "agent_mismatch",
+                format!(
+                    "the token of '{}' acts only as agent '{bound}', and this action names '{named}'",
+                    self.name
+                ),
+            )),
+        }
     }
 }
 
@@ -260,6 +306,14 @@ mod tests {
             (
                 "tokens:\n  - {name: a, role: agent, token: 0123456789abcdef, extra: 1}",
                 "extra",
+            ),
+            (
+                "tokens:\n  - {name: a, role: approver, token: 0123456789abcdef, agent: x}",
+                "'agent' binds an agent token",
+            ),
+            (
+                "tokens:\n  - {name: a, role: agent, token: 0123456789abcdef, agent: ' '}",
+                "'agent' must be printable",
             ),
         ] {
             let err = format!("{:#}", Auth::parse(text).unwrap_err());

@@ -830,6 +830,84 @@ async fn with_role_tokens_and(
     (dir, server)
 }
 
+/// An agent token bound to one agent acts as it: an action naming no
+/// agent is that agent's (its kill switch applies), one naming another is
+/// refused, alone or in a batch; an unbound token names whom it likes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bound_agent_token_acts_only_as_its_agent() {
+    let dir = tempfile::tempdir().unwrap();
+    let auth = dir.path().join("auth.yaml");
+    std::fs::write(
+        &auth,
+        "tokens:\n  - {name: billing, role: agent, token: bound-token-0123456789, agent: billing-bot}\n  - {name: bot, role: agent, token: agent-token-0123456789}\n  - {name: root@example.com, role: admin, token: admin-token-0123456789}\n",
+    )
+    .unwrap();
+    let server = TestServer::start_with(POLICY, |c| c.auth_file = Some(auth)).await;
+    let send = |token: &'static str, path: &'static str, body: Value| {
+        server.send(
+            server
+                .client
+                .post(format!("{}{path}", server.url))
+                .bearer_auth(token)
+                .json(&body),
+        )
+    };
+    let (status, _) = send(
+        "admin-token-0123456789",
+        "/v1/kill",
+        json!({"agent": "billing-bot", "reason": "test"}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let read = json!({"point": "pre_tool_call", "tool": "db.query", "args": {"sql": "SELECT 1"}});
+    let named = |agent: &str| {
+        let mut a = read.clone();
+        a["agent"] = json!(agent);
+        a
+    };
+
+    // Naming no agent does not dodge the kill switch.
+    let (status, d) = send("bound-token-0123456789", "/v1/decide", read.clone()).await;
+    assert_eq!(status, 200, "{d}");
+    assert_eq!(
+        (d["verdict"].as_str(), d["reason"].as_str()),
+        (Some("deny"), Some("lifecycle:killed")),
+        "{d}"
+    );
+    assert!(
+        d["message"].as_str().unwrap().contains("agent billing-bot"),
+        "{d}"
+    );
+    // Nor does naming another.
+    let (status, e) = send("bound-token-0123456789", "/v1/decide", named("other")).await;
+    assert_eq!(
+        (status, e["error"]["code"].as_str()),
+        (403, Some("agent_mismatch")),
+        "{e}"
+    );
+    let (status, e) = send(
+        "bound-token-0123456789",
+        "/v1/decide/batch",
+        json!({"actions": [named("billing-bot"), named("other")]}),
+    )
+    .await;
+    assert_eq!(
+        (status, e["error"]["code"].as_str()),
+        (403, Some("agent_mismatch")),
+        "{e}"
+    );
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("actions[1]: "),
+        "{e}"
+    );
+    // An unbound agent token is not held to an agent.
+    let (status, d) = send("agent-token-0123456789", "/v1/decide", named("other")).await;
+    assert_eq!((status, d["verdict"].as_str()), (200, Some("allow")), "{d}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn roles_guard_the_routes() {
     let (_auth, server) = with_role_tokens().await;
