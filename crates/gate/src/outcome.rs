@@ -39,6 +39,17 @@ pub enum OutcomeError {
     /// The entry is not a decision (an outcome or an event).
     #[error("audit entry {0} is not a decision")]
     NotADecision(u64),
+    /// The decision was about another agent than the one reporting
+    /// ([`record_as`]).
+    #[error("decision {seq} was about agent '{decided}', not '{reporting}'")]
+    OtherAgent {
+        /// The decision's sequence number.
+        seq: u64,
+        /// The agent of the decision's record.
+        decided: String,
+        /// The agent the report came from.
+        reporting: String,
+    },
     /// The decision refused its action, so nothing ran.
     #[error("decision {seq} was '{verdict}': only an action that was let through has an outcome")]
     NotLetThrough {
@@ -101,6 +112,18 @@ pub fn record(
     report: Report,
     time_unix_nanos: u64,
 ) -> Result<Appended, OutcomeError> {
+    record_as(store, report, time_unix_nanos, None)
+}
+
+/// [`record`], by `agent` when given: a decision about another agent is
+/// refused ([`OutcomeError::OtherAgent`]), so a caller held to one agent
+/// cannot report for another's actions.
+pub fn record_as(
+    store: &dyn Store,
+    report: Report,
+    time_unix_nanos: u64,
+    agent: Option<&str>,
+) -> Result<Appended, OutcomeError> {
     report.check_error()?;
     let seq = report.decision_seq;
     let entry = store
@@ -117,6 +140,15 @@ pub fn record(
     let Record::Decision(d) = decoded.record else {
         return Err(OutcomeError::NotADecision(seq));
     };
+    if let Some(agent) = agent
+        && d.agent != agent
+    {
+        return Err(OutcomeError::OtherAgent {
+            seq,
+            decided: d.agent,
+            reporting: agent.to_string(),
+        });
+    }
     if !let_through(&d.verdict) {
         return Err(OutcomeError::NotLetThrough {
             seq,

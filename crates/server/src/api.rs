@@ -460,6 +460,7 @@ async fn decide_batch(
 
 async fn outcome(
     State(state): State<Arc<AppState>>,
+    Extension(principal): Extension<Principal>,
     raw: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
     #[derive(Deserialize)]
@@ -499,24 +500,30 @@ async fn outcome(
         error: b.error,
     };
     let seq = blocking(move || {
-        outcome::record(audit.as_ref(), report, now_nanos())
-            .map(|a| a.seq)
-            .map_err(|e| match e {
-                OutcomeError::NoEntry(_) => ApiError::not_found(e.to_string()),
-                OutcomeError::NotADecision(_) => {
-                    ApiError::new(StatusCode::CONFLICT, "not_a_decision", e.to_string())
-                }
-                OutcomeError::NotLetThrough { .. } | OutcomeError::Unrecorded => {
-                    ApiError::new(StatusCode::CONFLICT, "not_allowed", e.to_string())
-                }
-                OutcomeError::ErrorTooLong(_) => {
-                    ApiError::bad_request("invalid_request", e.to_string())
-                }
-                OutcomeError::Undecodable { .. } => ApiError::internal(e.to_string()),
-                OutcomeError::Read(_) | OutcomeError::Append(_) => {
-                    ApiError::unavailable(e.to_string())
-                }
-            })
+        outcome::record_as(
+            audit.as_ref(),
+            report,
+            now_nanos(),
+            principal.agent.as_deref(),
+        )
+        .map(|a| a.seq)
+        .map_err(|e| match e {
+            OutcomeError::NoEntry(_) => ApiError::not_found(e.to_string()),
+            OutcomeError::OtherAgent { .. } => {
+                ApiError::new(StatusCode::FORBIDDEN, "agent_mismatch", e.to_string())
+            }
+            OutcomeError::NotADecision(_) => {
+                ApiError::new(StatusCode::CONFLICT, "not_a_decision", e.to_string())
+            }
+            OutcomeError::NotLetThrough { .. } | OutcomeError::Unrecorded => {
+                ApiError::new(StatusCode::CONFLICT, "not_allowed", e.to_string())
+            }
+            OutcomeError::ErrorTooLong(_) => {
+                ApiError::bad_request("invalid_request", e.to_string())
+            }
+            OutcomeError::Undecodable { .. } => ApiError::internal(e.to_string()),
+            OutcomeError::Read(_) | OutcomeError::Append(_) => ApiError::unavailable(e.to_string()),
+        })
     })
     .await?;
     ok(json!({"seq": seq, "decision_seq": decision_seq}))

@@ -906,6 +906,32 @@ async fn a_bound_agent_token_acts_only_as_its_agent() {
     // An unbound agent token is not held to an agent.
     let (status, d) = send("agent-token-0123456789", "/v1/decide", named("other")).await;
     assert_eq!((status, d["verdict"].as_str()), (200, Some("allow")), "{d}");
+    // Outcomes too: not for another agent's decision, but for its own.
+    let (status, e) = send(
+        "bound-token-0123456789",
+        "/v1/outcomes",
+        json!({"decision_seq": d["seq"], "outcome": "succeeded"}),
+    )
+    .await;
+    assert_eq!(
+        (status, e["error"]["code"].as_str()),
+        (403, Some("agent_mismatch")),
+        "{e}"
+    );
+    let lifted = server
+        .client
+        .delete(format!("{}/v1/kill?agent=billing-bot", server.url))
+        .bearer_auth("admin-token-0123456789");
+    assert_eq!(server.send(lifted).await.0, 200);
+    let (_, own) = send("bound-token-0123456789", "/v1/decide", read.clone()).await;
+    assert_eq!(own["verdict"], "allow", "{own}");
+    let (status, o) = send(
+        "bound-token-0123456789",
+        "/v1/outcomes",
+        json!({"decision_seq": own["seq"], "outcome": "succeeded"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{o}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -219,13 +219,8 @@ async fn real_answers_match_the_documented_schemas() {
     )
     .await;
     call("GET", "/v1/kill", "/v1/kill", None).await;
-    call(
-        "DELETE",
-        "/v1/kill",
-        "/v1/kill",
-        Some(serde_json::json!({"agent": "a"})),
-    )
-    .await;
+    let (_, lifted) = call("DELETE", "/v1/kill", "/v1/kill?agent=a", None).await;
+    assert_eq!(lifted["lifted"], true, "{lifted}");
     call("GET", "/v1/policy", "/v1/policy", None).await;
     call("POST", "/v1/policy/reload", "/v1/policy/reload", None).await;
     call(
