@@ -872,8 +872,17 @@ async fn lift(
     State(state): State<Arc<AppState>>,
     Extension(principal): Extension<Principal>,
     query: Result<Query<AgentQuery>, axum::extract::rejection::QueryRejection>,
+    raw: Result<Bytes, BytesRejection>,
 ) -> ApiResult {
     let Query(q) = query.map_err(|e| ApiError::bad_request("invalid_request", e.body_text()))?;
+    // Read as `{"agent": …}`, a body would be ignored and the global kill
+    // switch lifted instead of the agent's: refuse it.
+    if !body(raw)?.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::bad_request(
+            "invalid_request",
+            "DELETE /v1/kill takes no body: name an agent in the query (?agent=…); without it the global kill switch is lifted",
+        ));
+    }
     let target = target(q.agent)?;
     let runtime = state.runtime.clone();
     let seq = blocking(move || {

@@ -715,6 +715,18 @@ async fn the_kill_switch_stops_the_next_decision_and_is_audited() {
     assert_eq!((status, body["lifted"].as_bool()), (200, Some(true)));
     assert_eq!(server.decide(q("b")).await["verdict"], "allow");
     assert_eq!(server.decide(q("a")).await["reason"], "lifecycle:killed");
+    // A body naming the agent is refused, not read as "lift the global one".
+    let with_body = server
+        .client
+        .delete(format!("{}/v1/kill", server.url))
+        .json(&json!({"agent": "a"}));
+    let (status, body) = server.send(with_body).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (400, Some("invalid_request")),
+        "{body}"
+    );
+    assert_eq!(server.decide(q("a")).await["reason"], "lifecycle:killed");
     let (_, body) = server.delete("/v1/kill?agent=a").await;
     assert_eq!(body["lifted"], true);
     assert_eq!(server.decide(q("a")).await["verdict"], "allow");
