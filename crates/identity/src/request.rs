@@ -332,13 +332,6 @@ impl RequestVerifier {
         self.lock().seen.len()
     }
 
-    /// The timestamp below which nonces may have been forgotten: a request
-    /// timestamped earlier is refused ([`SignedRequestError::Forgotten`])
-    /// whatever the clock says. It only ever rises.
-    pub fn floor(&self) -> u64 {
-        self.lock().floor
-    }
-
     /// Raises the floor to `floor` (never lowers it) and forgets the nonces
     /// below it: for the bound a store's copy of the nonces was pruned to
     /// before a restart, so that a clock set back since cannot let a replay
