@@ -19,18 +19,20 @@ pub struct DirSources {
     asked: Arc<Mutex<Vec<String>>>,
 }
 
+/// The directory of the policy file at `path`, as given (`.` for a bare
+/// file name, whose parent is empty).
+pub fn dir_of(path: &str) -> &Path {
+    match Path::new(path).parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    }
+}
+
 impl DirSources {
     /// Sources confined to the directory of `root`.
     pub fn for_root(root: &str) -> DirSources {
-        let dir = Path::new(root).parent().map(|p| {
-            if p.as_os_str().is_empty() {
-                Path::new(".")
-            } else {
-                p
-            }
-        });
         DirSources {
-            root_dir: dir.and_then(|d| fs::canonicalize(d).ok()),
+            root_dir: fs::canonicalize(dir_of(root)).ok(),
             asked: Arc::default(),
         }
     }

@@ -38,8 +38,8 @@ pub struct PolicySource {
     lock: Mutex<()>,
     /// The directories of the files the latest load read or tried to read.
     dirs: Mutex<BTreeSet<PathBuf>>,
-    /// The watcher, once [`watch`] started it, and the directories it watches.
-    watcher: Mutex<Option<(notify::RecommendedWatcher, BTreeSet<PathBuf>)>>,
+    /// The watcher, once [`watch`] started it.
+    watcher: Mutex<Option<Watched>>,
 }
 
 /// The first diagnostic of a policy error, and how many more there are.
@@ -123,7 +123,7 @@ impl PolicySource {
                 let (loaded, read) = files::load_policy_reading(p);
                 let dirs = std::iter::once(p)
                     .chain(read.iter().map(String::as_str))
-                    .map(dir_of)
+                    .map(|file| files::dir_of(file).to_path_buf())
                     .collect();
                 *self.dirs.lock().unwrap_or_else(|e| e.into_inner()) = dirs;
                 loaded.map_err(|e| anyhow!(summarize(&e)))?
@@ -203,36 +203,59 @@ impl PolicySource {
     }
 
     /// Makes the watcher, if any, watch exactly the directories of the
-    /// files the latest load read. A directory that cannot be watched is
-    /// logged and tried again after the next load.
+    /// files the latest load read.
     fn sync_watches(&self) {
-        let mut guard = self.watcher.lock().unwrap_or_else(|e| e.into_inner());
-        let Some((watcher, watching)) = guard.as_mut() else {
-            return;
-        };
-        let wanted = self.dirs.lock().unwrap_or_else(|e| e.into_inner()).clone();
-        for gone in watching.difference(&wanted).cloned().collect::<Vec<_>>() {
-            let _ = watcher.unwatch(&gone);
-            watching.remove(&gone);
+        if let Some(watched) = self
+            .watcher
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_mut()
+        {
+            watched.sync(&self.dirs.lock().unwrap_or_else(|e| e.into_inner()));
         }
-        for dir in wanted.difference(&watching.clone()) {
-            match watcher.watch(dir, RecursiveMode::NonRecursive) {
+    }
+
+    /// Installs `watcher` over the latest load's directories; false, and
+    /// no watcher, when the root policy's directory `root` cannot be watched.
+    fn start_watching(&self, watcher: notify::RecommendedWatcher, root: &Path) -> bool {
+        let mut watched = Watched {
+            watcher,
+            dirs: BTreeSet::new(),
+        };
+        watched.sync(&self.dirs.lock().unwrap_or_else(|e| e.into_inner()));
+        if !watched.dirs.contains(root) {
+            return false;
+        }
+        *self.watcher.lock().unwrap_or_else(|e| e.into_inner()) = Some(watched);
+        true
+    }
+}
+
+/// A watcher and the directories it watches.
+#[derive(Debug)]
+struct Watched {
+    watcher: notify::RecommendedWatcher,
+    dirs: BTreeSet<PathBuf>,
+}
+
+impl Watched {
+    /// Watches exactly `wanted`, each directory non-recursively. One that
+    /// cannot be watched is logged and tried again at the next sync.
+    fn sync(&mut self, wanted: &BTreeSet<PathBuf>) {
+        for gone in self.dirs.difference(wanted).cloned().collect::<Vec<_>>() {
+            let _ = self.watcher.unwatch(&gone);
+            self.dirs.remove(&gone);
+        }
+        for dir in wanted.difference(&self.dirs).cloned().collect::<Vec<_>>() {
+            match self.watcher.watch(&dir, RecursiveMode::NonRecursive) {
                 Ok(()) => {
-                    watching.insert(dir.clone());
+                    self.dirs.insert(dir);
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, dir = %dir.display(), "cannot watch a directory of the policy; changes there need POST /v1/policy/reload");
                 }
             }
         }
-    }
-}
-
-/// The directory of a policy file as given (`.` for a bare file name).
-fn dir_of(file: &str) -> PathBuf {
-    match Path::new(file).parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
     }
 }
 
@@ -259,7 +282,7 @@ pub fn watch(state: Arc<AppState>) -> bool {
     let Some(path) = &state.policy.path else {
         return false;
     };
-    let Some(root_dir) = path.to_str().map(dir_of) else {
+    let Some(root_dir) = path.to_str().map(files::dir_of) else {
         return false;
     };
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<()>();
@@ -277,25 +300,7 @@ pub fn watch(state: Arc<AppState>) -> bool {
             return false;
         }
     };
-    *state
-        .policy
-        .watcher
-        .lock()
-        .unwrap_or_else(|e| e.into_inner()) = Some((watcher, BTreeSet::new()));
-    state.policy.sync_watches();
-    let watching_root = state
-        .policy
-        .watcher
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .as_ref()
-        .is_some_and(|(_, dirs)| dirs.contains(&root_dir));
-    if !watching_root {
-        *state
-            .policy
-            .watcher
-            .lock()
-            .unwrap_or_else(|e| e.into_inner()) = None;
+    if !state.policy.start_watching(watcher, root_dir) {
         tracing::warn!(dir = %root_dir.display(), "cannot watch the policy's directory; use POST /v1/policy/reload");
         return false;
     }
