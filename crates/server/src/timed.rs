@@ -134,21 +134,18 @@ impl Store for TimedStore {
         let Some(message) = last else {
             return self.inner.check_writable();
         };
+        let unready = |message: String| StoreError::Database {
+            doing: "the latest audit append".into(),
+            message,
+            hint: "ready again once there is room to append; check disk space and permissions of the data directory",
+        };
         if let Err(e) = self.inner.check_room(RECOVERY_ROOM) {
-            return Err(StoreError::Database {
-                doing: "the latest audit append".into(),
-                message: format!("{message}; and now: {e}"),
-                hint: "ready again once there is room to append; check disk space and permissions of the data directory",
-            });
+            return Err(unready(format!("{message}; and now: {e}")));
         }
         let mut failure = self.last_failure.lock().unwrap_or_else(|e| e.into_inner());
         match failure.clone() {
-            Some(latest) if latest != message => Err(StoreError::Database {
-                // An append that failed meanwhile says more than the probe.
-                doing: "the latest audit append".into(),
-                message: latest,
-                hint: "ready again once there is room to append; check disk space and permissions of the data directory",
-            }),
+            // An append that failed meanwhile says more than the probe.
+            Some(latest) if latest != message => Err(unready(latest)),
             _ => {
                 *failure = None;
                 Ok(())
