@@ -42,6 +42,20 @@ fn gate_with(policy: &str, runtime: &Arc<Runtime>) -> Gate {
     Gate::new(compile(parse("p.yaml", policy).unwrap()).unwrap()).with_runtime(runtime.clone())
 }
 
+/// A gate deciding by `policy` (YAML) with a runtime of the default
+/// counter table and the system clock, over a store in the directory
+/// returned with it.
+fn limits_gate(policy: &str) -> (tempfile::TempDir, Gate) {
+    let dir = tempfile::tempdir().unwrap();
+    let runtime = limits_runtime(
+        dir.path(),
+        RuntimeConfig::default().max_counters,
+        std::time::SystemTime::now,
+    );
+    let gate = gate_with(policy, &runtime);
+    (dir, gate)
+}
+
 fn mail(session: &str) -> Action {
     serde_json::from_value(json!({"point": "pre_tool_call", "tool": "email.send", "session": session, "args": {"to": "x@example.com"}})).unwrap()
 }
@@ -175,13 +189,7 @@ fn rule_labels_and_catalog_labels_enter_the_session_and_survive_a_reopen() {
 fn explain_does_not_use_up_limits() {
     let policy =
         "version: warden/v1\nname: l\ndefault: allow\nlimits:\n  agents: {calls: 1, per: 1h}\n";
-    let dir = tempfile::tempdir().unwrap();
-    let runtime = limits_runtime(
-        dir.path(),
-        RuntimeConfig::default().max_counters,
-        std::time::SystemTime::now,
-    );
-    let gate = gate_with(policy, &runtime);
+    let (_dir, gate) = limits_gate(policy);
     let a: Action =
         serde_json::from_value(json!({"point": "pre_tool_call", "tool": "t", "agent": "x"}))
             .unwrap();
@@ -342,13 +350,7 @@ fn a_full_counter_table_is_purged_again_once_a_window_can_have_ended() {
 #[test]
 fn a_tool_named_agents_has_its_own_counter() {
     let policy = "version: warden/v1\nname: l\ndefault: allow\nlimits:\n  agents: {calls: 5, per: 1h}\n  tools:\n    agents: {calls: 1, per: 1h}\n";
-    let dir = tempfile::tempdir().unwrap();
-    let runtime = limits_runtime(
-        dir.path(),
-        RuntimeConfig::default().max_counters,
-        std::time::SystemTime::now,
-    );
-    let gate = gate_with(policy, &runtime);
+    let (_dir, gate) = limits_gate(policy);
     let call = |tool: &str| -> Action {
         serde_json::from_value(json!({"point": "pre_tool_call", "tool": tool, "agent": "x"}))
             .unwrap()
@@ -390,13 +392,7 @@ fn a_tool_named_agents_has_its_own_counter() {
 #[test]
 fn a_used_up_session_limit_says_it_lasts_for_the_session() {
     let policy = "version: warden/v1\nname: l\ndefault: allow\nlimits:\n  tools:\n    \"db.*\": {per_session: 1}\n";
-    let dir = tempfile::tempdir().unwrap();
-    let runtime = limits_runtime(
-        dir.path(),
-        RuntimeConfig::default().max_counters,
-        std::time::SystemTime::now,
-    );
-    let gate = gate_with(policy, &runtime);
+    let (_dir, gate) = limits_gate(policy);
     let call = |session: &str| -> Action {
         serde_json::from_value(
             json!({"point": "pre_tool_call", "tool": "db.query", "agent": "x", "session": session}),
