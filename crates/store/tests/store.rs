@@ -202,10 +202,13 @@ fn concurrent_appends_get_unique_contiguous_seqs() {
     seqs.sort_unstable();
     assert_eq!(seqs, (0..800).collect::<Vec<_>>());
     store.close().unwrap();
+    assert_verifies(&store);
+}
+
+/// `verify` finds no problem in `store`'s log.
+fn assert_verifies(store: &SqliteStore) {
     assert_eq!(
-        verify(store.as_ref(), &store.verifier(), None)
-            .unwrap()
-            .problem,
+        verify(store, &store.verifier(), None).unwrap().problem,
         None
     );
 }
@@ -254,12 +257,7 @@ fn a_busy_writer_gathers_appends_for_the_gather_interval() {
         "{appended} appends in 1.2 s: commits did not wait for the gather interval"
     );
     store.close().unwrap();
-    assert_eq!(
-        verify(store.as_ref(), &store.verifier(), None)
-            .unwrap()
-            .problem,
-        None
-    );
+    assert_verifies(&store);
 }
 
 #[test]
