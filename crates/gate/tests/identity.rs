@@ -159,6 +159,16 @@ impl World {
         let ctx = Arc::new(self.context(&p));
         Gate::new(p).with_identity(ctx)
     }
+
+    /// A gate over `text` reading the time from `clock` and recording to
+    /// the world's store.
+    fn recording_gate_at(&self, text: &str, clock: fn() -> SystemTime) -> Gate {
+        let p = policy(text);
+        let ctx = Arc::new(self.context(&p).with_clock(clock));
+        Gate::new(p)
+            .with_identity(ctx)
+            .with_audit(self.store.clone())
+    }
 }
 
 fn unix_now() -> u64 {
@@ -849,11 +859,7 @@ fn expired_nonces_are_not_loaded_and_the_next_signed_decision_deletes_them() {
     let text = REQUIRED.replace("identity: required", SIGNED_REQUIRED);
     let agent = w.active_agent();
     let t = token_at(&w.org, &agent, &["db.*"], Ring::R0, ten_minutes_ago());
-    let then = Gate::new(policy(&text))
-        .with_identity(Arc::new(
-            w.context(&policy(&text)).with_clock(ten_minutes_ago),
-        ))
-        .with_audit(w.store.clone());
+    let then = w.recording_gate_at(&text, ten_minutes_ago);
     let old = signed_at(
         &call("db.read", Some(&t), json!({})),
         &agent,
@@ -899,18 +905,15 @@ fn a_clock_set_back_across_a_restart_does_not_readmit_a_deleted_nonce() {
     let text = REQUIRED.replace("identity: required", SIGNED_REQUIRED);
     let agent = w.active_agent();
     let t = token_at(&w.org, &agent, &["db.*"], Ring::R0, ten_minutes_ago());
-    let gate_at = |w: &World, clock: fn() -> SystemTime| {
-        Gate::new(policy(&text))
-            .with_identity(Arc::new(w.context(&policy(&text)).with_clock(clock)))
-            .with_audit(w.store.clone())
-    };
     let first = signed_at(
         &call("db.read", Some(&t), json!({})),
         &agent,
         ten_minutes_ago(),
     );
     assert_eq!(
-        gate_at(&w, ten_minutes_ago).decide(&first).verdict,
+        w.recording_gate_at(&text, ten_minutes_ago)
+            .decide(&first)
+            .verdict,
         Verdict::Allow
     );
     // 200 s later the next signed decision deletes the first one's nonce.
@@ -919,7 +922,9 @@ fn a_clock_set_back_across_a_restart_does_not_readmit_a_deleted_nonce() {
         &agent,
         four_hundred_seconds_ago(),
     );
-    let d = gate_at(&w, four_hundred_seconds_ago).decide(&later);
+    let d = w
+        .recording_gate_at(&text, four_hundred_seconds_ago)
+        .decide(&later);
     assert_eq!(d.verdict, Verdict::Allow, "{d:?}");
     assert_eq!(
         stored_nonces(&w.store).len(),
@@ -930,7 +935,9 @@ fn a_clock_set_back_across_a_restart_does_not_readmit_a_deleted_nonce() {
     // Restarted with the clock set back to 10 s after the first request:
     // the skew check alone would let its replay in.
     let w = w.reopen();
-    let d = gate_at(&w, five_hundred_ninety_seconds_ago).decide(&first);
+    let d = w
+        .recording_gate_at(&text, five_hundred_ninety_seconds_ago)
+        .decide(&first);
     assert_eq!(
         (d.verdict, d.reason.as_str()),
         (Verdict::Deny, reason::SIGNATURE_SKEW),
@@ -940,7 +947,9 @@ fn a_clock_set_back_across_a_restart_does_not_readmit_a_deleted_nonce() {
     // Once the clock is right again, new requests are accepted.
     let fresh = signed(&call("db.read", Some(&t), json!({})), &agent);
     assert_eq!(
-        gate_at(&w, SystemTime::now).decide(&fresh).verdict,
+        w.recording_gate_at(&text, SystemTime::now)
+            .decide(&fresh)
+            .verdict,
         Verdict::Allow
     );
 }
