@@ -9,7 +9,8 @@ use std::io::Write;
 use std::process::{Command, Stdio};
 
 use serde_json::{Value, json};
-use support::{POLICY, TestServer};
+use support::{POLICY, SignedAgent, TestServer};
+use warden_identity::Ring;
 
 const PARSER: &str = r#"
 import json, sys
@@ -240,5 +241,81 @@ async fn metrics_parse_with_the_reference_parser_and_count_what_happened() {
             Value::Null
         ),
         0.0
+    );
+}
+
+/// A rule's denial costs the signing agent trust; falling under ring 2's
+/// threshold demotes it, which `warden_ring_transitions_total` counts, and
+/// `warden_trust_score` holds the agent's score as the store has it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_demotion_is_counted_and_the_trust_histogram_holds_the_stored_score() {
+    let mut agent = SignedAgent::new(21);
+    let server = TestServer::start(&agent.policy()).await;
+    agent.register_at(&server, 605, Ring::R2);
+    let trust = |families: &BTreeMap<String, Value>, name: &str, labels: Value| {
+        sample(families, "warden_trust_score", name, labels)
+    };
+
+    let before = parse(&server.text("/metrics").await);
+    assert_eq!(
+        sample(
+            &before,
+            "warden_ring_transitions",
+            "warden_ring_transitions_total",
+            Value::Null
+        ),
+        0.0
+    );
+    assert_eq!(trust(&before, "warden_trust_score_count", Value::Null), 1.0);
+    assert_eq!(trust(&before, "warden_trust_score_sum", Value::Null), 605.0);
+
+    let d = server.decide(agent.signed_sql("DROP TABLE t")).await;
+    assert_eq!(
+        (d["verdict"].as_str(), d["rule"].as_str()),
+        (Some("deny"), Some("no-destructive")),
+        "{d}"
+    );
+    let (status, stored) = server.get(&format!("/v1/agents/{}", agent.did())).await;
+    assert_eq!(status, 200, "{stored}");
+    let score = stored["trust"].as_f64().unwrap();
+    assert!(score < 600.0, "a violation must cost points: {stored}");
+    assert_eq!(stored["ring"], 3, "{stored}");
+
+    let after = parse(&server.text("/metrics").await);
+    assert_eq!(
+        sample(
+            &after,
+            "warden_ring_transitions",
+            "warden_ring_transitions_total",
+            Value::Null
+        ),
+        1.0
+    );
+    assert_eq!(trust(&after, "warden_trust_score_count", Value::Null), 1.0);
+    assert_eq!(trust(&after, "warden_trust_score_sum", Value::Null), score);
+    // The score sits in the first bucket at or above it, and in none below.
+    let bucket = |le: f64| {
+        trust(
+            &after,
+            "warden_trust_score_bucket",
+            json!({"le": format!("{le:.1}")}),
+        )
+    };
+    let upper = (score / 100.0).ceil() * 100.0;
+    assert_eq!(bucket(upper), 1.0, "score {score}");
+    assert_eq!(bucket(upper - 100.0), 0.0, "score {score}");
+
+    // A signed read at the lower ring changes nothing further.
+    let d = server.decide(agent.signed_query()).await;
+    assert_eq!(d["verdict"], "allow", "{d}");
+    let again = parse(&server.text("/metrics").await);
+    assert_eq!(
+        sample(
+            &again,
+            "warden_ring_transitions",
+            "warden_ring_transitions_total",
+            Value::Null
+        ),
+        1.0
     );
 }

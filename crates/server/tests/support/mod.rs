@@ -273,6 +273,11 @@ impl SignedAgent {
 
     /// Stores the agent, active at ring 3, in the server's store.
     pub fn register(&self, server: &TestServer) {
+        self.register_at(server, 500, Ring::R3);
+    }
+
+    /// Stores the agent, active with `score` at `ring`, last decayed now.
+    pub fn register_at(&self, server: &TestServer, score: u16, ring: Ring) {
         let record = Agent::restore(
             self.key.did().clone(),
             "worker",
@@ -280,8 +285,8 @@ impl SignedAgent {
             1_700_000_000,
             Status::Active,
             TrustState::restore(
-                500,
-                Ring::R3,
+                score,
+                ring,
                 false,
                 warden_identity::unix_seconds(SystemTime::now()),
             ),
@@ -296,10 +301,21 @@ impl SignedAgent {
         );
     }
 
+    /// The agent's did.
+    pub fn did(&self) -> &str {
+        self.key.did().as_str()
+    }
+
     /// A `db.query` with the agent's token, signed now with a fresh nonce.
     pub fn signed_query(&mut self) -> Value {
+        self.signed_sql("SELECT 1")
+    }
+
+    /// A `db.query` of `sql` with the agent's token, signed now with a
+    /// fresh nonce.
+    pub fn signed_sql(&mut self, sql: &str) -> Value {
         let mut action = json!({"point": "pre_tool_call", "tool": "db.query",
-            "args": {"sql": "SELECT 1"}, "context": {"token": self.token.as_str()}});
+            "args": {"sql": sql}, "context": {"token": self.token.as_str()}});
         let parsed: warden_gate::Action = serde_json::from_value(action.clone()).unwrap();
         let request = SignedRequest::sign_with_rng(
             &self.key,
