@@ -8,6 +8,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Args as ClapArgs, Subcommand};
 use comfy_table::Table;
 use serde_json::{Value, json};
+use warden_identity::approval;
 
 /// How long a call to the server may take.
 const TIMEOUT: Duration = Duration::from_secs(30);
@@ -41,21 +42,23 @@ enum Command {
         json: bool,
     },
     /// Approve the action an approval is for: the agent's next identical call goes through, once.
-    Approve {
-        /// The approval id (apr_…).
-        id: String,
-        /// A note kept with the answer in the audit log.
-        #[arg(long)]
-        comment: Option<String>,
-    },
+    Approve(AnswerArgs),
     /// Deny it: the agent's next identical call is told so.
-    Deny {
-        /// The approval id (apr_…).
-        id: String,
-        /// A note kept with the answer in the audit log.
-        #[arg(long)]
-        comment: Option<String>,
-    },
+    Deny(AnswerArgs),
+}
+
+#[derive(ClapArgs)]
+struct AnswerArgs {
+    /// The approval id (apr_…).
+    id: String,
+    /// A note kept with the answer in the audit log.
+    #[arg(long)]
+    comment: Option<String>,
+    /// Sign the answer with this private key (hex seed or PKCS#8 PEM,
+    /// mode 0600; `-` reads stdin). Required when the approver's entry in
+    /// the server's tokens file has a `key`, or the approver is a did:key.
+    #[arg(long, value_name = "FILE")]
+    key: Option<std::path::PathBuf>,
 }
 
 pub fn run(args: Args) -> Result<u8> {
@@ -96,20 +99,34 @@ pub fn run(args: Args) -> Result<u8> {
                 }
                 Ok(0)
             }
-            Command::Approve { id, comment } => answer(&api, &id, "approve", comment).await,
-            Command::Deny { id, comment } => answer(&api, &id, "deny", comment).await,
+            Command::Approve(a) => answer(&api, a, true).await,
+            Command::Deny(a) => answer(&api, a, false).await,
         }
     })
 }
 
-async fn answer(api: &Api, id: &str, verb: &str, comment: Option<String>) -> Result<u8> {
+async fn answer(api: &Api, args: AnswerArgs, approve: bool) -> Result<u8> {
+    let id = args.id.as_str();
     if id.is_empty() || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
         bail!("'{id}' is not an approval id (apr_ and 32 hex digits; see 'warden approvals list')");
     }
-    let body = match comment {
-        Some(c) => json!({"comment": c}),
-        None => json!({}),
-    };
+    let verb = approval::verb(approve);
+    let mut body = json!({});
+    if let Some(c) = args.comment {
+        body["comment"] = json!(c);
+    }
+    if let Some(path) = &args.key {
+        let key = crate::keys::read_key(path)?;
+        // The signature covers the action the approval is bound to, as
+        // the server holds it.
+        let pending = api
+            .call(reqwest::Method::GET, &format!("/v1/approvals/{id}"), None)
+            .await?;
+        let Some(hash) = pending.get("action_hash").and_then(Value::as_str) else {
+            bail!("the server's approval '{id}' has no action_hash: {pending}");
+        };
+        body["signature"] = json!(approval::sign_answer(&key, id, approve, hash));
+    }
     let v = api
         .call(
             reqwest::Method::POST,
@@ -127,6 +144,9 @@ async fn answer(api: &Api, id: &str, verb: &str, comment: Option<String>) -> Res
         field("agent"),
         field("decided_by"),
     );
+    if let Some(did) = v.get("signed_by").and_then(Value::as_str) {
+        println!("signed by {did}");
+    }
     Ok(0)
 }
 
@@ -202,9 +222,13 @@ impl Api {
                 .pointer("/error/message")
                 .and_then(Value::as_str)
                 .map_or_else(|| v.to_string(), str::to_string);
-            let hint = match status.as_u16() {
-                401 => " (pass --token or set WARDEN_TOKEN)",
-                403 => " (the token needs the approver or admin role)",
+            let hint = match (
+                status.as_u16(),
+                v.pointer("/error/code").and_then(Value::as_str),
+            ) {
+                (401, _) => " (pass --token or set WARDEN_TOKEN)",
+                (403, Some("forbidden")) => " (the token needs the approver or admin role)",
+                (403, Some("signature_required")) => " (pass --key FILE)",
                 _ => "",
             };
             bail!("{} {}{hint}", status.as_u16(), message);

@@ -731,3 +731,76 @@ fn a_request_in_flight_at_ctrl_c_is_answered_and_recorded() {
         "the answered decision is in the audit log"
     );
 }
+
+/// `warden approvals approve --key` signs the answer for an approver whose
+/// token has a key; without the key the server refuses the answer and the
+/// command says what to pass.
+#[test]
+fn warden_approvals_signs_the_answer_with_the_approvers_key() {
+    use std::os::unix::fs::PermissionsExt;
+    let cwd = tempfile::tempdir().unwrap();
+    settings(cwd.path());
+    let seed = [17u8; 32];
+    let did = warden_identity::IdentityKey::from_seed(&seed)
+        .did()
+        .to_string();
+    let key_file = cwd.path().join("dba.key");
+    std::fs::write(&key_file, hex::encode(seed)).unwrap();
+    std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o600)).unwrap();
+    std::fs::write(
+        cwd.path().join("auth.yaml"),
+        format!("tokens:\n  - {{name: bot, role: agent, token: {AGENT_TOKEN}}}\n  - {{name: dba@example.com, role: approver, token: {APPROVER_TOKEN}, key: '{did}'}}\n"),
+    )
+    .unwrap();
+    let served = serve(
+        cwd.path(),
+        &["--policy", "custom.yaml", "--auth", "auth.yaml"],
+    );
+    let mail = json!({"point": "pre_tool_call", "tool": "email.send", "args": {"to": "a@example.org", "body": "hi"}});
+    let decide = || {
+        http(
+            &served.addr,
+            Some(AGENT_TOKEN),
+            "POST",
+            "/v1/decide",
+            mail.to_string().as_bytes(),
+        )
+        .unwrap()
+        .1
+    };
+    let d = decide();
+    assert_eq!(d["verdict"], "require_approval", "{d}");
+    let id = d["approval"]["id"].as_str().unwrap();
+    let server = format!("http://{}", served.addr);
+    let approve = |extra: &[&str]| {
+        let mut args = vec![
+            "approvals",
+            "approve",
+            id,
+            "--server",
+            &server,
+            "--token",
+            APPROVER_TOKEN,
+        ];
+        args.extend_from_slice(extra);
+        warden(&args, cwd.path())
+    };
+
+    let unsigned = approve(&[]);
+    let stderr = String::from_utf8_lossy(&unsigned.stderr);
+    assert!(!unsigned.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("403") && stderr.contains(&did) && stderr.contains("--key FILE"),
+        "{stderr}"
+    );
+
+    let signed = approve(&["--key", "dba.key"]);
+    let stdout = String::from_utf8_lossy(&signed.stdout);
+    assert!(
+        signed.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&signed.stderr)
+    );
+    assert!(stdout.contains(&format!("signed by {did}")), "{stdout}");
+    assert_eq!(decide()["verdict"], "allow");
+}

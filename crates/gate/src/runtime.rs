@@ -25,6 +25,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sha2::{Digest, Sha256};
 use warden_audit::{Arguments, EventRecord, Record};
+use warden_identity::approval::{self, ApprovalSignatureError};
+use warden_identity::{DID_KEY_PREFIX, Did, DidError};
 use warden_policy::{CompiledPolicy, Limit, Point, Verdict};
 use warden_store::{StateChange, Store, StoreError};
 
@@ -174,8 +176,14 @@ pub struct Approval {
     pub decided_by: Option<String>,
     /// When.
     pub decided_unix_ms: Option<u64>,
-    /// The approver's signature, as given (recorded, not interpreted here).
+    /// The approver's signature, as given. Checked when the approver has a
+    /// key (see [`Answer::key`]); then `signed_by` names it.
     pub signature: Option<String>,
+    /// The `did:key` whose signature over the answer verified
+    /// ([`warden_identity::approval`]); absent when the signature is only
+    /// recorded.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signed_by: Option<String>,
     /// The approver's comment.
     pub comment: Option<String>,
     /// Set once a decision used it or answered the agent that it was
@@ -221,9 +229,64 @@ pub enum ApprovalError {
         /// Who may.
         approvers: String,
     },
+    /// The approver has a key and the answer carries no signature.
+    #[error(
+        "'{who}' answers with a key ({did}): sign the answer (warden approvals approve --key FILE)"
+    )]
+    SignatureRequired {
+        /// Who answered.
+        who: String,
+        /// Their key.
+        did: String,
+    },
+    /// The signature is malformed or not the approver's over this answer.
+    #[error("{0}")]
+    BadSignature(#[from] ApprovalSignatureError),
+    /// The approver is named by a `did:key` that does not parse.
+    #[error("the approver '{who}' is not a valid did:key: {error}")]
+    ApproverKey {
+        /// Who answered.
+        who: String,
+        /// Why the DID does not parse.
+        error: DidError,
+    },
     /// The answer could not be recorded.
     #[error("the answer could not be recorded in the audit log: {0}")]
     Store(#[from] StoreError),
+}
+
+/// An approver's answer to an approval.
+#[derive(Debug, Clone, Default)]
+pub struct Answer {
+    /// Approve (or deny).
+    pub approve: bool,
+    /// Who answers: the API token's name, or the approver named when the
+    /// server runs without authentication.
+    pub by: String,
+    /// The key the answer must be signed with. An approver named by a
+    /// `did:key` has that key even when this is `None`.
+    pub key: Option<Did>,
+    /// The signature over the answer ([`warden_identity::approval`]);
+    /// required, and checked, when the approver has a key; recorded as
+    /// given otherwise.
+    pub signature: Option<String>,
+    /// A note kept with the answer.
+    pub comment: Option<String>,
+}
+
+impl Answer {
+    /// The key the answer must be signed with, if any.
+    fn signer(&self) -> Result<Option<Did>, ApprovalError> {
+        if self.key.is_some() || !self.by.starts_with(DID_KEY_PREFIX) {
+            return Ok(self.key.clone());
+        }
+        Did::parse(&self.by)
+            .map(Some)
+            .map_err(|error| ApprovalError::ApproverKey {
+                who: self.by.clone(),
+                error,
+            })
+    }
 }
 
 /// A `rate_limited` refusal.
@@ -1006,6 +1069,7 @@ impl Runtime {
                     decided_by: None,
                     decided_unix_ms: None,
                     signature: None,
+                    signed_by: None,
                     comment: None,
                     closed: false,
                 })
@@ -1165,18 +1229,20 @@ impl Runtime {
             .count()
     }
 
-    /// An approver answers approval `id`: `approve` or not. Recorded as an
-    /// `approval.approved` / `approval.denied` event with the approver and
-    /// their signature. An approved approval is usable once, within the
-    /// approval time-to-live from now.
-    pub fn answer(
-        &self,
-        id: &str,
-        approve: bool,
-        by: &str,
-        signature: Option<String>,
-        comment: Option<String>,
-    ) -> Result<Approval, ApprovalError> {
+    /// An approver answers approval `id`. Recorded as an
+    /// `approval.approved` / `approval.denied` event with the approver,
+    /// their signature and, when it was checked, the key that made it. An
+    /// approved approval is usable once, within the approval time-to-live
+    /// from now.
+    pub fn answer(&self, id: &str, answer: Answer) -> Result<Approval, ApprovalError> {
+        let Answer {
+            approve,
+            ref by,
+            ref signature,
+            ref comment,
+            ..
+        } = answer;
+        let signer = answer.signer()?;
         let now = unix_ms(self.now());
         let mut book = lock(&self.approvals);
         let Some(current) = book.by_id.get(id) else {
@@ -1196,6 +1262,19 @@ impl Runtime {
                 approvers: current.approvers.join(", "),
             });
         }
+        let signed_by = match (&signer, signature) {
+            (None, _) => None,
+            (Some(did), None) => {
+                return Err(ApprovalError::SignatureRequired {
+                    who: by.clone(),
+                    did: did.to_string(),
+                });
+            }
+            (Some(did), Some(text)) => {
+                approval::verify_answer(did, id, approve, &current.action_hash, text)?;
+                Some(did.to_string())
+            }
+        };
         let mut next = current.clone();
         next.state = if approve {
             ApprovalState::Approved
@@ -1205,6 +1284,7 @@ impl Runtime {
         next.decided_by = Some(by.to_string());
         next.decided_unix_ms = Some(now);
         next.signature = signature.clone();
+        next.signed_by = signed_by.clone();
         next.comment = comment.clone();
         if approve {
             next.expires_unix_ms = now.saturating_add(millis(self.config.approval_ttl));
@@ -1223,6 +1303,7 @@ impl Runtime {
                     "action_hash": next.action_hash,
                     "decision_seq": next.decision_seq,
                     "signature": signature,
+                    "signed_by": signed_by,
                     "comment": comment,
                 }),
             ),

@@ -6,8 +6,11 @@
 use std::sync::Arc;
 
 use serde_json::json;
-use warden_gate::runtime::ApprovalState;
+use warden_audit::Record;
+use warden_gate::runtime::{Answer, ApprovalError, ApprovalState};
 use warden_gate::{Action, Gate, Runtime, RuntimeConfig, reason};
+use warden_identity::IdentityKey;
+use warden_identity::approval::{ApprovalSignatureError, sign_answer, verify_answer};
 use warden_policy::{Verdict, compile, parse};
 use warden_store::{SqliteStore, Store, StoreConfig};
 
@@ -17,6 +20,15 @@ fn gate(store: Arc<SqliteStore>) -> (Gate, Arc<Runtime>) {
     let runtime = Arc::new(Runtime::open(store, RuntimeConfig::default()).unwrap());
     let policy = compile(parse("p.yaml", POLICY).unwrap()).unwrap();
     (Gate::new(policy).with_runtime(runtime.clone()), runtime)
+}
+
+/// An unsigned approval by `by`.
+fn approve_as(by: &str) -> Answer {
+    Answer {
+        approve: true,
+        by: by.into(),
+        ..Answer::default()
+    }
 }
 
 fn open(dir: &std::path::Path) -> Arc<SqliteStore> {
@@ -67,7 +79,7 @@ fn an_approval_is_used_once_by_concurrent_identical_actions() {
     let first = gate.decide(&mail("s"));
     assert_eq!(first.verdict, Verdict::RequireApproval);
     let id = first.approval.unwrap().id;
-    runtime.answer(&id, true, "human", None, None).unwrap();
+    runtime.answer(&id, approve_as("human")).unwrap();
 
     let gate = Arc::new(gate);
     let threads: Vec<_> = (0..16)
@@ -125,7 +137,7 @@ fn a_decision_that_cannot_be_recorded_changes_nothing() {
     let store = open(dir.path());
     let (gate, runtime) = gate(store.clone());
     let id = gate.decide(&mail("s")).approval.unwrap().id;
-    runtime.answer(&id, true, "human", None, None).unwrap();
+    runtime.answer(&id, approve_as("human")).unwrap();
     store.close().unwrap();
     let d = gate.decide(&mail("s"));
     assert_eq!(d.reason, reason::AUDIT_UNAVAILABLE);
@@ -457,4 +469,153 @@ async fn finish_async_records_like_decide_and_its_labels_enter_even_if_the_calle
         (Verdict::Deny, reason::AUDIT_UNAVAILABLE)
     );
     assert!(runtime.session_labels("d").unwrap().is_empty());
+}
+
+/// The details of the last `approval.*` event in `store`.
+fn last_answer_event(store: &SqliteStore) -> (String, serde_json::Value) {
+    store
+        .entries(0, 1000)
+        .unwrap()
+        .into_iter()
+        .rev()
+        .find_map(|e| match e.entry().unwrap().record {
+            Record::Event(ev) if ev.action.starts_with("approval.") => {
+                Some((ev.action, serde_json::from_str(&ev.details).unwrap()))
+            }
+            _ => None,
+        })
+        .expect("an approval event")
+}
+
+#[test]
+fn an_approver_with_a_key_must_sign_this_exact_answer() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let (gate, runtime) = gate(store.clone());
+    let key = IdentityKey::from_seed(&[5; 32]);
+    let id = gate.decide(&mail("s")).approval.unwrap().id;
+    let hash = runtime.approval(&id).unwrap().action_hash;
+    let answer = |approve: bool, signature: Option<String>| Answer {
+        approve,
+        by: "dba@example.com".into(),
+        key: Some(key.did().clone()),
+        signature,
+        comment: None,
+    };
+
+    let refused = [
+        (answer(true, None), "signature_required"),
+        // Signed to deny, sent to approve.
+        (
+            answer(true, Some(sign_answer(&key, &id, false, &hash))),
+            "mismatch",
+        ),
+        // Signed for another action.
+        (
+            answer(true, Some(sign_answer(&key, &id, true, "sha256:00"))),
+            "mismatch",
+        ),
+        // By another key.
+        (
+            answer(
+                true,
+                Some(sign_answer(
+                    &IdentityKey::from_seed(&[6; 32]),
+                    &id,
+                    true,
+                    &hash,
+                )),
+            ),
+            "mismatch",
+        ),
+        (answer(true, Some("not base64".into())), "encoding"),
+    ];
+    for (a, want) in refused {
+        let got = match runtime.answer(&id, a) {
+            Err(ApprovalError::SignatureRequired { .. }) => "signature_required",
+            Err(ApprovalError::BadSignature(ApprovalSignatureError::Mismatch { .. })) => "mismatch",
+            Err(ApprovalError::BadSignature(ApprovalSignatureError::Encoding(_))) => "encoding",
+            other => panic!("expected {want}, got {other:?}"),
+        };
+        assert_eq!(got, want);
+        assert_eq!(runtime.approval(&id).unwrap().state, ApprovalState::Pending);
+    }
+    // Nothing was recorded for a refused answer.
+    assert!(
+        store
+            .entries(0, 1000)
+            .unwrap()
+            .iter()
+            .all(|e| !matches!(e.entry().unwrap().record, Record::Event(_)))
+    );
+
+    let signature = sign_answer(&key, &id, true, &hash);
+    let approved = runtime
+        .answer(&id, answer(true, Some(signature.clone())))
+        .unwrap();
+    assert_eq!(approved.state, ApprovalState::Approved);
+    assert_eq!(approved.signed_by.as_deref(), Some(key.did().as_str()));
+    let (action, details) = last_answer_event(&store);
+    assert_eq!(action, "approval.approved");
+    assert_eq!(details["signature"], signature.as_str());
+    assert_eq!(details["signed_by"], key.did().as_str());
+    assert_eq!(details["action_hash"], hash.as_str());
+    // Anyone holding the log can check it again.
+    verify_answer(
+        key.did(),
+        &id,
+        true,
+        &hash,
+        details["signature"].as_str().unwrap(),
+    )
+    .unwrap();
+    assert_eq!(gate.decide(&mail("s")).verdict, Verdict::Allow);
+}
+
+#[test]
+fn an_approver_named_by_a_did_key_signs_and_one_without_a_key_is_recorded_unchecked() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let (gate, runtime) = gate(store.clone());
+    let key = IdentityKey::from_seed(&[7; 32]);
+    let by_did = |signature: Option<String>| Answer {
+        approve: false,
+        by: key.did().to_string(),
+        signature,
+        ..Answer::default()
+    };
+
+    let id = gate.decide(&mail("a")).approval.unwrap().id;
+    let hash = runtime.approval(&id).unwrap().action_hash;
+    assert!(matches!(
+        runtime.answer(&id, by_did(None)),
+        Err(ApprovalError::SignatureRequired { .. })
+    ));
+    let denied = runtime
+        .answer(&id, by_did(Some(sign_answer(&key, &id, false, &hash))))
+        .unwrap();
+    assert_eq!(
+        (denied.state, denied.signed_by.as_deref()),
+        (ApprovalState::Denied, Some(key.did().as_str()))
+    );
+
+    let broken = Answer {
+        by: "did:key:z6Mknot-a-key".into(),
+        ..approve_as("")
+    };
+    let id = gate.decide(&mail("b")).approval.unwrap().id;
+    assert!(matches!(
+        runtime.answer(&id, broken),
+        Err(ApprovalError::ApproverKey { .. })
+    ));
+
+    let unchecked = Answer {
+        signature: Some("anything".into()),
+        ..approve_as("human")
+    };
+    let approved = runtime.answer(&id, unchecked).unwrap();
+    assert_eq!(approved.signed_by, None);
+    let (_, details) = last_answer_event(&store);
+    assert_eq!(details["signature"], "anything");
+    assert_eq!(details["signed_by"], serde_json::Value::Null);
 }

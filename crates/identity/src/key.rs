@@ -4,7 +4,7 @@
 use std::fmt;
 
 use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use ed25519_dalek::pkcs8::DecodePrivateKey;
 use ed25519_dalek::{Signer, SigningKey};
 use rand_core::CryptoRng;
@@ -217,6 +217,15 @@ pub fn verify_signature(did: &Did, message: &[u8], signature: &[u8; 64]) -> bool
     did.verifying_key()
         .verify_strict(message, &signature)
         .is_ok()
+}
+
+/// A 64-byte signature from base64url without padding; `None` for any
+/// other text (checked for length before decoding).
+pub(crate) fn decode_signature(text: &str) -> Option<[u8; 64]> {
+    if text.len() != 86 {
+        return None;
+    }
+    URL_SAFE_NO_PAD.decode(text).ok()?.try_into().ok()
 }
 
 #[cfg(test)]

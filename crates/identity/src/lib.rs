@@ -12,6 +12,7 @@
 //!   roots, revocation, expiry, depth; cached), [`VerifiedToken::authorize`].
 //! - [`request`]: replay-safe signed requests; the exact signed bytes are
 //!   documented there.
+//! - [`approval`]: an approver's signature over an answer to an approval.
 //! - [`trust`]: scores 0–1000 that move with events, decay over time, and earn rings.
 //!
 //! The crate is pure: no files, no network, no clock. Times come in as
@@ -59,6 +60,7 @@
 #![forbid(unsafe_code)]
 
 mod agent;
+pub mod approval;
 mod did;
 mod glob;
 mod key;

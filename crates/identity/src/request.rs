@@ -257,11 +257,7 @@ impl SignedRequest {
             field: "signature",
             input: quote(&self.signature),
         };
-        if self.signature.len() != 86 {
-            return Err(bad());
-        }
-        let bytes = URL_SAFE_NO_PAD.decode(&self.signature).map_err(|_| bad())?;
-        bytes.try_into().map_err(|_| bad())
+        crate::key::decode_signature(&self.signature).ok_or_else(bad)
     }
 }
 

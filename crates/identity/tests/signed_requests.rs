@@ -1,7 +1,8 @@
-//! Signed requests: the exact signed bytes, and every refusal.
+//! Signed requests: the exact signed bytes, and every refusal; and the
+//! bytes of an approver's signed answer.
 //!
-//! `signature_is_plain_ed25519_checked_by_python` needs `python3` with the
-//! `cryptography` package and fails (never skips) without it.
+//! The tests checked by Python need `python3` with the `cryptography`
+//! package and fail (never skip) without it.
 
 use std::process::Command;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -326,4 +327,41 @@ fn json_form_round_trips_and_refuses_unknown_fields() {
     assert!(serde_json::from_str::<SignedRequest>(&extra).is_err());
     let bad_did = json.replace(req.did.as_str(), "did:key:zBAD");
     assert!(serde_json::from_str::<SignedRequest>(&bad_did).is_err());
+}
+
+/// An approver's signed answer: Python builds the documented bytes itself
+/// (domain, then length-prefixed id, verb and action hash) and checks the
+/// signature with the `cryptography` package.
+#[test]
+fn an_approval_answer_signature_is_checked_by_python_over_the_documented_bytes() {
+    use base64::Engine as _;
+    use warden_identity::approval::{answer_bytes, sign_answer};
+    let id = "apr_0123456789abcdef0123456789abcdef";
+    let signature = sign_answer(&key(), id, false, HASH);
+    let sig = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(&signature)
+        .unwrap();
+    let script = format!(
+        "import struct\n\
+         from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey as K\n\
+         m = b'warden/approval-answer/v1\\n'\n\
+         for f in ['{id}', 'deny', '{HASH}']:\n    m += struct.pack('>I', len(f)) + f.encode()\n\
+         K.from_public_bytes(bytes.fromhex('{}')).verify(bytes.fromhex('{}'), m)\n\
+         print(m.hex())",
+        hex::encode(key().did().public_key_bytes()),
+        hex::encode(sig),
+    );
+    let out = Command::new("python3")
+        .args(["-c", &script])
+        .output()
+        .expect("python3 is needed for this test (with the `cryptography` package)");
+    assert!(
+        out.status.success(),
+        "python cryptography did not verify the answer (is `cryptography` installed?): {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        hex::encode(answer_bytes(id, false, HASH))
+    );
 }

@@ -26,8 +26,9 @@ use std::time::SystemTime;
 use warden_audit::Outcome;
 use warden_gate::agents::{Agents, AgentsError, Transition, check_reason};
 use warden_gate::outcome::{self, OutcomeError};
-use warden_gate::runtime::{ApprovalError, ApprovalState, KILL_ALL};
+use warden_gate::runtime::{self, ApprovalError, ApprovalState, KILL_ALL};
 use warden_gate::{Action, ActionError, Decision};
+use warden_identity::approval::ApprovalSignatureError;
 use warden_identity::{Did, Sponsor};
 
 use crate::auth::{Principal, Role, require};
@@ -636,8 +637,14 @@ async fn answer(
         _ => principal.name.clone(),
     };
     let runtime = state.runtime.clone();
-    let result =
-        blocking(move || Ok(runtime.answer(&id, approve, &by, a.signature, a.comment))).await?;
+    let answer = runtime::Answer {
+        approve,
+        by,
+        key: principal.key.clone(),
+        signature: a.signature,
+        comment: a.comment,
+    };
+    let result = blocking(move || Ok(runtime.answer(&id, answer))).await?;
     match result {
         Ok(approval) => ok(approval),
         Err(e @ ApprovalError::NotFound(_)) => Err(ApiError::not_found(e.to_string())),
@@ -651,6 +658,20 @@ async fn answer(
             "not_an_approver",
             e.to_string(),
         )),
+        Err(e @ ApprovalError::SignatureRequired { .. }) => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "signature_required",
+            e.to_string(),
+        )),
+        Err(e @ ApprovalError::BadSignature(ApprovalSignatureError::Encoding(_))) => {
+            Err(ApiError::bad_request("invalid_signature", e.to_string()))
+        }
+        Err(e @ ApprovalError::BadSignature(ApprovalSignatureError::Mismatch { .. })) => Err(
+            ApiError::new(StatusCode::FORBIDDEN, "invalid_signature", e.to_string()),
+        ),
+        Err(e @ ApprovalError::ApproverKey { .. }) => {
+            Err(ApiError::bad_request("invalid_approver", e.to_string()))
+        }
         Err(e @ ApprovalError::Store(_)) => Err(ApiError::unavailable(e.to_string())),
     }
 }

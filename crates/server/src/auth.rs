@@ -18,8 +18,12 @@
 //! name>`): its actions then act as that agent (an action naming none is
 //! given it, one naming another is refused with 403 `agent_mismatch`), so
 //! the agent's kill switch, status and limits cannot be dodged by
-//! renaming it. Without `--auth` every caller has every role, which the server
-//! only allows on a loopback address.
+//! renaming it. An approver (or admin) may be given a key (`key: <did:key>`):
+//! its answers to approvals must then carry its Ed25519 signature over the
+//! exact answer (`warden approvals approve --key FILE` makes it; see
+//! `warden_identity::approval`), so the audit log proves who approved what,
+//! not only which token was used. Without `--auth` every caller has every
+//! role, which the server only allows on a loopback address.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -32,6 +36,8 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
+
+use warden_identity::Did;
 
 use crate::{ApiError, AppState};
 
@@ -74,6 +80,9 @@ pub struct Principal {
     pub role: Option<Role>,
     /// The one agent an agent token acts as, if its entry names one.
     pub agent: Option<String>,
+    /// The key an approver's answers must be signed with, if its entry
+    /// gives one.
+    pub key: Option<Did>,
 }
 
 impl Principal {
@@ -97,6 +106,7 @@ struct Entry {
     token: Option<String>,
     token_sha256: Option<String>,
     agent: Option<String>,
+    key: Option<String>,
 }
 
 /// The bearer tokens, by the SHA-256 of the token.
@@ -170,10 +180,22 @@ impl Auth {
                     bail!("{at}: 'agent' must be printable text");
                 }
             }
+            let key = match &e.key {
+                None => None,
+                Some(_) if !e.role.grants(Role::Approver) => bail!(
+                    "{at}: 'key' signs answers to approvals; this entry has the {} role",
+                    e.role.as_str()
+                ),
+                Some(text) => Some(
+                    Did::parse(text.trim())
+                        .map_err(|err| anyhow::anyhow!("{at}: 'key' is not a did:key: {err}"))?,
+                ),
+            };
             let principal = Principal {
                 name: e.name,
                 role: Some(e.role),
                 agent: e.agent,
+                key,
             };
             if tokens.insert(hash, principal).is_some() {
                 bail!("{at}: the same token is given twice");
@@ -191,6 +213,7 @@ impl Auth {
                 name: "local".into(),
                 role: None,
                 agent: None,
+                key: None,
             });
         };
         let unauthorized = |m: &str| ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", m);
@@ -315,6 +338,14 @@ mod tests {
                 "tokens:\n  - {name: a, role: agent, token: 0123456789abcdef, agent: ' '}",
                 "'agent' must be printable",
             ),
+            (
+                "tokens:\n  - {name: a, role: agent, token: 0123456789abcdef, key: did:key:z6MkhaXgBZDvotDkL5257faiztiGiC2QtKLGpbnnEGta2doK}",
+                "'key' signs answers to approvals; this entry has the agent role",
+            ),
+            (
+                "tokens:\n  - {name: a, role: approver, token: 0123456789abcdef, key: did:key:z6Mk}",
+                "tokens[0] (a): 'key' is not a did:key",
+            ),
         ] {
             let err = format!("{:#}", Auth::parse(text).unwrap_err());
             assert!(err.contains(needle), "{text:?}: {err}");
@@ -348,6 +379,15 @@ mod tests {
             auth.authenticate(Some("Basic abc")).unwrap_err().status,
             StatusCode::UNAUTHORIZED
         );
+        assert_eq!(dba.key, None);
+        let did = "did:key:z6MkhaXgBZDvotDkL5257faiztiGiC2QtKLGpbnnEGta2doK";
+        let keyed = Auth::parse(&format!(
+            "tokens:\n  - {{name: root, role: admin, token: admin-token-12345, key: '{did}'}}"
+        ))
+        .unwrap()
+        .authenticate(Some("Bearer admin-token-12345"))
+        .unwrap();
+        assert_eq!(keyed.key.map(|k| k.to_string()).as_deref(), Some(did));
         assert!(Role::Admin.grants(Role::Approver));
         assert!(!Role::Agent.grants(Role::Approver));
     }

@@ -4,6 +4,8 @@ mod support;
 
 use serde_json::{Value, json};
 use support::{POLICY, SignedAgent, TestServer};
+use warden_identity::IdentityKey;
+use warden_identity::approval::{sign_answer, verify_answer};
 use warden_store::SqliteStore;
 
 fn query(sql: &str, session: &str) -> Value {
@@ -944,6 +946,128 @@ async fn a_bound_agent_token_acts_only_as_its_agent() {
     )
     .await;
     assert_eq!(status, 200, "{o}");
+}
+
+/// An approver whose token has a key must sign its answer over the exact
+/// approval, verb and action; the log records the signature and the key
+/// that made it, so the answer can be checked again without the server.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_approver_with_a_key_answers_only_with_its_signature() {
+    let key = IdentityKey::from_seed(&[42; 32]);
+    let dir = tempfile::tempdir().unwrap();
+    let auth = dir.path().join("auth.yaml");
+    std::fs::write(
+        &auth,
+        format!(
+            "tokens:\n  - {{name: bot, role: agent, token: agent-token-0123456789}}\n  - {{name: dba@example.com, role: approver, token: approver-token-0123456789, key: '{}'}}\n  - {{name: root@example.com, role: admin, token: admin-token-0123456789}}\n",
+            key.did()
+        ),
+    )
+    .unwrap();
+    let server = TestServer::start_with(POLICY, |c| c.auth_file = Some(auth)).await;
+    let call = |token: &'static str, path: String, body: Option<Value>| {
+        let url = format!("{}{path}", server.url);
+        let request = match body {
+            Some(b) => server.client.post(url).json(&b),
+            None => server.client.get(url),
+        };
+        server.send(request.bearer_auth(token))
+    };
+    let mail = json!({"point": "pre_tool_call", "tool": "email.send", "args": {"to": "x@example.com", "body": "b"}});
+    let (_, d) = call(
+        "agent-token-0123456789",
+        "/v1/decide".into(),
+        Some(mail.clone()),
+    )
+    .await;
+    assert_eq!(d["verdict"], "require_approval", "{d}");
+    let id = d["approval"]["id"].as_str().unwrap().to_string();
+    let (_, pending) = call(
+        "approver-token-0123456789",
+        format!("/v1/approvals/{id}"),
+        None,
+    )
+    .await;
+    let hash = pending["action_hash"].as_str().unwrap().to_string();
+    let approve = format!("/v1/approvals/{id}/approve");
+
+    for (body, status, code) in [
+        (json!({}), 403, "signature_required"),
+        (json!({"signature": "c2lnbmVk"}), 400, "invalid_signature"),
+        (
+            json!({"signature": sign_answer(&key, &id, false, &hash)}),
+            403,
+            "invalid_signature",
+        ),
+        (
+            json!({"signature": sign_answer(&IdentityKey::from_seed(&[43; 32]), &id, true, &hash)}),
+            403,
+            "invalid_signature",
+        ),
+    ] {
+        let (got, e) = call(
+            "approver-token-0123456789",
+            approve.clone(),
+            Some(body.clone()),
+        )
+        .await;
+        assert_eq!(
+            (got, e["error"]["code"].as_str()),
+            (status, Some(code)),
+            "{body}: {e}"
+        );
+    }
+    let (_, still) = call(
+        "approver-token-0123456789",
+        format!("/v1/approvals/{id}"),
+        None,
+    )
+    .await;
+    assert_eq!(still["state"], "pending", "{still}");
+
+    let signature = sign_answer(&key, &id, true, &hash);
+    let (status, approved) = call(
+        "approver-token-0123456789",
+        approve.clone(),
+        Some(json!({"signature": signature})),
+    )
+    .await;
+    assert_eq!(status, 200, "{approved}");
+    assert_eq!(approved["signed_by"], key.did().as_str());
+    let (_, d) = call("agent-token-0123456789", "/v1/decide".into(), Some(mail)).await;
+    assert_eq!(d["verdict"], "allow", "{d}");
+
+    let (_, page) = call(
+        "admin-token-0123456789",
+        "/v1/audit/entries?limit=1000".into(),
+        None,
+    )
+    .await;
+    let answers: Vec<&Value> = page["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| {
+            e["action"]
+                .as_str()
+                .is_some_and(|a| a.starts_with("approval."))
+        })
+        .collect();
+    assert_eq!(
+        answers.len(),
+        1,
+        "refused answers are not recorded: {answers:?}"
+    );
+    let details: Value = serde_json::from_str(answers[0]["details"].as_str().unwrap()).unwrap();
+    assert_eq!(details["signed_by"], key.did().as_str());
+    verify_answer(
+        key.did(),
+        &id,
+        true,
+        details["action_hash"].as_str().unwrap(),
+        details["signature"].as_str().unwrap(),
+    )
+    .unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
