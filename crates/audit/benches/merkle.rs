@@ -35,6 +35,7 @@ fn decision(n: u64) -> Entry {
             policy_name: "prod".into(),
             policy_hash: "ab".repeat(32),
             sponsor: None,
+            caller: None,
         }),
     }
 }

@@ -27,6 +27,9 @@ const KIND_OUTCOME: u8 = 0x02;
 /// the accountable human (the sponsor).
 const KIND_SPONSORED_DECISION: u8 = 0x03;
 const KIND_EVENT: u8 = 0x04;
+/// A decision asked for by an authenticated API caller: the decision
+/// fields, then the sponsor as an option, then the caller.
+const KIND_CALLER_DECISION: u8 = 0x05;
 
 /// One entry of the log: a record at its sequence number (its leaf index).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -88,6 +91,11 @@ pub struct DecisionRecord {
     /// identity with a capability token.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub sponsor: Option<String>,
+    /// Who asked for the decision over the API: the name of the caller's
+    /// bearer token in the decision server's tokens file. Absent without
+    /// authentication and outside the server.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caller: Option<String>,
 }
 
 /// A change outside a decision, and who made it.
@@ -201,10 +209,10 @@ impl Entry {
                         count: d.intents.len(),
                     });
                 }
-                w.u8(if d.sponsor.is_some() {
-                    KIND_SPONSORED_DECISION
-                } else {
-                    KIND_DECISION
+                w.u8(match (&d.caller, &d.sponsor) {
+                    (Some(_), _) => KIND_CALLER_DECISION,
+                    (None, Some(_)) => KIND_SPONSORED_DECISION,
+                    (None, None) => KIND_DECISION,
                 });
                 w.u64(self.seq);
                 w.u64(d.time_unix_nanos);
@@ -233,8 +241,16 @@ impl Entry {
                 w.str(&d.action_hash);
                 w.str(&d.policy_name);
                 w.str(&d.policy_hash);
-                if let Some(sponsor) = &d.sponsor {
-                    w.str(sponsor);
+                match &d.caller {
+                    Some(caller) => {
+                        w.opt_str(d.sponsor.as_deref());
+                        w.str(caller);
+                    }
+                    None => {
+                        if let Some(sponsor) = &d.sponsor {
+                            w.str(sponsor);
+                        }
+                    }
                 }
             }
             Record::Outcome(o) => {
@@ -296,7 +312,7 @@ impl Entry {
         let kind = r.u8()?;
         let seq = r.u64()?;
         let record = match kind {
-            KIND_DECISION | KIND_SPONSORED_DECISION => {
+            KIND_DECISION | KIND_SPONSORED_DECISION | KIND_CALLER_DECISION => {
                 let time_unix_nanos = r.u64()?;
                 let agent = r.str()?;
                 let session = r.str()?;
@@ -340,7 +356,12 @@ impl Entry {
                     action_hash: r.str()?,
                     policy_name: r.str()?,
                     policy_hash: r.str()?,
-                    sponsor: if kind == KIND_SPONSORED_DECISION {
+                    sponsor: match kind {
+                        KIND_SPONSORED_DECISION => Some(r.str()?),
+                        KIND_CALLER_DECISION => r.opt_str()?,
+                        _ => None,
+                    },
+                    caller: if kind == KIND_CALLER_DECISION {
                         Some(r.str()?)
                     } else {
                         None
@@ -563,6 +584,7 @@ mod tests {
                 policy_name: "prod".into(),
                 policy_hash: "cd".repeat(32),
                 sponsor: None,
+                caller: None,
             }),
         }
     }
@@ -584,6 +606,15 @@ mod tests {
         let mut e = decision();
         if let Record::Decision(d) = &mut e.record {
             d.sponsor = Some("alice@example.com".into());
+        }
+        e
+    }
+
+    fn called(sponsor: Option<&str>) -> Entry {
+        let mut e = decision();
+        if let Record::Decision(d) = &mut e.record {
+            d.sponsor = sponsor.map(String::from);
+            d.caller = Some("support-bot".into());
         }
         e
     }
@@ -611,6 +642,27 @@ mod tests {
         // A 0x03 entry without the sponsor does not decode.
         let mut bare = decision().encode().unwrap();
         bare[1] = 0x03;
+        assert!(Entry::decode(&bare).is_err());
+    }
+
+    #[test]
+    fn decisions_by_a_caller_are_decisions_plus_an_optional_sponsor_and_the_caller() {
+        // Kind 0x05: the bytes of kind 0x01, the sponsor as an option, the caller.
+        let mut want = decision().encode().unwrap();
+        want[1] = 0x05;
+        want.push(0x00);
+        want.extend(s("support-bot"));
+        assert_eq!(called(None).encode().unwrap(), want);
+        let mut want = decision().encode().unwrap();
+        want[1] = 0x05;
+        want.push(0x01);
+        want.extend(s("alice@example.com"));
+        want.extend(s("support-bot"));
+        assert_eq!(called(Some("alice@example.com")).encode().unwrap(), want);
+        // A 0x05 entry without the caller does not decode.
+        let mut bare = decision().encode().unwrap();
+        bare[1] = 0x05;
+        bare.push(0x00);
         assert!(Entry::decode(&bare).is_err());
     }
 
@@ -705,6 +757,7 @@ mod tests {
         vary!(policy_name = "dev".into());
         vary!(policy_hash = "11".into());
         vary!(sponsor = Some("alice@example.com".into()));
+        vary!(caller = Some("support-bot".into()));
         for v in variants {
             let e = Entry {
                 seq: base.seq,
@@ -718,7 +771,14 @@ mod tests {
 
     #[test]
     fn decode_inverts_encode_and_rejects_every_truncation_and_trailing_byte() {
-        for e in [decision(), outcome(), sponsored(), event()] {
+        for e in [
+            decision(),
+            outcome(),
+            sponsored(),
+            called(None),
+            called(Some("alice@example.com")),
+            event(),
+        ] {
             let bytes = e.encode().unwrap();
             assert_eq!(Entry::decode(&bytes).unwrap(), e);
             for cut in 0..bytes.len() {

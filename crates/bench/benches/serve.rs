@@ -735,6 +735,7 @@ fn floor_record(i: usize) -> Record {
         policy_name: "database-agent".into(),
         policy_hash: "ab".repeat(32),
         sponsor: None,
+        caller: None,
     })
 }
 

@@ -270,6 +270,9 @@ fn cef(stored: &StoredEntry) -> Result<String> {
             if let Some(sponsor) = &d.sponsor {
                 ext.push(("duser", sponsor.clone()));
             }
+            if let Some(caller) = &d.caller {
+                ext.push(("suid", caller.clone()));
+            }
             let severity = match d.verdict.as_str() {
                 "deny" => 7,
                 "require_approval" => 5,

@@ -803,4 +803,32 @@ fn warden_approvals_signs_the_answer_with_the_approvers_key() {
     );
     assert!(stdout.contains(&format!("signed by {did}")), "{stdout}");
     assert_eq!(decide()["verdict"], "allow");
+
+    // The log names the token behind each decision, and the key behind the answer.
+    let export = |format: &str| {
+        let out = warden(&["audit", "export", "--format", format], cwd.path());
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let entries: Vec<Value> = export("jsonl")
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let callers: Vec<&str> = entries
+        .iter()
+        .filter(|e| e["kind"] == "decision")
+        .map(|e| e["caller"].as_str().unwrap_or("-"))
+        .collect();
+    assert_eq!(callers, ["bot", "bot"], "{entries:?}");
+    let answer = entries
+        .iter()
+        .find(|e| e["action"] == "approval.approved")
+        .unwrap();
+    assert_eq!(answer["actor"], "dba@example.com");
+    let details: Value = serde_json::from_str(answer["details"].as_str().unwrap()).unwrap();
+    assert_eq!(details["signed_by"], did.as_str());
+    let cef = export("cef");
+    let decisions: Vec<&str> = cef.lines().filter(|l| l.contains("|decision:")).collect();
+    assert_eq!(decisions.len(), 2, "{cef}");
+    assert!(decisions.iter().all(|l| l.contains(" suid=bot")), "{cef}");
 }

@@ -40,6 +40,12 @@ pub struct Action {
     /// the arguments itself, and an agent must not be able to claim them.
     #[serde(default, skip_serializing_if = "Map::is_empty")]
     pub context: Map<String, Value>,
+    /// Who relayed the action: the decision server sets the name of the
+    /// caller's bearer token, and the audit record keeps it. Never read
+    /// from the action's JSON (a `caller` field there is refused) and not
+    /// part of the action's hash.
+    #[serde(skip)]
+    pub caller: Option<String>,
 }
 
 /// Why an action was refused before evaluation.

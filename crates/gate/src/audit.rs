@@ -134,6 +134,7 @@ pub(crate) fn decision_record(
             .map(|p| p.hash.clone())
             .unwrap_or_default(),
         sponsor: decision.sponsor.clone(),
+        caller: action.caller.as_deref().map(|c| clip(c, MAX_NAME_BYTES)),
     }
 }
 

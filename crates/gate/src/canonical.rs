@@ -321,7 +321,7 @@ mod tests {
         ) {
             let action = Action {
                 agent, session, point: warden_policy::Point::PreToolCall, tool,
-                args: Some(args), context: ctx.into_iter().collect(),
+                args: Some(args), context: ctx.into_iter().collect(), caller: None,
             };
             let via_value = hash(&serde_json::to_value(&action).unwrap());
             prop_assert_eq!(action_hash(&action), via_value);

@@ -260,10 +260,14 @@ impl Auth {
 }
 
 impl Principal {
-    /// Makes `action` act as the agent this caller's token is bound to:
-    /// fills in an action that names no agent, refuses one that names
-    /// another (403 `agent_mismatch`).
+    /// Makes `action` this caller's: names the caller (an authenticated
+    /// token's name) for the audit record, and makes the action act as the
+    /// agent the token is bound to: fills in an action that names no
+    /// agent, refuses one that names another (403 `agent_mismatch`).
     pub fn bind(&self, action: &mut warden_gate::Action) -> Result<(), ApiError> {
+        if self.authenticated() {
+            action.caller = Some(self.name.clone());
+        }
         let Some(bound) = &self.agent else {
             return Ok(());
         };

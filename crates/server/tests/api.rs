@@ -948,6 +948,84 @@ async fn a_bound_agent_token_acts_only_as_its_agent() {
     assert_eq!(status, 200, "{o}");
 }
 
+/// A decision's audit record names the token that asked for it; an action
+/// cannot name a caller itself, and without authentication none is named.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_audit_record_names_the_token_that_asked() {
+    let (_auth, server) = with_role_tokens().await;
+    let post = |token: &'static str, path: &'static str, body: Value| {
+        server.send(
+            server
+                .client
+                .post(format!("{}{path}", server.url))
+                .bearer_auth(token)
+                .json(&body),
+        )
+    };
+    let read = query("SELECT 1", "s");
+    let (_, d) = post("agent-token-0123456789", "/v1/decide", read.clone()).await;
+    let (_, b) = post(
+        "admin-token-0123456789",
+        "/v1/decide/batch",
+        json!({"actions": [read.clone()]}),
+    )
+    .await;
+    let (_, page) = server
+        .send(
+            server
+                .client
+                .get(format!("{}/v1/audit/entries", server.url))
+                .bearer_auth("admin-token-0123456789"),
+        )
+        .await;
+    let callers: Vec<(u64, &str, &str)> = page["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["seq"].as_u64().unwrap(),
+                e["kind"].as_str().unwrap(),
+                e["caller"].as_str().unwrap_or("-"),
+            )
+        })
+        .collect();
+    assert_eq!(
+        callers,
+        [
+            (d["seq"].as_u64().unwrap(), "decision", "bot"),
+            (
+                b["decisions"][0]["seq"].as_u64().unwrap(),
+                "decision",
+                "root@example.com"
+            ),
+        ],
+        "{page}"
+    );
+
+    let mut claimed = read.clone();
+    claimed["caller"] = json!("root@example.com");
+    let (status, e) = post("agent-token-0123456789", "/v1/decide", claimed).await;
+    assert_eq!(
+        (status, e["error"]["code"].as_str()),
+        (400, Some("invalid_json")),
+        "{e}"
+    );
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("unknown field `caller`"),
+        "{e}"
+    );
+
+    let open = TestServer::start(POLICY).await;
+    open.decide(read).await;
+    let (_, page) = open.get("/v1/audit/entries").await;
+    assert_eq!(page["entries"][0]["kind"], "decision", "{page}");
+    assert!(page["entries"][0].get("caller").is_none(), "{page}");
+}
+
 /// An approver whose token has a key must sign its answer over the exact
 /// approval, verb and action; the log records the signature and the key
 /// that made it, so the answer can be checked again without the server.

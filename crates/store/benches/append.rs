@@ -42,6 +42,7 @@ fn decision(n: u64) -> Record {
         policy_name: "prod".into(),
         policy_hash: "ab".repeat(32),
         sponsor: None,
+        caller: None,
     })
 }
 

@@ -34,6 +34,7 @@ fn decision(n: u64) -> Record {
         policy_name: "test".into(),
         policy_hash: "ab".repeat(32),
         sponsor: None,
+        caller: None,
     })
 }
 

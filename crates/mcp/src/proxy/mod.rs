@@ -149,6 +149,7 @@ impl Governor {
             tool: Some(tool.to_string()),
             args: Some(args),
             context: Map::new(),
+            caller: None,
         }
     }
 
