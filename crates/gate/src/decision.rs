@@ -135,6 +135,10 @@ pub mod reason {
     pub const APPROVAL_DENIED: &str = "approval:denied";
     /// Nobody answered in time, or the approval was not used in time.
     pub const APPROVAL_EXPIRED: &str = "approval:expired";
+    /// The action needs approval and the approval queue is full of live
+    /// approvals (pending, or approved and not yet used), so none is
+    /// created: denied until approvers answer or approvals expire.
+    pub const APPROVAL_QUEUE_FULL: &str = "approval:queue_full";
 
     // Identity. A token that does not verify is `identity:` + the
     // `warden_identity::TokenError::code()`, e.g. `identity:token_expired`,

@@ -43,6 +43,18 @@ pub const KILL_ALL: &str = "*";
 /// stays usable, by default: 15 minutes.
 pub const DEFAULT_APPROVAL_TTL: Duration = Duration::from_secs(15 * 60);
 
+/// How long a settled approval (used, denied or expired) stays listed
+/// after its expiry, by default: a day. The audit log keeps its history.
+pub const DEFAULT_APPROVAL_RETENTION: Duration = Duration::from_secs(24 * 3600);
+
+/// How often approvals past their retention are looked for (when a new
+/// approval is created).
+const APPROVAL_SWEEP_EVERY_MS: u64 = 60_000;
+
+/// Most approvals one decision's commit forgets, so a sweep never makes
+/// a single commit large.
+const APPROVAL_SWEEP_BATCH: usize = 1024;
+
 /// Settings of a [`Runtime`].
 #[derive(Debug, Clone)]
 pub struct RuntimeConfig {
@@ -60,6 +72,16 @@ pub struct RuntimeConfig {
     /// itself); when only live windows are left, actions that need a new
     /// counter are denied.
     pub max_counters: usize,
+    /// How long a settled approval stays listed after its expiry
+    /// ([`DEFAULT_APPROVAL_RETENTION`]); then it is forgotten, in memory
+    /// and in the store, by the next decision that creates an approval.
+    pub approval_retention: Duration,
+    /// Most approvals held (100,000). At the limit, settled approvals are
+    /// forgotten early, oldest first; when every one is live (pending, or
+    /// approved and unused), an action that needs a new approval is
+    /// denied with `approval:queue_full`, so a flood of distinct actions
+    /// cannot grow the server without bound.
+    pub max_approvals: usize,
 }
 
 impl Default for RuntimeConfig {
@@ -68,6 +90,8 @@ impl Default for RuntimeConfig {
             approval_ttl: DEFAULT_APPROVAL_TTL,
             max_sessions: 100_000,
             max_counters: 1_000_000,
+            approval_retention: DEFAULT_APPROVAL_RETENTION,
+            max_approvals: 100_000,
         }
     }
 }
@@ -369,6 +393,11 @@ struct ApprovalBook {
     by_id: HashMap<String, Approval>,
     /// The current (latest) approval of each action hash.
     by_hash: HashMap<String, String>,
+    /// When to look for approvals past their retention next (ms).
+    next_sweep_ms: u64,
+    /// Until when (ms) a full book is known to hold only live approvals,
+    /// so a flood of new ones is refused without scanning it each time.
+    full_until_ms: u64,
 }
 
 /// The state behind the lifecycle, budget and flow steps, and the approval
@@ -417,7 +446,9 @@ enum Resolution {
 /// What a decision changes in the runtime once its record is durable.
 pub(crate) struct Staged<'a> {
     changes: Vec<StateChange>,
-    approval: Option<(MutexGuard<'a, ApprovalBook>, Approval)>,
+    approval: Option<(MutexGuard<'a, ApprovalBook>, Option<Approval>)>,
+    /// Approvals this decision's commit forgets.
+    forgotten: Vec<String>,
     labels: Option<(String, Vec<String>)>,
 }
 
@@ -952,20 +983,55 @@ impl Runtime {
         let mut staged = Staged {
             changes: Vec::new(),
             approval: None,
+            forgotten: Vec::new(),
             labels: None,
         };
         if decision.verdict == Verdict::RequireApproval {
-            let book = lock(&self.approvals);
+            let mut book = lock(&self.approvals);
             let approval = self.resolve(
                 book.current(&action.hash_for_signing()),
                 policy,
                 action,
                 decision,
             );
+            if matches!(approval, Resolution::Create(_)) {
+                staged.forgotten = self.sweep_approvals(&mut book);
+                for id in &staged.forgotten {
+                    staged.changes.push(StateChange::DeleteState {
+                        space: APPROVAL_SPACE.into(),
+                        key: id.clone(),
+                    });
+                }
+                if book.by_id.len() - staged.forgotten.len() >= self.config.max_approvals {
+                    decision.verdict = Verdict::Deny;
+                    decision.reason = reason::APPROVAL_QUEUE_FULL.to_string();
+                    decision.message = format!(
+                        "{}; but no approval can be created: the queue holds {} pending or unused approvals, its limit; approvers must answer some, or they expire within {}",
+                        decision.message,
+                        book.by_id.len(),
+                        human(self.config.approval_ttl)
+                    );
+                    decision.approvers.clear();
+                    staged.approval = Some((book, None));
+                    return self.stage_rest(staged, policy, action, decision, add_labels);
+                }
+            }
             let (approval, change) = self.apply_resolution(approval, decision);
             staged.changes.push(change);
-            staged.approval = Some((book, approval));
+            staged.approval = Some((book, Some(approval)));
         }
+        self.stage_rest(staged, policy, action, decision, add_labels)
+    }
+
+    /// [`Runtime::stage`] after the approval: the session labels.
+    fn stage_rest<'a>(
+        &'a self,
+        mut staged: Staged<'a>,
+        policy: Option<&CompiledPolicy>,
+        action: &Action,
+        decision: &mut Decision,
+        add_labels: Vec<String>,
+    ) -> Staged<'a> {
         let labels = self.stage_labels(policy, action, decision, add_labels);
         staged.changes.extend(labels.changes);
         staged.labels = labels.fresh;
@@ -1146,13 +1212,66 @@ impl Runtime {
         (approval, change)
     }
 
+    /// The approvals a new one may push out, as `book` holds them under
+    /// the decision's lock: those past their retention (looked for once a
+    /// minute), and at the limit, settled ones, oldest first. At most
+    /// [`APPROVAL_SWEEP_BATCH`]; forgotten only if the decision commits.
+    fn sweep_approvals(&self, book: &mut ApprovalBook) -> Vec<String> {
+        let now = unix_ms(self.now());
+        let full = book.by_id.len() >= self.config.max_approvals;
+        if !(now >= book.next_sweep_ms || (full && now >= book.full_until_ms)) {
+            return Vec::new();
+        }
+        let retention = millis(self.config.approval_retention);
+        let mut settled: Vec<(bool, u64, &String)> = book
+            .by_id
+            .values()
+            .filter(|a| {
+                !matches!(
+                    a.state_at(now),
+                    ApprovalState::Pending | ApprovalState::Approved
+                )
+            })
+            .map(|a| {
+                let past = now >= a.expires_unix_ms.saturating_add(retention);
+                (!past, a.created_unix_ms, &a.id)
+            })
+            .filter(|(kept, _, _)| full || !kept)
+            .collect();
+        // Past their retention first, then the oldest.
+        settled.sort_unstable();
+        let room = book
+            .by_id
+            .len()
+            .saturating_sub(self.config.max_approvals.saturating_sub(1));
+        let past = settled.iter().take_while(|(kept, _, _)| !kept).count();
+        let take = past.max(room).min(APPROVAL_SWEEP_BATCH);
+        let forgotten: Vec<String> = settled
+            .into_iter()
+            .take(take)
+            .map(|(_, _, id)| id.clone())
+            .collect();
+        if now >= book.next_sweep_ms {
+            book.next_sweep_ms = now.saturating_add(APPROVAL_SWEEP_EVERY_MS);
+        }
+        if full && forgotten.len() < room {
+            book.full_until_ms = now.saturating_add(1000);
+        }
+        forgotten
+    }
+
     /// The decision's record is durable at `seq`: apply what it changed.
     pub(crate) fn commit(&self, staged: Staged<'_>, seq: u64) {
-        if let Some((mut book, mut approval)) = staged.approval {
-            if approval.decision_seq.is_none() {
-                approval.decision_seq = Some(seq);
+        if let Some((mut book, approval)) = staged.approval {
+            for id in &staged.forgotten {
+                book.remove(id);
             }
-            book.insert(approval);
+            if let Some(mut approval) = approval {
+                if approval.decision_seq.is_none() {
+                    approval.decision_seq = Some(seq);
+                }
+                book.insert(approval);
+            }
         }
         self.commit_labels(staged.labels);
     }
@@ -1314,6 +1433,8 @@ impl Runtime {
             },
         )?;
         book.insert(next.clone());
+        // A denial settles an approval, which a full queue may now forget.
+        book.full_until_ms = 0;
         Ok(next)
     }
 }
@@ -1339,6 +1460,14 @@ impl ApprovalBook {
             self.by_hash.insert(a.action_hash.clone(), a.id.clone());
         }
         self.by_id.insert(a.id.clone(), a);
+    }
+
+    fn remove(&mut self, id: &str) {
+        if let Some(a) = self.by_id.remove(id)
+            && self.by_hash.get(&a.action_hash) == Some(&a.id)
+        {
+            self.by_hash.remove(&a.action_hash);
+        }
     }
 
     fn current(&self, action_hash: &str) -> Option<&Approval> {

@@ -619,3 +619,115 @@ fn an_approver_named_by_a_did_key_signs_and_one_without_a_key_is_recorded_unchec
     assert_eq!(details["signature"], "anything");
     assert_eq!(details["signed_by"], serde_json::Value::Null);
 }
+
+/// The test clock of `the_approval_queue_is_bounded_and_settled_approvals_are_forgotten`, in ms.
+static APPROVALS_NOW_MS: std::sync::atomic::AtomicU64 =
+    std::sync::atomic::AtomicU64::new(1_700_000_000_000);
+
+#[test]
+fn the_approval_queue_is_bounded_and_settled_approvals_are_forgotten() {
+    use std::sync::atomic::Ordering;
+    use std::time::{Duration, SystemTime, UNIX_EPOCH};
+    fn clock() -> SystemTime {
+        UNIX_EPOCH + Duration::from_millis(APPROVALS_NOW_MS.load(Ordering::SeqCst))
+    }
+    let advance = |ms: u64| APPROVALS_NOW_MS.fetch_add(ms, Ordering::SeqCst);
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let config = RuntimeConfig {
+        max_approvals: 3,
+        approval_retention: Duration::from_secs(3600),
+        ..RuntimeConfig::default()
+    };
+    let runtime = Arc::new(
+        Runtime::open(store.clone(), config)
+            .unwrap()
+            .with_clock(clock),
+    );
+    let gate = gate_with(POLICY, &runtime);
+    let stored = || -> Vec<String> {
+        let mut ids: Vec<String> = store
+            .states(warden_gate::runtime::APPROVAL_SPACE)
+            .unwrap()
+            .into_iter()
+            .map(|s| s.key)
+            .collect();
+        ids.sort();
+        ids
+    };
+    let sorted = |mut ids: Vec<String>| {
+        ids.sort();
+        ids
+    };
+    let ask = |session: &str| {
+        advance(10);
+        let d = gate.decide(&mail(session));
+        (d.verdict, d.reason.clone(), d.approval.map(|a| a.id))
+    };
+
+    // Three live approvals fill the queue: a fourth action is denied, and
+    // no approval is made for it.
+    let ids: Vec<String> = ["a", "b", "c"]
+        .iter()
+        .map(|s| ask(s).2.expect("an approval"))
+        .collect();
+    let (verdict, why, approval) = ask("d");
+    assert_eq!(
+        (verdict, why.as_str(), approval),
+        (Verdict::Deny, reason::APPROVAL_QUEUE_FULL, None)
+    );
+    assert_eq!(stored(), sorted(ids.clone()));
+    // Still pending ones keep answering as before.
+    assert_eq!(ask("a").2.as_deref(), Some(ids[0].as_str()));
+
+    // One settles (denied): the next new approval pushes it out, in memory
+    // and in the store.
+    runtime
+        .answer(
+            &ids[0],
+            Answer {
+                approve: false,
+                ..approve_as("human")
+            },
+        )
+        .unwrap();
+    let (verdict, _, d) = ask("d");
+    assert_eq!(verdict, Verdict::RequireApproval);
+    let d = d.unwrap();
+    assert!(runtime.approval(&ids[0]).is_none());
+    assert_eq!(
+        stored(),
+        sorted(vec![ids[1].clone(), ids[2].clone(), d.clone()])
+    );
+
+    // Past its retention, a settled approval is forgotten even when the
+    // queue has room: b is approved and used, then an hour and its
+    // expiry pass.
+    runtime.answer(&ids[1], approve_as("human")).unwrap();
+    assert_eq!(ask("b").0, Verdict::Allow);
+    runtime
+        .answer(
+            &ids[2],
+            Answer {
+                approve: false,
+                ..approve_as("human")
+            },
+        )
+        .unwrap();
+    advance(16 * 60 * 1000 + 3600 * 1000);
+    // d expired unanswered, b was used, c denied: all settled, all past
+    // their retention, so all three go when e is created.
+    let e = ask("e").2.unwrap();
+    assert_eq!(stored(), std::slice::from_ref(&e));
+    assert_eq!(
+        runtime
+            .approvals(None)
+            .into_iter()
+            .map(|a| a.id)
+            .collect::<Vec<_>>(),
+        [e]
+    );
+    // The forgetting is durable: a new runtime over the store agrees.
+    let again = Runtime::open(store.clone(), RuntimeConfig::default()).unwrap();
+    assert_eq!(again.approvals(None).len(), 1);
+}
