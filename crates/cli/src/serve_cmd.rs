@@ -31,6 +31,16 @@ pub struct Args {
         value_name = "SECONDS"
     )]
     approval_ttl: u64,
+    /// Most approvals held. Settled ones (used, denied, expired) make room,
+    /// oldest first; when all are pending or approved and unused, an action
+    /// that needs a new approval is denied (approval:queue_full).
+    #[arg(
+        long,
+        env = "WARDEN_MAX_APPROVALS",
+        default_value_t = warden_server::Config::default().max_approvals,
+        value_name = "N"
+    )]
+    max_approvals: usize,
     /// Under load, start an audit commit no sooner than this many
     /// milliseconds after the previous one, so that one sync covers more
     /// decisions. It applies only while the previous commit carried 8
@@ -75,6 +85,9 @@ fn serve(args: Args, format: LogFormat) -> Result<()> {
     if args.approval_ttl == 0 {
         bail!("--approval-ttl must be at least 1 second");
     }
+    if args.max_approvals == 0 {
+        bail!("--max-approvals must be at least 1");
+    }
     if args.max_body < 1024 {
         bail!("--max-body must be at least 1024 bytes");
     }
@@ -95,6 +108,7 @@ fn serve(args: Args, format: LogFormat) -> Result<()> {
         auth_file: args.auth,
         max_body_bytes: args.max_body,
         approval_ttl: Duration::from_secs(args.approval_ttl),
+        max_approvals: args.max_approvals,
         issuers,
         watch: !args.no_watch,
         store: StoreConfig {

@@ -13,12 +13,13 @@ use serde_json::{Value, json};
 
 /// Every variable `warden serve` reads, cleared so the tests' own
 /// environment cannot leak in.
-const SERVE_VARS: [&str; 10] = [
+const SERVE_VARS: [&str; 11] = [
     "WARDEN_LISTEN",
     "WARDEN_POLICY",
     "WARDEN_AUTH",
     "WARDEN_MAX_BODY",
     "WARDEN_APPROVAL_TTL",
+    "WARDEN_MAX_APPROVALS",
     "WARDEN_NO_WATCH",
     "WARDEN_LOG_FORMAT",
     "WARDEN_DATA_DIR",
@@ -366,6 +367,10 @@ fn serve_refuses_what_it_cannot_do_safely() {
             vec!["serve", "--commit-gather", "NaN", "--listen", "127.0.0.1:0"],
             "--commit-gather must be between 0 and 100",
         ),
+        (
+            vec!["serve", "--max-approvals", "0", "--listen", "127.0.0.1:0"],
+            "--max-approvals must be at least 1",
+        ),
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_warden"))
             .current_dir(cwd.path())
@@ -481,6 +486,7 @@ fn settings(cwd: &Path) -> Vec<(&'static str, &'static str, String)> {
         ("--auth", "WARDEN_AUTH", "auth.yaml".into()),
         ("--max-body", "WARDEN_MAX_BODY", "2048".into()),
         ("--approval-ttl", "WARDEN_APPROVAL_TTL", "7".into()),
+        ("--max-approvals", "WARDEN_MAX_APPROVALS", "1".into()),
         ("--log-format", "WARDEN_LOG_FORMAT", "json".into()),
         ("--data-dir", "WARDEN_DATA_DIR", "state".into()),
         ("--audit-key", "WARDEN_AUDIT_KEY", "keys/log.key".into()),
@@ -561,6 +567,14 @@ fn assert_settings_took_effect(cwd: &Path, mut served: Served) {
     assert_eq!(status, 200, "{a}");
     let ttl = a["expires_unix_ms"].as_u64().unwrap() - a["created_unix_ms"].as_u64().unwrap();
     assert_eq!(ttl, 7000, "{a}");
+    // most approvals: with one pending, another mail gets none.
+    let other = json!({"point": "pre_tool_call", "tool": "email.send", "args": {"to": "b@example.org", "body": "hi"}});
+    let (status, d) = decide(Some(AGENT_TOKEN), other.to_string().as_bytes()).unwrap();
+    assert_eq!(
+        (status, d["verdict"].as_str(), d["reason"].as_str()),
+        (200, Some("deny"), Some("approval:queue_full")),
+        "{d}"
+    );
 
     // log format: every line on stderr is one JSON object, from start to stop.
     let (status, logs) = served.stop(libc::SIGTERM);

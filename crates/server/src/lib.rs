@@ -60,6 +60,8 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// How long an approval waits for a human (15 minutes).
     pub approval_ttl: Duration,
+    /// Most approvals held (`RuntimeConfig::max_approvals`, 100,000).
+    pub max_approvals: usize,
     /// Issuers trusted for capability tokens besides the policy's own.
     pub issuers: Vec<Did>,
     /// Watch the policy's directory and reload on change.
@@ -78,6 +80,7 @@ impl Default for Config {
             auth_file: None,
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             approval_ttl: warden_gate::runtime::DEFAULT_APPROVAL_TTL,
+            max_approvals: RuntimeConfig::default().max_approvals,
             issuers: Vec::new(),
             watch: true,
             store: StoreConfig {
@@ -148,6 +151,7 @@ impl Server {
                 audit.clone(),
                 RuntimeConfig {
                     approval_ttl: config.approval_ttl,
+                    max_approvals: config.max_approvals,
                     ..RuntimeConfig::default()
                 },
             )
