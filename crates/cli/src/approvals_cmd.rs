@@ -122,9 +122,25 @@ async fn answer(api: &Api, args: AnswerArgs, approve: bool) -> Result<u8> {
         let pending = api
             .call(reqwest::Method::GET, &format!("/v1/approvals/{id}"), None)
             .await?;
-        let Some(hash) = pending.get("action_hash").and_then(Value::as_str) else {
+        let field = |k: &str| pending.get(k).and_then(Value::as_str);
+        if field("id") != Some(id) || field("state") != Some("pending") {
+            bail!(
+                "not signing: the server answered for approval '{id}' with id {:?} and state {:?}, not a pending approval of that id",
+                field("id"),
+                field("state")
+            );
+        }
+        let Some(hash) = field("action_hash") else {
             bail!("the server's approval '{id}' has no action_hash: {pending}");
         };
+        // Say what the signature is for before making it.
+        eprintln!(
+            "signing as {}: {verb} {id}: tool {}, agent {}, arguments {}, action {hash}",
+            key.did(),
+            warden_policy::printable(field("tool").unwrap_or("-")),
+            warden_policy::printable(field("agent").unwrap_or("-")),
+            warden_policy::printable(field("arguments").unwrap_or("(recorded by hash only)")),
+        );
         body["signature"] = json!(approval::sign_answer(&key, id, approve, hash));
     }
     let v = api

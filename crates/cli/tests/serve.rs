@@ -816,6 +816,17 @@ fn warden_approvals_signs_the_answer_with_the_approvers_key() {
         String::from_utf8_lossy(&signed.stderr)
     );
     assert!(stdout.contains(&format!("signed by {did}")), "{stdout}");
+    let said = String::from_utf8_lossy(&signed.stderr);
+    assert!(
+        said.contains(&format!("signing as {did}: approve {id}: tool email.send,"))
+            && said.contains("a@example.org"),
+        "the approver is shown what they sign: {said}"
+    );
+    // An approval that is no longer pending is not signed for.
+    let again = approve(&["--key", "dba.key"]);
+    let said = String::from_utf8_lossy(&again.stderr);
+    assert!(!again.status.success(), "{said}");
+    assert!(said.contains("not signing"), "{said}");
     assert_eq!(decide()["verdict"], "allow");
 
     // The log names the token behind each decision, and the key behind the answer.

@@ -361,6 +361,8 @@ impl Gate {
 
     /// Whether `decision` lowers a proven agent's trust once recorded: a
     /// rule denied the action of an agent the identity check established.
+    /// A full approval queue is not the agent's doing (another may have
+    /// filled it), so that denial costs nothing.
     fn penalises(&self, decision: &Decision) -> bool {
         self.identity.is_some()
             && self.policy.is_some()
@@ -368,6 +370,7 @@ impl Gate {
             && decision.identity.is_some()
             && decision.verdict == Verdict::Deny
             && decision.rule.is_some()
+            && decision.reason != reason::APPROVAL_QUEUE_FULL
     }
 
     /// [`Gate::decide`] for callers on a tokio runtime: the decision is

@@ -1012,7 +1012,10 @@ impl Runtime {
                         human(self.config.approval_ttl)
                     );
                     decision.approvers.clear();
-                    staged.approval = Some((book, None));
+                    // Hold the book to the commit only if it forgets some.
+                    if !staged.forgotten.is_empty() {
+                        staged.approval = Some((book, None));
+                    }
                     return self.stage_rest(staged, policy, action, decision, add_labels);
                 }
             }
@@ -1223,7 +1226,7 @@ impl Runtime {
             return Vec::new();
         }
         let retention = millis(self.config.approval_retention);
-        let mut settled: Vec<(bool, u64, &String)> = book
+        let mut settled: Vec<(bool, bool, u64, &String)> = book
             .by_id
             .values()
             .filter(|a| {
@@ -1234,22 +1237,24 @@ impl Runtime {
             })
             .map(|a| {
                 let past = now >= a.expires_unix_ms.saturating_add(retention);
-                (!past, a.created_unix_ms, &a.id)
+                (!past, !a.closed, a.created_unix_ms, &a.id)
             })
-            .filter(|(kept, _, _)| full || !kept)
+            .filter(|(kept, _, _, _)| full || !kept)
             .collect();
-        // Past their retention first, then the oldest.
+        // Past their retention first, then those the agent was already
+        // told about (closed: used, or its denial or expiry answered),
+        // then the oldest.
         settled.sort_unstable();
         let room = book
             .by_id
             .len()
             .saturating_sub(self.config.max_approvals.saturating_sub(1));
-        let past = settled.iter().take_while(|(kept, _, _)| !kept).count();
+        let past = settled.iter().take_while(|(kept, _, _, _)| !kept).count();
         let take = past.max(room).min(APPROVAL_SWEEP_BATCH);
         let forgotten: Vec<String> = settled
             .into_iter()
             .take(take)
-            .map(|(_, _, id)| id.clone())
+            .map(|(_, _, _, id)| id.clone())
             .collect();
         if now >= book.next_sweep_ms {
             book.next_sweep_ms = now.saturating_add(APPROVAL_SWEEP_EVERY_MS);

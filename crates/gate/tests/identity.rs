@@ -1095,6 +1095,42 @@ fn a_rule_denial_costs_trust_and_can_demote_at_once() {
     assert_eq!(stored_agent(&w.store, did).trust_score(), before);
 }
 
+/// A full approval queue denies, but the agent is not to blame (another
+/// may have filled it): the denial costs no trust.
+#[test]
+fn a_full_approval_queue_costs_no_trust() {
+    let w = World::new();
+    let key = IdentityKey::generate(&mut rng());
+    w.put_agent(&key, Status::Active, 610, Ring::R2, false);
+    let runtime = Arc::new(
+        warden_gate::Runtime::open(
+            w.store.clone(),
+            warden_gate::RuntimeConfig {
+                max_approvals: 1,
+                ..warden_gate::RuntimeConfig::default()
+            },
+        )
+        .unwrap(),
+    );
+    let gate = w
+        .gate("identity: required\nrules:\n  - id: ask\n    match: {tool: db.write}\n    verdict: require_approval\n")
+        .with_audit(w.store.clone())
+        .with_runtime(runtime);
+    let t = token(&w.org, &key, &["db.*"]);
+    let write = |n: u64| call("db.write", Some(&t), json!({"n": n}));
+    let first = gate.decide(&write(1));
+    assert_eq!(first.verdict, Verdict::RequireApproval, "{first:?}");
+    let full = gate.decide(&write(2));
+    assert_eq!(
+        (full.verdict, full.reason.as_str()),
+        (Verdict::Deny, reason::APPROVAL_QUEUE_FULL),
+        "{full:?}"
+    );
+    let did = key.did().as_str();
+    assert_eq!(stored_agent(&w.store, did).trust_score(), 610);
+    assert!(trust_events(&w.store, did).is_empty());
+}
+
 #[test]
 fn decay_below_a_threshold_demotes_at_the_next_decision_and_is_recorded() {
     let w = World::new();

@@ -6,7 +6,8 @@
 //! fields (u32 big-endian length, then the UTF-8 bytes): the approval id,
 //! the answer (`approve` or `deny`), and the action hash the approval is
 //! bound to. The signature is 64 bytes of Ed25519 over them, written in
-//! base64url without padding (86 characters).
+//! base64url without padding (86 characters). An approver's comment is
+//! recorded beside the signature but is not covered by it.
 //!
 //! ```
 //! use warden_identity::IdentityKey;

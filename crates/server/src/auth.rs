@@ -37,7 +37,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use warden_identity::Did;
+use warden_identity::{DID_KEY_PREFIX, Did};
 
 use crate::{ApiError, AppState};
 
@@ -145,6 +145,10 @@ impl Auth {
             );
         }
         let mut tokens = HashMap::new();
+        // The key of each name that may answer approvals: every such token
+        // of a name must carry the same one, or a keyless twin could answer
+        // for a keyed approver without signing.
+        let mut approver_keys: HashMap<String, Option<Did>> = HashMap::new();
         for (i, e) in file.tokens.into_iter().enumerate() {
             let at = format!("tokens[{i}] ({})", e.name);
             if e.name.trim().is_empty() || e.name.chars().any(char::is_control) {
@@ -191,6 +195,32 @@ impl Auth {
                         .map_err(|err| anyhow::anyhow!("{at}: 'key' is not a did:key: {err}"))?,
                 ),
             };
+            // A name that is a did:key is that key.
+            let key = if e.name.starts_with(DID_KEY_PREFIX) {
+                let named = Did::parse(&e.name).map_err(|err| {
+                    anyhow::anyhow!("{at}: the name starts with did:key: but is not one: {err}")
+                })?;
+                if key.as_ref().is_some_and(|k| *k != named) {
+                    bail!("{at}: 'key' must be the did:key the name is, or be left out");
+                }
+                Some(named)
+            } else {
+                key
+            };
+            if e.role.grants(Role::Approver) {
+                match approver_keys.get(&e.name) {
+                    Some(seen) if *seen != key => bail!(
+                        "{at}: another token of '{}' has {}; every approver token of a name must carry the same key",
+                        e.name,
+                        seen.as_ref()
+                            .map_or("no key".to_string(), |k| format!("key {k}"))
+                    ),
+                    Some(_) => {}
+                    None => {
+                        approver_keys.insert(e.name.clone(), key.clone());
+                    }
+                }
+            }
             let principal = Principal {
                 name: e.name,
                 role: Some(e.role),
@@ -349,6 +379,18 @@ mod tests {
             (
                 "tokens:\n  - {name: a, role: approver, token: 0123456789abcdef, key: did:key:z6Mk}",
                 "tokens[0] (a): 'key' is not a did:key",
+            ),
+            (
+                "tokens:\n  - {name: a, role: approver, token: 0123456789abcdef, key: did:key:z6MkhaXgBZDvotDkL5257faiztiGiC2QtKLGpbnnEGta2doK}\n  - {name: a, role: admin, token: 0123456789abcdeg}",
+                "tokens[1] (a): another token of 'a' has key did:key:z6MkhaXgBZDvotDkL5257faiztiGiC2QtKLGpbnnEGta2doK",
+            ),
+            (
+                "tokens:\n  - {name: 'did:key:z6Mk', role: approver, token: 0123456789abcdef}",
+                "the name starts with did:key: but is not one",
+            ),
+            (
+                "tokens:\n  - {name: 'did:key:z6MkhaXgBZDvotDkL5257faiztiGiC2QtKLGpbnnEGta2doK', role: approver, token: 0123456789abcdef, key: 'did:key:z6MkiTBz1ymuepAQ4HEHYSF1H8quG5GLVVQR3djdX3mDooWp'}",
+                "'key' must be the did:key the name is",
             ),
         ] {
             let err = format!("{:#}", Auth::parse(text).unwrap_err());
