@@ -361,8 +361,9 @@ impl Gate {
 
     /// Whether `decision` lowers a proven agent's trust once recorded: a
     /// rule denied the action of an agent the identity check established.
-    /// A full approval queue is not the agent's doing (another may have
-    /// filled it), so that denial costs nothing.
+    /// A full approval queue (another agent may have filled it) and an
+    /// approval nobody answered in time are not the agent's doing, so those
+    /// denials cost nothing.
     fn penalises(&self, decision: &Decision) -> bool {
         self.identity.is_some()
             && self.policy.is_some()
@@ -370,7 +371,10 @@ impl Gate {
             && decision.identity.is_some()
             && decision.verdict == Verdict::Deny
             && decision.rule.is_some()
-            && decision.reason != reason::APPROVAL_QUEUE_FULL
+            && !matches!(
+                decision.reason.as_str(),
+                reason::APPROVAL_QUEUE_FULL | reason::APPROVAL_EXPIRED
+            )
     }
 
     /// [`Gate::decide`] for callers on a tokio runtime: the decision is

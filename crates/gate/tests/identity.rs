@@ -1095,10 +1095,18 @@ fn a_rule_denial_costs_trust_and_can_demote_at_once() {
     assert_eq!(stored_agent(&w.store, did).trust_score(), before);
 }
 
-/// A full approval queue denies, but the agent is not to blame (another
-/// may have filled it): the denial costs no trust.
+/// The runtime clock of `a_full_approval_queue_or_an_unanswered_approval_costs_no_trust`, in ms.
+static APPROVAL_CLOCK_MS: AtomicU64 = AtomicU64::new(0);
+
+/// A full approval queue denies, and so does an approval nobody answered
+/// in time, but the agent is not to blame (another may have filled the
+/// queue): those denials cost no trust.
 #[test]
-fn a_full_approval_queue_costs_no_trust() {
+fn a_full_approval_queue_or_an_unanswered_approval_costs_no_trust() {
+    fn clock() -> SystemTime {
+        SystemTime::UNIX_EPOCH + Duration::from_millis(APPROVAL_CLOCK_MS.load(Ordering::SeqCst))
+    }
+    APPROVAL_CLOCK_MS.store(unix_now() * 1000, Ordering::SeqCst);
     let w = World::new();
     let key = IdentityKey::generate(&mut rng());
     w.put_agent(&key, Status::Active, 610, Ring::R2, false);
@@ -1110,7 +1118,8 @@ fn a_full_approval_queue_costs_no_trust() {
                 ..warden_gate::RuntimeConfig::default()
             },
         )
-        .unwrap(),
+        .unwrap()
+        .with_clock(clock),
     );
     let gate = w
         .gate("identity: required\nrules:\n  - id: ask\n    match: {tool: db.write}\n    verdict: require_approval\n")
@@ -1125,6 +1134,14 @@ fn a_full_approval_queue_costs_no_trust() {
         (full.verdict, full.reason.as_str()),
         (Verdict::Deny, reason::APPROVAL_QUEUE_FULL),
         "{full:?}"
+    );
+    // Nobody answers the first: past its time-to-live it is denied.
+    APPROVAL_CLOCK_MS.fetch_add(16 * 60 * 1000, Ordering::SeqCst);
+    let expired = gate.decide(&write(1));
+    assert_eq!(
+        (expired.verdict, expired.reason.as_str()),
+        (Verdict::Deny, reason::APPROVAL_EXPIRED),
+        "{expired:?}"
     );
     let did = key.did().as_str();
     assert_eq!(stored_agent(&w.store, did).trust_score(), 610);
