@@ -19,7 +19,7 @@ use clap::Args;
 use warden_mcp::proxy::Governor;
 use warden_mcp::proxy::http::{self, HttpProxy, HttpUpstream};
 use warden_mcp::proxy::mux::{MuxProxy, Transport, Upstream, check_name};
-use warden_server::auth::{Auth, Role};
+use warden_server::auth::{Auth, Principal, Role};
 use warden_server::{ApiError, AppState};
 use warden_store::Store;
 
@@ -156,10 +156,14 @@ pub fn proxy(args: ProxyArgs) -> Result<u8> {
         Endpoint::Many(p) => p.router(),
     };
     if auth.enabled() {
-        mcp = mcp.route_layer(from_fn_with_state(
-            (state.clone(), Role::Agent),
-            warden_server::auth::require,
-        ));
+        // The outer layer runs first: the token is checked, then its name
+        // is handed to the endpoint.
+        mcp = mcp
+            .route_layer(from_fn(name_the_caller))
+            .route_layer(from_fn_with_state(
+                (state.clone(), Role::Agent),
+                warden_server::auth::require,
+            ));
     }
     let mut app: Router = mcp
         .merge(warden_server::api::router(state.clone()))
@@ -328,6 +332,21 @@ fn declared(path: &std::path::Path) -> Result<Vec<Declared>> {
 
 /// The proxy's gate is built once: a reload through the API would change
 /// the decision server's gate and not the proxy's, so it is refused.
+/// Hands the authenticated token's name to the MCP endpoint
+/// ([`http::Caller`]): a session belongs to the token that opened it, and
+/// its decisions' audit records name it.
+async fn name_the_caller(mut request: Request, next: Next) -> Response {
+    let name = request
+        .extensions()
+        .get::<Principal>()
+        .filter(|p| p.authenticated())
+        .map(|p| p.name.clone());
+    if let Some(name) = name {
+        request.extensions_mut().insert(http::Caller(name));
+    }
+    next.run(request).await
+}
+
 async fn no_policy_reload(request: Request, next: Next) -> Response {
     if request.uri().path() == "/v1/policy/reload" {
         return ApiError::new(

@@ -576,6 +576,7 @@ fn the_conformance_suite_passes_the_same_scenarios_through_the_proxy() {
 const AGENT_TOKEN: &str = "agent-token-0123456789abcdef";
 const ONCALL_TOKEN: &str = "oncall-token-0123456789abcdef";
 const INTERN_TOKEN: &str = "intern-token-0123456789abcdef";
+const OTHER_AGENT_TOKEN: &str = "other-token-0123456789abcdef";
 
 fn approvals(proxy: &Proxy, args: &[&str], token: &str) -> std::process::Output {
     Command::new(warden())
@@ -622,6 +623,45 @@ fn a_call_that_needs_approval_goes_through_once_after_warden_approvals_approve()
         9999,
     );
     assert_eq!(status, 403, "an approver's token: {body}");
+
+    // A session belongs to the agent token that opened it: to another
+    // token its id names no session.
+    let own = format!("Bearer {AGENT_TOKEN}");
+    let other = format!("Bearer {OTHER_AGENT_TOKEN}");
+    let (status, headers, body) = http(
+        proxy.addr,
+        "POST",
+        &[JSON, ACCEPT, ("authorization", own.as_str())],
+        init,
+        9999,
+    );
+    assert_eq!(status, 200, "{body}");
+    let sid = headers
+        .iter()
+        .find(|(n, _)| n == "mcp-session-id")
+        .map(|(_, v)| v.clone())
+        .unwrap_or_else(|| panic!("no session id: {headers:?}"));
+    let ping = br#"{"jsonrpc":"2.0","id":2,"method":"ping"}"#;
+    for (auth, method, body, want) in [
+        (other.as_str(), "POST", &ping[..], 404),
+        (other.as_str(), "DELETE", &b""[..], 404),
+        (own.as_str(), "POST", &ping[..], 200),
+        (own.as_str(), "DELETE", &b""[..], 200),
+    ] {
+        let (status, _, text) = http(
+            proxy.addr,
+            method,
+            &[
+                JSON,
+                ACCEPT,
+                ("authorization", auth),
+                ("mcp-session-id", sid.as_str()),
+            ],
+            body,
+            9999,
+        );
+        assert_eq!(status, want, "{method} by {auth}: {text}");
+    }
 
     let sum =
         |a: i64, b: i64| json!({"op": "call", "name": "get-sum", "arguments": {"a": a, "b": b}});
@@ -715,6 +755,24 @@ fn a_call_that_needs_approval_goes_through_once_after_warden_approvals_approve()
 
     proxy.stop();
     audit_verifies(data.path());
+    // Every decision the agent's session asked for names its token.
+    let out = Command::new(warden())
+        .args(["audit", "export", "--data-dir"])
+        .arg(data.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let callers: std::collections::BTreeSet<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .filter(|e| e["kind"] == "decision")
+        .map(|e| e["caller"].as_str().unwrap_or("-").to_string())
+        .collect();
+    assert_eq!(
+        callers.into_iter().collect::<Vec<_>>(),
+        ["agent-bot"],
+        "every decision names the token"
+    );
 }
 
 /// One HTTP/1.1 exchange over a fresh connection: status, headers
@@ -1419,4 +1477,68 @@ fn one_stdio_server_in_a_config_is_served_over_http_with_its_own_names() {
     assert_eq!(r[1]["text"], "one server", "{}", r[1]);
     proxy.stop();
     audit_verifies(data.path());
+}
+
+/// Several upstreams behind one endpoint: a session there also belongs to
+/// the agent token that opened it.
+#[test]
+fn a_session_of_several_upstreams_belongs_to_the_token_that_opened_it() {
+    let everything = Everything::start();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("mcp.json");
+    std::fs::write(
+        &config,
+        json!({"mcpServers": {"a": {"url": everything.url}, "b": {"url": everything.url}}})
+            .to_string(),
+    )
+    .unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let mut cmd = Command::new(warden());
+    cmd.args(["mcp", "proxy", "--listen", "127.0.0.1:0", "--config"])
+        .arg(&config);
+    let mut proxy = Proxy::spawn(
+        cmd,
+        &fixtures().join("policy.yaml"),
+        data.path(),
+        Some(&fixtures().join("auth.yaml")),
+    );
+    let own = format!("Bearer {AGENT_TOKEN}");
+    let other = format!("Bearer {OTHER_AGENT_TOKEN}");
+    let init = br#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}"#;
+    let (status, headers, body) = http(
+        proxy.addr,
+        "POST",
+        &[JSON, ACCEPT, ("authorization", own.as_str())],
+        init,
+        9999,
+    );
+    assert_eq!(status, 200, "{body}\n{}", proxy.log());
+    let sid = headers
+        .iter()
+        .find(|(n, _)| n == "mcp-session-id")
+        .map(|(_, v)| v.clone())
+        .unwrap_or_else(|| panic!("no session id: {headers:?}"));
+    let ping = br#"{"jsonrpc":"2.0","id":2,"method":"ping"}"#;
+    for (auth, method, body, want) in [
+        (other.as_str(), "POST", &ping[..], 404),
+        (other.as_str(), "GET", &b""[..], 404),
+        (other.as_str(), "DELETE", &b""[..], 404),
+        (own.as_str(), "POST", &ping[..], 200),
+        (own.as_str(), "DELETE", &b""[..], 200),
+    ] {
+        let (status, _, text) = http(
+            proxy.addr,
+            method,
+            &[
+                JSON,
+                ACCEPT,
+                ("authorization", auth),
+                ("mcp-session-id", sid.as_str()),
+            ],
+            body,
+            9999,
+        );
+        assert_eq!(status, want, "{method} by {auth}: {text}");
+    }
+    proxy.stop();
 }

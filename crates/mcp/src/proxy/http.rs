@@ -47,7 +47,7 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::{Extension, Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -139,9 +139,24 @@ impl HttpUpstream {
     }
 }
 
+/// The authenticated caller of a request to `/mcp`: the name of its bearer
+/// token. The front end that authenticates puts it in the request's
+/// extensions. A session belongs to the caller that opened it: another
+/// caller naming its id is told there is no such session, and the audit
+/// record of each of its decisions names that caller.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Caller(pub String);
+
+/// The caller in a request's extensions, if the front end put one there.
+pub(super) fn caller_of(extensions: &axum::http::Extensions) -> Option<String> {
+    extensions.get::<Caller>().map(|c| c.0.clone())
+}
+
 /// One MCP session of a client: its [`Session`] and the upstream's id for it.
 struct Client {
     session: Arc<Session>,
+    /// The caller that opened it ([`Caller`]).
+    owner: Option<String>,
     /// The upstream's `Mcp-Session-Id`; `None` for stateless traffic.
     upstream_id: Option<String>,
     last_used: Mutex<Instant>,
@@ -284,23 +299,31 @@ impl HttpProxy {
         }
     }
 
-    fn stateless(&self) -> Arc<Client> {
+    fn stateless(&self, caller: Option<String>) -> Arc<Client> {
         Arc::new(Client {
-            session: Arc::new(Session::new(
-                self.governor.clone(),
-                format!("mcp-http:{}", self.governor.server()),
-            )),
+            session: Arc::new(
+                Session::new(
+                    self.governor.clone(),
+                    format!("mcp-http:{}", self.governor.server()),
+                )
+                .with_caller(caller.clone()),
+            ),
+            owner: caller,
             upstream_id: None,
             last_used: Mutex::new(Instant::now()),
         })
     }
 
-    fn fresh(&self) -> Arc<Client> {
+    fn fresh(&self, caller: Option<String>) -> Arc<Client> {
         Arc::new(Client {
-            session: Arc::new(Session::new(
-                self.governor.clone(),
-                format!("mcp-http-{}", &random_hex()[..16]),
-            )),
+            session: Arc::new(
+                Session::new(
+                    self.governor.clone(),
+                    format!("mcp-http-{}", &random_hex()[..16]),
+                )
+                .with_caller(caller.clone()),
+            ),
+            owner: caller,
             upstream_id: None,
             last_used: Mutex::new(Instant::now()),
         })
@@ -343,7 +366,11 @@ pub(super) fn passed_on(name: &HeaderName) -> bool {
 
 /// The client's session, if it named one: `Err` is the response for a
 /// session warden does not know or a header it cannot read.
-fn named_session(p: &HttpProxy, headers: &HeaderMap) -> Result<Option<Arc<Client>>, Box<Response>> {
+fn named_session(
+    p: &HttpProxy,
+    headers: &HeaderMap,
+    caller: Option<&String>,
+) -> Result<Option<Arc<Client>>, Box<Response>> {
     let Some(v) = headers.get(SESSION_HEADER) else {
         return Ok(None);
     };
@@ -354,7 +381,8 @@ fn named_session(p: &HttpProxy, headers: &HeaderMap) -> Result<Option<Arc<Client
             "Bad Request: the Mcp-Session-Id header is not visible ASCII",
         )));
     };
-    match p.session(id) {
+    // Another caller's session reads as no session at all.
+    match p.session(id).filter(|c| c.owner.as_ref() == caller) {
         Some(c) => Ok(Some(c)),
         None => Err(Box::new(rpc_error_response(
             StatusCode::NOT_FOUND,
@@ -371,7 +399,8 @@ async fn handle_post(State(p): State<Arc<HttpProxy>>, request: Request) -> Respo
         Ok(posted) => posted,
         Err(r) => return *r,
     };
-    let named = match named_session(&p, &headers) {
+    let caller = caller_of(&parts.extensions);
+    let named = match named_session(&p, &headers, caller.as_ref()) {
         Ok(n) => n,
         Err(r) => return *r,
     };
@@ -384,8 +413,8 @@ async fn handle_post(State(p): State<Arc<HttpProxy>>, request: Request) -> Respo
     );
     let (client, fresh) = match named {
         Some(c) => (c, false),
-        None if initialize => (p.fresh(), true),
-        None => (p.stateless(), false),
+        None if initialize => (p.fresh(caller), true),
+        None => (p.stateless(caller), false),
     };
     let routed = client.session.from_client(msg).await;
     let answers = routed.answer.map(into_list).unwrap_or_default();
@@ -447,6 +476,7 @@ async fn handle_post(State(p): State<Arc<HttpProxy>>, request: Request) -> Respo
     {
         let kept = Arc::new(Client {
             session: client.session.clone(),
+            owner: client.owner.clone(),
             upstream_id: Some(uid.to_string()),
             last_used: Mutex::new(Instant::now()),
         });
@@ -492,10 +522,15 @@ async fn handle_post(State(p): State<Arc<HttpProxy>>, request: Request) -> Respo
     out
 }
 
-async fn handle_get(State(p): State<Arc<HttpProxy>>, headers: HeaderMap) -> Response {
-    let client = match named_session(&p, &headers) {
+async fn handle_get(
+    State(p): State<Arc<HttpProxy>>,
+    caller: Option<Extension<Caller>>,
+    headers: HeaderMap,
+) -> Response {
+    let caller = caller.map(|Extension(c)| c.0);
+    let client = match named_session(&p, &headers, caller.as_ref()) {
         Ok(Some(c)) => c,
-        Ok(None) => p.stateless(),
+        Ok(None) => p.stateless(caller),
         Err(r) => return *r,
     };
     let sent = p
@@ -525,8 +560,13 @@ async fn handle_get(State(p): State<Arc<HttpProxy>>, headers: HeaderMap) -> Resp
     }
 }
 
-async fn handle_delete(State(p): State<Arc<HttpProxy>>, headers: HeaderMap) -> Response {
-    let client = match named_session(&p, &headers) {
+async fn handle_delete(
+    State(p): State<Arc<HttpProxy>>,
+    caller: Option<Extension<Caller>>,
+    headers: HeaderMap,
+) -> Response {
+    let caller = caller.map(|Extension(c)| c.0);
+    let client = match named_session(&p, &headers, caller.as_ref()) {
         Ok(Some(c)) => c,
         Ok(None) => {
             return rpc_error_response(

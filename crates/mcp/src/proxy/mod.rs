@@ -141,15 +141,15 @@ impl Governor {
         Ok(decision)
     }
 
-    fn action(&self, session: &str, point: Point, tool: &str, args: Value) -> Action {
+    fn action(&self, session: &Session, point: Point, tool: &str, args: Value) -> Action {
         Action {
             agent: self.agent.clone(),
-            session: Some(session.to_string()),
+            session: Some(session.id.clone()),
             point,
             tool: Some(tool.to_string()),
             args: Some(args),
             context: Map::new(),
-            caller: None,
+            caller: session.caller.clone(),
         }
     }
 
@@ -341,6 +341,9 @@ pub struct Session {
     /// How long a forwarded call may wait for its answer (see
     /// [`Session::with_call_timeout`]).
     call_timeout: Option<std::time::Duration>,
+    /// Who opened the session over an authenticated endpoint (the bearer
+    /// token's name); its decisions' audit records name it.
+    caller: Option<String>,
 }
 
 impl std::fmt::Debug for Session {
@@ -393,7 +396,15 @@ impl Session {
             pending: Mutex::new(HashMap::new()),
             given_up: Mutex::default(),
             call_timeout: None,
+            caller: None,
         }
+    }
+
+    /// The session of `caller` (an authenticated token's name), which the
+    /// audit record of each of its decisions names.
+    pub fn with_caller(mut self, caller: Option<String>) -> Session {
+        self.caller = caller;
+        self
     }
 
     /// Give up on a forwarded `tools/call` that has not been answered after
@@ -656,7 +667,7 @@ impl Session {
                 return Routed::answer(jsonrpc::result(id, jsonrpc::tool_error(text)));
             }
         }
-        let action = g.action(&self.id, Point::PreToolCall, &tool, args);
+        let action = g.action(self, Point::PreToolCall, &tool, args);
         let decision = match g.decide(action).await {
             Ok(d) => d,
             Err(e) => {
@@ -779,7 +790,7 @@ impl Session {
         let hash: [u8; 32] =
             Sha256::digest(warden_gate::canonical::to_string(&result).as_bytes()).into();
         let g = &self.governor;
-        let action = g.action(&self.id, Point::PostToolCall, &call.tool, result);
+        let action = g.action(self, Point::PostToolCall, &call.tool, result);
         // The outcome is a report about the call, not a verdict: it is held
         // by the store and committed in the decision's transaction, so it
         // costs no sync of its own, and nothing waits for it but a task

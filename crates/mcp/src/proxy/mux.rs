@@ -35,7 +35,7 @@ use std::time::Instant;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::{Extension, Request, State};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -45,9 +45,9 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::{mpsc, oneshot};
 
 use super::http::{
-    Events, HttpUpstream, MAX_SESSIONS, SESSION_HEADER, SESSION_IDLE, SESSION_NOT_FOUND,
-    STREAM_BUFFER, SseItem, SseParser, error_chain, event_bytes, json_bytes, posted_message,
-    random_hex, read_upstream, rpc_error_response,
+    Caller, Events, HttpUpstream, MAX_SESSIONS, SESSION_HEADER, SESSION_IDLE, SESSION_NOT_FOUND,
+    STREAM_BUFFER, SseItem, SseParser, caller_of, error_chain, event_bytes, json_bytes,
+    posted_message, random_hex, read_upstream, rpc_error_response,
 };
 use super::jsonrpc::{self, Kind};
 use super::{Governor, Orphans, Session, lock, stdio};
@@ -125,6 +125,8 @@ impl std::fmt::Debug for MuxProxy {
 /// One client session: a leg per upstream.
 struct MuxSession {
     legs: Vec<Leg>,
+    /// The caller that opened it ([`Caller`]).
+    owner: Option<String>,
     /// The client's `GET /mcp` stream, when open.
     events: Mutex<Option<mpsc::Sender<Bytes>>>,
     /// Which upstream listed a resource URI.
@@ -207,12 +209,14 @@ impl MuxProxy {
         self.upstreams.len() > 1
     }
 
-    fn open(&self, session_name: &str) -> Arc<MuxSession> {
+    fn open(&self, session_name: &str, caller: Option<String>) -> Arc<MuxSession> {
         let mut legs = Vec::with_capacity(self.upstreams.len());
         let events: Mutex<Option<mpsc::Sender<Bytes>>> = Mutex::new(None);
         Arc::new_cyclic(|weak: &std::sync::Weak<MuxSession>| {
             for u in &self.upstreams {
-                let session = Arc::new(Session::new(u.governor.clone(), session_name));
+                let session = Arc::new(
+                    Session::new(u.governor.clone(), session_name).with_caller(caller.clone()),
+                );
                 let link = match &u.transport {
                     Transport::Http(h) => Link::Http {
                         upstream: h.clone(),
@@ -230,6 +234,7 @@ impl MuxProxy {
             }
             MuxSession {
                 legs,
+                owner: caller,
                 events,
                 uris: Mutex::new(HashMap::new()),
                 last_used: Mutex::new(Instant::now()),
@@ -611,12 +616,18 @@ async fn end(mux: &MuxSession) {
 fn find(
     p: &MuxProxy,
     headers: &HeaderMap,
+    caller: Option<&String>,
 ) -> Result<Option<(String, Arc<MuxSession>)>, Box<Response>> {
     let Some(v) = headers.get(SESSION_HEADER) else {
         return Ok(None);
     };
     let id = v.to_str().unwrap_or_default().to_string();
-    match lock(&p.sessions).get(&id).cloned() {
+    // Another caller's session reads as no session at all.
+    let found = lock(&p.sessions)
+        .get(&id)
+        .filter(|s| s.owner.as_ref() == caller)
+        .cloned();
+    match found {
         Some(s) => {
             *lock(&s.last_used) = Instant::now();
             Ok(Some((id, s)))
@@ -643,7 +654,8 @@ async fn handle_post(State(p): State<Arc<MuxProxy>>, request: Request) -> Respon
             "Invalid Request: batches are not taken by a proxy of several MCP servers; send one message per request",
         );
     }
-    let found = match find(&p, &headers) {
+    let caller = caller_of(&parts.extensions);
+    let found = match find(&p, &headers, caller.as_ref()) {
         Ok(f) => f,
         Err(r) => return *r,
     };
@@ -656,7 +668,7 @@ async fn handle_post(State(p): State<Arc<MuxProxy>>, request: Request) -> Respon
                 ..
             }
         ) {
-            return initialize(&p, msg, &headers).await;
+            return initialize(&p, msg, &headers, caller).await;
         }
         return rpc_error_response(
             StatusCode::BAD_REQUEST,
@@ -683,10 +695,15 @@ async fn handle_post(State(p): State<Arc<MuxProxy>>, request: Request) -> Respon
     }
 }
 
-async fn initialize(p: &Arc<MuxProxy>, msg: Value, headers: &HeaderMap) -> Response {
+async fn initialize(
+    p: &Arc<MuxProxy>,
+    msg: Value,
+    headers: &HeaderMap,
+    caller: Option<String>,
+) -> Response {
     let id = msg.get("id").cloned().unwrap_or(Value::Null);
     let name = format!("mcp-http-{}", &random_hex()[..16]);
-    let mux = p.open(&name);
+    let mux = p.open(&name, caller);
     let mut results = Vec::new();
     for leg in &mux.legs {
         match leg.request(&mux, msg.clone(), headers).await {
@@ -980,8 +997,13 @@ fn answer(r: Result<Value, String>, id: &Value) -> Value {
     }
 }
 
-async fn handle_get(State(p): State<Arc<MuxProxy>>, headers: HeaderMap) -> Response {
-    let mux = match find(&p, &headers) {
+async fn handle_get(
+    State(p): State<Arc<MuxProxy>>,
+    caller: Option<Extension<Caller>>,
+    headers: HeaderMap,
+) -> Response {
+    let caller = caller.map(|Extension(c)| c.0);
+    let mux = match find(&p, &headers, caller.as_ref()) {
         Ok(Some((_, m))) => m,
         Ok(None) => {
             return rpc_error_response(
@@ -1017,8 +1039,13 @@ async fn handle_get(State(p): State<Arc<MuxProxy>>, headers: HeaderMap) -> Respo
     out
 }
 
-async fn handle_delete(State(p): State<Arc<MuxProxy>>, headers: HeaderMap) -> Response {
-    match find(&p, &headers) {
+async fn handle_delete(
+    State(p): State<Arc<MuxProxy>>,
+    caller: Option<Extension<Caller>>,
+    headers: HeaderMap,
+) -> Response {
+    let caller = caller.map(|Extension(c)| c.0);
+    match find(&p, &headers, caller.as_ref()) {
         Ok(Some((sid, mux))) => {
             lock(&p.sessions).remove(&sid);
             end(&mux).await;
