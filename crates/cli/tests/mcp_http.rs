@@ -611,57 +611,19 @@ fn a_call_that_needs_approval_goes_through_once_after_warden_approvals_approve()
         Some(&auth),
     );
     // With --auth, /mcp takes agent tokens only.
-    let init = br#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}"#;
-    let (status, _, body) = http(proxy.addr, "POST", &[JSON, ACCEPT], init, 9999);
+    let (status, _, body) = http(proxy.addr, "POST", &[JSON, ACCEPT], INIT, 9999);
     assert_eq!(status, 401, "no token: {body}");
     let approver = format!("Bearer {ONCALL_TOKEN}");
     let (status, _, body) = http(
         proxy.addr,
         "POST",
         &[JSON, ACCEPT, ("authorization", approver.as_str())],
-        init,
+        INIT,
         9999,
     );
     assert_eq!(status, 403, "an approver's token: {body}");
 
-    // A session belongs to the agent token that opened it: to another
-    // token its id names no session.
-    let own = format!("Bearer {AGENT_TOKEN}");
-    let other = format!("Bearer {OTHER_AGENT_TOKEN}");
-    let (status, headers, body) = http(
-        proxy.addr,
-        "POST",
-        &[JSON, ACCEPT, ("authorization", own.as_str())],
-        init,
-        9999,
-    );
-    assert_eq!(status, 200, "{body}");
-    let sid = headers
-        .iter()
-        .find(|(n, _)| n == "mcp-session-id")
-        .map(|(_, v)| v.clone())
-        .unwrap_or_else(|| panic!("no session id: {headers:?}"));
-    let ping = br#"{"jsonrpc":"2.0","id":2,"method":"ping"}"#;
-    for (auth, method, body, want) in [
-        (other.as_str(), "POST", &ping[..], 404),
-        (other.as_str(), "DELETE", &b""[..], 404),
-        (own.as_str(), "POST", &ping[..], 200),
-        (own.as_str(), "DELETE", &b""[..], 200),
-    ] {
-        let (status, _, text) = http(
-            proxy.addr,
-            method,
-            &[
-                JSON,
-                ACCEPT,
-                ("authorization", auth),
-                ("mcp-session-id", sid.as_str()),
-            ],
-            body,
-            9999,
-        );
-        assert_eq!(status, want, "{method} by {auth}: {text}");
-    }
+    assert_a_session_answers_only_its_token(&proxy);
 
     let sum =
         |a: i64, b: i64| json!({"op": "call", "name": "get-sum", "arguments": {"a": a, "b": b}});
@@ -851,6 +813,8 @@ fn rpc_error_code(body: &str) -> i64 {
 }
 
 const JSON: (&str, &str) = ("content-type", "application/json");
+/// A client's `initialize`, as raw bytes for [`http`].
+const INIT: &[u8] = br#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}"#;
 const ACCEPT: (&str, &str) = ("accept", "application/json, text/event-stream");
 
 #[test]
@@ -914,8 +878,7 @@ fn bad_input_on_the_endpoint_gets_clear_errors_and_the_proxy_keeps_serving() {
     assert_eq!(status, 403, "DNS rebinding: {body}");
 
     // Still serving: a session begins, and its id works.
-    let init = br#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}"#;
-    let (status, headers, body) = http(addr, "POST", &[JSON, ACCEPT], init, 9999);
+    let (status, headers, body) = http(addr, "POST", &[JSON, ACCEPT], INIT, 9999);
     assert_eq!(status, 200, "{body}\n{}", proxy.log());
     assert!(body.contains("mcp-servers/everything"), "{body}");
     let session = headers
@@ -942,7 +905,7 @@ fn bad_input_on_the_endpoint_gets_clear_errors_and_the_proxy_keeps_serving() {
 
     // A client holding the server's event stream open does not keep warden
     // from stopping (stop() waits at most 20 s).
-    let (_, headers, _) = http(addr, "POST", &[JSON, ACCEPT], init, 9999);
+    let (_, headers, _) = http(addr, "POST", &[JSON, ACCEPT], INIT, 9999);
     let session = headers
         .iter()
         .find(|(n, _)| n == "mcp-session-id")
@@ -1186,8 +1149,7 @@ fn a_call_whose_client_goes_away_is_given_up_with_the_outcome_unknown() {
     cmd.args(["mcp", "proxy", "--listen", "127.0.0.1:0", "--config"])
         .arg(&config);
     let proxy = Proxy::spawn(cmd, &fixtures().join("policy.yaml"), data.path(), None);
-    let init = br#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}"#;
-    let (status, headers, body) = http(proxy.addr, "POST", &[JSON, ACCEPT], init, 9999);
+    let (status, headers, body) = http(proxy.addr, "POST", &[JSON, ACCEPT], INIT, 9999);
     assert_eq!(status, 200, "{body}\n{}", proxy.log());
     let session = headers
         .iter()
@@ -1293,8 +1255,7 @@ fn a_stateless_upstream_is_served_statelessly_and_still_governed() {
         data.path(),
         None,
     );
-    let init = br#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}"#;
-    let (status, headers, body) = http(proxy.addr, "POST", &[JSON, ACCEPT], init, 9999);
+    let (status, headers, body) = http(proxy.addr, "POST", &[JSON, ACCEPT], INIT, 9999);
     assert_eq!(status, 200, "{body}\n{}", proxy.log());
     assert!(body.contains("stateless-test"), "{body}");
     assert!(
@@ -1502,14 +1463,21 @@ fn a_session_of_several_upstreams_belongs_to_the_token_that_opened_it() {
         data.path(),
         Some(&fixtures().join("auth.yaml")),
     );
+    assert_a_session_answers_only_its_token(&proxy);
+    proxy.stop();
+}
+
+/// Opens a session over `proxy` with the agent token and checks that it
+/// answers only to that token: to another agent token its id names no
+/// session (404), for POST, GET and DELETE alike.
+fn assert_a_session_answers_only_its_token(proxy: &Proxy) {
     let own = format!("Bearer {AGENT_TOKEN}");
     let other = format!("Bearer {OTHER_AGENT_TOKEN}");
-    let init = br#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}"#;
     let (status, headers, body) = http(
         proxy.addr,
         "POST",
         &[JSON, ACCEPT, ("authorization", own.as_str())],
-        init,
+        INIT,
         9999,
     );
     assert_eq!(status, 200, "{body}\n{}", proxy.log());
@@ -1540,5 +1508,4 @@ fn a_session_of_several_upstreams_belongs_to_the_token_that_opened_it() {
         );
         assert_eq!(status, want, "{method} by {auth}: {text}");
     }
-    proxy.stop();
 }

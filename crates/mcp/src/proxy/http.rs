@@ -47,7 +47,8 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Extension, Request, State};
+use axum::extract::{Request, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
@@ -524,10 +525,13 @@ async fn handle_post(State(p): State<Arc<HttpProxy>>, request: Request) -> Respo
 
 async fn handle_get(
     State(p): State<Arc<HttpProxy>>,
-    caller: Option<Extension<Caller>>,
-    headers: HeaderMap,
+    Parts {
+        headers,
+        extensions,
+        ..
+    }: Parts,
 ) -> Response {
-    let caller = caller.map(|Extension(c)| c.0);
+    let caller = caller_of(&extensions);
     let client = match named_session(&p, &headers, caller.as_ref()) {
         Ok(Some(c)) => c,
         Ok(None) => p.stateless(caller),
@@ -562,10 +566,13 @@ async fn handle_get(
 
 async fn handle_delete(
     State(p): State<Arc<HttpProxy>>,
-    caller: Option<Extension<Caller>>,
-    headers: HeaderMap,
+    Parts {
+        headers,
+        extensions,
+        ..
+    }: Parts,
 ) -> Response {
-    let caller = caller.map(|Extension(c)| c.0);
+    let caller = caller_of(&extensions);
     let client = match named_session(&p, &headers, caller.as_ref()) {
         Ok(Some(c)) => c,
         Ok(None) => {

@@ -35,7 +35,8 @@ use std::time::Instant;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Extension, Request, State};
+use axum::extract::{Request, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -45,7 +46,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::{mpsc, oneshot};
 
 use super::http::{
-    Caller, Events, HttpUpstream, MAX_SESSIONS, SESSION_HEADER, SESSION_IDLE, SESSION_NOT_FOUND,
+    Events, HttpUpstream, MAX_SESSIONS, SESSION_HEADER, SESSION_IDLE, SESSION_NOT_FOUND,
     STREAM_BUFFER, SseItem, SseParser, caller_of, error_chain, event_bytes, json_bytes,
     posted_message, random_hex, read_upstream, rpc_error_response,
 };
@@ -125,7 +126,7 @@ impl std::fmt::Debug for MuxProxy {
 /// One client session: a leg per upstream.
 struct MuxSession {
     legs: Vec<Leg>,
-    /// The caller that opened it ([`Caller`]).
+    /// The caller that opened it ([`Caller`](super::http::Caller)).
     owner: Option<String>,
     /// The client's `GET /mcp` stream, when open.
     events: Mutex<Option<mpsc::Sender<Bytes>>>,
@@ -999,10 +1000,13 @@ fn answer(r: Result<Value, String>, id: &Value) -> Value {
 
 async fn handle_get(
     State(p): State<Arc<MuxProxy>>,
-    caller: Option<Extension<Caller>>,
-    headers: HeaderMap,
+    Parts {
+        headers,
+        extensions,
+        ..
+    }: Parts,
 ) -> Response {
-    let caller = caller.map(|Extension(c)| c.0);
+    let caller = caller_of(&extensions);
     let mux = match find(&p, &headers, caller.as_ref()) {
         Ok(Some((_, m))) => m,
         Ok(None) => {
@@ -1041,10 +1045,13 @@ async fn handle_get(
 
 async fn handle_delete(
     State(p): State<Arc<MuxProxy>>,
-    caller: Option<Extension<Caller>>,
-    headers: HeaderMap,
+    Parts {
+        headers,
+        extensions,
+        ..
+    }: Parts,
 ) -> Response {
-    let caller = caller.map(|Extension(c)| c.0);
+    let caller = caller_of(&extensions);
     match find(&p, &headers, caller.as_ref()) {
         Ok(Some((sid, mux))) => {
             lock(&p.sessions).remove(&sid);
