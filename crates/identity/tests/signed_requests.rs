@@ -76,16 +76,23 @@ fn signature_is_plain_ed25519_checked_by_python() {
         hex::encode(sig),
         VECTOR_BYTES
     );
+    assert_eq!(python_verifies(&script, "the vector"), "ok");
+}
+
+/// Runs `script` (which verifies a signature with Python's `cryptography`
+/// and prints something) and returns what it printed, trimmed; fails the
+/// test, saying what `what` was, if Python refused.
+fn python_verifies(script: &str, what: &str) -> String {
     let out = Command::new("python3")
-        .args(["-c", &script])
+        .args(["-c", script])
         .output()
         .expect("python3 is needed for this test (with the `cryptography` package)");
     assert!(
         out.status.success(),
-        "python cryptography did not verify the vector (is `cryptography` installed?): {}",
+        "python cryptography did not verify {what} (is `cryptography` installed?): {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "ok");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
 #[test]
@@ -351,17 +358,8 @@ fn an_approval_answer_signature_is_checked_by_python_over_the_documented_bytes()
         hex::encode(key().did().public_key_bytes()),
         hex::encode(sig),
     );
-    let out = Command::new("python3")
-        .args(["-c", &script])
-        .output()
-        .expect("python3 is needed for this test (with the `cryptography` package)");
-    assert!(
-        out.status.success(),
-        "python cryptography did not verify the answer (is `cryptography` installed?): {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
     assert_eq!(
-        String::from_utf8_lossy(&out.stdout).trim(),
+        python_verifies(&script, "the answer"),
         hex::encode(answer_bytes(id, false, HASH))
     );
 }
