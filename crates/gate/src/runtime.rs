@@ -987,58 +987,62 @@ impl Runtime {
             labels: None,
         };
         if decision.verdict == Verdict::RequireApproval {
-            let mut book = lock(&self.approvals);
-            let approval = self.resolve(
-                book.current(&action.hash_for_signing()),
-                policy,
-                action,
-                decision,
-            );
-            if matches!(approval, Resolution::Create(_)) {
-                staged.forgotten = self.sweep_approvals(&mut book);
-                for id in &staged.forgotten {
-                    staged.changes.push(StateChange::DeleteState {
-                        space: APPROVAL_SPACE.into(),
-                        key: id.clone(),
-                    });
-                }
-                if book.by_id.len() - staged.forgotten.len() >= self.config.max_approvals {
-                    decision.verdict = Verdict::Deny;
-                    decision.reason = reason::APPROVAL_QUEUE_FULL.to_string();
-                    decision.message = format!(
-                        "{}; but no approval can be created: the queue holds {} pending or unused approvals, its limit; approvers must answer some, or they expire within {}",
-                        decision.message,
-                        book.by_id.len(),
-                        human(self.config.approval_ttl)
-                    );
-                    decision.approvers.clear();
-                    // Hold the book to the commit only if it forgets some.
-                    if !staged.forgotten.is_empty() {
-                        staged.approval = Some((book, None));
-                    }
-                    return self.stage_rest(staged, policy, action, decision, add_labels);
-                }
-            }
-            let (approval, change) = self.apply_resolution(approval, decision);
-            staged.changes.push(change);
-            staged.approval = Some((book, Some(approval)));
+            self.stage_approval(&mut staged, policy, action, decision);
         }
-        self.stage_rest(staged, policy, action, decision, add_labels)
-    }
-
-    /// [`Runtime::stage`] after the approval: the session labels.
-    fn stage_rest<'a>(
-        &'a self,
-        mut staged: Staged<'a>,
-        policy: Option<&CompiledPolicy>,
-        action: &Action,
-        decision: &mut Decision,
-        add_labels: Vec<String>,
-    ) -> Staged<'a> {
         let labels = self.stage_labels(policy, action, decision, add_labels);
         staged.changes.extend(labels.changes);
         staged.labels = labels.fresh;
         staged
+    }
+
+    /// Stages the approval `decision` creates, uses or closes, holding the
+    /// book; a new one also forgets old ones ([`Runtime::sweep_approvals`]).
+    /// When a new one does not fit, the decision becomes a denial
+    /// (`approval:queue_full`) instead.
+    fn stage_approval<'a>(
+        &'a self,
+        staged: &mut Staged<'a>,
+        policy: Option<&CompiledPolicy>,
+        action: &Action,
+        decision: &mut Decision,
+    ) {
+        let action_hash = action.hash_for_signing();
+        let mut book = lock(&self.approvals);
+        let approval = self.resolve(
+            book.current(&action_hash),
+            action_hash,
+            policy,
+            action,
+            decision,
+        );
+        if matches!(approval, Resolution::Create(_)) {
+            staged.forgotten = self.sweep_approvals(&mut book);
+            staged
+                .changes
+                .extend(staged.forgotten.iter().map(|id| StateChange::DeleteState {
+                    space: APPROVAL_SPACE.into(),
+                    key: id.clone(),
+                }));
+            if book.by_id.len() - staged.forgotten.len() >= self.config.max_approvals {
+                decision.verdict = Verdict::Deny;
+                decision.reason = reason::APPROVAL_QUEUE_FULL.to_string();
+                decision.message = format!(
+                    "{}; but no approval can be created: the queue holds {} pending or unused approvals, its limit; approvers must answer some, or they expire within {}",
+                    decision.message,
+                    book.by_id.len(),
+                    human(self.config.approval_ttl)
+                );
+                decision.approvers.clear();
+                // Hold the book to the commit only if it forgets some.
+                if !staged.forgotten.is_empty() {
+                    staged.approval = Some((book, None));
+                }
+                return;
+            }
+        }
+        let (approval, change) = self.apply_resolution(approval, decision);
+        staged.changes.push(change);
+        staged.approval = Some((book, Some(approval)));
     }
 
     /// The labels `decision` adds to its session. They enter when something
@@ -1090,9 +1094,12 @@ impl Runtime {
         staged
     }
 
+    /// What the approval of the action (its `action_hash`) does for this
+    /// decision, given the `current` one.
     fn resolve(
         &self,
         current: Option<&Approval>,
+        action_hash: String,
         policy: Option<&CompiledPolicy>,
         action: &Action,
         decision: &Decision,
@@ -1110,7 +1117,7 @@ impl Runtime {
                 let hash = Sha256::digest(
                     format!(
                         "{}|{}|{}",
-                        action.hash_for_signing(),
+                        action_hash,
                         unix_nanos(self.now()),
                         APPROVAL_COUNTER.fetch_add(1, Ordering::Relaxed)
                     )
@@ -1120,7 +1127,7 @@ impl Runtime {
                 Resolution::Create(Approval {
                     id: format!("apr_{}", hex::encode(id)),
                     state: ApprovalState::Pending,
-                    action_hash: action.hash_for_signing(),
+                    action_hash,
                     agent: decision.agent.clone().or_else(|| action.agent.clone()),
                     session: action.session.clone(),
                     point: action.point.as_str().to_string(),
