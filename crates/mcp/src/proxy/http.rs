@@ -47,7 +47,7 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::{FromRequestParts, Request, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
@@ -148,9 +148,17 @@ impl HttpUpstream {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Caller(pub String);
 
-/// The caller in a request's extensions, if the front end put one there.
-pub(super) fn caller_of(extensions: &axum::http::Extensions) -> Option<String> {
-    extensions.get::<Caller>().map(|c| c.0.clone())
+/// Extracts the request's [`Caller`], if the front end put one there.
+pub(super) struct CallerName(pub(super) Option<String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for CallerName {
+    type Rejection = Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Infallible> {
+        Ok(CallerName(
+            parts.extensions.get::<Caller>().map(|c| c.0.clone()),
+        ))
+    }
 }
 
 /// One MCP session of a client: its [`Session`] and the upstream's id for it.
@@ -393,14 +401,17 @@ fn named_session(
     }
 }
 
-async fn handle_post(State(p): State<Arc<HttpProxy>>, request: Request) -> Response {
+async fn handle_post(
+    State(p): State<Arc<HttpProxy>>,
+    CallerName(caller): CallerName,
+    request: Request,
+) -> Response {
     let (parts, body) = request.into_parts();
     let headers = parts.headers;
     let (bytes, msg) = match posted_message(&headers, body).await {
         Ok(posted) => posted,
         Err(r) => return *r,
     };
-    let caller = caller_of(&parts.extensions);
     let named = match named_session(&p, &headers, caller.as_ref()) {
         Ok(n) => n,
         Err(r) => return *r,
@@ -525,13 +536,9 @@ async fn handle_post(State(p): State<Arc<HttpProxy>>, request: Request) -> Respo
 
 async fn handle_get(
     State(p): State<Arc<HttpProxy>>,
-    Parts {
-        headers,
-        extensions,
-        ..
-    }: Parts,
+    CallerName(caller): CallerName,
+    headers: HeaderMap,
 ) -> Response {
-    let caller = caller_of(&extensions);
     let client = match named_session(&p, &headers, caller.as_ref()) {
         Ok(Some(c)) => c,
         Ok(None) => p.stateless(caller),
@@ -566,13 +573,9 @@ async fn handle_get(
 
 async fn handle_delete(
     State(p): State<Arc<HttpProxy>>,
-    Parts {
-        headers,
-        extensions,
-        ..
-    }: Parts,
+    CallerName(caller): CallerName,
+    headers: HeaderMap,
 ) -> Response {
-    let caller = caller_of(&extensions);
     let client = match named_session(&p, &headers, caller.as_ref()) {
         Ok(Some(c)) => c,
         Ok(None) => {

@@ -36,7 +36,6 @@ use std::time::Instant;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -46,8 +45,8 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::{mpsc, oneshot};
 
 use super::http::{
-    Events, HttpUpstream, MAX_SESSIONS, SESSION_HEADER, SESSION_IDLE, SESSION_NOT_FOUND,
-    STREAM_BUFFER, SseItem, SseParser, caller_of, error_chain, event_bytes, json_bytes,
+    CallerName, Events, HttpUpstream, MAX_SESSIONS, SESSION_HEADER, SESSION_IDLE,
+    SESSION_NOT_FOUND, STREAM_BUFFER, SseItem, SseParser, error_chain, event_bytes, json_bytes,
     posted_message, random_hex, read_upstream, rpc_error_response,
 };
 use super::jsonrpc::{self, Kind};
@@ -641,7 +640,11 @@ fn find(
     }
 }
 
-async fn handle_post(State(p): State<Arc<MuxProxy>>, request: Request) -> Response {
+async fn handle_post(
+    State(p): State<Arc<MuxProxy>>,
+    CallerName(caller): CallerName,
+    request: Request,
+) -> Response {
     let (parts, body) = request.into_parts();
     let headers = parts.headers;
     let msg = match posted_message(&headers, body).await {
@@ -655,7 +658,6 @@ async fn handle_post(State(p): State<Arc<MuxProxy>>, request: Request) -> Respon
             "Invalid Request: batches are not taken by a proxy of several MCP servers; send one message per request",
         );
     }
-    let caller = caller_of(&parts.extensions);
     let found = match find(&p, &headers, caller.as_ref()) {
         Ok(f) => f,
         Err(r) => return *r,
@@ -1000,13 +1002,9 @@ fn answer(r: Result<Value, String>, id: &Value) -> Value {
 
 async fn handle_get(
     State(p): State<Arc<MuxProxy>>,
-    Parts {
-        headers,
-        extensions,
-        ..
-    }: Parts,
+    CallerName(caller): CallerName,
+    headers: HeaderMap,
 ) -> Response {
-    let caller = caller_of(&extensions);
     let mux = match find(&p, &headers, caller.as_ref()) {
         Ok(Some((_, m))) => m,
         Ok(None) => {
@@ -1045,13 +1043,9 @@ async fn handle_get(
 
 async fn handle_delete(
     State(p): State<Arc<MuxProxy>>,
-    Parts {
-        headers,
-        extensions,
-        ..
-    }: Parts,
+    CallerName(caller): CallerName,
+    headers: HeaderMap,
 ) -> Response {
-    let caller = caller_of(&extensions);
     match find(&p, &headers, caller.as_ref()) {
         Ok(Some((sid, mux))) => {
             lock(&p.sessions).remove(&sid);
