@@ -135,10 +135,11 @@ async fn answer(api: &Api, args: AnswerArgs, approve: bool) -> Result<u8> {
         };
         // Say what the signature is for before making it.
         eprintln!(
-            "signing as {}: {verb} {id}: tool {}, agent {}, arguments {}, action {hash}",
+            "signing as {}: {verb} {id}: tool {}, agent {}, asked by token {}, arguments {}, action {hash}",
             key.did(),
             warden_policy::printable(field("tool").unwrap_or("-")),
             warden_policy::printable(field("agent").unwrap_or("-")),
+            warden_policy::printable(field("caller").unwrap_or("-")),
             warden_policy::printable(field("arguments").unwrap_or("(recorded by hash only)")),
         );
         body["signature"] = json!(approval::sign_answer(&key, id, approve, hash));
@@ -178,7 +179,9 @@ fn print_table(v: &Value) {
     }
     let mut table = Table::new();
     table.load_preset(comfy_table::presets::NOTHING);
-    table.set_header(["ID", "STATE", "TOOL", "AGENT", "SESSION", "RULE", "REASON"]);
+    table.set_header([
+        "ID", "STATE", "TOOL", "AGENT", "CALLER", "SESSION", "RULE", "REASON",
+    ]);
     for a in &approvals {
         let f = |k: &str| {
             warden_policy::printable(a.get(k).and_then(Value::as_str).unwrap_or("-")).to_string()
@@ -188,6 +191,7 @@ fn print_table(v: &Value) {
             f("state"),
             f("tool"),
             f("agent"),
+            f("caller"),
             f("session"),
             f("rule"),
             f("reason"),

@@ -41,6 +41,16 @@ pub struct Args {
         value_name = "N"
     )]
     max_approvals: usize,
+    /// How long a settled approval (used, denied, expired) stays listed
+    /// after its expiry, in seconds; then a later new approval forgets it.
+    /// The audit log keeps its whole history either way.
+    #[arg(
+        long,
+        env = "WARDEN_APPROVAL_RETENTION",
+        default_value_t = warden_gate::runtime::DEFAULT_APPROVAL_RETENTION.as_secs(),
+        value_name = "SECONDS"
+    )]
+    approval_retention: u64,
     /// Under load, start an audit commit no sooner than this many
     /// milliseconds after the previous one, so that one sync covers more
     /// decisions. It applies only while the previous commit carried 8
@@ -109,6 +119,7 @@ fn serve(args: Args, format: LogFormat) -> Result<()> {
         max_body_bytes: args.max_body,
         approval_ttl: Duration::from_secs(args.approval_ttl),
         max_approvals: args.max_approvals,
+        approval_retention: Duration::from_secs(args.approval_retention),
         issuers,
         watch: !args.no_watch,
         store: StoreConfig {

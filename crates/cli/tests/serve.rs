@@ -487,6 +487,11 @@ fn settings(cwd: &Path) -> Vec<(&'static str, &'static str, String)> {
         ("--max-body", "WARDEN_MAX_BODY", "2048".into()),
         ("--approval-ttl", "WARDEN_APPROVAL_TTL", "7".into()),
         ("--max-approvals", "WARDEN_MAX_APPROVALS", "1".into()),
+        (
+            "--approval-retention",
+            "WARDEN_APPROVAL_RETENTION",
+            "60".into(),
+        ),
         ("--log-format", "WARDEN_LOG_FORMAT", "json".into()),
         ("--data-dir", "WARDEN_DATA_DIR", "state".into()),
         ("--audit-key", "WARDEN_AUDIT_KEY", "keys/log.key".into()),
@@ -602,6 +607,17 @@ fn assert_settings_took_effect(cwd: &Path, mut served: Served) {
     assert_eq!(serving["fields"]["listen"], addr.as_str());
     assert_eq!(serving["fields"]["auth"], true, "{serving}");
     assert_eq!(serving["fields"]["policy"], "custom.yaml", "{serving}");
+    // approvals: as the runtime holds them (the ttl and limit were seen at
+    // work above; retention shows only after hours).
+    assert_eq!(
+        (
+            serving["fields"]["approval_ttl_s"].as_u64(),
+            serving["fields"]["max_approvals"].as_u64(),
+            serving["fields"]["approval_retention_s"].as_u64()
+        ),
+        (Some(7), Some(1), Some(60)),
+        "{serving}"
+    );
     // no watch: the policy is a file, so only the setting keeps it unwatched.
     assert_eq!(serving["fields"]["watching"], false, "{serving}");
 }
@@ -819,7 +835,8 @@ fn warden_approvals_signs_the_answer_with_the_approvers_key() {
     let said = String::from_utf8_lossy(&signed.stderr);
     assert!(
         said.contains(&format!("signing as {did}: approve {id}: tool email.send,"))
-            && said.contains("a@example.org"),
+            && said.contains("a@example.org")
+            && said.contains("asked by token bot,"),
         "the approver is shown what they sign: {said}"
     );
     // An approval that is no longer pending is not signed for.

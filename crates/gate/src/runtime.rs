@@ -170,6 +170,11 @@ pub struct Approval {
     pub action_hash: String,
     /// The agent that asked.
     pub agent: Option<String>,
+    /// The API token that asked ([`Action::caller`]), when the server
+    /// authenticates its callers: only that token's identical action can
+    /// use the approval, or hears that it was denied.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caller: Option<String>,
     /// Its session.
     pub session: Option<String>,
     /// The intervention point.
@@ -388,16 +393,22 @@ struct ReadStart {
     epoch: u64,
 }
 
+/// When [`Runtime::sweep_approvals`] looks again (ms since the epoch).
+#[derive(Debug, Default, Clone, Copy)]
+struct SweepClocks {
+    /// For approvals past their retention.
+    next_sweep_ms: u64,
+    /// Until when a full book is known to hold only live approvals, so a
+    /// flood of new ones is refused without scanning it each time.
+    full_until_ms: u64,
+}
+
 #[derive(Debug, Default)]
 struct ApprovalBook {
     by_id: HashMap<String, Approval>,
-    /// The current (latest) approval of each action hash.
-    by_hash: HashMap<String, String>,
-    /// When to look for approvals past their retention next (ms).
-    next_sweep_ms: u64,
-    /// Until when (ms) a full book is known to hold only live approvals,
-    /// so a flood of new ones is refused without scanning it each time.
-    full_until_ms: u64,
+    /// The current (latest) approval of each caller and action hash.
+    by_hash: HashMap<(Option<String>, String), String>,
+    clocks: SweepClocks,
 }
 
 /// The state behind the lifecycle, budget and flow steps, and the approval
@@ -449,6 +460,8 @@ pub(crate) struct Staged<'a> {
     approval: Option<(MutexGuard<'a, ApprovalBook>, Option<Approval>)>,
     /// Approvals this decision's commit forgets.
     forgotten: Vec<String>,
+    /// The sweep's clocks as they are once those are forgotten.
+    sweep_clocks: Option<SweepClocks>,
     labels: Option<(String, Vec<String>)>,
 }
 
@@ -984,6 +997,7 @@ impl Runtime {
             changes: Vec::new(),
             approval: None,
             forgotten: Vec::new(),
+            sweep_clocks: None,
             labels: None,
         };
         if decision.verdict == Verdict::RequireApproval {
@@ -1009,14 +1023,22 @@ impl Runtime {
         let action_hash = action.hash_for_signing();
         let mut book = lock(&self.approvals);
         let approval = self.resolve(
-            book.current(&action_hash),
+            book.current(action.caller.as_deref(), &action_hash),
             action_hash,
             policy,
             action,
             decision,
         );
         if matches!(approval, Resolution::Create(_)) {
-            staged.forgotten = self.sweep_approvals(&mut book);
+            let (forgotten, clocks) = self.sweep_approvals(&book);
+            // What the sweep found holds only once its forgetting commits;
+            // finding nothing to forget holds at once.
+            if forgotten.is_empty() {
+                book.clocks = clocks;
+            } else {
+                staged.sweep_clocks = Some(clocks);
+            }
+            staged.forgotten = forgotten;
             staged
                 .changes
                 .extend(staged.forgotten.iter().map(|id| StateChange::DeleteState {
@@ -1129,6 +1151,7 @@ impl Runtime {
                     state: ApprovalState::Pending,
                     action_hash,
                     agent: decision.agent.clone().or_else(|| action.agent.clone()),
+                    caller: action.caller.clone(),
                     session: action.session.clone(),
                     point: action.point.as_str().to_string(),
                     tool: action.tool.clone(),
@@ -1226,11 +1249,13 @@ impl Runtime {
     /// the decision's lock: those past their retention (looked for once a
     /// minute), and at the limit, settled ones, oldest first. At most
     /// [`APPROVAL_SWEEP_BATCH`]; forgotten only if the decision commits.
-    fn sweep_approvals(&self, book: &mut ApprovalBook) -> Vec<String> {
+    /// Also returns the sweep's clocks as they are after it.
+    fn sweep_approvals(&self, book: &ApprovalBook) -> (Vec<String>, SweepClocks) {
         let now = unix_ms(self.now());
         let full = book.by_id.len() >= self.config.max_approvals;
-        if !(now >= book.next_sweep_ms || (full && now >= book.full_until_ms)) {
-            return Vec::new();
+        let mut clocks = book.clocks;
+        if !(now >= clocks.next_sweep_ms || (full && now >= clocks.full_until_ms)) {
+            return (Vec::new(), clocks);
         }
         let retention = millis(self.config.approval_retention);
         let mut settled: Vec<(bool, bool, u64, &String)> = book
@@ -1263,13 +1288,13 @@ impl Runtime {
             .take(take)
             .map(|(_, _, _, id)| id.clone())
             .collect();
-        if now >= book.next_sweep_ms {
-            book.next_sweep_ms = now.saturating_add(APPROVAL_SWEEP_EVERY_MS);
+        if now >= clocks.next_sweep_ms {
+            clocks.next_sweep_ms = now.saturating_add(APPROVAL_SWEEP_EVERY_MS);
         }
         if full && forgotten.len() < room {
-            book.full_until_ms = now.saturating_add(1000);
+            clocks.full_until_ms = now.saturating_add(1000);
         }
-        forgotten
+        (forgotten, clocks)
     }
 
     /// The decision's record is durable at `seq`: apply what it changed.
@@ -1277,6 +1302,9 @@ impl Runtime {
         if let Some((mut book, approval)) = staged.approval {
             for id in &staged.forgotten {
                 book.remove(id);
+            }
+            if let Some(clocks) = staged.sweep_clocks {
+                book.clocks = clocks;
             }
             if let Some(mut approval) = approval {
                 if approval.decision_seq.is_none() {
@@ -1446,7 +1474,7 @@ impl Runtime {
         )?;
         book.insert(next.clone());
         // A denial settles an approval, which a full queue may now forget.
-        book.full_until_ms = 0;
+        book.clocks.full_until_ms = 0;
         Ok(next)
     }
 }
@@ -1463,28 +1491,31 @@ fn insert_kill(kill: &mut KillStatusMap, key: String, entry: KillEntry) {
 
 impl ApprovalBook {
     fn insert(&mut self, a: Approval) {
+        let key = (a.caller.clone(), a.action_hash.clone());
         let newer = self
             .by_hash
-            .get(&a.action_hash)
+            .get(&key)
             .and_then(|id| self.by_id.get(id))
             .is_none_or(|cur| cur.id == a.id || cur.created_unix_ms <= a.created_unix_ms);
         if newer {
-            self.by_hash.insert(a.action_hash.clone(), a.id.clone());
+            self.by_hash.insert(key, a.id.clone());
         }
         self.by_id.insert(a.id.clone(), a);
     }
 
     fn remove(&mut self, id: &str) {
-        if let Some(a) = self.by_id.remove(id)
-            && self.by_hash.get(&a.action_hash) == Some(&a.id)
-        {
-            self.by_hash.remove(&a.action_hash);
+        if let Some(a) = self.by_id.remove(id) {
+            let key = (a.caller, a.action_hash);
+            if self.by_hash.get(&key) == Some(&a.id) {
+                self.by_hash.remove(&key);
+            }
         }
     }
 
-    fn current(&self, action_hash: &str) -> Option<&Approval> {
+    /// The latest approval `caller` asked for the action `action_hash`.
+    fn current(&self, caller: Option<&str>, action_hash: &str) -> Option<&Approval> {
         self.by_hash
-            .get(action_hash)
+            .get(&(caller.map(String::from), action_hash.to_string()))
             .and_then(|id| self.by_id.get(id))
     }
 }
@@ -1526,6 +1557,69 @@ mod tests {
             )
             .unwrap();
         runtime.commit_labels(Some((session.into(), vec![label.into()])));
+    }
+
+    /// A decision whose record was not written (its append failed, and its
+    /// staged changes were dropped) forgets nothing and leaves the sweep's
+    /// clocks as they were: the next new approval sweeps at once.
+    #[test]
+    fn an_unrecorded_sweep_is_done_again_by_the_next_decision() {
+        static NOW_MS: AtomicU64 = AtomicU64::new(1_700_000_000_000);
+        fn clock() -> SystemTime {
+            UNIX_EPOCH + Duration::from_millis(NOW_MS.load(Ordering::SeqCst))
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(SqliteStore::open(dir.path(), StoreConfig::default()).unwrap());
+        let config = RuntimeConfig {
+            approval_ttl: Duration::from_secs(1),
+            approval_retention: Duration::ZERO,
+            ..RuntimeConfig::default()
+        };
+        let runtime = Arc::new(Runtime::open(store, config).unwrap().with_clock(clock));
+        let policy = warden_policy::compile(
+            warden_policy::parse(
+                "p.yaml",
+                "version: warden/v1\nname: t\ndefault: deny\nrules:\n  - id: mail\n    match: {tool: email.send}\n    verdict: require_approval\n",
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        let gate = crate::Gate::new(policy).with_runtime(runtime.clone());
+        let mail = |to: &str| -> Action {
+            serde_json::from_value(serde_json::json!(
+                {"point": "pre_tool_call", "tool": "email.send", "args": {"to": to}}
+            ))
+            .unwrap()
+        };
+        let old = gate.decide(&mail("a")).approval.unwrap().id;
+        let refusal = Answer {
+            approve: false,
+            by: "human".into(),
+            ..Answer::default()
+        };
+        runtime.answer(&old, refusal).unwrap();
+        // Past its expiry and retention once the sweep's minute is up.
+        NOW_MS.fetch_add(APPROVAL_SWEEP_EVERY_MS + 1, Ordering::SeqCst);
+        let before = lock(&runtime.approvals).clocks;
+
+        let unrecorded = mail("b");
+        let mut decision = Decision::base(Verdict::RequireApproval, unrecorded.hash());
+        let staged = runtime.stage(gate.policy(), &unrecorded, &mut decision, Vec::new());
+        assert_eq!(
+            staged.forgotten,
+            std::slice::from_ref(&old),
+            "the sweep finds it"
+        );
+        drop(staged);
+        let book = lock(&runtime.approvals);
+        assert!(book.by_id.contains_key(&old));
+        assert_eq!(book.clocks.next_sweep_ms, before.next_sweep_ms);
+        drop(book);
+
+        let recorded = gate.decide(&mail("c"));
+        assert_eq!(recorded.verdict, Verdict::RequireApproval, "{recorded:?}");
+        assert!(runtime.approval(&old).is_none(), "forgotten now");
+        assert!(lock(&runtime.approvals).clocks.next_sweep_ms > before.next_sweep_ms);
     }
 
     /// A decision reads a session's labels from the store (the session is

@@ -102,6 +102,63 @@ fn an_approval_is_used_once_by_concurrent_identical_actions() {
     assert_eq!(runtime.approval(&id).unwrap().state, ApprovalState::Used);
 }
 
+/// An approval belongs to the API token that asked for it: another
+/// token's identical action asks afresh and cannot use it, before or
+/// after a reopen, while the token that asked uses it once.
+#[test]
+fn an_approval_is_used_only_by_the_token_that_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let as_caller = |caller: Option<&str>| {
+        let mut a = mail("s");
+        a.caller = caller.map(String::from);
+        a
+    };
+    let (gate_a, runtime) = gate(open(dir.path()));
+    let asked = gate_a.decide(&as_caller(Some("bot")));
+    let id = asked.approval.unwrap().id;
+    assert_eq!(
+        runtime.approval(&id).unwrap().caller.as_deref(),
+        Some("bot")
+    );
+    runtime.answer(&id, approve_as("human")).unwrap();
+    drop((gate_a, runtime));
+
+    let (gate, runtime) = gate(open(dir.path()));
+    for other in [Some("mallory"), None] {
+        let d = gate.decide(&as_caller(other));
+        assert_eq!(d.verdict, Verdict::RequireApproval, "{other:?}: {d:?}");
+        let theirs = d.approval.unwrap();
+        assert_ne!(theirs.id, id, "{other:?}");
+        assert_eq!(
+            runtime.approval(&theirs.id).unwrap().caller.as_deref(),
+            other
+        );
+    }
+    assert_eq!(
+        runtime.approval(&id).unwrap().state,
+        ApprovalState::Approved
+    );
+    let used = gate.decide(&as_caller(Some("bot")));
+    assert_eq!(
+        (used.verdict, used.reason.as_str()),
+        (Verdict::Allow, reason::APPROVED),
+        "{used:?}"
+    );
+    assert_eq!(used.approval.unwrap().id, id);
+    // Asking again while the other tokens' approvals are pending still
+    // names each token's own.
+    let again = gate.decide(&as_caller(Some("mallory")));
+    assert_eq!(again.verdict, Verdict::RequireApproval);
+    assert_eq!(
+        runtime
+            .approval(&again.approval.unwrap().id)
+            .unwrap()
+            .caller
+            .as_deref(),
+        Some("mallory")
+    );
+}
+
 /// An approval shows the approver the arguments as the log records them,
 /// and nothing of them when the policy records arguments only by hash.
 #[test]

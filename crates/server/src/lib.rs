@@ -62,6 +62,9 @@ pub struct Config {
     pub approval_ttl: Duration,
     /// Most approvals held (`RuntimeConfig::max_approvals`, 100,000).
     pub max_approvals: usize,
+    /// How long a settled approval stays listed after its expiry
+    /// (`RuntimeConfig::approval_retention`, a day).
+    pub approval_retention: Duration,
     /// Issuers trusted for capability tokens besides the policy's own.
     pub issuers: Vec<Did>,
     /// Watch the policy's directory and reload on change.
@@ -81,6 +84,7 @@ impl Default for Config {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             approval_ttl: warden_gate::runtime::DEFAULT_APPROVAL_TTL,
             max_approvals: RuntimeConfig::default().max_approvals,
+            approval_retention: warden_gate::runtime::DEFAULT_APPROVAL_RETENTION,
             issuers: Vec::new(),
             watch: true,
             store: StoreConfig {
@@ -152,6 +156,7 @@ impl Server {
                 RuntimeConfig {
                     approval_ttl: config.approval_ttl,
                     max_approvals: config.max_approvals,
+                    approval_retention: config.approval_retention,
                     ..RuntimeConfig::default()
                 },
             )
@@ -208,11 +213,15 @@ impl Server {
         // returns (or is dropped), lets the state and its store go.
         let _unwatch = StopWatching(self.state.clone());
         let app = api::service(self.state.clone());
+        let approvals = self.state.runtime.config();
         tracing::info!(
             listen = %self.local_addr(),
             policy = %self.state.policy.describe(),
             watching,
             auth = self.state.auth.enabled(),
+            approval_ttl_s = approvals.approval_ttl.as_secs(),
+            max_approvals = approvals.max_approvals,
+            approval_retention_s = approvals.approval_retention.as_secs(),
             "warden is serving"
         );
         axum::serve(self.listener, axum::ServiceExt::into_make_service(app))

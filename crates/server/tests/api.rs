@@ -1026,6 +1026,70 @@ async fn the_audit_record_names_the_token_that_asked() {
     assert!(page["entries"][0].get("caller").is_none(), "{page}");
 }
 
+/// An approval is the asking token's: another agent token sending the
+/// identical action gets an approval of its own, and only the token that
+/// asked uses the approved one. The approver sees which token asked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_approval_is_used_only_by_the_token_that_asked() {
+    let dir = tempfile::tempdir().unwrap();
+    let auth = dir.path().join("auth.yaml");
+    std::fs::write(
+        &auth,
+        "tokens:\n  - {name: bot, role: agent, token: agent-token-0123456789}\n  - {name: other-bot, role: agent, token: other-token-0123456789}\n  - {name: dba@example.com, role: approver, token: approver-token-0123456789}\n",
+    )
+    .unwrap();
+    let server = TestServer::start_with(POLICY, |c| c.auth_file = Some(auth)).await;
+    let mail = json!({"point": "pre_tool_call", "tool": "email.send", "session": "s", "args": {"to": "a@example.com", "body": "hi"}});
+    let decide = |token: &'static str| {
+        server.send(
+            server
+                .client
+                .post(format!("{}/v1/decide", server.url))
+                .bearer_auth(token)
+                .json(&mail),
+        )
+    };
+    let (_, asked) = decide("agent-token-0123456789").await;
+    assert_eq!(asked["verdict"], "require_approval", "{asked}");
+    let id = asked["approval"]["id"].as_str().unwrap().to_string();
+    let (status, answered) = server
+        .send(
+            server
+                .client
+                .post(format!("{}/v1/approvals/{id}/approve", server.url))
+                .bearer_auth("approver-token-0123456789")
+                .json(&json!({})),
+        )
+        .await;
+    assert_eq!(status, 200, "{answered}");
+    assert_eq!(answered["caller"], "bot", "{answered}");
+
+    let (_, theirs) = decide("other-token-0123456789").await;
+    assert_eq!(theirs["verdict"], "require_approval", "{theirs}");
+    assert_ne!(theirs["approval"]["id"], id.as_str(), "{theirs}");
+    let (_, used) = decide("agent-token-0123456789").await;
+    assert_eq!(
+        (used["verdict"].as_str(), used["approval"]["id"].as_str()),
+        (Some("allow"), Some(id.as_str())),
+        "{used}"
+    );
+    let (_, pending) = server
+        .send(
+            server
+                .client
+                .get(format!("{}/v1/approvals?state=pending", server.url))
+                .bearer_auth("approver-token-0123456789"),
+        )
+        .await;
+    let callers: Vec<&str> = pending["approvals"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["caller"].as_str().unwrap())
+        .collect();
+    assert_eq!(callers, ["other-bot"], "{pending}");
+}
+
 /// An approver whose token has a key must sign its answer over the exact
 /// approval, verb and action; the log records the signature and the key
 /// that made it, so the answer can be checked again without the server.
