@@ -11,10 +11,12 @@
 //! on the same disk (no HTTP, no policy): the floor under the server's
 //! latency, which every answer waits on, measured in the same run. First it
 //! prints how often this machine stops running a thread when both cores are
-//! busy (the stalls a virtual machine's host adds).
+//! busy (the stalls a virtual machine's host adds), and how this disk's
+//! bare syncs go, with no database (the stalls under any durable store).
 //!
 //! `cargo bench -p warden-bench --bench serve` (options after `--`:
-//! `--seconds N`, `--connections N`, `--rate N`, `--peer ADDR`, `--trace DIR`;
+//! `--seconds N`, `--connections N`, `--rate N`, `--peer ADDR`, `--trace DIR`,
+//! `--floor-only`;
 //! `--help` lists them, and a bad one stops it with exit code 2). The server runs in a child process
 //! (this binary, re-executed with `WARDEN_BENCH_SERVE=<dir>`) exactly as
 //! `warden serve` runs it: the same `warden_server::Server`, a multi-thread
@@ -39,12 +41,13 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const SERVE_ENV: &str = "WARDEN_BENCH_SERVE";
 
-const USAGE: &str = "usage: cargo bench -p warden-bench --bench serve -- [--seconds N] [--connections N] [--rate N] [--peer ADDR] [--trace DIR]
+const USAGE: &str = "usage: cargo bench -p warden-bench --bench serve -- [--seconds N] [--connections N] [--rate N] [--peer ADDR] [--trace DIR] [--floor-only]
   --seconds N      measured seconds per load, after 2 s of warm-up (10)
   --connections N  keep-alive connections (64)
   --rate N         the offered rate, requests per second over all connections (20000)
   --peer ADDR      first run the same loads against another HTTP/1.1 server at ADDR
-  --trace DIR      write every offered-rate request's timing to DIR";
+  --trace DIR      write every offered-rate request's timing to DIR
+  --floor-only     run only the durable appends alone (the disk's floor), 3 times";
 
 /// The command line.
 #[derive(Debug)]
@@ -54,6 +57,7 @@ struct Options {
     rate: u64,
     trace_dir: Option<PathBuf>,
     peer: Option<String>,
+    floor_only: bool,
 }
 
 impl Options {
@@ -64,6 +68,7 @@ impl Options {
             rate: 20_000,
             trace_dir: None,
             peer: None,
+            floor_only: false,
         };
         let mut args = args.into_iter();
         while let Some(arg) = args.next() {
@@ -85,6 +90,7 @@ impl Options {
                 "--rate" => options.rate = number("--rate", value("--rate")?)?,
                 "--trace" => options.trace_dir = Some(PathBuf::from(value("--trace")?)),
                 "--peer" => options.peer = Some(value("--peer")?),
+                "--floor-only" => options.floor_only = true,
                 other => return Err(format!("unknown argument {other:?}")),
             }
         }
@@ -120,6 +126,7 @@ fn main() {
         rate,
         trace_dir,
         peer,
+        floor_only,
     } = match Options::parse(std::env::args().skip(1)) {
         Ok(options) => options,
         Err(message) => {
@@ -140,10 +147,28 @@ fn main() {
         "warden serve load test: {connections} connections, {seconds} s measured after 2 s warm-up"
     );
     println!("{}", host_stalls(Duration::from_secs(2)));
+    let probe_dir = tempfile::tempdir().unwrap();
+    println!("{}", disk_syncs(probe_dir.path(), Duration::from_secs(10)));
     println!(
         "{:<44} {:>10} {:>9} {:>9}  CPU: both cores busy (of 2), server per decision",
         "policy / actions", "decisions/s", "p50", "p99"
     );
+    if floor_only {
+        for run in 1..=3 {
+            let dir = tempfile::tempdir().unwrap();
+            let trace = trace_dir
+                .as_ref()
+                .map(|d| d.join(format!("floor-{run}.txt")));
+            let cpu = CpuMeter::start(Some(std::process::id()));
+            let floor = durable_appends_alone(dir.path(), connections, rate, seconds, trace);
+            row(
+                &format!("durable appends alone, {rate}/s"),
+                &floor,
+                cpu.stop(floor.per_sec),
+            );
+        }
+        return;
+    }
     // `--peer ADDR`: first the same two loads against another HTTP/1.1
     // server at ADDR (say nginx answering every POST with a fixed decision,
     // no audit): what HTTP alone costs on this machine with this client.
@@ -543,6 +568,62 @@ fn host_stalls(length: Duration) -> String {
         over(5),
         gaps.iter().max().copied().unwrap_or_default().as_secs_f64() * 1e3,
         lost.as_secs_f64() * 100.0 / (2.0 * length.as_secs_f64()),
+    )
+}
+
+/// How this disk syncs with nothing else on it: 8 KiB overwritten in a
+/// file already written and synced (so no metadata changes), then
+/// `fdatasync`, 1,000 times a second for `length`. No SQLite, no warden:
+/// the time spent in syncs over 5 ms is time every durable answer waits
+/// out, whatever stores it.
+fn disk_syncs(dir: &Path, length: Duration) -> String {
+    use std::os::unix::fs::FileExt;
+    const BLOCK: usize = 8 * 1024;
+    const FILE: u64 = 16 * 1024 * 1024;
+    let path = dir.join("disk-probe");
+    let file = std::fs::File::options()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&path)
+        .expect("create the disk probe's file");
+    file.write_all_at(&vec![0u8; FILE as usize], 0)
+        .and_then(|()| file.sync_all())
+        .expect("write the disk probe's file");
+    let block = [0x5au8; BLOCK];
+    let period = Duration::from_millis(1);
+    let start = Instant::now();
+    let mut syncs = Vec::with_capacity(length.as_millis() as usize);
+    for k in 0u32.. {
+        let due = start + period * k;
+        if due - start >= length {
+            break;
+        }
+        std::thread::sleep(due.saturating_duration_since(Instant::now()));
+        let began = Instant::now();
+        let at = (u64::from(k) * BLOCK as u64) % FILE;
+        file.write_all_at(&block, at)
+            .and_then(|()| file.sync_data())
+            .expect("the disk probe's sync");
+        syncs.push(began.elapsed());
+    }
+    drop(file);
+    let _ = std::fs::remove_file(&path);
+    let slow: Duration = syncs
+        .iter()
+        .filter(|d| **d > Duration::from_millis(5))
+        .sum();
+    let longest = syncs.iter().max().copied().unwrap_or_default();
+    syncs.sort_unstable();
+    let at = |q: f64| syncs[((syncs.len() as f64 * q) as usize).min(syncs.len() - 1)];
+    format!(
+        "this disk alone ({} s, 8 KiB + fdatasync 1,000/s): p50 {:.2} ms, p99 {:.2} ms, longest {:.1} ms; {:.2} % of the time in syncs over 5 ms",
+        length.as_secs(),
+        at(0.5).as_secs_f64() * 1e3,
+        at(0.99).as_secs_f64() * 1e3,
+        longest.as_secs_f64() * 1e3,
+        slow.as_secs_f64() * 100.0 / length.as_secs_f64(),
     )
 }
 
