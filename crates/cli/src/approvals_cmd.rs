@@ -135,7 +135,7 @@ async fn answer(api: &Api, args: AnswerArgs, approve: bool) -> Result<u8> {
         };
         // Say what the signature is for before making it.
         eprintln!(
-            "signing as {}: {verb} {id}: tool {}, agent {}, asked by token {}, arguments {}, action {hash}",
+            "signing as {}: {verb} {id}: tool {}, agent {}, asked by token {}, arguments {}, action {hash} (the signature covers the id, the verb and the action hash)",
             key.did(),
             warden_policy::printable(field("tool").unwrap_or("-")),
             warden_policy::printable(field("agent").unwrap_or("-")),

@@ -170,9 +170,10 @@ pub struct Approval {
     pub action_hash: String,
     /// The agent that asked.
     pub agent: Option<String>,
-    /// The API token that asked ([`Action::caller`]), when the server
-    /// authenticates its callers: only that token's identical action can
-    /// use the approval, or hears that it was denied.
+    /// The name of the API token that asked ([`Action::caller`]), when
+    /// the server authenticates its callers: only an identical action from
+    /// a token of that name can use the approval, or hears that it was
+    /// denied. An approval that names none is not used by one that does.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub caller: Option<String>,
     /// Its session.

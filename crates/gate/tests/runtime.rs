@@ -157,6 +157,31 @@ fn an_approval_is_used_only_by_the_token_that_asked() {
             .as_deref(),
         Some("mallory")
     );
+
+    // Nor does another token close a denied one: only the token that
+    // asked is told it was denied.
+    let refused = gate.decide(&as_caller(Some("bot"))).approval.unwrap().id;
+    let refusal = Answer {
+        approve: false,
+        ..approve_as("human")
+    };
+    runtime.answer(&refused, refusal).unwrap();
+    let theirs = gate.decide(&as_caller(Some("mallory")));
+    assert_eq!(theirs.verdict, Verdict::RequireApproval, "{theirs:?}");
+    assert_ne!(theirs.approval.unwrap().id, refused);
+    assert!(
+        !runtime.approval(&refused).unwrap().closed,
+        "still open for the token that asked"
+    );
+    let told = gate.decide(&as_caller(Some("bot")));
+    assert_eq!(
+        (
+            told.verdict,
+            told.reason.as_str(),
+            told.approval.unwrap().id
+        ),
+        (Verdict::Deny, reason::APPROVAL_DENIED, refused)
+    );
 }
 
 /// An approval shows the approver the arguments as the log records them,
