@@ -407,8 +407,9 @@ struct SweepClocks {
 #[derive(Debug, Default)]
 struct ApprovalBook {
     by_id: HashMap<String, Approval>,
-    /// The current (latest) approval of each caller and action hash.
-    by_hash: HashMap<(Option<String>, String), String>,
+    /// The current (latest) approval of each caller for each action hash:
+    /// its id, one per caller (almost always only one).
+    by_hash: HashMap<String, Vec<String>>,
     clocks: SweepClocks,
 }
 
@@ -1492,23 +1493,29 @@ fn insert_kill(kill: &mut KillStatusMap, key: String, entry: KillEntry) {
 
 impl ApprovalBook {
     fn insert(&mut self, a: Approval) {
-        let key = (a.caller.clone(), a.action_hash.clone());
-        let newer = self
-            .by_hash
-            .get(&key)
-            .and_then(|id| self.by_id.get(id))
-            .is_none_or(|cur| cur.id == a.id || cur.created_unix_ms <= a.created_unix_ms);
-        if newer {
-            self.by_hash.insert(key, a.id.clone());
+        let ids = self.by_hash.entry(a.action_hash.clone()).or_default();
+        let same_caller = ids
+            .iter()
+            .position(|id| self.by_id.get(id).is_some_and(|c| c.caller == a.caller));
+        match same_caller {
+            None => ids.push(a.id.clone()),
+            Some(i) => {
+                let cur = &self.by_id[&ids[i]];
+                if cur.id == a.id || cur.created_unix_ms <= a.created_unix_ms {
+                    ids[i] = a.id.clone();
+                }
+            }
         }
         self.by_id.insert(a.id.clone(), a);
     }
 
     fn remove(&mut self, id: &str) {
-        if let Some(a) = self.by_id.remove(id) {
-            let key = (a.caller, a.action_hash);
-            if self.by_hash.get(&key) == Some(&a.id) {
-                self.by_hash.remove(&key);
+        if let Some(a) = self.by_id.remove(id)
+            && let Some(ids) = self.by_hash.get_mut(&a.action_hash)
+        {
+            ids.retain(|current| current != id);
+            if ids.is_empty() {
+                self.by_hash.remove(&a.action_hash);
             }
         }
     }
@@ -1516,8 +1523,10 @@ impl ApprovalBook {
     /// The latest approval `caller` asked for the action `action_hash`.
     fn current(&self, caller: Option<&str>, action_hash: &str) -> Option<&Approval> {
         self.by_hash
-            .get(&(caller.map(String::from), action_hash.to_string()))
-            .and_then(|id| self.by_id.get(id))
+            .get(action_hash)?
+            .iter()
+            .filter_map(|id| self.by_id.get(id))
+            .find(|a| a.caller.as_deref() == caller)
     }
 }
 
