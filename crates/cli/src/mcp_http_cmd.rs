@@ -330,8 +330,6 @@ fn declared(path: &std::path::Path) -> Result<Vec<Declared>> {
     Ok(out)
 }
 
-/// The proxy's gate is built once: a reload through the API would change
-/// the decision server's gate and not the proxy's, so it is refused.
 /// Hands the authenticated token's name to the MCP endpoint
 /// ([`http::Caller`]): a session belongs to the token that opened it, and
 /// its decisions' audit records name it.
@@ -347,6 +345,8 @@ async fn name_the_caller(mut request: Request, next: Next) -> Response {
     next.run(request).await
 }
 
+/// The proxy's gate is built once: a reload through the API would change
+/// the decision server's gate and not the proxy's, so it is refused.
 async fn no_policy_reload(request: Request, next: Next) -> Response {
     if request.uri().path() == "/v1/policy/reload" {
         return ApiError::new(

@@ -308,29 +308,20 @@ impl HttpProxy {
         }
     }
 
+    /// Traffic without a session: one gate session per upstream.
     fn stateless(&self, caller: Option<String>) -> Arc<Client> {
-        Arc::new(Client {
-            session: Arc::new(
-                Session::new(
-                    self.governor.clone(),
-                    format!("mcp-http:{}", self.governor.server()),
-                )
-                .with_caller(caller.clone()),
-            ),
-            owner: caller,
-            upstream_id: None,
-            last_used: Mutex::new(Instant::now()),
-        })
+        self.client(format!("mcp-http:{}", self.governor.server()), caller)
     }
 
+    /// A new client session, not yet known to the upstream.
     fn fresh(&self, caller: Option<String>) -> Arc<Client> {
+        self.client(format!("mcp-http-{}", &random_hex()[..16]), caller)
+    }
+
+    fn client(&self, session_name: String, caller: Option<String>) -> Arc<Client> {
         Arc::new(Client {
             session: Arc::new(
-                Session::new(
-                    self.governor.clone(),
-                    format!("mcp-http-{}", &random_hex()[..16]),
-                )
-                .with_caller(caller.clone()),
+                Session::new(self.governor.clone(), session_name).with_caller(caller.clone()),
             ),
             owner: caller,
             upstream_id: None,
@@ -378,7 +369,7 @@ pub(super) fn passed_on(name: &HeaderName) -> bool {
 fn named_session(
     p: &HttpProxy,
     headers: &HeaderMap,
-    caller: Option<&String>,
+    caller: Option<&str>,
 ) -> Result<Option<Arc<Client>>, Box<Response>> {
     let Some(v) = headers.get(SESSION_HEADER) else {
         return Ok(None);
@@ -391,7 +382,7 @@ fn named_session(
         )));
     };
     // Another caller's session reads as no session at all.
-    match p.session(id).filter(|c| c.owner.as_ref() == caller) {
+    match p.session(id).filter(|c| c.owner.as_deref() == caller) {
         Some(c) => Ok(Some(c)),
         None => Err(Box::new(rpc_error_response(
             StatusCode::NOT_FOUND,
@@ -412,7 +403,7 @@ async fn handle_post(
         Ok(posted) => posted,
         Err(r) => return *r,
     };
-    let named = match named_session(&p, &headers, caller.as_ref()) {
+    let named = match named_session(&p, &headers, caller.as_deref()) {
         Ok(n) => n,
         Err(r) => return *r,
     };
@@ -539,7 +530,7 @@ async fn handle_get(
     CallerName(caller): CallerName,
     headers: HeaderMap,
 ) -> Response {
-    let client = match named_session(&p, &headers, caller.as_ref()) {
+    let client = match named_session(&p, &headers, caller.as_deref()) {
         Ok(Some(c)) => c,
         Ok(None) => p.stateless(caller),
         Err(r) => return *r,
@@ -576,7 +567,7 @@ async fn handle_delete(
     CallerName(caller): CallerName,
     headers: HeaderMap,
 ) -> Response {
-    let client = match named_session(&p, &headers, caller.as_ref()) {
+    let client = match named_session(&p, &headers, caller.as_deref()) {
         Ok(Some(c)) => c,
         Ok(None) => {
             return rpc_error_response(

@@ -616,7 +616,7 @@ async fn end(mux: &MuxSession) {
 fn find(
     p: &MuxProxy,
     headers: &HeaderMap,
-    caller: Option<&String>,
+    caller: Option<&str>,
 ) -> Result<Option<(String, Arc<MuxSession>)>, Box<Response>> {
     let Some(v) = headers.get(SESSION_HEADER) else {
         return Ok(None);
@@ -625,7 +625,7 @@ fn find(
     // Another caller's session reads as no session at all.
     let found = lock(&p.sessions)
         .get(&id)
-        .filter(|s| s.owner.as_ref() == caller)
+        .filter(|s| s.owner.as_deref() == caller)
         .cloned();
     match found {
         Some(s) => {
@@ -658,7 +658,7 @@ async fn handle_post(
             "Invalid Request: batches are not taken by a proxy of several MCP servers; send one message per request",
         );
     }
-    let found = match find(&p, &headers, caller.as_ref()) {
+    let found = match find(&p, &headers, caller.as_deref()) {
         Ok(f) => f,
         Err(r) => return *r,
     };
@@ -1005,7 +1005,7 @@ async fn handle_get(
     CallerName(caller): CallerName,
     headers: HeaderMap,
 ) -> Response {
-    let mux = match find(&p, &headers, caller.as_ref()) {
+    let mux = match find(&p, &headers, caller.as_deref()) {
         Ok(Some((_, m))) => m,
         Ok(None) => {
             return rpc_error_response(
@@ -1046,7 +1046,7 @@ async fn handle_delete(
     CallerName(caller): CallerName,
     headers: HeaderMap,
 ) -> Response {
-    match find(&p, &headers, caller.as_ref()) {
+    match find(&p, &headers, caller.as_deref()) {
         Ok(Some((sid, mux))) => {
             lock(&p.sessions).remove(&sid);
             end(&mux).await;
