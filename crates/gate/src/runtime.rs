@@ -404,6 +404,14 @@ struct SweepClocks {
     full_until_ms: u64,
 }
 
+/// What [`Runtime::sweep_approvals`] found: the approvals to forget, and
+/// the clocks as they are once they are forgotten.
+#[derive(Debug)]
+struct Sweep {
+    forgotten: Vec<String>,
+    clocks: SweepClocks,
+}
+
 #[derive(Debug, Default)]
 struct ApprovalBook {
     by_id: HashMap<String, Approval>,
@@ -460,10 +468,8 @@ enum Resolution {
 pub(crate) struct Staged<'a> {
     changes: Vec<StateChange>,
     approval: Option<(MutexGuard<'a, ApprovalBook>, Option<Approval>)>,
-    /// Approvals this decision's commit forgets.
-    forgotten: Vec<String>,
-    /// The sweep's clocks as they are once those are forgotten.
-    sweep_clocks: Option<SweepClocks>,
+    /// The approvals this decision's commit forgets, if any.
+    sweep: Option<Sweep>,
     labels: Option<(String, Vec<String>)>,
 }
 
@@ -998,8 +1004,7 @@ impl Runtime {
         let mut staged = Staged {
             changes: Vec::new(),
             approval: None,
-            forgotten: Vec::new(),
-            sweep_clocks: None,
+            sweep: None,
             labels: None,
         };
         if decision.verdict == Verdict::RequireApproval {
@@ -1032,22 +1037,22 @@ impl Runtime {
             decision,
         );
         if matches!(approval, Resolution::Create(_)) {
-            let (forgotten, clocks) = self.sweep_approvals(&book);
+            let sweep = self.sweep_approvals(&book);
+            let forgets = sweep.forgotten.len();
             // What the sweep found holds only once its forgetting commits;
             // finding nothing to forget holds at once.
-            if forgotten.is_empty() {
-                book.clocks = clocks;
+            if forgets == 0 {
+                book.clocks = sweep.clocks;
             } else {
-                staged.sweep_clocks = Some(clocks);
+                staged
+                    .changes
+                    .extend(sweep.forgotten.iter().map(|id| StateChange::DeleteState {
+                        space: APPROVAL_SPACE.into(),
+                        key: id.clone(),
+                    }));
+                staged.sweep = Some(sweep);
             }
-            staged.forgotten = forgotten;
-            staged
-                .changes
-                .extend(staged.forgotten.iter().map(|id| StateChange::DeleteState {
-                    space: APPROVAL_SPACE.into(),
-                    key: id.clone(),
-                }));
-            if book.by_id.len() - staged.forgotten.len() >= self.config.max_approvals {
+            if book.by_id.len() - forgets >= self.config.max_approvals {
                 decision.verdict = Verdict::Deny;
                 decision.reason = reason::APPROVAL_QUEUE_FULL.to_string();
                 decision.message = format!(
@@ -1058,7 +1063,7 @@ impl Runtime {
                 );
                 decision.approvers.clear();
                 // Hold the book to the commit only if it forgets some.
-                if !staged.forgotten.is_empty() {
+                if forgets > 0 {
                     staged.approval = Some((book, None));
                 }
                 return;
@@ -1251,13 +1256,15 @@ impl Runtime {
     /// the decision's lock: those past their retention (looked for once a
     /// minute), and at the limit, settled ones, oldest first. At most
     /// [`APPROVAL_SWEEP_BATCH`]; forgotten only if the decision commits.
-    /// Also returns the sweep's clocks as they are after it.
-    fn sweep_approvals(&self, book: &ApprovalBook) -> (Vec<String>, SweepClocks) {
+    fn sweep_approvals(&self, book: &ApprovalBook) -> Sweep {
         let now = unix_ms(self.now());
         let full = book.by_id.len() >= self.config.max_approvals;
         let mut clocks = book.clocks;
         if !(now >= clocks.next_sweep_ms || (full && now >= clocks.full_until_ms)) {
-            return (Vec::new(), clocks);
+            return Sweep {
+                forgotten: Vec::new(),
+                clocks,
+            };
         }
         let retention = millis(self.config.approval_retention);
         let mut settled: Vec<(bool, bool, u64, &String)> = book
@@ -1296,17 +1303,17 @@ impl Runtime {
         if full && forgotten.len() < room {
             clocks.full_until_ms = now.saturating_add(1000);
         }
-        (forgotten, clocks)
+        Sweep { forgotten, clocks }
     }
 
     /// The decision's record is durable at `seq`: apply what it changed.
     pub(crate) fn commit(&self, staged: Staged<'_>, seq: u64) {
         if let Some((mut book, approval)) = staged.approval {
-            for id in &staged.forgotten {
-                book.remove(id);
-            }
-            if let Some(clocks) = staged.sweep_clocks {
-                book.clocks = clocks;
+            if let Some(sweep) = staged.sweep {
+                for id in &sweep.forgotten {
+                    book.remove(id);
+                }
+                book.clocks = sweep.clocks;
             }
             if let Some(mut approval) = approval {
                 if approval.decision_seq.is_none() {
@@ -1616,8 +1623,8 @@ mod tests {
         let mut decision = Decision::base(Verdict::RequireApproval, unrecorded.hash());
         let staged = runtime.stage(gate.policy(), &unrecorded, &mut decision, Vec::new());
         assert_eq!(
-            staged.forgotten,
-            std::slice::from_ref(&old),
+            staged.sweep.as_ref().map(|s| s.forgotten.as_slice()),
+            Some(std::slice::from_ref(&old)),
             "the sweep finds it"
         );
         drop(staged);

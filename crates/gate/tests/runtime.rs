@@ -31,6 +31,31 @@ fn approve_as(by: &str) -> Answer {
     }
 }
 
+/// An unsigned denial by `by`.
+fn deny_as(by: &str) -> Answer {
+    Answer {
+        approve: false,
+        ..approve_as(by)
+    }
+}
+
+/// Defines, in a test, `clock()`: a clock of the test's own that starts at
+/// 1,700,000,000,000 ms since the epoch, and `advance(ms)`, which moves it
+/// on. Each test has its own (tests run in parallel).
+macro_rules! test_clock {
+    () => {
+        static NOW_MS: std::sync::atomic::AtomicU64 =
+            std::sync::atomic::AtomicU64::new(1_700_000_000_000);
+        fn clock() -> std::time::SystemTime {
+            std::time::UNIX_EPOCH
+                + std::time::Duration::from_millis(NOW_MS.load(std::sync::atomic::Ordering::SeqCst))
+        }
+        fn advance(ms: u64) {
+            NOW_MS.fetch_add(ms, std::sync::atomic::Ordering::SeqCst);
+        }
+    };
+}
+
 fn open(dir: &std::path::Path) -> Arc<SqliteStore> {
     Arc::new(SqliteStore::open(dir, StoreConfig::default()).unwrap())
 }
@@ -161,11 +186,7 @@ fn an_approval_is_used_only_by_the_token_that_asked() {
     // Nor does another token close a denied one: only the token that
     // asked is told it was denied.
     let refused = gate.decide(&as_caller(Some("bot"))).approval.unwrap().id;
-    let refusal = Answer {
-        approve: false,
-        ..approve_as("human")
-    };
-    runtime.answer(&refused, refusal).unwrap();
+    runtime.answer(&refused, deny_as("human")).unwrap();
     let theirs = gate.decide(&as_caller(Some("mallory")));
     assert_eq!(theirs.verdict, Verdict::RequireApproval, "{theirs:?}");
     assert_ne!(theirs.approval.unwrap().id, refused);
@@ -342,18 +363,9 @@ fn a_full_counter_table_keeps_other_tools_live_windows() {
     );
 }
 
-/// The test clock of `a_full_table_drops_the_least_recently_counted_session_counts`, in ms.
-static SESSIONS_NOW_MS: std::sync::atomic::AtomicU64 =
-    std::sync::atomic::AtomicU64::new(1_700_000_000_000);
-
 #[test]
 fn a_full_table_drops_the_least_recently_counted_session_counts() {
-    use std::sync::atomic::Ordering;
-    use std::time::{Duration, SystemTime, UNIX_EPOCH};
-    fn clock() -> SystemTime {
-        UNIX_EPOCH + Duration::from_millis(SESSIONS_NOW_MS.load(Ordering::SeqCst))
-    }
-    let advance = || SESSIONS_NOW_MS.fetch_add(1_000, Ordering::SeqCst);
+    test_clock!();
     let policy = "version: warden/v1\nname: l\ndefault: allow\nlimits:\n  tools:\n    \"db.*\": {per_session: 2}\n";
     let dir = tempfile::tempdir().unwrap();
     let gate = gate_with(policy, &limits_runtime(dir.path(), 10, clock));
@@ -362,7 +374,7 @@ fn a_full_table_drops_the_least_recently_counted_session_counts() {
             .unwrap()
     };
     let verdict = |session: usize| {
-        advance();
+        advance(1_000);
         gate.decide(&call(session)).verdict
     };
     // Ten sessions, one call each, fill the table; s0 then counts again
@@ -391,18 +403,9 @@ fn a_full_table_drops_the_least_recently_counted_session_counts() {
     }
 }
 
-/// The test clock of `a_full_counter_table_is_purged_again_once_a_window_can_have_ended`, in ms.
-static FULL_TABLE_NOW_MS: std::sync::atomic::AtomicU64 =
-    std::sync::atomic::AtomicU64::new(1_700_000_000_000);
-
 #[test]
 fn a_full_counter_table_is_purged_again_once_a_window_can_have_ended() {
-    use std::sync::atomic::Ordering;
-    use std::time::{Duration, SystemTime, UNIX_EPOCH};
-    fn clock() -> SystemTime {
-        UNIX_EPOCH + Duration::from_millis(FULL_TABLE_NOW_MS.load(Ordering::SeqCst))
-    }
-    let advance = |ms: u64| FULL_TABLE_NOW_MS.fetch_add(ms, Ordering::SeqCst);
+    test_clock!();
     let limits_a = "version: warden/v1\nname: a\ndefault: allow\nlimits:\n  tools:\n    a: {calls: 1, per: 1m}\n";
     let limits_b = "version: warden/v1\nname: b\ndefault: allow\nlimits:\n  tools:\n    b: {calls: 1, per: 1m}\n";
     let dir = tempfile::tempdir().unwrap();
@@ -702,23 +705,14 @@ fn an_approver_named_by_a_did_key_signs_and_one_without_a_key_is_recorded_unchec
     assert_eq!(details["signed_by"], serde_json::Value::Null);
 }
 
-/// The test clock of `the_approval_queue_is_bounded_and_settled_approvals_are_forgotten`, in ms.
-static APPROVALS_NOW_MS: std::sync::atomic::AtomicU64 =
-    std::sync::atomic::AtomicU64::new(1_700_000_000_000);
-
 #[test]
 fn the_approval_queue_is_bounded_and_settled_approvals_are_forgotten() {
-    use std::sync::atomic::Ordering;
-    use std::time::{Duration, SystemTime, UNIX_EPOCH};
-    fn clock() -> SystemTime {
-        UNIX_EPOCH + Duration::from_millis(APPROVALS_NOW_MS.load(Ordering::SeqCst))
-    }
-    let advance = |ms: u64| APPROVALS_NOW_MS.fetch_add(ms, Ordering::SeqCst);
+    test_clock!();
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
     let config = RuntimeConfig {
         max_approvals: 3,
-        approval_retention: Duration::from_secs(3600),
+        approval_retention: std::time::Duration::from_secs(3600),
         ..RuntimeConfig::default()
     };
     let runtime = Arc::new(
@@ -764,15 +758,7 @@ fn the_approval_queue_is_bounded_and_settled_approvals_are_forgotten() {
 
     // One settles (denied): the next new approval pushes it out, in memory
     // and in the store.
-    runtime
-        .answer(
-            &ids[0],
-            Answer {
-                approve: false,
-                ..approve_as("human")
-            },
-        )
-        .unwrap();
+    runtime.answer(&ids[0], deny_as("human")).unwrap();
     let (verdict, _, d) = ask("d");
     assert_eq!(verdict, Verdict::RequireApproval);
     let d = d.unwrap();
@@ -787,15 +773,7 @@ fn the_approval_queue_is_bounded_and_settled_approvals_are_forgotten() {
     // expiry pass.
     runtime.answer(&ids[1], approve_as("human")).unwrap();
     assert_eq!(ask("b").0, Verdict::Allow);
-    runtime
-        .answer(
-            &ids[2],
-            Answer {
-                approve: false,
-                ..approve_as("human")
-            },
-        )
-        .unwrap();
+    runtime.answer(&ids[2], deny_as("human")).unwrap();
     advance(16 * 60 * 1000 + 3600 * 1000);
     // d expired unanswered, b was used, c denied: all settled, all past
     // their retention, so all three go when e is created.
