@@ -829,13 +829,26 @@ async fn with_role_tokens() -> (tempfile::TempDir, TestServer) {
 async fn with_role_tokens_and(
     tweak: impl FnOnce(&mut warden_server::Config),
 ) -> (tempfile::TempDir, TestServer) {
+    with_tokens_and(
+        "tokens:\n  - {name: bot, role: agent, token: agent-token-0123456789}\n  - {name: dba@example.com, role: approver, token: approver-token-0123456789}\n  - {name: root@example.com, role: admin, token: admin-token-0123456789}\n",
+        tweak,
+    )
+    .await
+}
+
+/// A server with the tokens file `tokens` (YAML); the directory holds it.
+async fn with_tokens(tokens: &str) -> (tempfile::TempDir, TestServer) {
+    with_tokens_and(tokens, |_| {}).await
+}
+
+/// [`with_tokens`], with `tweak` applied to the rest of the config.
+async fn with_tokens_and(
+    tokens: &str,
+    tweak: impl FnOnce(&mut warden_server::Config),
+) -> (tempfile::TempDir, TestServer) {
     let dir = tempfile::tempdir().unwrap();
     let auth = dir.path().join("auth.yaml");
-    std::fs::write(
-        &auth,
-        "tokens:\n  - {name: bot, role: agent, token: agent-token-0123456789}\n  - {name: dba@example.com, role: approver, token: approver-token-0123456789}\n  - {name: root@example.com, role: admin, token: admin-token-0123456789}\n",
-    )
-    .unwrap();
+    std::fs::write(&auth, tokens).unwrap();
     let server = TestServer::start_with(POLICY, |c| {
         c.auth_file = Some(auth);
         tweak(c);
@@ -849,23 +862,12 @@ async fn with_role_tokens_and(
 /// refused, alone or in a batch; an unbound token names whom it likes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bound_agent_token_acts_only_as_its_agent() {
-    let dir = tempfile::tempdir().unwrap();
-    let auth = dir.path().join("auth.yaml");
-    std::fs::write(
-        &auth,
+    let (_auth, server) = with_tokens(
         "tokens:\n  - {name: billing, role: agent, token: bound-token-0123456789, agent: billing-bot}\n  - {name: bot, role: agent, token: agent-token-0123456789}\n  - {name: root@example.com, role: admin, token: admin-token-0123456789}\n",
     )
-    .unwrap();
-    let server = TestServer::start_with(POLICY, |c| c.auth_file = Some(auth)).await;
-    let send = |token: &'static str, path: &'static str, body: Value| {
-        server.send(
-            server
-                .client
-                .post(format!("{}{path}", server.url))
-                .bearer_auth(token)
-                .json(&body),
-        )
-    };
+    .await;
+    let send =
+        async |token: &str, path: &str, body: Value| server.post_as(token, path, &body).await;
     let (status, _) = send(
         "admin-token-0123456789",
         "/v1/kill",
@@ -953,15 +955,8 @@ async fn a_bound_agent_token_acts_only_as_its_agent() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_audit_record_names_the_token_that_asked() {
     let (_auth, server) = with_role_tokens().await;
-    let post = |token: &'static str, path: &'static str, body: Value| {
-        server.send(
-            server
-                .client
-                .post(format!("{}{path}", server.url))
-                .bearer_auth(token)
-                .json(&body),
-        )
-    };
+    let post =
+        async |token: &str, path: &str, body: Value| server.post_as(token, path, &body).await;
     let read = query("SELECT 1", "s");
     let (_, d) = post("agent-token-0123456789", "/v1/decide", read.clone()).await;
     let (_, b) = post(
@@ -971,12 +966,7 @@ async fn the_audit_record_names_the_token_that_asked() {
     )
     .await;
     let (_, page) = server
-        .send(
-            server
-                .client
-                .get(format!("{}/v1/audit/entries", server.url))
-                .bearer_auth("admin-token-0123456789"),
-        )
+        .get_as("admin-token-0123456789", "/v1/audit/entries")
         .await;
     let callers: Vec<(u64, &str, &str)> = page["entries"]
         .as_array()
@@ -1031,34 +1021,20 @@ async fn the_audit_record_names_the_token_that_asked() {
 /// asked uses the approved one. The approver sees which token asked.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_approval_is_used_only_by_the_token_that_asked() {
-    let dir = tempfile::tempdir().unwrap();
-    let auth = dir.path().join("auth.yaml");
-    std::fs::write(
-        &auth,
+    let (_auth, server) = with_tokens(
         "tokens:\n  - {name: bot, role: agent, token: agent-token-0123456789}\n  - {name: other-bot, role: agent, token: other-token-0123456789}\n  - {name: dba@example.com, role: approver, token: approver-token-0123456789}\n",
     )
-    .unwrap();
-    let server = TestServer::start_with(POLICY, |c| c.auth_file = Some(auth)).await;
+    .await;
     let mail = json!({"point": "pre_tool_call", "tool": "email.send", "session": "s", "args": {"to": "a@example.com", "body": "hi"}});
-    let decide = |token: &'static str| {
-        server.send(
-            server
-                .client
-                .post(format!("{}/v1/decide", server.url))
-                .bearer_auth(token)
-                .json(&mail),
-        )
-    };
+    let decide = async |token: &str| server.post_as(token, "/v1/decide", &mail).await;
     let (_, asked) = decide("agent-token-0123456789").await;
     assert_eq!(asked["verdict"], "require_approval", "{asked}");
     let id = asked["approval"]["id"].as_str().unwrap().to_string();
     let (status, answered) = server
-        .send(
-            server
-                .client
-                .post(format!("{}/v1/approvals/{id}/approve", server.url))
-                .bearer_auth("approver-token-0123456789")
-                .json(&json!({})),
+        .post_as(
+            "approver-token-0123456789",
+            &format!("/v1/approvals/{id}/approve"),
+            &json!({}),
         )
         .await;
     assert_eq!(status, 200, "{answered}");
@@ -1074,12 +1050,7 @@ async fn an_approval_is_used_only_by_the_token_that_asked() {
         "{used}"
     );
     let (_, pending) = server
-        .send(
-            server
-                .client
-                .get(format!("{}/v1/approvals?state=pending", server.url))
-                .bearer_auth("approver-token-0123456789"),
-        )
+        .get_as("approver-token-0123456789", "/v1/approvals?state=pending")
         .await;
     let callers: Vec<&str> = pending["approvals"]
         .as_array()
@@ -1096,24 +1067,15 @@ async fn an_approval_is_used_only_by_the_token_that_asked() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_approver_with_a_key_answers_only_with_its_signature() {
     let key = IdentityKey::from_seed(&[42; 32]);
-    let dir = tempfile::tempdir().unwrap();
-    let auth = dir.path().join("auth.yaml");
-    std::fs::write(
-        &auth,
-        format!(
-            "tokens:\n  - {{name: bot, role: agent, token: agent-token-0123456789}}\n  - {{name: dba@example.com, role: approver, token: approver-token-0123456789, key: '{}'}}\n  - {{name: root@example.com, role: admin, token: admin-token-0123456789}}\n",
-            key.did()
-        ),
-    )
-    .unwrap();
-    let server = TestServer::start_with(POLICY, |c| c.auth_file = Some(auth)).await;
-    let call = |token: &'static str, path: String, body: Option<Value>| {
-        let url = format!("{}{path}", server.url);
-        let request = match body {
-            Some(b) => server.client.post(url).json(&b),
-            None => server.client.get(url),
-        };
-        server.send(request.bearer_auth(token))
+    let (_auth, server) = with_tokens(&format!(
+        "tokens:\n  - {{name: bot, role: agent, token: agent-token-0123456789}}\n  - {{name: dba@example.com, role: approver, token: approver-token-0123456789, key: '{}'}}\n  - {{name: root@example.com, role: admin, token: admin-token-0123456789}}\n",
+        key.did()
+    ))
+    .await;
+    // A body POSTs it, none GETs.
+    let call = async |token: &str, path: String, body: Option<Value>| match body {
+        Some(b) => server.post_as(token, &path, &b).await,
+        None => server.get_as(token, &path).await,
     };
     let mail = json!({"point": "pre_tool_call", "tool": "email.send", "args": {"to": "x@example.com", "body": "b"}});
     let (_, d) = call(

@@ -195,6 +195,27 @@ impl TestServer {
             .await
     }
 
+    /// [`TestServer::post`] with bearer `token`.
+    pub async fn post_as(&self, token: &str, path: &str, body: &Value) -> (u16, Value) {
+        self.send(
+            self.client
+                .post(format!("{}{path}", self.url))
+                .bearer_auth(token)
+                .json(body),
+        )
+        .await
+    }
+
+    /// [`TestServer::get`] with bearer `token`.
+    pub async fn get_as(&self, token: &str, path: &str) -> (u16, Value) {
+        self.send(
+            self.client
+                .get(format!("{}{path}", self.url))
+                .bearer_auth(token),
+        )
+        .await
+    }
+
     pub async fn get(&self, path: &str) -> (u16, Value) {
         self.send(self.client.get(format!("{}{path}", self.url)))
             .await
