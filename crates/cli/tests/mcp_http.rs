@@ -131,6 +131,18 @@ impl Proxy {
         Proxy::spawn(cmd, policy, data, auth)
     }
 
+    /// `warden mcp proxy --config` over the MCP servers `servers` (the
+    /// `mcpServers` object, written as `mcp.json` into `dir`), with the
+    /// fixtures' policy.
+    fn with_config(servers: Value, dir: &Path, data: &Path, auth: Option<&Path>) -> Proxy {
+        let config = dir.join("mcp.json");
+        std::fs::write(&config, json!({ "mcpServers": servers }).to_string()).unwrap();
+        let mut cmd = Command::new(warden());
+        cmd.args(["mcp", "proxy", "--listen", "127.0.0.1:0", "--config"])
+            .arg(&config);
+        Proxy::spawn(cmd, &fixtures().join("policy.yaml"), data, auth)
+    }
+
     /// Runs `cmd` (`warden mcp proxy` and its upstreams) with the policy,
     /// data directory and auth file.
     fn spawn(mut cmd: Command, policy: &Path, data: &Path, auth: Option<&Path>) -> Proxy {
@@ -817,6 +829,14 @@ const JSON: (&str, &str) = ("content-type", "application/json");
 const INIT: &[u8] = br#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-06-18","capabilities":{},"clientInfo":{"name":"raw","version":"1"}}}"#;
 const ACCEPT: (&str, &str) = ("accept", "application/json, text/event-stream");
 
+/// The `mcp-session-id` of an answer's headers, if it has one.
+fn session_id(headers: &[(String, String)]) -> Option<String> {
+    headers
+        .iter()
+        .find(|(n, _)| n == "mcp-session-id")
+        .map(|(_, v)| v.clone())
+}
+
 #[test]
 fn bad_input_on_the_endpoint_gets_clear_errors_and_the_proxy_keeps_serving() {
     let everything = Everything::start();
@@ -881,11 +901,8 @@ fn bad_input_on_the_endpoint_gets_clear_errors_and_the_proxy_keeps_serving() {
     let (status, headers, body) = http(addr, "POST", &[JSON, ACCEPT], INIT, 9999);
     assert_eq!(status, 200, "{body}\n{}", proxy.log());
     assert!(body.contains("mcp-servers/everything"), "{body}");
-    let session = headers
-        .iter()
-        .find(|(n, _)| n == "mcp-session-id")
-        .map(|(_, v)| v.clone())
-        .unwrap_or_else(|| panic!("no session id issued: {headers:?}"));
+    let session =
+        session_id(&headers).unwrap_or_else(|| panic!("no session id issued: {headers:?}"));
     assert_eq!(session.len(), 32, "{session}");
     let with = ("mcp-session-id", session.as_str());
     let version = ("mcp-protocol-version", "2025-06-18");
@@ -906,11 +923,7 @@ fn bad_input_on_the_endpoint_gets_clear_errors_and_the_proxy_keeps_serving() {
     // A client holding the server's event stream open does not keep warden
     // from stopping (stop() waits at most 20 s).
     let (_, headers, _) = http(addr, "POST", &[JSON, ACCEPT], INIT, 9999);
-    let session = headers
-        .iter()
-        .find(|(n, _)| n == "mcp-session-id")
-        .map(|(_, v)| v.clone())
-        .unwrap();
+    let session = session_id(&headers).unwrap();
     let mut held = TcpStream::connect(addr).unwrap();
     write!(
         held,
@@ -932,29 +945,24 @@ fn several_upstreams_answer_as_one_server_with_prefixed_names() {
     let files = tempfile::tempdir().unwrap();
     std::fs::write(files.path().join("a.txt"), "hello file").unwrap();
     let root = files.path().canonicalize().unwrap();
-    let config = files.path().join("mcp.json");
     // A third server whose tool tells the model to use it instead of the
     // filesystem server's: shadowing between servers, so it is not listed.
     let notes = files.path().join("notes.py");
     std::fs::write(&notes, SHADOWING_SERVER).unwrap();
-    std::fs::write(
-        &config,
-        json!({"mcpServers": {
+    let data = tempfile::tempdir().unwrap();
+    let mut proxy = Proxy::with_config(
+        json!({
             "every": {"url": everything.url},
             "fs": {
                 "command": peers.join("node"),
                 "args": [peers.join("mcp-server-filesystem"), root],
             },
             "notes": {"command": "python3", "args": [notes]},
-        }})
-        .to_string(),
-    )
-    .unwrap();
-    let data = tempfile::tempdir().unwrap();
-    let mut cmd = Command::new(warden());
-    cmd.args(["mcp", "proxy", "--listen", "127.0.0.1:0", "--config"])
-        .arg(&config);
-    let mut proxy = Proxy::spawn(cmd, &fixtures().join("policy.yaml"), data.path(), None);
+        }),
+        files.path(),
+        data.path(),
+        None,
+    );
     let list = root.to_string_lossy().into_owned();
     let seen = client(json!({
         "url": proxy.url(),
@@ -1138,24 +1146,16 @@ fn a_call_whose_client_goes_away_is_given_up_with_the_outcome_unknown() {
     drop(proxy);
 
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("mcp.json");
-    std::fs::write(
-        &config,
-        json!({"mcpServers": {"a": {"url": upstream.url}, "b": {"url": upstream.url}}}).to_string(),
-    )
-    .unwrap();
     let data = tempfile::tempdir().unwrap();
-    let mut cmd = Command::new(warden());
-    cmd.args(["mcp", "proxy", "--listen", "127.0.0.1:0", "--config"])
-        .arg(&config);
-    let proxy = Proxy::spawn(cmd, &fixtures().join("policy.yaml"), data.path(), None);
+    let proxy = Proxy::with_config(
+        json!({"a": {"url": upstream.url}, "b": {"url": upstream.url}}),
+        dir.path(),
+        data.path(),
+        None,
+    );
     let (status, headers, body) = http(proxy.addr, "POST", &[JSON, ACCEPT], INIT, 9999);
     assert_eq!(status, 200, "{body}\n{}", proxy.log());
-    let session = headers
-        .iter()
-        .find(|(n, _)| n == "mcp-session-id")
-        .map(|(_, v)| v.clone())
-        .expect("the multiplexed endpoint issues a session");
+    let session = session_id(&headers).expect("the multiplexed endpoint issues a session");
     hang_up_mid_call(&proxy, data.path(), Some(&session), "a__slow");
 }
 
@@ -1259,7 +1259,7 @@ fn a_stateless_upstream_is_served_statelessly_and_still_governed() {
     assert_eq!(status, 200, "{body}\n{}", proxy.log());
     assert!(body.contains("stateless-test"), "{body}");
     assert!(
-        !headers.iter().any(|(n, _)| n == "mcp-session-id"),
+        session_id(&headers).is_none(),
         "no session id is issued for a stateless upstream: {headers:?}"
     );
     let seen = client(json!({
@@ -1402,21 +1402,16 @@ fn one_stdio_server_in_a_config_is_served_over_http_with_its_own_names() {
     let files = tempfile::tempdir().unwrap();
     std::fs::write(files.path().join("notes.txt"), "one server").unwrap();
     let root = files.path().canonicalize().unwrap();
-    let config = files.path().join("mcp.json");
-    std::fs::write(
-        &config,
-        json!({"mcpServers": {"fs": {
+    let data = tempfile::tempdir().unwrap();
+    let mut proxy = Proxy::with_config(
+        json!({"fs": {
             "command": peers.join("node"),
             "args": [peers.join("mcp-server-filesystem"), root],
-        }}})
-        .to_string(),
-    )
-    .unwrap();
-    let data = tempfile::tempdir().unwrap();
-    let mut cmd = Command::new(warden());
-    cmd.args(["mcp", "proxy", "--listen", "127.0.0.1:0", "--config"])
-        .arg(&config);
-    let mut proxy = Proxy::spawn(cmd, &fixtures().join("policy.yaml"), data.path(), None);
+        }}),
+        files.path(),
+        data.path(),
+        None,
+    );
     let path = root.join("notes.txt").to_string_lossy().into_owned();
     let seen = client(json!({
         "url": proxy.url(),
@@ -1446,20 +1441,10 @@ fn one_stdio_server_in_a_config_is_served_over_http_with_its_own_names() {
 fn a_session_of_several_upstreams_belongs_to_the_token_that_opened_it() {
     let everything = Everything::start();
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("mcp.json");
-    std::fs::write(
-        &config,
-        json!({"mcpServers": {"a": {"url": everything.url}, "b": {"url": everything.url}}})
-            .to_string(),
-    )
-    .unwrap();
     let data = tempfile::tempdir().unwrap();
-    let mut cmd = Command::new(warden());
-    cmd.args(["mcp", "proxy", "--listen", "127.0.0.1:0", "--config"])
-        .arg(&config);
-    let mut proxy = Proxy::spawn(
-        cmd,
-        &fixtures().join("policy.yaml"),
+    let mut proxy = Proxy::with_config(
+        json!({"a": {"url": everything.url}, "b": {"url": everything.url}}),
+        dir.path(),
         data.path(),
         Some(&fixtures().join("auth.yaml")),
     );
@@ -1481,11 +1466,7 @@ fn assert_a_session_answers_only_its_token(proxy: &Proxy) {
         9999,
     );
     assert_eq!(status, 200, "{body}\n{}", proxy.log());
-    let sid = headers
-        .iter()
-        .find(|(n, _)| n == "mcp-session-id")
-        .map(|(_, v)| v.clone())
-        .unwrap_or_else(|| panic!("no session id: {headers:?}"));
+    let sid = session_id(&headers).unwrap_or_else(|| panic!("no session id: {headers:?}"));
     let ping = br#"{"jsonrpc":"2.0","id":2,"method":"ping"}"#;
     for (auth, method, body, want) in [
         (other.as_str(), "POST", &ping[..], 404),
