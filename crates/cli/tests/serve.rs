@@ -13,13 +13,14 @@ use serde_json::{Value, json};
 
 /// Every variable `warden serve` reads, cleared so the tests' own
 /// environment cannot leak in.
-const SERVE_VARS: [&str; 11] = [
+const SERVE_VARS: [&str; 12] = [
     "WARDEN_LISTEN",
     "WARDEN_POLICY",
     "WARDEN_AUTH",
     "WARDEN_MAX_BODY",
     "WARDEN_APPROVAL_TTL",
     "WARDEN_MAX_APPROVALS",
+    "WARDEN_APPROVAL_RETENTION",
     "WARDEN_NO_WATCH",
     "WARDEN_LOG_FORMAT",
     "WARDEN_DATA_DIR",
@@ -639,6 +640,8 @@ fn every_serve_setting_takes_effect_from_its_warden_variable() {
     let mut cmd = warden_command(cwd.path());
     cmd.arg("serve").env("WARDEN_NO_WATCH", "1");
     for (_, var, value) in settings(cwd.path()) {
+        // The command starts from an environment without any of them.
+        assert!(SERVE_VARS.contains(&var), "{var} is not in SERVE_VARS");
         cmd.env(var, value);
     }
     assert_settings_took_effect(cwd.path(), start(cmd));
