@@ -255,17 +255,17 @@ async fn a_demotion_is_counted_and_the_trust_histogram_holds_the_stored_score() 
     let trust = |families: &BTreeMap<String, Value>, name: &str, labels: Value| {
         sample(families, "warden_trust_score", name, labels)
     };
-
-    let before = parse(&server.text("/metrics").await);
-    assert_eq!(
+    let transitions = |families: &BTreeMap<String, Value>| {
         sample(
-            &before,
+            families,
             "warden_ring_transitions",
             "warden_ring_transitions_total",
-            Value::Null
-        ),
-        0.0
-    );
+            Value::Null,
+        )
+    };
+
+    let before = parse(&server.text("/metrics").await);
+    assert_eq!(transitions(&before), 0.0);
     assert_eq!(trust(&before, "warden_trust_score_count", Value::Null), 1.0);
     assert_eq!(trust(&before, "warden_trust_score_sum", Value::Null), 605.0);
 
@@ -282,15 +282,7 @@ async fn a_demotion_is_counted_and_the_trust_histogram_holds_the_stored_score() 
     assert_eq!(stored["ring"], 3, "{stored}");
 
     let after = parse(&server.text("/metrics").await);
-    assert_eq!(
-        sample(
-            &after,
-            "warden_ring_transitions",
-            "warden_ring_transitions_total",
-            Value::Null
-        ),
-        1.0
-    );
+    assert_eq!(transitions(&after), 1.0);
     assert_eq!(trust(&after, "warden_trust_score_count", Value::Null), 1.0);
     assert_eq!(trust(&after, "warden_trust_score_sum", Value::Null), score);
     // The score sits in the first bucket at or above it, and in none below.
@@ -309,13 +301,5 @@ async fn a_demotion_is_counted_and_the_trust_histogram_holds_the_stored_score() 
     let d = server.decide(agent.signed_query()).await;
     assert_eq!(d["verdict"], "allow", "{d}");
     let again = parse(&server.text("/metrics").await);
-    assert_eq!(
-        sample(
-            &again,
-            "warden_ring_transitions",
-            "warden_ring_transitions_total",
-            Value::Null
-        ),
-        1.0
-    );
+    assert_eq!(transitions(&again), 1.0);
 }
