@@ -165,12 +165,13 @@ fn main() {
             let trace = trace_dir
                 .as_ref()
                 .map(|d| d.join(format!("floor-{run}.txt")));
-            let cpu = CpuMeter::start(Some(std::process::id()));
-            let floor = durable_appends_alone(dir.path(), connections, rate, seconds, trace);
-            row(
+            durable_appends_alone(
                 &format!("durable appends alone, {rate}/s"),
-                &floor,
-                cpu.stop(floor.per_sec),
+                dir.path(),
+                connections,
+                rate,
+                seconds,
+                trace,
             );
         }
         return;
@@ -256,14 +257,13 @@ fn main() {
             "",
             append_waits(&appends_before, &append_buckets(&server.addr))
         );
-        // In this process: the figure per decision is the append's writer
-        // and its callers together.
-        let cpu = CpuMeter::start(Some(std::process::id()));
-        let floor = durable_appends_alone(dir.path(), connections, rate, seconds, trace("floor"));
-        row(
+        let floor = durable_appends_alone(
             &format!("  durable appends alone, same disk, {rate}/s"),
-            &floor,
-            cpu.stop(floor.per_sec),
+            dir.path(),
+            connections,
+            rate,
+            seconds,
+            trace("floor"),
         );
         println!(
             "{:<44} idle after start {:.1} MB, after the run {:.1} MB resident; {} errors, {} answered rate_limited",
@@ -500,7 +500,10 @@ fn serve(dir: &Path) {
 /// server opens its own) in `dir`, with nothing else: no HTTP, no policy.
 /// Every answer the server gives waits for such an append; when this row's
 /// p99 is high, the disk's syncs are, and the server's cannot be lower.
+/// Prints its row as `label`, with this process's CPU: the append's writer
+/// and its callers together.
 fn durable_appends_alone(
+    label: &str,
     dir: &Path,
     connections: usize,
     rate: u64,
@@ -518,6 +521,7 @@ fn durable_appends_alone(
         )
         .expect("open the floor store"),
     );
+    let cpu = CpuMeter::start(Some(std::process::id()));
     let result = load_at_rate(
         async || {
             (0..connections)
@@ -528,6 +532,7 @@ fn durable_appends_alone(
         Duration::from_secs(seconds),
         trace,
     );
+    row(label, &result, cpu.stop(result.per_sec));
     store.close().expect("close the floor store");
     result
 }
@@ -600,7 +605,8 @@ fn disk_syncs(dir: &Path, length: Duration) -> String {
     let block = [0x5au8; BLOCK];
     let period = Duration::from_millis(1);
     let start = Instant::now();
-    let mut syncs = Vec::with_capacity(length.as_millis() as usize);
+    // Each sync's time, µs.
+    let mut syncs: Vec<u64> = Vec::with_capacity(length.as_millis() as usize);
     for k in 0u32.. {
         let due = start + period * k;
         if due - start >= length {
@@ -612,26 +618,23 @@ fn disk_syncs(dir: &Path, length: Duration) -> String {
         file.write_all_at(&block, at)
             .and_then(|()| file.sync_data())
             .expect("the disk probe's sync");
-        syncs.push(began.elapsed());
+        syncs.push(began.elapsed().as_micros() as u64);
     }
     // Over the time it took: syncs that fall behind the pace stretch it.
     let took = start.elapsed();
     drop(file);
     let _ = std::fs::remove_file(&path);
-    let slow: Duration = syncs
-        .iter()
-        .filter(|d| **d > Duration::from_millis(5))
-        .sum();
-    let longest = syncs.iter().max().copied().unwrap_or_default();
-    syncs.sort_unstable();
-    let at = |q: f64| syncs[((syncs.len() as f64 * q) as usize).min(syncs.len() - 1)];
+    let slow_us: u64 = syncs.iter().filter(|us| **us > 5_000).sum();
+    let longest_us = syncs.iter().max().copied().unwrap_or_default();
+    let r = summarize(syncs, took, Errors::default());
     format!(
         "this disk alone ({} s, 8 KiB + fdatasync 1,000/s): p50 {:.2} ms, p99 {:.2} ms, longest {:.1} ms; {:.2} % of the time in syncs over 5 ms",
         length.as_secs(),
-        at(0.5).as_secs_f64() * 1e3,
-        at(0.99).as_secs_f64() * 1e3,
-        longest.as_secs_f64() * 1e3,
-        slow.as_secs_f64() * 100.0 / took.as_secs_f64(),
+        r.p50_us as f64 / 1e3,
+        r.p99_us as f64 / 1e3,
+        longest_us as f64 / 1e3,
+        // µs over s: 1e-6 × 100 %.
+        slow_us as f64 / 1e4 / took.as_secs_f64(),
     )
 }
 
