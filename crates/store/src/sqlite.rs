@@ -1092,12 +1092,16 @@ impl Store for SqliteStore {
     }
 
     fn entries(&self, from_seq: u64, limit: usize) -> Result<Vec<StoredEntry>, StoreError> {
+        // No entry is numbered past SQLite's integers: asking is not an error.
+        let Ok(from) = i64::try_from(from_seq) else {
+            return Ok(Vec::new());
+        };
         let conn = self.reader();
         let mut stmt = conn
             .prepare_cached("SELECT seq, leaf_hash, data FROM audit_entries WHERE seq >= ?1 ORDER BY seq LIMIT ?2")
             .map_err(|e| StoreError::db("reading entries", e))?;
         let rows = stmt
-            .query_map(params![to_i64(from_seq, "seq")?, limit as i64], |r| {
+            .query_map(params![from, limit as i64], |r| {
                 Ok((
                     r.get::<_, i64>(0)?,
                     r.get::<_, Vec<u8>>(1)?,
@@ -1119,6 +1123,9 @@ impl Store for SqliteStore {
     }
 
     fn leaf_hashes(&self, from_seq: u64, limit: usize) -> Result<Vec<(u64, Hash)>, StoreError> {
+        let Ok(from) = i64::try_from(from_seq) else {
+            return Ok(Vec::new());
+        };
         let conn = self.reader();
         let mut stmt = conn
             .prepare_cached(
@@ -1126,7 +1133,7 @@ impl Store for SqliteStore {
             )
             .map_err(|e| StoreError::db("reading leaf hashes", e))?;
         let rows = stmt
-            .query_map(params![to_i64(from_seq, "seq")?, limit as i64], |r| {
+            .query_map(params![from, limit as i64], |r| {
                 Ok((r.get::<_, i64>(0)?, r.get::<_, Vec<u8>>(1)?))
             })
             .map_err(|e| StoreError::db("reading leaf hashes", e))?;

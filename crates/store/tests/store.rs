@@ -685,6 +685,11 @@ fn entries_from_pages_through_the_log_and_picks_up_later_appends() {
     let more: Vec<u64> = entries.by_ref().map(|e| e.unwrap().seq).collect();
     assert_eq!(more, vec![2500, 2501], "what was appended since");
     assert_eq!(entries_from(&store, 9999).count(), 0);
+    // Past the numbers SQLite can hold there is nothing, not an error.
+    for from in [i64::MAX as u64 + 1, u64::MAX] {
+        assert!(store.entries(from, 10).unwrap().is_empty());
+        assert!(store.leaf_hashes(from, 10).unwrap().is_empty());
+    }
 }
 
 /// A small probe can reuse free pages of a full database; the probe for
