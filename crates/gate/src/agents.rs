@@ -42,6 +42,7 @@
 use std::collections::BTreeSet;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::runtime::Runtime;
 use serde_json::{Map, Value, json};
 use warden_audit::{DecodeError, EventRecord, Record};
 use warden_identity::{
@@ -57,6 +58,9 @@ pub const MAX_REASON_BYTES: usize = 1024;
 pub struct Agents<'s> {
     store: &'s dyn Store,
     actor: String,
+    /// Told of every agent record written, so that a status change
+    /// stops (or frees) actions that name the agent at once.
+    runtime: Option<&'s Runtime>,
 }
 
 impl std::fmt::Debug for Agents<'_> {
@@ -305,13 +309,24 @@ fn is_printable(c: char) -> bool {
     matches!(c, '"' | '\'' | '\\') || c.escape_debug().count() == 1
 }
 
-impl Agents<'_> {
+impl<'s> Agents<'s> {
     /// The agents of `store`; changes are recorded as made by `actor`
     /// (e.g. `cli:alice`, `api:admin`).
-    pub fn new(store: &dyn Store, actor: impl Into<String>) -> Agents<'_> {
+    pub fn new(store: &'s dyn Store, actor: impl Into<String>) -> Agents<'s> {
         Agents {
             store,
             actor: actor.into(),
+            runtime: None,
+        }
+    }
+
+    /// These agents, telling `runtime` of every record written (its
+    /// store must be this one): the process deciding then applies a
+    /// status from the next decision on ([`Runtime::agent_stop`]).
+    pub fn noting(self, runtime: &'s Runtime) -> Agents<'s> {
+        Agents {
+            runtime: Some(runtime),
+            ..self
         }
     }
 
@@ -531,7 +546,11 @@ impl Agents<'_> {
             did: agent.did().to_string(),
             record,
         };
-        self.append(action, agent.did().as_str(), details, change, now)
+        self.append(action, agent.did().as_str(), details, change, now)?;
+        if let Some(runtime) = self.runtime {
+            runtime.note_agent(agent);
+        }
+        Ok(())
     }
 
     /// Appends the event and, in its transaction, the change.
@@ -562,7 +581,7 @@ impl Agents<'_> {
 }
 
 /// Reads a stored record back, checking it is the agent it is stored under.
-fn parse_agent(did: &str, record: &str) -> Result<Agent, AgentsError> {
+pub(crate) fn parse_agent(did: &str, record: &str) -> Result<Agent, AgentsError> {
     let agent: Agent = serde_json::from_str(record).map_err(|e| AgentsError::Malformed {
         message: format!(
             "stored record of agent {did:?} is malformed (hint: run 'warden audit verify'): {e}"

@@ -581,6 +581,16 @@ impl Refusal {
     }
 }
 
+/// The reason an agent of `status` may not act, or `None` if it may.
+pub(crate) fn inactive(status: Status) -> Option<&'static str> {
+    match status {
+        Status::Active => None,
+        Status::Suspended => Some(reason::AGENT_SUSPENDED),
+        Status::Decommissioned => Some(reason::AGENT_DECOMMISSIONED),
+        Status::Provisioned => Some(reason::AGENT_NOT_ACTIVE),
+    }
+}
+
 /// The identity of `action`: `Ok(None)` when it carries no token (the caller
 /// decides whether one was needed), the verified identity, or a refusal.
 /// `context` is `None` when the gate has no identity context. A signed
@@ -658,11 +668,8 @@ pub(crate) fn check(
         )
         .by(holder, sponsor)
     };
-    match agent.status() {
-        Status::Active => {}
-        s @ Status::Suspended => return Err(refused(reason::AGENT_SUSPENDED, s)),
-        s @ Status::Decommissioned => return Err(refused(reason::AGENT_DECOMMISSIONED, s)),
-        s @ Status::Provisioned => return Err(refused(reason::AGENT_NOT_ACTIVE, s)),
+    if let Some(why) = inactive(agent.status()) {
+        return Err(refused(why, agent.status()));
     }
 
     // Trust decays without positive signals; a decay below the ring's

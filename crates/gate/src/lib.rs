@@ -127,6 +127,9 @@ pub struct Gate {
     audit: Option<Arc<dyn Store>>,
     identity: Option<Arc<IdentityContext>>,
     runtime: Option<Arc<Runtime>>,
+    /// Whether a ring claimed in `context.ring` needs a capability token
+    /// to be more privileged than [`DEFAULT_RING`].
+    rings_need_proof: bool,
 }
 
 impl std::fmt::Debug for Gate {
@@ -136,6 +139,7 @@ impl std::fmt::Debug for Gate {
             .field("audit", &self.audit.is_some())
             .field("identity", &self.identity)
             .field("runtime", &self.runtime.is_some())
+            .field("rings_need_proof", &self.rings_need_proof)
             .finish()
     }
 }
@@ -155,6 +159,7 @@ impl Gate {
             audit: None,
             identity: None,
             runtime: None,
+            rings_need_proof: false,
         }
     }
 
@@ -166,6 +171,7 @@ impl Gate {
             audit: None,
             identity: None,
             runtime: None,
+            rings_need_proof: false,
         }
     }
 
@@ -195,6 +201,19 @@ impl Gate {
         Gate {
             audit: Some(runtime.store().clone()),
             runtime: Some(runtime),
+            ..self
+        }
+    }
+
+    /// This gate, for callers whose word is not proof (an HTTP client):
+    /// an action that claims a ring more privileged than [`DEFAULT_RING`]
+    /// in `context.ring` without a verified capability token is denied
+    /// with `identity:ring_claim_refused`. Without this, as for code that
+    /// embeds the gate or a policy's fixtures, a claimed ring is believed
+    /// when no token says otherwise.
+    pub fn refusing_unproven_rings(self) -> Gate {
+        Gate {
+            rings_need_proof: true,
             ..self
         }
     }
@@ -544,6 +563,17 @@ impl Gate {
         }
         if let Some(v) = &verified {
             facts.ring = v.ring;
+        } else if self.rings_need_proof && facts.ring < DEFAULT_RING {
+            return refuse(
+                reason::RING_CLAIM_REFUSED,
+                format!(
+                    "the action claims ring {} in context.ring but proves no identity, so the claim is refused; only a capability token (context.token) can place an action below ring {DEFAULT_RING}",
+                    facts.ring
+                ),
+                intents,
+                findings,
+                None,
+            );
         }
         if let Some(rt) = self.runtime.as_deref() {
             let who = || {
@@ -570,6 +600,30 @@ impl Gate {
                     intents,
                     findings,
                     who(),
+                );
+            }
+            // A token's agent was checked against the store; an agent that
+            // is only named is held to the status the runtime knows.
+            if verified.is_none()
+                && let Some(agent) = action.agent.as_deref()
+                && let Some(stop) = rt.agent_stop(agent)
+            {
+                let (why, status) = match stop {
+                    runtime::AgentStop::Status(s) => (
+                        identity::inactive(s).unwrap_or(reason::AGENT_NOT_ACTIVE),
+                        s.as_str(),
+                    ),
+                    runtime::AgentStop::Unreadable => (
+                        reason::AGENT_NOT_ACTIVE,
+                        "of unknown status (its record cannot be read)",
+                    ),
+                };
+                return refuse(
+                    why,
+                    format!("agent {agent} is {status}; only active agents may act"),
+                    intents,
+                    findings,
+                    None,
                 );
             }
             if mode == identity::Mode::Decide

@@ -26,7 +26,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 use warden_audit::{Arguments, EventRecord, Record};
 use warden_identity::approval::{self, ApprovalSignatureError};
-use warden_identity::{DID_KEY_PREFIX, Did, DidError};
+use warden_identity::{Agent, DID_KEY_PREFIX, Did, DidError, Status};
 use warden_policy::{CompiledPolicy, Limit, Point, Verdict};
 use warden_store::{StateChange, Store, StoreError};
 
@@ -429,10 +429,22 @@ pub struct Runtime {
     clock: fn() -> SystemTime,
     kill: RwLock<KillStatusMap>,
     killed_any: AtomicBool,
+    /// Registered agents that may not act, by DID.
+    stopped: RwLock<HashMap<String, AgentStop>>,
+    stopped_any: AtomicBool,
     sessions: Mutex<Sessions>,
     counters: Mutex<Counters>,
     approvals: Mutex<ApprovalBook>,
     rate_limited: AtomicU64,
+}
+
+/// Why a registered agent may not act.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AgentStop {
+    /// Its status is not `active`.
+    Status(Status),
+    /// Its record in the store cannot be read, so its status is unknown.
+    Unreadable,
 }
 
 #[derive(Debug, Default)]
@@ -515,7 +527,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Runtime {
-    /// Loads the kill switch and the approvals from `store`.
+    /// Loads the kill switch, the agents that may not act and the
+    /// approvals from `store`.
     pub fn open(store: Arc<dyn Store>, config: RuntimeConfig) -> Result<Runtime, StoreError> {
         let runtime = Runtime {
             store,
@@ -523,6 +536,8 @@ impl Runtime {
             clock: SystemTime::now,
             kill: RwLock::new(KillStatusMap::default()),
             killed_any: AtomicBool::new(false),
+            stopped: RwLock::new(HashMap::new()),
+            stopped_any: AtomicBool::new(false),
             sessions: Mutex::new(Sessions::default()),
             counters: Mutex::new(Counters::default()),
             approvals: Mutex::new(ApprovalBook::default()),
@@ -552,8 +567,23 @@ impl Runtime {
         (self.clock)()
     }
 
-    /// Re-reads the kill switch and the approvals from the store.
+    /// Re-reads the kill switch, the agents that may not act and the
+    /// approvals from the store.
     pub fn reload(&self) -> Result<(), StoreError> {
+        let mut stopped = HashMap::new();
+        for stored in self.store.agents()? {
+            let stop = match crate::agents::parse_agent(&stored.did, &stored.record) {
+                Ok(agent) if agent.status() == Status::Active => continue,
+                Ok(agent) => AgentStop::Status(agent.status()),
+                // An unreadable record still stops the agent it names.
+                Err(_) => AgentStop::Unreadable,
+            };
+            stopped.insert(stored.did, stop);
+        }
+        let any = !stopped.is_empty();
+        *self.stopped.write().unwrap_or_else(|e| e.into_inner()) = stopped;
+        self.stopped_any.store(any, Ordering::SeqCst);
+
         let mut kill = KillStatusMap::default();
         for s in self.store.states(KILL_SPACE)? {
             let Ok(entry) = serde_json::from_str::<KillEntry>(&s.value) else {
@@ -586,6 +616,32 @@ impl Runtime {
         }
         *lock(&self.approvals) = book;
         Ok(())
+    }
+
+    // ---- agent status ------------------------------------------------------
+
+    /// Why the registered agent `did` may not act, if it may not. The
+    /// gate asks this of an action that names an agent without proving
+    /// it; a capability token's agent is checked against the store.
+    pub fn agent_stop(&self, did: &str) -> Option<AgentStop> {
+        if !self.stopped_any.load(Ordering::SeqCst) {
+            return None;
+        }
+        let stopped = self.stopped.read().unwrap_or_else(|e| e.into_inner());
+        stopped.get(did).copied()
+    }
+
+    /// Takes in `agent` as just stored ([`crate::agents::Agents::noting`]
+    /// calls this after each write).
+    pub fn note_agent(&self, agent: &Agent) {
+        let mut stopped = self.stopped.write().unwrap_or_else(|e| e.into_inner());
+        if agent.status() == Status::Active {
+            stopped.remove(agent.did().as_str());
+        } else {
+            stopped.insert(agent.did().to_string(), AgentStop::Status(agent.status()));
+        }
+        self.stopped_any
+            .store(!stopped.is_empty(), Ordering::SeqCst);
     }
 
     // ---- kill switch -------------------------------------------------------
@@ -1052,13 +1108,14 @@ impl Runtime {
                     }));
                 staged.sweep = Some(sweep);
             }
-            if book.by_id.len() - forgets >= self.config.max_approvals {
+            let kept = book.by_id.len() - forgets;
+            if kept >= self.config.max_approvals {
                 decision.verdict = Verdict::Deny;
                 decision.reason = reason::APPROVAL_QUEUE_FULL.to_string();
                 decision.message = format!(
-                    "{}; but no approval can be created: the queue holds {} pending or unused approvals, its limit; approvers must answer some, or they expire within {}",
+                    "{}; but no approval can be created: the queue holds {kept} approvals, and its limit is {}; approvers must answer some, or they expire within {}",
                     decision.message,
-                    book.by_id.len(),
+                    self.config.max_approvals,
                     human(self.config.approval_ttl)
                 );
                 decision.approvers.clear();

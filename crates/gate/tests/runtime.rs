@@ -56,6 +56,12 @@ macro_rules! test_clock {
     };
 }
 
+/// An agent key from a seeded RNG.
+fn key(seed: u64) -> IdentityKey {
+    use rand::SeedableRng;
+    IdentityKey::generate(&mut rand::rngs::StdRng::seed_from_u64(seed))
+}
+
 fn open(dir: &std::path::Path) -> Arc<SqliteStore> {
     Arc::new(SqliteStore::open(dir, StoreConfig::default()).unwrap())
 }
@@ -752,6 +758,11 @@ fn the_approval_queue_is_bounded_and_settled_approvals_are_forgotten() {
         (verdict, why.as_str(), approval),
         (Verdict::Deny, reason::APPROVAL_QUEUE_FULL, None)
     );
+    let full = gate.decide(&mail("d")).message;
+    assert!(
+        full.contains("the queue holds 3 approvals, and its limit is 3"),
+        "{full}"
+    );
     assert_eq!(stored(), sorted(ids.clone()));
     // Still pending ones keep answering as before.
     assert_eq!(ask("a").2.as_deref(), Some(ids[0].as_str()));
@@ -785,9 +796,173 @@ fn the_approval_queue_is_bounded_and_settled_approvals_are_forgotten() {
             .into_iter()
             .map(|a| a.id)
             .collect::<Vec<_>>(),
-        [e]
+        std::slice::from_ref(&e)
     );
     // The forgetting is durable: a new runtime over the store agrees.
     let again = Runtime::open(store.clone(), RuntimeConfig::default()).unwrap();
     assert_eq!(again.approvals(None).len(), 1);
+
+    // Reopened with a lower limit over more approvals than it allows, a
+    // new one forgets the settled e, and the denial counts what is kept.
+    let f = ask("f").2.unwrap();
+    ask("g").2.unwrap();
+    runtime.answer(&e, deny_as("human")).unwrap();
+    let lower = RuntimeConfig {
+        max_approvals: 1,
+        approval_retention: std::time::Duration::from_secs(3600),
+        ..RuntimeConfig::default()
+    };
+    let lowered = Arc::new(
+        Runtime::open(store.clone(), lower)
+            .unwrap()
+            .with_clock(clock),
+    );
+    let decision = gate_with(POLICY, &lowered).decide(&mail("h"));
+    assert_eq!(decision.reason, reason::APPROVAL_QUEUE_FULL);
+    assert!(
+        decision
+            .message
+            .contains("the queue holds 2 approvals, and its limit is 1"),
+        "{}",
+        decision.message
+    );
+    assert!(lowered.approval(&e).is_none());
+    assert!(lowered.approval(&f).is_some());
+}
+
+/// An action that names a registered agent without a token is held to the
+/// agent's status as the runtime knows it: from the next decision after a
+/// move made through `Agents::noting`, and across a reopen.
+#[test]
+fn a_named_agent_that_may_not_act_is_denied_without_a_token() {
+    use warden_gate::agents::{Agents, Transition};
+    use warden_identity::{Sponsor, Status};
+
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let (gate, runtime) = gate(store.clone());
+    let key = key(1);
+    let did = key.did().clone();
+    let agents = || Agents::new(store.as_ref(), "api:admin").noting(&runtime);
+    let now = std::time::SystemTime::now();
+    let result = |action: serde_json::Value| {
+        let d = gate.decide(&serde_json::from_value::<Action>(action).unwrap());
+        (d.verdict, d.reason, d.message)
+    };
+    let named = json!({"point": "pre_tool_call", "tool": "tag.me", "agent": did.as_str()});
+
+    agents()
+        .create(
+            did.clone(),
+            "worker",
+            Sponsor::parse("alice@example.com").unwrap(),
+            true,
+            now,
+            Default::default(),
+        )
+        .unwrap();
+    let (verdict, why, message) = result(named.clone());
+    assert_eq!(
+        (verdict, why.as_str()),
+        (Verdict::Deny, reason::AGENT_NOT_ACTIVE)
+    );
+    assert!(message.contains("is provisioned"), "{message}");
+
+    agents()
+        .transition(&did, Transition::Activate, "", now)
+        .unwrap();
+    assert_eq!(result(named.clone()).0, Verdict::Allow);
+    agents()
+        .transition(&did, Transition::Suspend, "looks odd", now)
+        .unwrap();
+    assert_eq!(result(named.clone()).1, reason::AGENT_SUSPENDED);
+    // Another agent, and an action naming none, are not held up.
+    let other = json!({"point": "pre_tool_call", "tool": "tag.me", "agent": "someone-else"});
+    assert_eq!(result(other).0, Verdict::Allow);
+    let nobody = json!({"point": "pre_tool_call", "tool": "tag.me"});
+    assert_eq!(result(nobody).0, Verdict::Allow);
+
+    // A runtime opened over the store reads the status back.
+    let (again, _) = self::gate(store.clone());
+    let action: Action = serde_json::from_value(named.clone()).unwrap();
+    assert_eq!(again.decide(&action).reason, reason::AGENT_SUSPENDED);
+
+    agents()
+        .transition(&did, Transition::Resume, "", now)
+        .unwrap();
+    assert_eq!(result(named.clone()).0, Verdict::Allow);
+    agents()
+        .transition(&did, Transition::Decommission, "retired", now)
+        .unwrap();
+    assert_eq!(result(named).1, reason::AGENT_DECOMMISSIONED);
+    let agent = Agents::new(store.as_ref(), "x").get(&did).unwrap().unwrap();
+    assert_eq!(agent.status(), Status::Decommissioned);
+}
+
+/// A record that cannot be read stops the agent it is stored under.
+#[test]
+fn an_agent_whose_record_cannot_be_read_is_denied() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = open(dir.path());
+    let did = key(2).did().to_string();
+    let event = warden_audit::EventRecord {
+        time_unix_nanos: 1,
+        actor: "test".into(),
+        action: "agent.created".into(),
+        subject: did.clone(),
+        details: "{}".into(),
+    };
+    store
+        .append_with(
+            Record::Event(event),
+            warden_store::StateChange::PutAgent {
+                did: did.clone(),
+                record: "{not json".into(),
+            },
+        )
+        .unwrap();
+    let (gate, _) = gate(store);
+    let action: Action =
+        serde_json::from_value(json!({"point": "pre_tool_call", "tool": "tag.me", "agent": did}))
+            .unwrap();
+    let d = gate.decide(&action);
+    assert_eq!(
+        (d.verdict, d.reason.as_str()),
+        (Verdict::Deny, reason::AGENT_NOT_ACTIVE)
+    );
+    assert!(d.message.contains("cannot be read"), "{}", d.message);
+}
+
+/// A gate for HTTP callers believes no ring claim below 3 without a token;
+/// a gate for code that embeds it (and a policy's fixtures) does.
+#[test]
+fn a_gate_refusing_unproven_rings_denies_a_claimed_ring() {
+    let policy = "version: warden/v1\nname: r\ndefault: deny\nrules:\n  - id: admins\n    match: {tool: admin.reset, ring: {max: 1}}\n    verdict: allow\n";
+    let compiled = || compile(parse("p.yaml", policy).unwrap()).unwrap();
+    let claim = |ring: u8| -> Action {
+        serde_json::from_value(
+            json!({"point": "pre_tool_call", "tool": "admin.reset", "context": {"ring": ring}}),
+        )
+        .unwrap()
+    };
+    let believing = Gate::new(compiled());
+    assert_eq!(believing.decide(&claim(1)).verdict, Verdict::Allow);
+
+    let strict = Gate::new(compiled()).refusing_unproven_rings();
+    for ring in [0, 1, 2] {
+        let d = strict.decide(&claim(ring));
+        assert_eq!(
+            (d.verdict, d.reason.as_str()),
+            (Verdict::Deny, reason::RING_CLAIM_REFUSED),
+            "ring {ring}"
+        );
+        assert!(
+            d.message.contains(&format!("claims ring {ring}")),
+            "{}",
+            d.message
+        );
+    }
+    // Claiming the least privilege is no claim at all: the policy decides.
+    let d = strict.decide(&claim(3));
+    assert_eq!((d.verdict, d.rule), (Verdict::Deny, None));
 }

@@ -21,6 +21,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodFilter, MethodRouter, on};
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde::Deserialize;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 use std::time::SystemTime;
 use warden_audit::Outcome;
@@ -417,7 +418,7 @@ async fn decide_batch(
     #[derive(Deserialize)]
     #[serde(deny_unknown_fields)]
     struct Batch {
-        actions: Vec<Value>,
+        actions: Vec<Box<RawValue>>,
     }
     let bytes = body(raw)?;
     let batch: Batch = parse(&bytes)?;
@@ -431,12 +432,17 @@ async fn decide_batch(
         ));
     }
     let mut actions = Vec::with_capacity(batch.actions.len());
-    for (i, v) in batch.actions.into_iter().enumerate() {
-        let mut action: Action = serde_json::from_value(v)
-            .map_err(|e| ApiError::bad_request("invalid_action", format!("actions[{i}]: {e}")))?;
-        action
-            .check()
-            .map_err(|e| ApiError::bad_request("invalid_action", format!("actions[{i}]: {e}")))?;
+    for (i, raw) in batch.actions.iter().enumerate() {
+        // Each action as its own document: the same size limit and checks
+        // as a single decide.
+        let mut action = Action::from_json(raw.get().as_bytes()).map_err(|e| {
+            let mut e = match e {
+                ActionError::Json(m) => ApiError::bad_request("invalid_action", m),
+                e => action_error(e),
+            };
+            e.message = format!("actions[{i}]: {}", e.message);
+            e
+        })?;
         principal.bind(&mut action).map_err(|mut e| {
             e.message = format!("actions[{i}]: {}", e.message);
             e
@@ -749,10 +755,10 @@ async fn create_agent(
     let b: Body = parse(&bytes)?;
     let did = did(&b.did)?;
     let sponsor = Sponsor::parse(&b.sponsor).map_err(|e| agents_error(AgentsError::from(e)))?;
-    let audit = state.audit.clone();
+    let (audit, runtime) = (state.audit.clone(), state.runtime.clone());
     blocking(move || {
         let now = SystemTime::now();
-        let agents = Agents::new(audit.as_ref(), actor(&principal));
+        let agents = Agents::new(audit.as_ref(), actor(&principal)).noting(&runtime);
         let mut extra = Map::new();
         extra.insert("key".into(), json!("held by the agent"));
         let mut agent = agents
@@ -791,11 +797,12 @@ async fn move_agent(
     let b: Body = parse_or_default(&bytes)?;
     let reason =
         check_reason(b.reason.as_deref()).map_err(|e| agents_error(AgentsError::Reason(e)))?;
-    let audit = state.audit.clone();
+    let (audit, runtime) = (state.audit.clone(), state.runtime.clone());
     let gate = state.gate.load_full();
     blocking(move || {
         let now = SystemTime::now();
         let moved = Agents::new(audit.as_ref(), actor(&principal))
+            .noting(&runtime)
             .transition(&did, op, &reason, now)
             .map_err(agents_error)?;
         // Revocations count from the next decision, not the next refresh.

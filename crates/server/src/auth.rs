@@ -17,8 +17,8 @@
 //! names. An agent token may be bound to one agent (`agent: <DID or
 //! name>`): its actions then act as that agent (an action naming none is
 //! given it, one naming another is refused with 403 `agent_mismatch`), so
-//! the agent's kill switch, status and limits cannot be dodged by
-//! renaming it. An approver (or admin) may be given a key (`key: <did:key>`):
+//! the agent's kill switch and limits (and its status, when bound by DID)
+//! cannot be dodged by renaming it. An approver (or admin) may be given a key (`key: <did:key>`):
 //! its answers to approvals must then carry its Ed25519 signature over the
 //! exact answer (`warden approvals approve --key FILE` makes it; see
 //! `warden_identity::approval`), so the audit log proves who approved what,

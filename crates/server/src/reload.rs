@@ -151,7 +151,10 @@ impl PolicySource {
             }
             Err(e) => return Err(e.into()),
         };
-        let mut gate = Gate::new(policy).with_runtime(runtime);
+        // HTTP callers prove a ring with a token; their word is not enough.
+        let mut gate = Gate::new(policy)
+            .with_runtime(runtime)
+            .refusing_unproven_rings();
         if let Some(ctx) = identity {
             gate = gate.with_identity(ctx);
         }

@@ -5,7 +5,7 @@ use std::ops::Range;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use warden_audit::{Hash, LogVerifier, Record, Subtree};
+use warden_audit::{EventRecord, Hash, LogVerifier, Record, Subtree};
 use warden_store::{
     AppendDone, Appended, ConsistencyProof, InclusionProof, Revocation, SqliteStore, StateChange,
     Store, StoreError, StoredAgent, StoredCheckpoint, StoredEntry, StoredState, StoredSubtree,
@@ -25,6 +25,17 @@ pub(crate) struct TimedStore {
     /// for a small probe), so readiness also asks how the last real append
     /// went.
     last_failure: Arc<Mutex<Option<String>>>,
+}
+
+/// Whether `event` is the gate's record of an agent's ring changing: a
+/// `trust.*` event by `warden` whose details have a top-level `ring_to`.
+/// Only the details of such events are parsed, and text that people
+/// wrote (a comment, a kill reason) cannot pass for one.
+fn moves_a_ring(event: &EventRecord) -> bool {
+    event.actor == "warden"
+        && event.action.starts_with("trust.")
+        && serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(&event.details)
+            .is_ok_and(|details| details.contains_key("ring_to"))
 }
 
 impl TimedStore {
@@ -51,7 +62,7 @@ impl TimedStore {
     /// now: times it and remembers whether it failed.
     fn observer(&self, record: &Record) -> impl FnOnce(&Result<Appended, StoreError>) + use<> {
         let transition = match record {
-            Record::Event(e) => e.details.contains("\"ring_to\""),
+            Record::Event(e) => moves_a_ring(e),
             _ => false,
         };
         let started = Instant::now();

@@ -175,6 +175,57 @@ async fn batches_decide_each_action_in_order() {
     );
 }
 
+/// Each action of a batch is held to the size limit of a single action,
+/// even when the body limit would let a larger one through.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batched_action_over_the_action_limit_gets_413() {
+    let server = TestServer::start_with(POLICY, |c| c.max_body_bytes = 4 << 20).await;
+    let big = query(&format!("SELECT '{}'", "x".repeat(1 << 20)), "s");
+    let (status, body) = server
+        .post(
+            "/v1/decide/batch",
+            &json!({"actions": [query("SELECT 1", "s"), big.clone()]}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (413, Some("body_too_large")),
+        "{body}"
+    );
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.starts_with("actions[1]: action is"), "{message}");
+    // The same action alone is refused alike.
+    let (status, body) = server.post("/v1/decide", &big).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (413, Some("body_too_large"))
+    );
+    // Nothing was decided.
+    let (_, page) = server.get("/v1/audit/entries").await;
+    assert_eq!(page["entries"].as_array().map(Vec::len), Some(0), "{page}");
+}
+
+/// Without a capability token an HTTP caller cannot place an action in a
+/// more privileged ring than 3 by saying so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ring_claimed_without_a_token_is_refused() {
+    let server = TestServer::start(POLICY).await;
+    let claim = |ring: u64| {
+        let mut q = query("SELECT 1", "s");
+        q["context"] = json!({"ring": ring});
+        q
+    };
+    for ring in [0, 1, 2] {
+        let d = server.decide(claim(ring)).await;
+        assert_eq!(
+            (d["verdict"].as_str(), d["reason"].as_str()),
+            (Some("deny"), Some("identity:ring_claim_refused")),
+            "{d}"
+        );
+    }
+    assert_eq!(server.decide(claim(3)).await["verdict"], "allow");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outcomes_link_to_allowed_decisions_only() {
     let server = TestServer::start(POLICY).await;
@@ -212,13 +263,23 @@ async fn outcomes_link_to_allowed_decisions_only() {
         (status, body["error"]["code"].as_str()),
         (409, Some("not_a_decision"))
     );
-    let (status, _) = server
-        .post(
-            "/v1/outcomes",
-            &json!({"decision_seq": 999, "outcome": "unknown"}),
-        )
-        .await;
-    assert_eq!(status, 404);
+    // No such entry, even past what the log can number: 404, not 503.
+    for seq in [999, i64::MAX as u64 + 1, u64::MAX] {
+        let (status, body) = server
+            .post(
+                "/v1/outcomes",
+                &json!({"decision_seq": seq, "outcome": "unknown"}),
+            )
+            .await;
+        assert_eq!(status, 404, "{seq}: {body}");
+    }
+    for after in [i64::MAX as u64, u64::MAX] {
+        let (status, page) = server
+            .get(&format!("/v1/audit/entries?after={after}"))
+            .await;
+        assert_eq!(status, 200, "{page}");
+        assert_eq!(page["entries"].as_array().map(Vec::len), Some(0), "{page}");
+    }
     let (status, body) = server
         .post(
             "/v1/outcomes",
@@ -1312,6 +1373,12 @@ async fn agents_are_registered_and_moved_along_their_lifecycle() {
     let (_, list) = server.get("/v1/agents").await;
     assert_eq!(list["agents"].as_array().unwrap().len(), 1);
     assert_eq!(list["agents"][0]["did"], did);
+    // An action naming the agent, without a token, is held to its status
+    // from the next decision on.
+    let mut named = query("SELECT 1", "s");
+    named["agent"] = json!(did);
+    let reason_now = || async { server.decide(named.clone()).await["reason"].clone() };
+    assert_eq!(server.decide(named.clone()).await["verdict"], "allow");
 
     let (status, moved) = server
         .post(
@@ -1324,6 +1391,7 @@ async fn agents_are_registered_and_moved_along_their_lifecycle() {
         (moved["from"].as_str(), moved["to"].as_str()),
         (Some("active"), Some("suspended"))
     );
+    assert_eq!(reason_now().await, "identity:agent_suspended");
     let (status, body) = server
         .post(&format!("/v1/agents/{did}/activate"), &json!({}))
         .await;
@@ -1335,11 +1403,13 @@ async fn agents_are_registered_and_moved_along_their_lifecycle() {
         .post(&format!("/v1/agents/{did}/resume"), &json!({}))
         .await;
     assert_eq!(status, 200);
+    assert_eq!(server.decide(named.clone()).await["verdict"], "allow");
     let (status, moved) = server
         .post(&format!("/v1/agents/{did}/decommission"), &json!({}))
         .await;
     assert_eq!(status, 200, "{moved}");
     assert_eq!(moved["agent"]["status"], "decommissioned");
+    assert_eq!(reason_now().await, "identity:agent_decommissioned");
     let (status, body) = server
         .post(&format!("/v1/agents/{did}/fly"), &json!({}))
         .await;

@@ -297,9 +297,17 @@ async fn a_demotion_is_counted_and_the_trust_histogram_holds_the_stored_score() 
     assert_eq!(bucket(upper), 1.0, "score {score}");
     assert_eq!(bucket(upper - 100.0), 0.0, "score {score}");
 
-    // A signed read at the lower ring changes nothing further.
+    // A signed read at the lower ring changes nothing further, nor does
+    // an audited event whose text a person wrote to look like one.
     let d = server.decide(agent.signed_query()).await;
     assert_eq!(d["verdict"], "allow", "{d}");
+    let (status, body) = server
+        .post(
+            "/v1/kill",
+            &json!({"agent": "someone-else", "reason": "x\"ring_to"}),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
     let again = parse(&server.text("/metrics").await);
     assert_eq!(transitions(&again), 1.0);
 }
