@@ -493,6 +493,7 @@ fn settings(cwd: &Path) -> Vec<(&'static str, &'static str, String)> {
             "WARDEN_APPROVAL_RETENTION",
             "60".into(),
         ),
+        ("--commit-gather", "WARDEN_COMMIT_GATHER", "2.5".into()),
         ("--log-format", "WARDEN_LOG_FORMAT", "json".into()),
         ("--data-dir", "WARDEN_DATA_DIR", "state".into()),
         ("--audit-key", "WARDEN_AUDIT_KEY", "keys/log.key".into()),
@@ -619,6 +620,12 @@ fn assert_settings_took_effect(cwd: &Path, mut served: Served) {
         (Some(7), Some(1), Some(60)),
         "{serving}"
     );
+    // the store's commit gathering, as the store was opened with it.
+    assert_eq!(
+        serving["fields"]["commit_gather_ms"].as_f64(),
+        Some(2.5),
+        "{serving}"
+    );
     // no watch: the policy is a file, so only the setting keeps it unwatched.
     assert_eq!(serving["fields"]["watching"], false, "{serving}");
 }
@@ -657,14 +664,53 @@ fn a_policy_file_is_watched_by_default() {
     cmd.args(["serve", "--listen", "127.0.0.1:0", "--log-format", "json"])
         .args(["--policy", "custom.yaml"]);
     let mut served = start(cmd);
+    // A version that does not compile is refused, counted and logged with
+    // the compiler's error; the old one keeps deciding.
+    std::fs::write(
+        cwd.path().join("custom.yaml"),
+        "version: warden/v1\nname: custom\nrules: [\n",
+    )
+    .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let policy = loop {
+        let (status, policy) = request(&served.addr, "GET", "/v1/policy", None).unwrap();
+        assert_eq!(status, 200, "{policy}");
+        if policy["reload_errors"].as_u64() >= Some(1) {
+            break policy;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the broken policy was not noticed within 10 s"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(policy["name"], "custom", "{policy}");
     let (status, logs) = served.stop(libc::SIGTERM);
     assert!(status.success(), "{logs:?}");
-    let serving = logs
+    let logs: Vec<Value> = logs
         .iter()
         .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .collect();
+    let serving = logs
+        .iter()
         .find(|l| l["fields"]["message"] == "warden is serving")
         .unwrap();
     assert_eq!(serving["fields"]["watching"], true, "{serving}");
+    let refused = logs
+        .iter()
+        .find(|l| {
+            l["fields"]["message"]
+                .as_str()
+                .is_some_and(|m| m.starts_with("the new policy does not compile"))
+        })
+        .unwrap_or_else(|| panic!("no reload error logged: {logs:?}"));
+    assert_eq!(refused["level"], "ERROR", "{refused}");
+    assert!(
+        refused["fields"]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("custom.yaml")),
+        "{refused}"
+    );
 }
 
 #[test]

@@ -123,6 +123,8 @@ pub struct Server {
     state: Arc<AppState>,
     listener: TcpListener,
     watch: bool,
+    /// The store's commit gathering, as it was opened with it (logged).
+    commit_gather: Duration,
 }
 
 impl Server {
@@ -189,6 +191,7 @@ impl Server {
             state,
             listener,
             watch: config.watch,
+            commit_gather: config.store.gather,
         })
     }
 
@@ -222,6 +225,7 @@ impl Server {
             approval_ttl_s = approvals.approval_ttl.as_secs(),
             max_approvals = approvals.max_approvals,
             approval_retention_s = approvals.approval_retention.as_secs(),
+            commit_gather_ms = self.commit_gather.as_secs_f64() * 1000.0,
             "warden is serving"
         );
         axum::serve(self.listener, axum::ServiceExt::into_make_service(app))

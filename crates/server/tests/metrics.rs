@@ -5,62 +5,10 @@
 mod support;
 
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::process::{Command, Stdio};
 
 use serde_json::{Value, json};
-use support::{POLICY, SignedAgent, TestServer};
+use support::{POLICY, SignedAgent, TestServer, parse, sample};
 use warden_identity::Ring;
-
-const PARSER: &str = r#"
-import json, sys
-from prometheus_client.openmetrics.parser import text_string_to_metric_families
-out = {}
-for family in text_string_to_metric_families(sys.stdin.read()):
-    out[family.name] = {
-        "type": family.type,
-        "samples": [[s.name, s.labels, s.value] for s in family.samples],
-    }
-print(json.dumps(out))
-"#;
-
-/// The families of an exposition, parsed by the reference parser.
-fn parse(text: &str) -> BTreeMap<String, Value> {
-    let mut child = Command::new("python3")
-        .args(["-c", PARSER])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("python3 is required (scripts/test checks for it)");
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(text.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "the OpenMetrics parser refused the exposition (is the Python package prometheus-client installed? scripts/test installs it):\n{}\n---\n{text}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
-fn sample(families: &BTreeMap<String, Value>, family: &str, name: &str, labels: Value) -> f64 {
-    let f = families
-        .get(family)
-        .unwrap_or_else(|| panic!("no family {family}: {:?}", families.keys()));
-    f["samples"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s[0] == name && (labels.is_null() || s[1] == labels))
-        .unwrap_or_else(|| panic!("no sample {name} {labels} in {f}"))[2]
-        .as_f64()
-        .unwrap()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_parse_with_the_reference_parser_and_count_what_happened() {
