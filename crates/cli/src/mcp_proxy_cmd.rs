@@ -127,7 +127,7 @@ pub(crate) fn governed(
     let audit: Arc<dyn Store> = store.clone();
     let runtime = Arc::new(
         Runtime::open(audit.clone(), RuntimeConfig::default())
-            .context("cannot read the kill switch and approvals from the store")?,
+            .context("cannot read the kill switch, agents and approvals from the store")?,
     );
     let issuers = keys::existing_issuer(&data.data_dir)?.into_iter().collect();
     let source = PolicySource::new(policy, issuers);

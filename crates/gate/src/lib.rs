@@ -564,10 +564,15 @@ impl Gate {
         if let Some(v) = &verified {
             facts.ring = v.ring;
         } else if self.rings_need_proof && facts.ring < DEFAULT_RING {
+            let proof = if action.context.contains_key("token") {
+                "its token cannot be verified here (no trusted issuer is configured)"
+            } else {
+                "it proves no identity"
+            };
             return refuse(
                 reason::RING_CLAIM_REFUSED,
                 format!(
-                    "the action claims ring {} in context.ring but proves no identity, so the claim is refused; only a capability token (context.token) can place an action below ring {DEFAULT_RING}",
+                    "the action claims ring {} in context.ring, but {proof}, so the claim is refused; only a verified capability token (context.token) can place an action below ring {DEFAULT_RING}",
                     facts.ring
                 ),
                 intents,
@@ -614,7 +619,7 @@ impl Gate {
                         s.as_str(),
                     ),
                     runtime::AgentStop::Unreadable => (
-                        reason::AGENT_NOT_ACTIVE,
+                        reason::AGENT_RECORD_INVALID,
                         "of unknown status (its record cannot be read)",
                     ),
                 };

@@ -1,5 +1,5 @@
-//! What outlives one decision: the kill switch, session labels, rate limits
-//! and approvals ([`Runtime`]). A gate built with [`Gate::with_runtime`]
+//! What outlives one decision: the kill switch, the registered agents that
+//! may not act, session labels, rate limits and approvals ([`Runtime`]). A gate built with [`Gate::with_runtime`]
 //! consults it at the lifecycle, budget, policy and flow steps.
 //!
 //! Durable state lives in the store's `state` table, changed in the same
@@ -570,6 +570,9 @@ impl Runtime {
     /// Re-reads the kill switch, the agents that may not act and the
     /// approvals from the store.
     pub fn reload(&self) -> Result<(), StoreError> {
+        // No agent moves between reading the records and swapping the map
+        // in, or the move would be undone until the next reload.
+        let one_writer = crate::agents::record_writes();
         let mut stopped = HashMap::new();
         for stored in self.store.agents()? {
             let stop = match crate::agents::parse_agent(&stored.did, &stored.record) {
@@ -583,6 +586,7 @@ impl Runtime {
         let any = !stopped.is_empty();
         *self.stopped.write().unwrap_or_else(|e| e.into_inner()) = stopped;
         self.stopped_any.store(any, Ordering::SeqCst);
+        drop(one_writer);
 
         let mut kill = KillStatusMap::default();
         for s in self.store.states(KILL_SPACE)? {

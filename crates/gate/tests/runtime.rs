@@ -928,7 +928,7 @@ fn an_agent_whose_record_cannot_be_read_is_denied() {
     let d = gate.decide(&action);
     assert_eq!(
         (d.verdict, d.reason.as_str()),
-        (Verdict::Deny, reason::AGENT_NOT_ACTIVE)
+        (Verdict::Deny, reason::AGENT_RECORD_INVALID)
     );
     assert!(d.message.contains("cannot be read"), "{}", d.message);
 }

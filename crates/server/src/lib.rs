@@ -162,7 +162,7 @@ impl Server {
                     ..RuntimeConfig::default()
                 },
             )
-            .context("cannot read the kill switch and approvals from the store")?,
+            .context("cannot read the kill switch, agents and approvals from the store")?,
         );
         let policy = reload::PolicySource::new(config.policy.clone(), config.issuers.clone());
         let gate = policy.build(runtime.clone(), audit.clone(), None)?;

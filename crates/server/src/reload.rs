@@ -151,7 +151,8 @@ impl PolicySource {
             }
             Err(e) => return Err(e.into()),
         };
-        // HTTP callers prove a ring with a token; their word is not enough.
+        // Callers over HTTP or MCP prove a ring with a token; their word is
+        // not enough (the MCP proxies send no context.ring of their own).
         let mut gate = Gate::new(policy)
             .with_runtime(runtime)
             .refusing_unproven_rings();

@@ -224,6 +224,18 @@ async fn a_ring_claimed_without_a_token_is_refused() {
         );
     }
     assert_eq!(server.decide(claim(3)).await["verdict"], "allow");
+    // A token this server cannot verify (it trusts no issuer) is no proof.
+    let mut with_token = claim(0);
+    with_token["context"]["token"] = json!("a token from elsewhere");
+    let d = server.decide(with_token).await;
+    assert_eq!(d["reason"], "identity:ring_claim_refused", "{d}");
+    assert!(
+        d["message"]
+            .as_str()
+            .unwrap()
+            .contains("cannot be verified here"),
+        "{d}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1370,9 +1382,41 @@ async fn agents_are_registered_and_moved_along_their_lifecycle() {
             "{request}"
         );
     }
+    // Registered provisioned, an agent may not act until it is activated.
+    let waiting = "did:key:z6MknGc3ocHs3zdPiJbnaaqDi58NGb4pk1Sp9WxWufuXSdxf";
+    let (status, body) = server
+        .post(
+            "/v1/agents",
+            &json!({"did": waiting, "name": "later", "sponsor": "alice@example.com", "provisioned": true}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (201, Some("provisioned")),
+        "{body}"
+    );
+    let mut early = query("SELECT 1", "s");
+    early["agent"] = json!(waiting);
+    assert_eq!(
+        server.decide(early.clone()).await["reason"],
+        "identity:agent_not_active"
+    );
+    let (status, _) = server
+        .post(&format!("/v1/agents/{waiting}/activate"), &json!({}))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(server.decide(early).await["verdict"], "allow");
+
     let (_, list) = server.get("/v1/agents").await;
-    assert_eq!(list["agents"].as_array().unwrap().len(), 1);
-    assert_eq!(list["agents"][0]["did"], did);
+    assert_eq!(list["agents"].as_array().unwrap().len(), 2);
+    assert!(
+        list["agents"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["did"] == did),
+        "{list}"
+    );
     // An action naming the agent, without a token, is held to its status
     // from the next decision on.
     let mut named = query("SELECT 1", "s");
@@ -1437,7 +1481,8 @@ async fn agents_are_registered_and_moved_along_their_lifecycle() {
             )
         })
         .collect();
-    assert_eq!(events.len(), 5, "{events:?}");
+    // Five for the first agent; created and activated for the second.
+    assert_eq!(events.len(), 7, "{events:?}");
     assert!(
         events.iter().all(|(_, actor)| actor == "api:local"),
         "{events:?}"
