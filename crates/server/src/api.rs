@@ -218,7 +218,9 @@ impl tower::Service<Request> for Service {
 /// `POST /v1/decide` without the router: see [`Service`].
 async fn decide_direct(state: Arc<AppState>, request: Request) -> ApiResult {
     let (parts, body) = request.into_parts();
-    let principal = state.auth.authorize(&parts.headers, Role::Agent)?;
+    let principal = state
+        .auth
+        .authorize(&parts.headers, Role::Agent, &state.gate)?;
     let bytes = match Limited::new(body, state.max_body_bytes).collect().await {
         Ok(collected) => collected.to_bytes(),
         Err(e) if e.is::<LengthLimitError>() => return Err(body_too_large()),

@@ -24,10 +24,18 @@
 //! `warden_identity::approval`), so the audit log proves who approved what,
 //! not only which token was used. Without `--auth` every caller has every
 //! role, which the server only allows on a loopback address.
+//!
+//! With `--auth`, an agent may instead present its capability token as the
+//! bearer token, when the policy names issuers that the server trusts: a
+//! token that verifies (signature, expiry, revocation) calls with the
+//! `agent` role, named and bound by its holder's DID, and the token goes
+//! into `context.token` of an action that carries none, so the gate checks
+//! its rights as well.
 
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use anyhow::{Context, Result, bail};
 use axum::extract::{Request, State};
@@ -37,6 +45,8 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
+use arc_swap::ArcSwap;
+use warden_gate::{Gate, IdentityContext};
 use warden_identity::{DID_KEY_PREFIX, Did};
 
 use crate::{ApiError, AppState};
@@ -83,6 +93,8 @@ pub struct Principal {
     /// The key an approver's answers must be signed with, if its entry
     /// gives one.
     pub key: Option<Did>,
+    /// The capability token the caller authenticated with, if it did.
+    pub capability: Option<String>,
 }
 
 impl Principal {
@@ -226,6 +238,7 @@ impl Auth {
                 role: Some(e.role),
                 agent: e.agent,
                 key,
+                capability: None,
             };
             if tokens.insert(hash, principal).is_some() {
                 bail!("{at}: the same token is given twice");
@@ -236,14 +249,20 @@ impl Auth {
         })
     }
 
-    /// The caller behind an `Authorization` header value.
-    pub fn authenticate(&self, header: Option<&str>) -> Result<Principal, ApiError> {
+    /// The caller behind an `Authorization` header value: a token of the
+    /// file, or else a capability token that `identity` verifies.
+    pub fn authenticate(
+        &self,
+        header: Option<&str>,
+        identity: Option<&IdentityContext>,
+    ) -> Result<Principal, ApiError> {
         let Some(tokens) = &self.tokens else {
             return Ok(Principal {
                 name: "local".into(),
                 role: None,
                 agent: None,
                 key: None,
+                capability: None,
             });
         };
         let unauthorized = |m: &str| ApiError::new(StatusCode::UNAUTHORIZED, "unauthenticated", m);
@@ -254,10 +273,29 @@ impl Auth {
             .or_else(|| header.strip_prefix("bearer "))
             .ok_or_else(|| unauthorized("the Authorization header must be 'Bearer <token>'"))?;
         let hash: [u8; 32] = Sha256::digest(token.trim().as_bytes()).into();
-        tokens
-            .get(&hash)
-            .cloned()
-            .ok_or_else(|| unauthorized("the bearer token is not known"))
+        if let Some(principal) = tokens.get(&hash) {
+            return Ok(principal.clone());
+        }
+        let Some(identity) = identity else {
+            return Err(unauthorized("the bearer token is not known"));
+        };
+        let verified = identity
+            .verifier()
+            .verify(token, SystemTime::now())
+            .map_err(|e| {
+                unauthorized(&format!(
+                    "the bearer token is neither in the tokens file nor a capability token this server accepts ({})",
+                    e.code()
+                ))
+            })?;
+        let holder = verified.holder().to_string();
+        Ok(Principal {
+            name: holder.clone(),
+            role: Some(Role::Agent),
+            agent: Some(holder),
+            key: None,
+            capability: Some(token.trim().to_string()),
+        })
     }
 
     /// The caller behind `headers`, if it holds `role`: 401 for no or an
@@ -266,11 +304,12 @@ impl Auth {
         &self,
         headers: &axum::http::HeaderMap,
         role: Role,
+        gate: &ArcSwap<Gate>,
     ) -> Result<Principal, ApiError> {
         let header = headers
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok());
-        let principal = self.authenticate(header)?;
+        let principal = self.authenticate(header, gate.load().identity())?;
         if let Some(has) = principal.role
             && !has.grants(role)
         {
@@ -297,6 +336,13 @@ impl Principal {
     pub fn bind(&self, action: &mut warden_gate::Action) -> Result<(), ApiError> {
         if self.authenticated() {
             action.caller = Some(self.name.clone());
+        }
+        if let Some(token) = &self.capability
+            && !action.context.contains_key("token")
+        {
+            action
+                .context
+                .insert("token".into(), serde_json::Value::String(token.clone()));
         }
         let Some(bound) = &self.agent else {
             return Ok(());
@@ -326,7 +372,7 @@ pub async fn require(
     mut request: Request,
     next: Next,
 ) -> Response {
-    match state.auth.authorize(request.headers(), role) {
+    match state.auth.authorize(request.headers(), role, &state.gate) {
         Ok(principal) => {
             request.extensions_mut().insert(principal);
             next.run(request).await
@@ -405,24 +451,28 @@ mod tests {
             "tokens:\n  - {{name: bot, role: agent, token: agent-token-12345}}\n  - {{name: dba@example.com, role: approver, token_sha256: {hash}}}"
         ))
         .unwrap();
-        let bot = auth.authenticate(Some("Bearer agent-token-12345")).unwrap();
+        let bot = auth
+            .authenticate(Some("Bearer agent-token-12345"), None)
+            .unwrap();
         assert_eq!((bot.name.as_str(), bot.role), ("bot", Some(Role::Agent)));
         let dba = auth
-            .authenticate(Some("Bearer approver-token-123"))
+            .authenticate(Some("Bearer approver-token-123"), None)
             .unwrap();
         assert_eq!(dba.role, Some(Role::Approver));
         assert_eq!(
-            auth.authenticate(None).unwrap_err().status,
+            auth.authenticate(None, None).unwrap_err().status,
             StatusCode::UNAUTHORIZED
         );
         assert_eq!(
-            auth.authenticate(Some("Bearer nope-nope-nope-nope"))
+            auth.authenticate(Some("Bearer nope-nope-nope-nope"), None)
                 .unwrap_err()
                 .code,
             "unauthenticated"
         );
         assert_eq!(
-            auth.authenticate(Some("Basic abc")).unwrap_err().status,
+            auth.authenticate(Some("Basic abc"), None)
+                .unwrap_err()
+                .status,
             StatusCode::UNAUTHORIZED
         );
         assert_eq!(dba.key, None);
@@ -431,7 +481,7 @@ mod tests {
             "tokens:\n  - {{name: root, role: admin, token: admin-token-12345, key: '{did}'}}"
         ))
         .unwrap()
-        .authenticate(Some("Bearer admin-token-12345"))
+        .authenticate(Some("Bearer admin-token-12345"), None)
         .unwrap();
         assert_eq!(keyed.key.map(|k| k.to_string()).as_deref(), Some(did));
         assert!(Role::Admin.grants(Role::Approver));

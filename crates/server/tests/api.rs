@@ -930,6 +930,73 @@ async fn with_tokens_and(
     (dir, server)
 }
 
+/// With `--auth`, an agent may present its capability token as the bearer
+/// token: it decides as the token's holder, within the token's rights, and
+/// has no other role; a token that does not verify is 401.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_capability_token_authenticates_its_agent() {
+    const ADMIN: &str = "admin-token-0123456789";
+    let mut agent = SignedAgent::new(41);
+    let dir = tempfile::tempdir().unwrap();
+    let auth = dir.path().join("auth.yaml");
+    std::fs::write(
+        &auth,
+        format!("tokens:\n  - {{name: root@example.com, role: admin, token: {ADMIN}}}\n"),
+    )
+    .unwrap();
+    let server =
+        TestServer::start_with(&agent.trusting_policy(), |c| c.auth_file = Some(auth)).await;
+    agent.register(&server);
+    let token = agent.token().to_string();
+    let q = query("SELECT 1", "s");
+
+    let (status, d) = server.post_as(&token, "/v1/decide", &q).await;
+    assert_eq!((status, d["verdict"].as_str()), (200, Some("allow")), "{d}");
+    assert_eq!(d["agent"], agent.did(), "{d}");
+    // The token went into the action, so its rights apply: db.* only.
+    let mail = json!({"point": "pre_tool_call", "tool": "email.send", "args": {"to": "a@b.c"}});
+    let (status, d) = server.post_as(&token, "/v1/decide", &mail).await;
+    assert_eq!(
+        (status, d["reason"].as_str()),
+        (200, Some("identity:tool_not_granted")),
+        "{d}"
+    );
+    // It acts only as its holder, and only as an agent.
+    let mut other = q.clone();
+    other["agent"] = json!("someone-else");
+    let (status, body) = server.post_as(&token, "/v1/decide", &other).await;
+    assert_eq!(
+        (status, body["error"]["code"].as_str()),
+        (403, Some("agent_mismatch")),
+        "{body}"
+    );
+    assert_eq!(server.get_as(&token, "/v1/agents").await.0, 403);
+    // An expired token, one from an issuer the policy does not name, and
+    // one that is not a token at all are 401.
+    let expired =
+        agent.token_issued_at(std::time::SystemTime::now() - std::time::Duration::from_secs(7200));
+    let stranger = SignedAgent::new(42);
+    for bad in [expired.as_str(), stranger.token(), "not-a-token-0123456789"] {
+        let (status, body) = server.post_as(bad, "/v1/decide", &q).await;
+        assert_eq!(
+            (status, body["error"]["code"].as_str()),
+            (401, Some("unauthenticated")),
+            "{body}"
+        );
+    }
+    // The two decisions' records name the holder as the caller; nothing
+    // refused was decided.
+    let (_, page) = server.get_as(ADMIN, "/v1/audit/entries").await;
+    let callers: Vec<&Value> = page["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == "decision")
+        .map(|e| &e["caller"])
+        .collect();
+    assert_eq!(callers, [agent.did(), agent.did()], "{page}");
+}
+
 /// An agent token bound to one agent acts as it: an action naming no
 /// agent is that agent's (its kill switch applies), one naming another is
 /// refused, alone or in a batch; an unbound token names whom it likes.

@@ -295,6 +295,32 @@ impl SignedAgent {
         )
     }
 
+    /// [`POLICY`], trusting tokens the agent's organisation issues, with
+    /// neither identity nor signed requests required.
+    pub fn trusting_policy(&self) -> String {
+        POLICY.replace(
+            "rules:\n",
+            &format!("identity: {{issuers: [{}]}}\nrules:\n", self.org.did()),
+        )
+    }
+
+    /// The agent's capability token.
+    pub fn token(&self) -> &str {
+        self.token.as_str()
+    }
+
+    /// Another token of the same grant, issued at `at` for an hour.
+    pub fn token_issued_at(&mut self, at: SystemTime) -> Token {
+        let grant = Grant {
+            agent: self.key.did().clone(),
+            sponsor: Sponsor::parse("alice@example.com").unwrap(),
+            tools: vec![ToolPattern::parse("db.*").unwrap()],
+            ring_ceiling: Ring::R0,
+            ttl: Duration::from_secs(3600),
+        };
+        issue(&self.org, &grant, at, &mut self.rng).unwrap()
+    }
+
     /// Stores the agent, active at ring 3, in the server's store.
     pub fn register(&self, server: &TestServer) {
         self.register_at(server, 500, Ring::R3);
