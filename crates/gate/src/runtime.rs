@@ -402,7 +402,15 @@ struct SweepClocks {
     /// Until when a full book is known to hold only live approvals, so a
     /// flood of new ones is refused without scanning it each time.
     full_until_ms: u64,
+    /// Until when no sweep is tried again: set while a sweep's forgetting
+    /// waits for its decision to commit, and kept if that fails, so a
+    /// store that keeps failing does not have every decision rescan the
+    /// book. A commit puts the clocks of its sweep in place instead.
+    retry_at_ms: u64,
 }
+
+/// How long a sweep whose forgetting did not commit waits to be tried again.
+const APPROVAL_SWEEP_RETRY_MS: u64 = 1000;
 
 /// What [`Runtime::sweep_approvals`] found: the approvals to forget, and
 /// the clocks as they are once they are forgotten.
@@ -1104,6 +1112,9 @@ impl Runtime {
             if forgets == 0 {
                 book.clocks = sweep.clocks;
             } else {
+                // Until the commit says otherwise, this sweep is in flight.
+                book.clocks.retry_at_ms =
+                    unix_ms(self.now()).saturating_add(APPROVAL_SWEEP_RETRY_MS);
                 staged
                     .changes
                     .extend(sweep.forgotten.iter().map(|id| StateChange::DeleteState {
@@ -1321,7 +1332,9 @@ impl Runtime {
         let now = unix_ms(self.now());
         let full = book.by_id.len() >= self.config.max_approvals;
         let mut clocks = book.clocks;
-        if !(now >= clocks.next_sweep_ms || (full && now >= clocks.full_until_ms)) {
+        if now < clocks.retry_at_ms
+            || !(now >= clocks.next_sweep_ms || (full && now >= clocks.full_until_ms))
+        {
             return Sweep {
                 forgotten: Vec::new(),
                 clocks,
@@ -1639,9 +1652,11 @@ mod tests {
 
     /// A decision whose record was not written (its append failed, and its
     /// staged changes were dropped) forgets nothing and leaves the sweep's
-    /// clocks as they were: the next new approval sweeps at once.
+    /// clocks as they were; the sweep is tried again a second later, not
+    /// by every decision in between (a failing store would have each of
+    /// them rescan the book).
     #[test]
-    fn an_unrecorded_sweep_is_done_again_by_the_next_decision() {
+    fn an_unrecorded_sweep_is_done_again_a_second_later() {
         static NOW_MS: AtomicU64 = AtomicU64::new(1_700_000_000_000);
         fn clock() -> SystemTime {
             UNIX_EPOCH + Duration::from_millis(NOW_MS.load(Ordering::SeqCst))
@@ -1694,10 +1709,20 @@ mod tests {
         assert_eq!(book.clocks.next_sweep_ms, before.next_sweep_ms);
         drop(book);
 
-        let recorded = gate.decide(&mail("c"));
+        let soon = gate.decide(&mail("c"));
+        assert_eq!(soon.verdict, Verdict::RequireApproval, "{soon:?}");
+        assert!(runtime.approval(&old).is_some(), "not swept again yet");
+
+        NOW_MS.fetch_add(APPROVAL_SWEEP_RETRY_MS, Ordering::SeqCst);
+        let recorded = gate.decide(&mail("d"));
         assert_eq!(recorded.verdict, Verdict::RequireApproval, "{recorded:?}");
         assert!(runtime.approval(&old).is_none(), "forgotten now");
-        assert!(lock(&runtime.approvals).clocks.next_sweep_ms > before.next_sweep_ms);
+        let clocks = lock(&runtime.approvals).clocks;
+        assert!(clocks.next_sweep_ms > before.next_sweep_ms);
+        assert!(
+            clocks.retry_at_ms <= NOW_MS.load(Ordering::SeqCst),
+            "{clocks:?}"
+        );
     }
 
     /// A decision reads a session's labels from the store (the session is
