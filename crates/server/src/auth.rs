@@ -46,7 +46,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use arc_swap::ArcSwap;
-use warden_gate::{Gate, IdentityContext};
+use warden_gate::Gate;
 use warden_identity::{DID_KEY_PREFIX, Did};
 
 use crate::{ApiError, AppState};
@@ -250,11 +250,12 @@ impl Auth {
     }
 
     /// The caller behind an `Authorization` header value: a token of the
-    /// file, or else a capability token that `identity` verifies.
+    /// file, or else a capability token that the identity context of the
+    /// gate deciding now (if any) verifies.
     pub fn authenticate(
         &self,
         header: Option<&str>,
-        identity: Option<&IdentityContext>,
+        gate: Option<&ArcSwap<Gate>>,
     ) -> Result<Principal, ApiError> {
         let Some(tokens) = &self.tokens else {
             return Ok(Principal {
@@ -276,7 +277,8 @@ impl Auth {
         if let Some(principal) = tokens.get(&hash) {
             return Ok(principal.clone());
         }
-        let Some(identity) = identity else {
+        let gate = gate.map(ArcSwap::load);
+        let Some(identity) = gate.as_ref().and_then(|g| g.identity()) else {
             return Err(unauthorized("the bearer token is not known"));
         };
         let verified = identity
@@ -309,7 +311,7 @@ impl Auth {
         let header = headers
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok());
-        let principal = self.authenticate(header, gate.load().identity())?;
+        let principal = self.authenticate(header, Some(gate))?;
         if let Some(has) = principal.role
             && !has.grants(role)
         {
