@@ -332,14 +332,23 @@ fn declared(path: &std::path::Path) -> Result<Vec<Declared>> {
 
 /// Hands the authenticated token's name to the MCP endpoint
 /// ([`http::Caller`]): a session belongs to the token that opened it, and
-/// its decisions' audit records name it.
+/// its decisions' audit records name it. A capability token is refused
+/// here: the endpoint's tool calls act as the proxy's agent and carry no
+/// token, so the token's rights would not reach them.
 async fn name_the_caller(mut request: Request, next: Next) -> Response {
-    let name = request
+    let principal = request
         .extensions()
         .get::<Principal>()
-        .filter(|p| p.authenticated())
-        .map(|p| p.name.clone());
-    if let Some(name) = name {
+        .filter(|p| p.authenticated());
+    if principal.is_some_and(|p| p.capability.is_some()) {
+        return ApiError::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "the MCP endpoint takes agent tokens from the tokens file; a capability token is accepted by /v1/decide, where its rights apply",
+        )
+        .into_response();
+    }
+    if let Some(name) = principal.map(|p| p.name.clone()) {
         request.extensions_mut().insert(http::Caller(name));
     }
     next.run(request).await

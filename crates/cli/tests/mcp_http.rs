@@ -759,10 +759,22 @@ fn http(
     body: &[u8],
     body_sent: usize,
 ) -> (u16, Vec<(String, String)>, String) {
+    http_at(addr, "/mcp", method, headers, body, body_sent)
+}
+
+/// [`http`] to another `path` of the proxy.
+fn http_at(
+    addr: SocketAddr,
+    path: &str,
+    method: &str,
+    headers: &[(&str, &str)],
+    body: &[u8],
+    body_sent: usize,
+) -> (u16, Vec<(String, String)>, String) {
     let mut s = TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     let mut req = format!(
-        "{method} /mcp HTTP/1.1\r\nconnection: close\r\ncontent-length: {}\r\n",
+        "{method} {path} HTTP/1.1\r\nconnection: close\r\ncontent-length: {}\r\n",
         body.len()
     );
     if !headers.iter().any(|(n, _)| n.eq_ignore_ascii_case("host")) {
@@ -1489,4 +1501,74 @@ fn assert_a_session_answers_only_its_token(proxy: &Proxy) {
         );
         assert_eq!(status, want, "{method} by {auth}: {text}");
     }
+}
+
+/// The MCP endpoint's tool calls act as the proxy's agent and carry no
+/// capability token, so a token's rights could not reach them: with
+/// `--auth`, a capability token that the server would accept at
+/// `/v1/decide` is refused at the MCP endpoint, while a tokens-file agent
+/// token opens a session.
+#[test]
+fn the_mcp_endpoint_refuses_a_capability_token_as_its_bearer() {
+    let everything = Everything::start();
+    let data = tempfile::tempdir().unwrap();
+    let warden_here = |args: &[&str]| {
+        let out = Command::new(warden())
+            .args(args)
+            .env("WARDEN_DATA_DIR", data.path())
+            .env_remove("WARDEN_POLICY")
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{args:?}: {out:?}");
+        String::from_utf8(out.stdout).unwrap()
+    };
+    let created = warden_here(&[
+        "agent",
+        "create",
+        "--name",
+        "bot",
+        "--sponsor",
+        "alice@example.com",
+    ]);
+    let did = created.lines().next().unwrap().to_string();
+    let token = warden_here(&[
+        "token", "issue", "--agent", &did, "--tools", "*", "--ttl", "1h",
+    ]);
+    let capability = format!("Bearer {}", token.trim());
+    let mut proxy = Proxy::start(
+        &everything.url,
+        &fixtures().join("policy.yaml"),
+        data.path(),
+        Some(&fixtures().join("auth.yaml")),
+    );
+
+    let (status, _, body) = http(
+        proxy.addr,
+        "POST",
+        &[JSON, ACCEPT, ("authorization", capability.as_str())],
+        INIT,
+        9999,
+    );
+    assert_eq!(status, 403, "{body}\n{}", proxy.log());
+    assert!(body.contains("tokens file"), "{body}");
+    // The same token is an agent's credential at the decision API.
+    let (status, _, body) = http_at(
+        proxy.addr,
+        "/v1/decide",
+        "POST",
+        &[JSON, ("authorization", capability.as_str())],
+        br#"{"point": "input"}"#,
+        9999,
+    );
+    assert_eq!(status, 200, "{body}\n{}", proxy.log());
+    let own = format!("Bearer {AGENT_TOKEN}");
+    let (status, _, body) = http(
+        proxy.addr,
+        "POST",
+        &[JSON, ACCEPT, ("authorization", own.as_str())],
+        INIT,
+        9999,
+    );
+    assert_eq!(status, 200, "{body}\n{}", proxy.log());
+    proxy.stop();
 }

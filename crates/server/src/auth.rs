@@ -30,7 +30,9 @@
 //! token that verifies (signature, expiry, revocation) calls with the
 //! `agent` role, named and bound by its holder's DID, and the token goes
 //! into `context.token` of an action that carries none, so the gate checks
-//! its rights as well.
+//! its rights as well. A route that does not pass the token on to the
+//! gate must refuse such a caller (`Principal::capability`), as the MCP
+//! proxy's endpoint does.
 
 use std::collections::HashMap;
 use std::path::Path;
