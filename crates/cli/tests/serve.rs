@@ -704,12 +704,17 @@ fn a_policy_file_is_watched_by_default() {
                 .is_some_and(|m| m.starts_with("the new policy does not compile"))
         })
         .unwrap_or_else(|| panic!("no reload error logged: {logs:?}"));
-    assert_eq!(refused["level"], "ERROR", "{refused}");
+    assert_error_names(refused, "custom.yaml");
+}
+
+/// `line` (a JSON log line) is at level ERROR, and its error names `file`.
+fn assert_error_names(line: &Value, file: &str) {
+    assert_eq!(line["level"], "ERROR", "{line}");
     assert!(
-        refused["fields"]["error"]
+        line["fields"]["error"]
             .as_str()
-            .is_some_and(|e| e.contains("custom.yaml")),
-        "{refused}"
+            .is_some_and(|e| e.contains(file)),
+        "{line}"
     );
 }
 
@@ -735,13 +740,7 @@ fn json_logs_report_a_failed_start_as_json_too() {
         .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not a JSON line ({e}): {l}")))
         .collect();
     let last = logs.last().expect("the failure is logged");
-    assert_eq!(last["level"], "ERROR", "{last}");
-    assert!(
-        last["fields"]["error"]
-            .as_str()
-            .is_some_and(|e| e.contains("missing.yaml")),
-        "{last}"
-    );
+    assert_error_names(last, "missing.yaml");
 }
 
 /// A decision whose request is still arriving when ctrl-c comes is

@@ -42,7 +42,6 @@
 use std::collections::BTreeSet;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::runtime::Runtime;
 use serde_json::{Map, Value, json};
 use warden_audit::{DecodeError, EventRecord, Record};
 use warden_identity::{
@@ -50,6 +49,8 @@ use warden_identity::{
     TokenError, TrustConfig, format_rfc3339, validate_agent_name,
 };
 use warden_store::{StateChange, Store, StoreError, entries_from};
+
+use crate::runtime::Runtime;
 
 /// Longest reason accepted for a lifecycle move or a revocation, in bytes.
 pub const MAX_REASON_BYTES: usize = 1024;

@@ -1,6 +1,7 @@
 //! What outlives one decision: the kill switch, the registered agents that
-//! may not act, session labels, rate limits and approvals ([`Runtime`]). A gate built with [`Gate::with_runtime`]
-//! consults it at the lifecycle, budget, policy and flow steps.
+//! may not act, session labels, rate limits and approvals ([`Runtime`]). A
+//! gate built with [`Gate::with_runtime`] consults it at the lifecycle,
+//! budget, policy and flow steps.
 //!
 //! Durable state lives in the store's `state` table, changed in the same
 //! transaction as the audit entry that records the change:

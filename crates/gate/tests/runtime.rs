@@ -716,16 +716,20 @@ fn the_approval_queue_is_bounded_and_settled_approvals_are_forgotten() {
     test_clock!();
     let dir = tempfile::tempdir().unwrap();
     let store = open(dir.path());
-    let config = RuntimeConfig {
-        max_approvals: 3,
-        approval_retention: std::time::Duration::from_secs(3600),
-        ..RuntimeConfig::default()
+    // A runtime over the store with room for `max` approvals.
+    let runtime_of = |max: usize| {
+        let config = RuntimeConfig {
+            max_approvals: max,
+            approval_retention: std::time::Duration::from_secs(3600),
+            ..RuntimeConfig::default()
+        };
+        Arc::new(
+            Runtime::open(store.clone(), config)
+                .unwrap()
+                .with_clock(clock),
+        )
     };
-    let runtime = Arc::new(
-        Runtime::open(store.clone(), config)
-            .unwrap()
-            .with_clock(clock),
-    );
+    let runtime = runtime_of(3);
     let gate = gate_with(POLICY, &runtime);
     let stored = || -> Vec<String> {
         let mut ids: Vec<String> = store
@@ -807,16 +811,7 @@ fn the_approval_queue_is_bounded_and_settled_approvals_are_forgotten() {
     let f = ask("f").2.unwrap();
     ask("g").2.unwrap();
     runtime.answer(&e, deny_as("human")).unwrap();
-    let lower = RuntimeConfig {
-        max_approvals: 1,
-        approval_retention: std::time::Duration::from_secs(3600),
-        ..RuntimeConfig::default()
-    };
-    let lowered = Arc::new(
-        Runtime::open(store.clone(), lower)
-            .unwrap()
-            .with_clock(clock),
-    );
+    let lowered = runtime_of(1);
     let decision = gate_with(POLICY, &lowered).decide(&mail("h"));
     assert_eq!(decision.reason, reason::APPROVAL_QUEUE_FULL);
     assert!(
